@@ -1,0 +1,5 @@
+import sys
+
+from moetui.cli import main
+
+sys.exit(main())

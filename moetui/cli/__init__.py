@@ -1,0 +1,66 @@
+"""`moetui` command line. Each subcommand lives in its own module under moetui/cli/ and defines
+`add_arguments(parser)` and `run(args) -> int`. With no subcommand the TUI opens."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from moetui.errors import MoetuiError
+
+# name -> (module, one-line help). Modules are imported only when their command runs, so
+# `moetui inspect` does not pay for Textual or llama-cpp-python.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("moetui.cli.demo_cmd", "make the demo MoE model, inspect, plan and run it (no GPU, model or network needed)"),
+    "inspect": ("moetui.cli.inspect_cmd", "show a GGUF's MoE structure, bytes by role, active bytes and KV bytes per token"),
+    "proxy": ("moetui.cli.proxy_cmd", "write a synthetic GGUF with a real model's exact shapes (try before you download)"),
+    "detect": ("moetui.cli.detect_cmd", "detect GPUs, CPU, RAM, bandwidths and what the installed llama.cpp can do"),
+    "plan": ("moetui.cli.plan_cmd", "size a model for a rig: placement, context, KV type, predicted memory and tok/s"),
+    "run": ("moetui.cli.run_cmd", "chat or generate with a model in an isolated worker, stats on stderr"),
+    "bench": ("moetui.cli.bench_cmd", "measure prompt (pp) and decode (tg) tok/s, median and spread of N runs"),
+    "tune": ("moetui.cli.tune_cmd", "probe settings live and keep the fastest; remembered per rig and model"),
+    "export": ("moetui.cli.export_cmd", "llama-server / llama-cli / llama-bench command lines or a Python snippet"),
+    "models": ("moetui.cli.models_cmd", "catalog models, local GGUFs, a hub repo's quant files; download"),
+    "tui": ("moetui.cli.tui_cmd", "open the terminal app"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moetui", description=__doc__.splitlines()[0])
+    from moetui import __version__
+
+    parser.add_argument("--version", action="version", version=f"moetui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # a command not built yet stays out of the parser
+            raise
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        args = parser.parse_args(["tui", *argv])
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except MoetuiError as exc:
+        print(f"moetui: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("moetui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

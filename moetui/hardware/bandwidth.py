@@ -1,0 +1,202 @@
+"""Measured RAM bandwidth: a multithreaded numpy copy and read probe, under a second, cached per rig.
+
+Why measured: decode speed of the CPU-resident part of an MoE model is bound by how fast the cores
+can stream expert weights out of RAM, and the usable figure is well below the DIMMs' theoretical
+peak (and unknowable without root anyway). numpy's copy and reductions release the GIL, so plain
+threads give real parallel memory traffic.
+
+Method (STREAM-like): each thread allocates and first-touches its own buffers (first touch places
+pages on the thread's NUMA node), then all threads copy src->dst for a fixed window, then all
+threads read (max-reduce) src for a window. Copy counts read + write bytes, as STREAM does (the
+write-allocate read is not counted). The working set is at least 4x the L3 so caches cannot serve it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+from moetui.hardware.rig import BandwidthResult
+
+CACHE_FILE = "ram_bandwidth.json"
+CACHE_MAX_AGE_S = 30 * 86400
+
+
+def _plan(threads: int | None, buffer_bytes: int | None, physical_cores: int, l3_bytes: int | None, available: int | None) -> tuple[int, int]:
+    n = threads or max(1, min(physical_cores, 64))
+    if buffer_bytes is None:
+        buffer_bytes = max(256 * 2**20, 4 * (l3_bytes or 0))
+        buffer_bytes = min(buffer_bytes, 2 * 2**30)
+        if available:
+            buffer_bytes = min(buffer_bytes, available // 8)  # src + dst stay under a quarter of free RAM
+    per = max(8 * 2**20, buffer_bytes // n)
+    return n, per
+
+
+def measure_ram_bandwidth(
+    *,
+    seconds: float = 0.6,
+    threads: int | None = None,
+    buffer_bytes: int | None = None,
+    physical_cores: int = 1,
+    l3_bytes: int | None = None,
+    available_bytes: int | None = None,
+    stop: threading.Event | None = None,
+) -> BandwidthResult:
+    """Run the probe. `seconds` is the measuring time (split between copy and read); allocation and
+    first touch come on top, in parallel across threads. `stop` lets a caller (the TUI) cancel;
+    Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
+    import numpy as np
+
+    n, per = _plan(threads, buffer_bytes, physical_cores, l3_bytes, available_bytes)
+    stop = stop or threading.Event()
+    result = BandwidthResult(threads=n, buffer_bytes=n * per)
+    t_start = time.perf_counter()
+    ready = threading.Barrier(n + 1)
+    phase_go = [threading.Event(), threading.Event()]
+    deadlines = [0.0, 0.0]
+    done_bytes = [[0, 0] for _ in range(n)]
+    end_times = [[0.0, 0.0] for _ in range(n)]
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            src = np.ones(per // 8, dtype=np.float64)  # ones(), not empty(): pages must be touched
+            dst = np.zeros_like(src)
+            nbytes = src.nbytes
+        except BaseException as exc:  # MemoryError
+            errors.append(exc)
+            ready.abort()
+            return
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            return
+        for phase in (0, 1):
+            phase_go[phase].wait()
+            dl = deadlines[phase]
+            while not stop.is_set():
+                if phase == 0:
+                    np.copyto(dst, src)
+                    done_bytes[k][0] += 2 * nbytes
+                else:
+                    src.max()
+                    done_bytes[k][1] += nbytes
+                if time.perf_counter() >= dl:
+                    break
+            end_times[k][phase] = time.perf_counter()
+
+    pool = [threading.Thread(target=worker, args=(k,), daemon=True, name=f"moetui-bw-{k}") for k in range(n)]
+    try:
+        for t in pool:
+            t.start()
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            raise MemoryError(f"could not allocate {n * per * 2 // 2**20} MiB for the probe") from (errors[0] if errors else None)
+        starts = [0.0, 0.0]
+        for phase in (0, 1):
+            starts[phase] = time.perf_counter()
+            deadlines[phase] = starts[phase] + seconds / 2
+            phase_go[phase].set()
+            if phase == 0:
+                # wait for every thread to finish copying before the read phase starts
+                while any(end_times[k][0] == 0.0 for k in range(n)) and not stop.is_set():
+                    time.sleep(0.002)
+        for t in pool:
+            while t.is_alive():
+                t.join(0.05)
+    except KeyboardInterrupt:
+        stop.set()
+        result.interrupted = True
+        for ev in phase_go:
+            ev.set()
+        ready.abort()
+        for t in pool:
+            t.join(1.0)
+    if stop.is_set():
+        result.interrupted = True
+    for phase, attr in ((0, "copy_gbs"), (1, "read_gbs")):
+        ends = [end_times[k][phase] for k in range(n)]
+        total = sum(done_bytes[k][phase] for k in range(n))
+        if total and all(ends):
+            dt = max(ends) - starts[phase] if not result.interrupted or phase == 0 else 0.0
+            if dt > 0:
+                setattr(result, attr, round(total / dt / 1e9, 1))
+    result.seconds = round(time.perf_counter() - t_start, 3)
+    return result
+
+
+# ---- per-rig cache -----------------------------------------------------------------------------
+
+
+def _cache_path() -> Any:
+    from moetui.paths import cache_dir
+
+    return cache_dir() / CACHE_FILE
+
+
+def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S) -> BandwidthResult | None:
+    try:
+        data = json.loads(_cache_path().read_text())
+        entry = data[key]
+        if time.time() - float(entry["measured_at"]) > max_age_s:
+            return None
+        r = BandwidthResult(**{k: v for k, v in entry["result"].items() if k in BandwidthResult.__dataclass_fields__})
+        r.cached = True
+        return r
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store_cached(key: str, result: BandwidthResult) -> None:
+    from moetui.paths import atomic_write_json
+
+    path = _cache_path()
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    d = asdict(result)
+    d["cached"] = False
+    data[key] = {"measured_at": time.time(), "result": d}
+    try:
+        atomic_write_json(path, data)
+    except OSError:
+        pass  # a read-only cache dir only costs a re-measure next time
+
+
+def ram_bandwidth(
+    key: str,
+    *,
+    use_cache: bool = True,
+    physical_cores: int = 1,
+    l3_bytes: int | None = None,
+    available_bytes: int | None = None,
+    warnings: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> BandwidthResult | None:
+    """Cached measurement for this rig (`key` = the hardware fingerprint). Never raises."""
+    warnings = warnings if warnings is not None else []
+    if use_cache:
+        hit = load_cached(key)
+        if hit is not None and hit.best_gbs:
+            return hit
+    try:
+        r = measure_ram_bandwidth(physical_cores=physical_cores, l3_bytes=l3_bytes, available_bytes=available_bytes, stop=stop)
+    except (MemoryError, ImportError, RuntimeError, OSError) as exc:
+        warnings.append(f"RAM bandwidth: probe failed ({exc})")
+        return None
+    if r.interrupted:
+        warnings.append("RAM bandwidth: probe interrupted; figure is partial and not cached")
+        return r
+    if r.best_gbs:
+        store_cached(key, r)
+    else:
+        warnings.append("RAM bandwidth: probe measured nothing")
+    return r

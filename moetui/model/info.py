@@ -1,0 +1,160 @@
+"""ModelInfo: the exact picture of a GGUF model that sizing, runtime and the UI work from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from moetui.model.roles import Role
+
+# Bytes per element of a KV-cache type, as llama.cpp stores it (quant blocks of 32 for q8_0/q4_0...).
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+
+
+def kv_bytes_per_element(cache_type: str) -> float:
+    try:
+        qt = GGMLQuantizationType[cache_type.upper()]
+    except KeyError:
+        raise ValueError(f"unknown KV cache type {cache_type!r}; one of {', '.join(KV_CACHE_TYPES)}") from None
+    block, size = GGML_QUANT_SIZES[qt]
+    return size / block
+
+
+@dataclass
+class TensorRecord:
+    name: str
+    role: Role
+    layer: int | None
+    shape: tuple[int, ...]
+    type: str
+    nbytes: int
+    expert_part: str | None = None  # up / gate / down / gate_up for routed experts
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    is_moe: bool
+    is_swa: bool
+    expert_bytes: dict[str, int] = field(default_factory=dict)  # part -> bytes (routed experts only)
+    other_bytes: int = 0  # every non-expert tensor of the layer
+
+    @property
+    def expert_total(self) -> int:
+        return sum(self.expert_bytes.values())
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    files: list[str]
+    architecture: str
+    name: str
+    file_type: str  # e.g. "Q4_K - Medium"-like label from the dominant tensor type
+    is_moe: bool
+    n_layers: int
+    n_embd: int
+    n_vocab: int
+    context_length: int
+    n_head: int
+    n_head_kv: list[int]
+    head_dim_k: int
+    head_dim_v: int
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_expert_shared: int = 0
+    expert_ffn: int = 0
+    dense_ffn: int = 0
+    leading_dense_layers: int = 0
+    moe_layer_step: int = 0
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    mla_head_dim_k: int = 0
+    mla_head_dim_v: int = 0
+    sliding_window: int = 0
+    swa_layers: list[int] = field(default_factory=list)
+    tensor_types: dict[str, int] = field(default_factory=dict)  # type -> tensor count
+    bytes_by_role: dict[str, int] = field(default_factory=dict)
+    expert_bytes_by_part: dict[str, int] = field(default_factory=dict)
+    layers: list[LayerInfo] = field(default_factory=list)
+    tensors: list[TensorRecord] = field(default_factory=list)
+    total_bytes: int = 0
+    file_bytes: int = 0
+    n_params: int = 0
+    identity: str = ""  # sha256 of the header(s): same model, same id
+
+    # --- derived figures -----------------------------------------------------------------------
+    @property
+    def is_mla(self) -> bool:
+        return self.mla_head_dim_k > 0
+
+    @property
+    def routed_expert_bytes(self) -> int:
+        return self.bytes_by_role.get(Role.EXPERTS.value, 0)
+
+    @property
+    def dense_bytes(self) -> int:
+        """Everything that is not a routed expert."""
+        return self.total_bytes - self.routed_expert_bytes
+
+    @property
+    def ties_embeddings(self) -> bool:
+        return self.bytes_by_role.get(Role.OUTPUT.value, 0) == 0
+
+    @property
+    def active_bytes_per_token(self) -> int:
+        """Bytes read to produce one token: every dense tensor, n_used/n_expert of the routed experts.
+        The token embedding is a row lookup, so only one row counts, unless it doubles as the output head."""
+        embd = self.bytes_by_role.get(Role.EMBEDDING.value, 0)
+        embd_read = embd if self.ties_embeddings else (embd // max(self.n_vocab, 1))
+        routed = self.routed_expert_bytes
+        frac = self.n_expert_used / self.n_expert if self.n_expert else 0.0
+        return int(self.dense_bytes - embd + embd_read + routed * frac)
+
+    def kv_elements_per_token(self, layer: int) -> tuple[int, int]:
+        """(K, V) elements cached per token in one layer, as llama.cpp sizes its cache."""
+        nkv = self.n_head_kv[layer] if layer < len(self.n_head_kv) else self.n_head_kv[-1]
+        if self.is_mla:
+            # MLA GGUFs store key_length = latent + rope dims with one KV head; llama.cpp caches that as K
+            # and keeps no separate V cache.
+            return nkv * self.head_dim_k, 0
+        return nkv * self.head_dim_k, nkv * self.head_dim_v
+
+    def kv_bytes_per_token(self, cache_type_k: str = "f16", cache_type_v: str | None = None) -> float:
+        """KV-cache bytes per token of context over all full-attention layers (SWA layers hold a fixed window)."""
+        cache_type_v = cache_type_v or cache_type_k
+        bk, bv = kv_bytes_per_element(cache_type_k), kv_bytes_per_element(cache_type_v)
+        total = 0.0
+        for il in range(self.n_layers):
+            if il in self.swa_layers:
+                continue
+            k, v = self.kv_elements_per_token(il)
+            total += k * bk + v * bv
+        return total
+
+    def kv_cache_bytes(self, n_ctx: int, cache_type_k: str = "f16", cache_type_v: str | None = None,
+                       n_ubatch: int = 512, n_seq: int = 1, layers: list[int] | None = None) -> int:
+        """Bytes llama.cpp allocates for the KV cache at this context, SWA layers included."""
+        cache_type_v = cache_type_v or cache_type_k
+        bk, bv = kv_bytes_per_element(cache_type_k), kv_bytes_per_element(cache_type_v)
+        n_ctx_pad = -(-n_ctx // 256) * 256
+        swa_cells = min(n_ctx_pad, -(-(self.sliding_window * n_seq + n_ubatch) // 256) * 256) if self.sliding_window else n_ctx_pad
+        total = 0.0
+        for il in (range(self.n_layers) if layers is None else layers):
+            cells = swa_cells if il in self.swa_layers else n_ctx_pad
+            k, v = self.kv_elements_per_token(il)
+            total += cells * (k * bk + v * bv)
+        return int(total)
+
+    def to_dict(self, with_tensors: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not with_tensors:
+            d.pop("tensors")
+        d["routed_expert_bytes"] = self.routed_expert_bytes
+        d["dense_bytes"] = self.dense_bytes
+        d["active_bytes_per_token"] = self.active_bytes_per_token
+        d["kv_bytes_per_token"] = {t: self.kv_bytes_per_token(t) for t in ("f16", "q8_0", "q4_0")}
+        d["is_mla"] = self.is_mla
+        return d

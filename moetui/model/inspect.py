@@ -1,0 +1,198 @@
+"""Build a ModelInfo from GGUF headers: local files (split GGUFs are one model) or any ByteSource."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from moetui.errors import ModelFileError, UnsupportedArchitecture
+from moetui.model.gguf_header import ByteSource, GGUFHeader, read_file_header, read_header
+from moetui.model.info import LayerInfo, ModelInfo, TensorRecord
+from moetui.model.roles import Role, block_index, classify, expert_part
+
+MOE_ARCHS = {"qwen3moe", "qwen2moe", "llama4", "llama", "deepseek2", "gpt-oss", "glm4moe", "mixtral",
+             "deepseek", "olmoe", "granitemoe", "dots1", "ernie4_5-moe", "hunyuan-moe", "bailingmoe", "grok",
+             "qwen3next", "smallthinker", "lfm2moe", "minimax-m2", "afmoe", "grovemoe"}
+DENSE_ARCHS = {"llama", "qwen2", "qwen3", "mistral", "mistral3", "gemma", "gemma2", "gemma3", "phi3", "phi2",
+               "granite", "deci", "command-r", "cohere2", "olmo", "olmo2", "exaone", "internlm2", "starcoder2",
+               "falcon", "glm4", "chatglm", "stablelm", "gpt2", "minicpm", "seed_oss", "smollm3", "apertus"}
+KNOWN_ARCHS = MOE_ARCHS | DENSE_ARCHS
+
+_SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+# llama.cpp's type labels for `general.file_type` (LLAMA_FTYPE_*), for a recognisable quant name.
+_FTYPE = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+          11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
+          18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S",
+          25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M",
+          32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4"}
+
+
+def split_siblings(path: Path) -> list[Path]:
+    """All files of a split GGUF given any one of them, in order; [path] for a single file."""
+    m = _SPLIT_RE.match(path.name)
+    if not m:
+        return [path]
+    count = int(m.group("count"))
+    files = [path.with_name(f"{m.group('stem')}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise ModelFileError(f"{path}: split model is missing {', '.join(missing)}")
+    return files
+
+
+def inspect_file(path: str | os.PathLike[str]) -> ModelInfo:
+    path = Path(path)
+    files = split_siblings(path)
+    headers = [read_file_header(f) for f in files]
+    info = inspect_headers(headers, str(files[0]))
+    info.files = [str(f) for f in files]
+    info.file_bytes = sum(f.stat().st_size for f in files)
+    return info
+
+
+def inspect_source(src: ByteSource) -> ModelInfo:
+    """Inspect one remote/other file without reading its weights (split siblings must be passed separately)."""
+    h = read_header(src)
+    info = inspect_headers([h], src.name)
+    info.file_bytes = h.file_size
+    return info
+
+
+def _arch_value(md: dict[str, Any], arch: str, key: str, default: Any = 0) -> Any:
+    return md.get(f"{arch}.{key}", default)
+
+
+def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
+    md: dict[str, Any] = {}
+    for h in headers:
+        for k, v in h.metadata.items():
+            md.setdefault(k, v)
+    arch = md.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise ModelFileError(f"{path}: GGUF has no general.architecture")
+    if arch not in KNOWN_ARCHS:
+        raise UnsupportedArchitecture(
+            f"{path}: architecture {arch!r} is not supported (known: {', '.join(sorted(KNOWN_ARCHS))})"
+        )
+    a = lambda key, default=0: _arch_value(md, arch, key, default)  # noqa: E731
+
+    n_layers = int(a("block_count"))
+    n_embd = int(a("embedding_length"))
+    n_head_raw = a("attention.head_count")
+    n_head = int(max(n_head_raw) if isinstance(n_head_raw, list) else n_head_raw)
+    nkv_raw = a("attention.head_count_kv", n_head)
+    n_head_kv = [int(x) for x in nkv_raw] if isinstance(nkv_raw, list) else [int(nkv_raw)] * max(n_layers, 1)
+    head_dim_k = int(a("attention.key_length", n_embd // max(n_head, 1)))
+    head_dim_v = int(a("attention.value_length", head_dim_k))
+
+    tokens = md.get("tokenizer.ggml.tokens")
+    n_vocab = int(a("vocab_size", len(tokens) if isinstance(tokens, list) else 0))
+
+    records: list[TensorRecord] = []
+    for h in headers:
+        for t in h.tensors:
+            role = classify(t.name)
+            records.append(TensorRecord(t.name, role, block_index(t.name), t.shape, t.type.name, t.nbytes,
+                                        expert_part(t.name)))
+    if not n_vocab:
+        embd = next((r for r in records if r.role == Role.EMBEDDING), None)
+        n_vocab = embd.shape[1] if embd and len(embd.shape) > 1 else 0
+
+    n_expert = int(a("expert_count"))
+    is_moe = n_expert > 0 and any(r.role == Role.EXPERTS for r in records)
+    if arch in MOE_ARCHS - DENSE_ARCHS and not is_moe and n_expert:
+        raise ModelFileError(f"{path}: {arch} header says {n_expert} experts but has no expert tensors")
+
+    bytes_by_role: dict[str, int] = {r.value: 0 for r in Role}
+    parts: dict[str, int] = {}
+    layers = {i: LayerInfo(i, False, False) for i in range(n_layers)}
+    for r in records:
+        bytes_by_role[r.role.value] += r.nbytes
+        layer = layers.get(r.layer) if r.layer is not None else None
+        if r.role == Role.EXPERTS and r.expert_part:
+            parts[r.expert_part] = parts.get(r.expert_part, 0) + r.nbytes
+            if layer:
+                layer.is_moe = True
+                layer.expert_bytes[r.expert_part] = layer.expert_bytes.get(r.expert_part, 0) + r.nbytes
+        elif layer:
+            layer.other_bytes += r.nbytes
+
+    sliding = int(a("attention.sliding_window", 0) or 0)
+    swa_layers: list[int] = []
+    if arch == "gpt-oss" and sliding:
+        swa_layers = [i for i in range(n_layers) if i % 2 < 1]
+    elif arch == "llama4":
+        if sliding == 0 and f"{arch}.attention.sliding_window" in md:
+            sliding = 0
+        else:
+            sliding = sliding or 8192
+            swa_layers = [i for i in range(n_layers) if i % 4 < 3]
+    else:
+        sliding = 0 if not swa_layers else sliding
+
+    ftype = md.get("general.file_type")
+    type_counts = Counter(r.type for r in records)
+    file_type = _FTYPE.get(int(ftype), str(ftype)) if isinstance(ftype, int) else type_counts.most_common(1)[0][0] if records else "?"
+
+    ident = hashlib.sha256()
+    for h in headers:
+        ident.update(h.header_bytes)
+
+    total = sum(r.nbytes for r in records)
+    n_params = 0
+    for r in records:
+        n = 1
+        for d in r.shape:
+            n *= d
+        n_params += n
+
+    return ModelInfo(
+        path=path,
+        files=[h.source_name for h in headers],
+        architecture=arch,
+        name=str(md.get("general.name", Path(path).stem)),
+        file_type=file_type,
+        is_moe=is_moe,
+        n_layers=n_layers,
+        n_embd=n_embd,
+        n_vocab=n_vocab,
+        context_length=int(a("context_length", 0)),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=head_dim_k,
+        head_dim_v=head_dim_v,
+        n_expert=n_expert if is_moe else 0,
+        n_expert_used=int(a("expert_used_count")) if is_moe else 0,
+        n_expert_shared=int(a("expert_shared_count")) if is_moe else 0,
+        expert_ffn=int(a("expert_feed_forward_length")) or _infer_expert_ffn(records),
+        dense_ffn=int(a("feed_forward_length")) if not isinstance(a("feed_forward_length"), list) else max(a("feed_forward_length")),
+        leading_dense_layers=int(a("leading_dense_block_count")),
+        moe_layer_step=int(a("interleave_moe_layer_step")),
+        kv_lora_rank=int(a("attention.kv_lora_rank")),
+        q_lora_rank=int(a("attention.q_lora_rank")),
+        mla_head_dim_k=int(a("attention.key_length_mla")),
+        mla_head_dim_v=int(a("attention.value_length_mla")),
+        sliding_window=sliding if swa_layers else 0,
+        swa_layers=swa_layers,
+        tensor_types=dict(type_counts),
+        bytes_by_role=bytes_by_role,
+        expert_bytes_by_part=parts,
+        layers=[layers[i] for i in range(n_layers)],
+        tensors=records,
+        total_bytes=total,
+        file_bytes=sum(h.file_size for h in headers),
+        n_params=n_params,
+        identity=ident.hexdigest()[:16],
+    )
+
+
+def _infer_expert_ffn(records: list[TensorRecord]) -> int:
+    for r in records:
+        if r.role == Role.EXPERTS and r.expert_part == "up" and len(r.shape) >= 2:
+            return int(r.shape[1])
+    return 0
