@@ -92,8 +92,6 @@ def write_gguf(path: Path, metadata: dict[str, Any], tensors: list[PlannedTensor
                     n = fh.write(view)
                     view = view[n:]
                     written += n
-                if progress:
-                    progress(written, total)
 
             sink(head)
             for t in tensors:
@@ -102,6 +100,8 @@ def write_gguf(path: Path, metadata: dict[str, Any], tensors: list[PlannedTensor
                 if written - start != t.nbytes:
                     raise RuntimeError(f"{t.name}: wrote {written - start} bytes, expected {t.nbytes}")
                 sink(b"\0" * ((-t.nbytes) % ALIGNMENT))
+                if progress:
+                    progress(written, total)
         os.replace(part, path)
     except BaseException:
         part.unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""RunConfig: one complete way to run a model, the currency between sizing (which proposes it), the tuner
+(which measures and improves it), the runtime (which loads it), export (which writes it as llama.cpp
+command lines) and the config file (`moetui run --config`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moetui.errors import ConfigError
+from moetui.paths import atomic_write_json
+
+FLASH_ATTN = ("auto", "on", "off")
+LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
+SPLIT_MODES = ("none", "layer", "row")
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+CONFIG_VERSION = 1
+
+
+@dataclass
+class TensorOverride:
+    """A llama.cpp tensor buffer override: tensors whose name matches `pattern` (a regex, searched) go to
+    the buffer type named `device` ("CPU", "CUDA0", ...) — what `-ot pattern=device` does."""
+
+    pattern: str
+    device: str = "CPU"
+
+    def to_arg(self) -> str:
+        return f"{self.pattern}={self.device}"
+
+
+@dataclass
+class DraftConfig:
+    """Speculative decoding. kind "model": a draft GGUF with its own placement; kind "ngram": prompt
+    lookup decoding (no second model)."""
+
+    kind: str = "model"
+    model_path: str | None = None
+    n_gpu_layers: int = -1
+    overrides: list[TensorOverride] = field(default_factory=list)
+    draft_max: int = 16
+    draft_min: int = 0
+    n_ctx: int | None = None  # None: the target's context
+
+
+@dataclass
+class RunConfig:
+    model_path: str
+    n_ctx: int = 4096
+    n_gpu_layers: int = -1  # -1: every layer (llama.cpp "all")
+    overrides: list[TensorOverride] = field(default_factory=list)
+    split_mode: str = "layer"
+    main_gpu: int = 0
+    tensor_split: list[float] | None = None
+    flash_attn: str = "auto"
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    n_threads: int | None = None  # None: llama.cpp's default
+    n_threads_batch: int | None = None
+    n_batch: int = 2048
+    n_ubatch: int = 512
+    load_mode: str = "auto"
+    n_parallel: int = 1
+    seed: int = -1
+    draft: DraftConfig | None = None
+    notes: list[str] = field(default_factory=list)  # why: the planner's or tuner's explanation
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.flash_attn not in FLASH_ATTN:
+            raise ConfigError(f"flash_attn must be one of {FLASH_ATTN}, not {self.flash_attn!r}")
+        if self.load_mode not in LOAD_MODES:
+            raise ConfigError(f"load_mode must be one of {LOAD_MODES}, not {self.load_mode!r}")
+        if self.split_mode not in SPLIT_MODES:
+            raise ConfigError(f"split_mode must be one of {SPLIT_MODES}, not {self.split_mode!r}")
+        for name in ("cache_type_k", "cache_type_v"):
+            if getattr(self, name) not in CACHE_TYPES:
+                raise ConfigError(f"{name} must be one of {CACHE_TYPES}, not {getattr(self, name)!r}")
+        if self.n_ctx < 0 or self.n_batch <= 0 or self.n_ubatch <= 0:
+            raise ConfigError("n_ctx must be >= 0 and n_batch, n_ubatch > 0")
+        if self.n_ubatch > self.n_batch:
+            raise ConfigError(f"n_ubatch ({self.n_ubatch}) cannot exceed n_batch ({self.n_batch})")
+        if self.draft and self.draft.kind not in ("model", "ngram"):
+            raise ConfigError(f"draft kind must be 'model' or 'ngram', not {self.draft.kind!r}")
+        if self.draft and self.draft.kind == "model" and not self.draft.model_path:
+            raise ConfigError("a draft of kind 'model' needs model_path")
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    # --- serialisation -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["version"] = CONFIG_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        d = dict(d)
+        d.pop("version", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        if "model_path" not in d:
+            raise ConfigError("config has no model_path")
+        try:
+            d["overrides"] = [TensorOverride(**o) for o in d.get("overrides") or []]
+            if d.get("draft"):
+                draft = dict(d["draft"])
+                draft["overrides"] = [TensorOverride(**o) for o in draft.get("overrides") or []]
+                d["draft"] = DraftConfig(**draft)
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"invalid config: {exc}") from exc
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        atomic_write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "RunConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not a moetui config file ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: not a moetui config file")
+        return cls.from_dict(data)
+
+    # --- placement helpers ----------------------------------------------------------------------------
+    def expert_layers_on_cpu(self) -> set[int] | None:
+        """Layers whose routed experts (all parts) are overridden to CPU, when overrides are per-layer
+        expert patterns as moetui writes them; None if the overrides are of another form."""
+        from moetui.sizing.overrides import layers_from_overrides
+
+        return layers_from_overrides(self.overrides)

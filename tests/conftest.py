@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny synthetic MoE models made by moetui itself (no downloads), built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from moetui.model.proxy import write_proxy
+from moetui.model.shapes import list_shapes, load_shape, scaled
+
+TINY_SHAPES = [s for s in list_shapes() if s not in ("qwen3-235b-a22b", "gpt-oss-120b")]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def _tiny(model_dir: Path, shape: str, mix: str = "Q4_K_M") -> Path:
+    path = model_dir / f"{shape}-tiny-{mix}.gguf"
+    if not path.exists():
+        write_proxy(scaled(load_shape(shape), "tiny"), path, mix)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir: Path):
+    """Factory: tiny_model('qwen3-30b-a3b', 'Q4_K_M') -> path of a tiny proxy (cached for the session)."""
+    return lambda shape="qwen3-30b-a3b", mix="Q4_K_M": _tiny(model_dir, shape, mix)
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(model_dir: Path) -> Path:
+    """The workhorse: a tiny Qwen3-30B-A3B-shaped proxy (4 layers, 8 experts, 2 used, vocab 2048)."""
+    return _tiny(model_dir, "qwen3-30b-a3b")
+
+
+@pytest.fixture(scope="session")
+def tiny_draft(model_dir: Path) -> Path:
+    """A smaller dense proxy with the same vocabulary as tiny_moe, for speculative decoding."""
+    return _tiny(model_dir, "qwen3-0.6b", "Q8_0")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the real user's data/cache dirs from tests."""
+    monkeypatch.setenv("MOETUI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MOETUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
