@@ -58,7 +58,7 @@ def read_sysctl_text() -> str | None:
     if platform.system() != "Darwin":
         return None
     try:
-        return subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=5).stdout
+        return subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=5, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -28,7 +28,7 @@ CACHE_MAX_AGE_S = 30 * 86400
 def _plan(threads: int | None, buffer_bytes: int | None, physical_cores: int, l3_bytes: int | None, available: int | None) -> tuple[int, int]:
     n = threads or max(1, min(physical_cores, 64))
     if buffer_bytes is None:
-        buffer_bytes = max(256 * 2**20, 4 * (l3_bytes or 0))
+        buffer_bytes = max(128 * 2**20, 4 * (l3_bytes or 0))
         buffer_bytes = min(buffer_bytes, 2 * 2**30)
         if available:
             buffer_bytes = min(buffer_bytes, available // 8)  # src + dst stay under a quarter of free RAM
@@ -38,7 +38,8 @@ def _plan(threads: int | None, buffer_bytes: int | None, physical_cores: int, l3
 
 def measure_ram_bandwidth(
     *,
-    seconds: float = 0.6,
+    seconds: float = 0.4,
+    budget_s: float = 1.0,
     threads: int | None = None,
     buffer_bytes: int | None = None,
     physical_cores: int = 1,
@@ -47,7 +48,9 @@ def measure_ram_bandwidth(
     stop: threading.Event | None = None,
 ) -> BandwidthResult:
     """Run the probe. `seconds` is the measuring time (split between copy and read); allocation and
-    first touch come on top, in parallel across threads. `stop` lets a caller (the TUI) cancel;
+    first touch come on top, in parallel across threads. `budget_s` caps the whole probe: when page
+    faulting the buffers is slow (memory pressure), the measuring windows shrink, to 0.05 s each at
+    the least. `stop` lets a caller (the TUI) cancel;
     Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
     import numpy as np
 
@@ -89,6 +92,7 @@ def measure_ram_bandwidth(
                     break
             end_times[k][phase] = time.perf_counter()
 
+    starts = [0.0, 0.0]
     pool = [threading.Thread(target=worker, args=(k,), daemon=True, name=f"moetui-bw-{k}") for k in range(n)]
     try:
         for t in pool:
@@ -97,10 +101,11 @@ def measure_ram_bandwidth(
             ready.wait()
         except threading.BrokenBarrierError:
             raise MemoryError(f"could not allocate {n * per * 2 // 2**20} MiB for the probe") from (errors[0] if errors else None)
-        starts = [0.0, 0.0]
+        left = budget_s - (time.perf_counter() - t_start) - 0.05  # 0.05 s: thread wind-down
+        window = max(0.05, min(seconds / 2, left / 2))
         for phase in (0, 1):
             starts[phase] = time.perf_counter()
-            deadlines[phase] = starts[phase] + seconds / 2
+            deadlines[phase] = starts[phase] + window
             phase_go[phase].set()
             if phase == 0:
                 # wait for every thread to finish copying before the read phase starts
@@ -122,8 +127,8 @@ def measure_ram_bandwidth(
     for phase, attr in ((0, "copy_gbs"), (1, "read_gbs")):
         ends = [end_times[k][phase] for k in range(n)]
         total = sum(done_bytes[k][phase] for k in range(n))
-        if total and all(ends):
-            dt = max(ends) - starts[phase] if not result.interrupted or phase == 0 else 0.0
+        if total and starts[phase] and all(ends):
+            dt = max(ends) - starts[phase]
             if dt > 0:
                 setattr(result, attr, round(total / dt / 1e9, 1))
     result.seconds = round(time.perf_counter() - t_start, 3)

@@ -55,7 +55,7 @@ class FakeNvml:
         self.calls: dict[str, int] = {}
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "FakeNvml":
+    def from_file(cls, path: str | Path) -> FakeNvml:
         return cls(json.loads(Path(path).read_text()))
 
     # -- helpers --------------------------------------------------------------------------

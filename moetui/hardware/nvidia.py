@@ -12,8 +12,9 @@ warning, never an exception out of detection.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from moetui.hardware.rig import GPUInfo, MigDevice
 
@@ -277,7 +278,7 @@ def capture_nvml(api: Any | None = None) -> dict[str, Any]:
             return {"error": _err_code(exc) or NVML_ERROR_NOT_SUPPORTED}
 
     def mem(v: Any) -> Any:
-        return v if isinstance(v, dict) else {"total": int(v.total), "free": int(v.free), "used": int(v.used)}
+        return v if _is_err(v) else {"total": int(v.total), "free": int(v.free), "used": int(v.used)}
 
     def dev(h: Any, mig: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {"uuid": _sv(rec(api.nvmlDeviceGetUUID, h)), "memory": mem(rec(api.nvmlDeviceGetMemoryInfo, h))}
@@ -293,14 +294,14 @@ def capture_nvml(api: Any | None = None) -> dict[str, Any]:
         cc = rec(api.nvmlDeviceGetCudaComputeCapability, h)
         d["compute_capability"] = list(cc) if isinstance(cc, tuple) else cc
         pci = rec(api.nvmlDeviceGetPciInfo, h)
-        d["pci_bus_id"] = pci if isinstance(pci, dict) else _sv(getattr(pci, "busId", ""))
+        d["pci_bus_id"] = pci if _is_err(pci) else _sv(getattr(pci, "busId", ""))
         d["power_limit_mw"] = rec(api.nvmlDeviceGetEnforcedPowerLimit, h)
         d["power_mw"] = rec(api.nvmlDeviceGetPowerUsage, h)
         d["temperature_c"] = rec(api.nvmlDeviceGetTemperature, h, NVML_TEMPERATURE_GPU)
         u = rec(api.nvmlDeviceGetUtilizationRates, h)
-        d["utilization"] = u if isinstance(u, dict) else {"gpu": int(u.gpu), "memory": int(u.memory)}
+        d["utilization"] = u if _is_err(u) else {"gpu": int(u.gpu), "memory": int(u.memory)}
         procs = rec(api.nvmlDeviceGetComputeRunningProcesses, h)
-        d["processes"] = procs if isinstance(procs, dict) else [
+        d["processes"] = procs if _is_err(procs) else [
             {"pid": int(p.pid), "used_memory": getattr(p, "usedGpuMemory", None)} for p in procs
         ]
         mm = rec(api.nvmlDeviceGetMigMode, h)
@@ -309,7 +310,7 @@ def capture_nvml(api: Any | None = None) -> dict[str, Any]:
             migs: list[Any] = []
             for k in range(rec(api.nvmlDeviceGetMaxMigDeviceCount, h) or 0):
                 mh = rec(api.nvmlDeviceGetMigDeviceHandleByIndex, h, k)
-                migs.append(mh if isinstance(mh, dict) else dev(mh, mig=True))
+                migs.append(mh if _is_err(mh) else dev(mh, mig=True))
             d["mig_devices"] = migs
         return d
 
@@ -322,7 +323,7 @@ def capture_nvml(api: Any | None = None) -> dict[str, Any]:
         n = rec(api.nvmlDeviceGetCount)
         for i in range(n if isinstance(n, int) else 0):
             h = rec(api.nvmlDeviceGetHandleByIndex, i)
-            out["devices"].append(h if isinstance(h, dict) else dev(h))
+            out["devices"].append(h if _is_err(h) else dev(h))
         return out
     finally:
         try:
@@ -331,5 +332,10 @@ def capture_nvml(api: Any | None = None) -> dict[str, Any]:
             pass
 
 
+def _is_err(v: Any) -> bool:
+    """A recorded failure ({"error": code}), as opposed to a value or a handle."""
+    return isinstance(v, dict) and set(v) == {"error"}
+
+
 def _sv(v: Any) -> Any:
-    return v if isinstance(v, dict) else _s(v)
+    return v if _is_err(v) else _s(v)

@@ -164,7 +164,7 @@ class Rig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Rig":
+    def from_dict(cls, d: dict[str, Any]) -> Rig:
         """Tolerant reader: missing keys take defaults and unknown keys are ignored, so a rig saved by
         a newer or older moetui (or a hand-written preset) still loads."""
         d = dict(d)

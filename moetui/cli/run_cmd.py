@@ -1,0 +1,196 @@
+"""`moetui run MODEL [--config FILE] [--prompt TEXT]`: generate or chat in an isolated worker, tokens on
+stdout, live stats on stderr. Without --prompt: a chat REPL over stdin (Ctrl-C stops a reply, Ctrl-D
+quits). The config options below are shared with `moetui bench` and applied on top of --config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
+from moetui.errors import ConfigError
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="GGUF file (overrides the config's model_path)")
+    p.add_argument("--config", metavar="FILE", help="a moetui RunConfig JSON file")
+    g = p.add_argument_group("settings (applied on top of --config; llama.cpp's flag names)")
+    g.add_argument("-c", "--ctx", type=int, dest="n_ctx", help="context size")
+    g.add_argument("-ngl", "--n-gpu-layers", type=int, dest="n_gpu_layers")
+    g.add_argument("-t", "--threads", type=int, dest="n_threads")
+    g.add_argument("-tb", "--threads-batch", type=int, dest="n_threads_batch")
+    g.add_argument("-b", "--batch-size", type=int, dest="n_batch")
+    g.add_argument("-ub", "--ubatch-size", type=int, dest="n_ubatch")
+    g.add_argument("-fa", "--flash-attn", choices=FLASH_ATTN, dest="flash_attn")
+    g.add_argument("-ctk", "--cache-type-k", choices=CACHE_TYPES, dest="cache_type_k")
+    g.add_argument("-ctv", "--cache-type-v", choices=CACHE_TYPES, dest="cache_type_v")
+    g.add_argument("-lm", "--load-mode", choices=LOAD_MODES, dest="load_mode")
+    g.add_argument("-mg", "--main-gpu", type=int, dest="main_gpu")
+    g.add_argument("-ts", "--tensor-split", dest="tensor_split", help="e.g. 3,1")
+    g.add_argument("--seed", type=int)
+    g.add_argument("-ot", "--override-tensor", action="append", dest="ot", metavar="PATTERN=DEV",
+                   help="tensor buffer override (repeatable; comma-separated lists too)")
+    g.add_argument("-ncmoe", "--n-cpu-moe", type=int, dest="n_cpu_moe", metavar="N",
+                   help="keep the experts of the first N layers in RAM")
+    g.add_argument("-cmoe", "--cpu-moe", action="store_true", help="keep all experts in RAM")
+    g.add_argument("-md", "--draft", "--model-draft", dest="draft", metavar="PATH", help="draft GGUF for speculative decoding")
+    g.add_argument("--lookup", action="store_true", help="prompt-lookup (n-gram) speculative decoding, no draft model")
+    g.add_argument("--draft-max", "--spec-draft-n-max", type=int, dest="draft_max")
+    g.add_argument("--draft-min", "--spec-draft-n-min", type=int, dest="draft_min")
+    g.add_argument("-ngld", "--n-gpu-layers-draft", type=int, dest="draft_ngl")
+
+
+def _parse_ot(values: list[str]) -> list[TensorOverride]:
+    out = []
+    for value in values:
+        for item in value.split(","):
+            pattern, sep, dev = item.rpartition("=")
+            if not sep or not pattern or not dev:
+                raise ConfigError(f"-ot wants PATTERN=DEVICE, not {item!r}")
+            out.append(TensorOverride(pattern, dev))
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig(model_path=args.model)
+    changes: dict[str, Any] = {"model_path": args.model}
+    for name in ("n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch", "n_ubatch", "flash_attn",
+                 "cache_type_k", "cache_type_v", "load_mode", "main_gpu", "seed"):
+        v = getattr(args, name, None)
+        if v is not None:
+            changes[name] = v
+    if args.tensor_split:
+        try:
+            changes["tensor_split"] = [float(x) for x in args.tensor_split.split(",")]
+        except ValueError:
+            raise ConfigError(f"--tensor-split wants numbers like 3,1, not {args.tensor_split!r}") from None
+    if args.n_batch is not None and args.n_ubatch is None and cfg.n_ubatch > args.n_batch:
+        changes["n_ubatch"] = args.n_batch  # like llama.cpp: the ubatch follows a smaller batch
+    overrides = list(cfg.overrides)
+    if args.ot:
+        overrides += _parse_ot(args.ot)
+    if args.cpu_moe:
+        overrides.append(TensorOverride(LLAMA_EXPS_REGEX, "CPU"))
+    if args.n_cpu_moe:
+        overrides += n_cpu_moe_overrides(args.n_cpu_moe)
+    changes["overrides"] = overrides
+    draft = cfg.draft
+    if args.draft:
+        draft = DraftConfig(model_path=args.draft)
+    elif args.lookup:
+        draft = DraftConfig(kind="ngram")
+    if draft is not None:
+        for name, v in (("draft_max", args.draft_max), ("draft_min", args.draft_min), ("n_gpu_layers", args.draft_ngl)):
+            if v is not None:
+                draft = DraftConfig(**{**draft.__dict__, name: v})
+    changes["draft"] = draft
+    if not os.path.isfile(args.model):
+        from moetui.errors import ModelFileError
+
+        raise ModelFileError(f"{args.model}: no such model file")
+    return cfg.replace(**changes)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("-p", "--prompt", help="generate from this prompt and exit (default: interactive chat on stdin)")
+    p.add_argument("-n", "--n-predict", type=int, default=256, dest="max_tokens", help="max tokens per reply")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--no-stats", action="store_true", help="no stats on stderr")
+
+
+class _StatsPrinter:
+    """Live stats on one rewritten stderr line on a terminal; only the final line otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def live(self, stats: Any) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\r\x1b[2K" + stats.line())
+            sys.stderr.flush()
+            self.shown = True
+
+    def final(self, stats: Any) -> None:
+        if not self.enabled:
+            return
+        if self.tty and self.shown:
+            sys.stderr.write("\r\x1b[2K")
+        sys.stderr.write(f"[{stats.line()}]\n")
+        sys.stderr.flush()
+        self.shown = False
+
+
+def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
+    from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
+
+    text = []
+    try:
+        for ev in events:
+            if isinstance(ev, TokenEvent):
+                sys.stdout.write(ev.text)
+                sys.stdout.flush()
+                text.append(ev.text)
+            elif isinstance(ev, StatsEvent):
+                printer.live(ev.stats)
+            elif isinstance(ev, DoneEvent):
+                sys.stdout.write("\n")
+                printer.final(ev.stats)
+                if ev.cancelled:
+                    print("(stopped)", file=sys.stderr)
+            elif isinstance(ev, ErrorEvent):
+                sys.stdout.write("\n")
+                if ev.log_tail:
+                    print(ev.log_tail, file=sys.stderr)
+                raise ev.error
+    except KeyboardInterrupt:
+        # Ctrl-C: stop this reply, keep the model loaded; the stream drains to its DoneEvent
+        worker.stop()
+        rest = _stream(worker, events, printer)  # nothing left if the interrupt landed inside the stream
+        print("(stopped)", file=sys.stderr)
+        return "".join(text) + rest
+    return "".join(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    from moetui.runtime.client import ModelWorker
+
+    cfg = config_from_args(args)
+    printer = _StatsPrinter(not args.no_stats)
+    sampling = {"temperature": args.temp, "repeat_penalty": args.repeat_penalty}
+    with ModelWorker() as worker:
+        info = worker.start(cfg)
+        if not args.no_stats:
+            b = info.buffers
+            weights = ", ".join(f"{d} {n / 2**20:.0f} MiB" for d, n in b.weights_by_device().items())
+            print(f"[loaded in {info.load_s:.1f} s: weights {weights}; experts RAM/VRAM {b.experts_ram}/{b.experts_vram}; "
+                  f"ctx {info.n_ctx}; log {info.log_path}]", file=sys.stderr)
+        if args.prompt is not None:
+            _stream(worker, worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling), printer)
+            return 0
+        messages: list[dict[str, str]] = []
+        interactive = sys.stdin.isatty()
+        while True:
+            try:
+                if interactive:
+                    sys.stderr.write("> ")
+                    sys.stderr.flush()
+                line = sys.stdin.readline()
+            except KeyboardInterrupt:
+                print(file=sys.stderr)
+                return 0
+            if not line:
+                return 0
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line})
+            reply = _stream(worker, worker.chat(messages, max_tokens=args.max_tokens, **sampling), printer)
+            messages.append({"role": "assistant", "content": reply})

@@ -1,0 +1,86 @@
+"""Where the hub is, whether we may reach it, and how its failures become one-line HubErrors.
+
+huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HUB_CACHE once, at import. moetui reads them again
+at call time (falling back to huggingface_hub's values), so a setting changed after import, as the TUI or a
+test may do, is honoured by every call moetui makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from moetui.errors import HubError
+
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def is_offline() -> bool:
+    raw = os.environ.get("HF_HUB_OFFLINE")
+    if raw is not None:
+        return raw.strip().lower() in _TRUE
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def require_online(what: str) -> None:
+    if is_offline():
+        raise HubError(f"offline: {what} needs the Hugging Face hub and HF_HUB_OFFLINE is set "
+                       f"(local models keep working; unset HF_HUB_OFFLINE to go online)")
+
+
+def hf_cache_dir() -> Path:
+    """The standard HF hub cache (the one llama.cpp -hf, transformers and `hf download` share)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def auth_headers() -> dict[str, str]:
+    """huggingface_hub's standard headers: user agent plus the token from HF_TOKEN or `hf auth login`."""
+    from huggingface_hub.utils import build_hf_headers
+
+    return build_hf_headers()
+
+
+@contextlib.contextmanager
+def hub_errors(what: str) -> Iterator[None]:
+    """Turn huggingface_hub / httpx failures into a HubError whose one line says what to do."""
+    import httpx2
+    from huggingface_hub import errors as hfe
+
+    try:
+        yield
+    except HubError:
+        raise
+    except hfe.OfflineModeIsEnabled as exc:
+        raise HubError(f"offline: {what}: HF_HUB_OFFLINE is set") from exc
+    except hfe.GatedRepoError as exc:
+        raise HubError(f"{what}: the repository is gated; accept its terms on the hub and log in "
+                       f"(`hf auth login` or HF_TOKEN)") from exc
+    except hfe.RepositoryNotFoundError as exc:
+        raise HubError(f"{what}: repository not found (or private: log in with `hf auth login` or HF_TOKEN)") from exc
+    except hfe.RevisionNotFoundError as exc:
+        raise HubError(f"{what}: revision not found") from exc
+    except hfe.EntryNotFoundError as exc:
+        raise HubError(f"{what}: file not found in the repository") from exc
+    except hfe.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise HubError(f"{what}: the hub answered HTTP {status}") from exc
+    except (httpx2.ConnectError, httpx2.TimeoutException) as exc:
+        raise HubError(f"offline: {what}: cannot reach {endpoint()} ({type(exc).__name__}: {exc})") from exc
+    except httpx2.HTTPError as exc:
+        raise HubError(f"{what}: network error ({type(exc).__name__}: {exc})") from exc

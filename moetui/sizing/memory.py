@@ -1,0 +1,154 @@
+"""Bytes on each device for a model + placement + context: weights, KV cache, compute buffers, overhead.
+
+Every figure mirrors what llama.cpp allocates (see llama_log.py for the log lines it is checked against).
+Calibration (tuning/calibrate_memory.py -> tuning/results/memory_calibration.json; CPU-only build of
+llama-cpp-python 0.3.36, tiny Q4_K_M proxies of qwen3-30b-a3b, gpt-oss-20b, deepseek-v2-lite, qwen3-0.6b,
+mixtral-8x7b; n_ctx 512..8192, n_ubatch 128/512, flash attention on/off, KV f16/q8_0/q4_0):
+  * model weights: sum of tensor bytes == "CPU_Mapped model buffer size" within 0.2%;
+  * KV cache: exact up to the log's 0.01 MiB rounding, SWA layers at full size (swa_full, what
+    llama-cpp-python asks for);
+  * compute buffer: the formula below, error reported by tests/test_sizing_memory.py and in
+    tuning/results/memory_calibration.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moetui.model.info import ModelInfo, TensorRecord, kv_bytes_per_element
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# llama.cpp pads the KV cache to 256 cells (llama_context: n_ctx = GGML_PAD(n_ctx, 256) for the cache).
+KV_PAD = 256
+
+# ---- fixed runtime overhead (NOT measured here: no GPU on the calibration machine) -------------------
+# A CUDA context plus cuBLAS workspaces and llama.cpp's graph bookkeeping typically take 300-600 MiB of
+# VRAM before any buffer; we reserve the middle of that range. Replace with a measured figure when a
+# rig has one (the tuner can: free VRAM before and after a load, minus the logged buffers).
+GPU_RUNTIME_OVERHEAD = 450 * MIB
+# The worker process itself (Python + llama.cpp code + tokenizer tables): an estimate, not measured.
+CPU_RUNTIME_OVERHEAD = 200 * MIB
+
+# Tensor types whose CPU-resident copies llama.cpp repacks into a CPU_REPACK buffer (ggml-cpu/repack.cpp,
+# ggml_repack_get_optimal_repack_type), by the CPU feature that enables it, for x86 / ARM.
+_REPACK_X86 = {"Q4_0": "AVX2", "Q4_K": "AVX2", "IQ4_NL": "AVX2", "MXFP4": "AVX2", "Q2_K": "AVX512"}
+_REPACK_ARM = {"Q4_0": "MATMUL_INT8", "Q4_K": "DOTPROD", "Q5_K": "DOTPROD", "Q6_K": "DOTPROD",
+               "IQ4_NL": "DOTPROD", "MXFP4": "DOTPROD", "Q8_0": "DOTPROD"}
+
+
+@dataclass
+class MemoryBreakdown:
+    """Bytes on one device ("CPU", "CUDA0", ...)."""
+
+    device: str
+    weights: int = 0
+    kv: int = 0
+    compute: int = 0
+    overhead: int = 0
+    # CPU only: second copies of weights llama.cpp repacks for faster CPU matmuls (CPU_REPACK). With
+    # mmap their mapped pages become reclaimable page cache, so they are reported, not added to total.
+    repack: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv + self.compute + self.overhead
+
+    def add(self, other: "MemoryBreakdown") -> None:
+        self.weights += other.weights
+        self.kv += other.kv
+        self.compute += other.compute
+        self.overhead += other.overhead
+        self.repack += other.repack
+
+
+def padded_ctx(n_ctx: int) -> int:
+    return max(KV_PAD, -(-n_ctx // KV_PAD) * KV_PAD)
+
+
+def kv_layer_bytes(model: ModelInfo, il: int, n_ctx: int, cache_type_k: str = "f16", cache_type_v: str = "f16",
+                   swa_full: bool = True, n_ubatch: int = 512, n_parallel: int = 1) -> int:
+    """KV bytes of layer il. n_ctx is llama.cpp's total context (all parallel sequences share it)."""
+    cells = padded_ctx(n_ctx)
+    if not swa_full and model.sliding_window and il in model.swa_layers:
+        cells = min(cells, padded_ctx(model.sliding_window * n_parallel + n_ubatch))
+    k, v = model.kv_elements_per_token(il)
+    return int(cells * (k * kv_bytes_per_element(cache_type_k) + v * kv_bytes_per_element(cache_type_v)))
+
+
+def kv_cache_bytes(model: ModelInfo, n_ctx: int, cache_type_k: str = "f16", cache_type_v: str = "f16",
+                   swa_full: bool = True, layers: list[int] | None = None, n_ubatch: int = 512,
+                   n_parallel: int = 1) -> int:
+    idx = range(model.n_layers) if layers is None else layers
+    return sum(kv_layer_bytes(model, il, n_ctx, cache_type_k, cache_type_v, swa_full, n_ubatch, n_parallel) for il in idx)
+
+
+# ---- compute buffer ---------------------------------------------------------------------------------
+# ggml-alloc reuses memory, so the buffer is the graph's inputs (alive throughout) plus the largest
+# "phase" of live intermediates, not a sum of all tensors. The phases, per ubatch token:
+#   attention (no flash attn): KQ scores n_ctx*n_head f32 + q/k/v/residual activations;
+#   output:  logits n_vocab f32 + hidden states (worst case reserve: every token is an output);
+#   FFN:     gate/up/activation of the routed (n_expert_used x n_ff_exp) or dense FFN, f32.
+# Inputs: the KQ mask n_ctx f32 per token, f16 with flash attention; one mask per attention kind (SWA
+# models have two). The coefficients in units of n_embd were fitted on the calibration runs.
+ATTN_OTHER_EMBD = 3  # residual + norm + attention output, f32, per token (x n_embd)
+OUTPUT_OTHER_EMBD_MOE = 2  # hidden state copies alive with the logits, MoE graphs (x n_embd)
+OUTPUT_OTHER_EMBD_DENSE = 1
+MLA_LIVE_HEADS = 5.25  # (x n_head x head_dim_k) f32 per token, MLA graphs only
+FFN_LIVE = 2  # gate and up (the activated product reuses one of them)
+
+
+def compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn: bool,
+                         with_output: bool = True) -> int:
+    """Compute buffer of a device that runs the whole graph at this context and ubatch (llama.cpp's
+    worst-case reserve: n_tokens = n_ubatch, every token an output)."""
+    ctx = padded_ctx(n_ctx)
+    ub = n_ubatch
+    n_masks = 2 if (model.swa_layers and len(model.swa_layers) < model.n_layers) else 1
+    mask = n_masks * ctx * ub * (2 if flash_attn else 4)
+    nkv = max(model.n_head_kv) if model.n_head_kv else model.n_head
+    qkv = model.n_head * model.head_dim_k * 2 + nkv * (model.head_dim_k + model.head_dim_v)
+    attn = ub * 4 * (ATTN_OTHER_EMBD * model.n_embd + qkv)
+    if not flash_attn:
+        attn += ctx * ub * model.n_head * 4
+    other = OUTPUT_OTHER_EMBD_MOE if model.is_moe else OUTPUT_OTHER_EMBD_DENSE
+    out = ub * 4 * ((model.n_vocab if with_output else 0) + other * model.n_embd)
+    ffn_width = max(model.n_expert_used * model.expert_ffn, model.dense_ffn if _has_dense_ffn(model) else 0)
+    ffn = ub * 4 * (FFN_LIVE * ffn_width + model.n_embd * 2)
+    # MLA graphs have one more peak, at the per-head decompression of the latent cache; the calibration
+    # runs (deepseek-v2-lite proxy) show it does not grow with n_ctx, hence outside the mask term.
+    mla = ub * 4 * MLA_LIVE_HEADS * model.n_head * model.head_dim_k if model.is_mla else 0
+    return int(max(mask + max(attn, out, ffn), mla))
+
+
+def _has_dense_ffn(model: ModelInfo) -> bool:
+    return not model.is_moe or model.leading_dense_layers > 0 or model.bytes_by_role.get("dense_ffn", 0) > 0
+
+
+def host_compute_bytes(model: ModelInfo, n_ubatch: int) -> int:
+    """The CPU-side compute buffer when a GPU runs the graph: inputs and the CPU ops' activations
+    (embedding rows, CPU expert matmul outputs). Not calibrated (no GPU here); small next to weights."""
+    ffn_width = max(model.n_expert_used * model.expert_ffn, model.dense_ffn)
+    return int(n_ubatch * 4 * (4 * model.n_embd + FFN_LIVE * ffn_width))
+
+
+# ---- weights ----------------------------------------------------------------------------------------
+def repack_enabled(t: TensorRecord, cpu_flags: list[str] | set[str], cpu_arch: str = "x86_64") -> bool:
+    """Whether llama.cpp copies this CPU-resident tensor into CPU_REPACK. Only matmul weights whose row
+    count is a multiple of 8; never the token embedding (a row lookup)."""
+    if t.name.startswith("token_embd.") or len(t.shape) < 2 or t.shape[1] % 8:
+        return False
+    flags = {f.upper() for f in cpu_flags}
+    if "AVX512F" in flags:
+        flags.add("AVX512")
+    table = _REPACK_ARM if cpu_arch.lower() in ("aarch64", "arm64") else _REPACK_X86
+    need = table.get(t.type.upper())
+    return need is not None and need in flags
+
+
+def gpu_weight_copy_bytes(cpu_tensors: list[TensorRecord]) -> int:
+    """With op offload (llama.cpp's default), a GPU runs large-batch matmuls of CPU-resident weights by
+    copying each weight into its compute buffer first; the buffer grows by the largest such tensor."""
+    return max((t.nbytes for t in cpu_tensors if len(t.shape) >= 2 and not t.name.startswith("token_embd.")),
+               default=0)

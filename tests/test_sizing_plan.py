@@ -1,0 +1,172 @@
+"""Placement, context/KV choice, quant choice and the CLI, on rigs built from the dataclasses and on
+real model headers (tiny proxies on disk; full-size shapes read from their exact in-memory header)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from moetui.errors import ConfigError, DoesNotFit
+from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
+from moetui.model.inspect import inspect_file
+from moetui.sizing.memory import GIB
+from moetui.sizing.overrides import layers_from_overrides
+from moetui.sizing.plan import PlanOptions, plan
+from moetui.sizing.quant_choice import choose_quant
+from moetui.sizing.virtual import model_info_for_shape
+
+
+def make_rig(vram_gib: list[float], ram_gib: float = 64, offload: bool = True) -> Rig:
+    gpus = [GPUInfo(name=f"GPU{i}", vendor="nvidia", index=i, vram_total_bytes=int(v * GIB), vram_free_bytes=int(v * GIB),
+                    mem_bandwidth_gbs=936.0, pcie_bandwidth_gbs=31.5) for i, v in enumerate(vram_gib)]
+    return Rig(name="test rig", gpus=gpus, cpu=CPUInfo(physical_cores=8, logical_cores=16, flags=["AVX2"]),
+               memory=MemoryInfo(total_bytes=int(ram_gib * GIB), available_bytes=int(ram_gib * GIB)),
+               build=LlamaBuildInfo(installed=True, gpu_offload=offload), ram_bandwidth_gbs=60.0)
+
+
+@pytest.fixture(scope="module")
+def qwen30b():
+    return model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
+
+
+def test_gpu_less_rig_runs_everything_on_cpu(tiny_moe):
+    p = plan(inspect_file(tiny_moe), make_rig([]))
+    assert p.mode == "cpu_only" and p.config.n_gpu_layers == 0 and not p.config.overrides
+    assert all(dev == "CPU" for _, dev in p.placement)
+    assert any("no GPU" in line for line in p.explanation)
+
+
+def test_build_without_gpu_offload_is_cpu_only_and_says_why(tiny_moe):
+    p = plan(inspect_file(tiny_moe), make_rig([24], offload=False))
+    assert p.mode == "cpu_only" and p.config.n_gpu_layers == 0
+    assert any("no GPU backend" in line for line in p.explanation)
+
+
+def test_small_model_all_on_gpu(tiny_moe):
+    p = plan(inspect_file(tiny_moe), make_rig([24]))
+    assert p.mode == "all_gpu" and p.config.n_gpu_layers == -1 and not p.config.overrides
+    assert dict(p.placement)["token_embd.weight"] == "CPU"  # llama.cpp keeps the input embedding on CPU
+    assert dict(p.placement)["output.weight"] == "CUDA0"
+
+
+def test_experts_split_lowest_layers_on_cpu_within_budget(qwen30b):
+    t0 = time.perf_counter()
+    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=16384))
+    assert time.perf_counter() - t0 < 0.5
+    assert p.mode == "experts_split" and p.config.n_gpu_layers == -1
+    assert p.memory["CUDA0"].total <= p.budgets["CUDA0"]
+    cpu_layers = [l.index for l in p.layers if l.experts_cpu]
+    gpu_layers = [l.index for l in p.layers if l.experts_gpu]
+    assert cpu_layers and gpu_layers and max(cpu_layers) <= min(gpu_layers)  # CPU = lowest layers
+    assert cpu_layers == list(range(len(cpu_layers)))
+    # the overrides say exactly what the layer summary says
+    parsed = layers_from_overrides(p.config.overrides)
+    assert {il: set(l.experts_cpu) for l in p.layers if l.experts_cpu for il in [l.index]} == {
+        il: ({"up", "gate", "down"} if len(parts) == 3 else parts) for il, parts in parsed.items()}
+    # every tensor of a CPU part is on the CPU in the placement list
+    dev = dict(p.placement)
+    for l in p.layers:
+        for part in l.experts_cpu:
+            assert dev[f"blk.{l.index}.ffn_{part}_exps.weight"] == "CPU"
+    assert 0 < p.decode_tps < 1000 and p.prompt_tps > 0
+
+
+def test_whole_layer_boundary_is_exactly_n_cpu_moe(qwen30b):
+    # find a budget where the boundary falls on a whole layer: the split plan's GPU total plus the
+    # bytes of the boundary layer's GPU parts moved back to CPU
+    base = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192))
+    split = [l for l in base.layers if l.experts_cpu and l.experts_gpu]
+    if split:
+        l = split[0]
+        extra = sum(qwen30b.layers[l.index].expert_bytes[p] for p in l.experts_gpu)
+        budget = base.memory["CUDA0"].total - extra + 1024
+    else:
+        budget = base.memory["CUDA0"].total + 1024
+    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, vram_budget_bytes=budget, vram_margin_bytes=0))
+    assert p.n_cpu_moe is not None and p.n_cpu_moe > 0
+    assert "--n-cpu-moe" in p.llama_args() and "-ot" not in p.llama_args()
+    assert all((l.index < p.n_cpu_moe) == bool(l.experts_cpu) for l in p.layers)
+
+
+def test_partial_layer_offload_when_dense_part_does_not_fit(qwen30b):
+    p = plan(qwen30b, make_rig([1.5]), PlanOptions(n_ctx=4096))
+    assert p.mode == "partial_layers"
+    assert 0 < p.config.n_gpu_layers < qwen30b.n_layers
+    assert any("partial layer offload" in line for line in p.explanation)
+    dev = dict(p.placement)
+    assert all(dev[t.name] == "CPU" for t in qwen30b.tensors if t.expert_part)
+    assert dev["output.weight"] == "CPU"
+
+
+def test_q8_0_cache_chosen_only_when_needed_for_context(qwen30b):
+    rig = make_rig([12])
+    small = plan(qwen30b, rig, PlanOptions(n_ctx=8192))
+    assert small.config.cache_type_k == "f16"
+    max_f16 = small.max_ctx
+    assert max_f16 and max_f16 < qwen30b.context_length
+    ask = min(qwen30b.context_length, int(max_f16 * 1.5))
+    p = plan(qwen30b, rig, PlanOptions(n_ctx=ask))
+    assert p.config.cache_type_k == "q8_0" == p.config.cache_type_v
+    assert p.config.flash_attn == "on"
+    assert any("q8_0" in line for line in p.explanation)
+
+
+def test_two_gpus_split_layers(qwen30b):
+    p = plan(qwen30b, make_rig([12, 12]), PlanOptions(n_ctx=8192))
+    assert p.config.tensor_split and len(p.config.tensor_split) == 2
+    assert {"CUDA0", "CUDA1"} <= {l.device for l in p.layers}
+    assert p.memory["CUDA0"].total <= p.budgets["CUDA0"] and p.memory["CUDA1"].total <= p.budgets["CUDA1"]
+
+
+def test_does_not_fit_gives_shortfall(qwen30b):
+    with pytest.raises(DoesNotFit, match=r"GB short"):
+        plan(qwen30b, make_rig([2], ram_gib=8))
+
+
+def test_context_beyond_native_is_refused_with_limit(tiny_moe):
+    m = inspect_file(tiny_moe)
+    with pytest.raises(ConfigError, match=str(m.context_length)):
+        plan(m, make_rig([24]), PlanOptions(n_ctx=m.context_length + 1))
+
+
+def test_draft_model_placed(tiny_moe, tiny_draft):
+    p = plan(inspect_file(tiny_moe), make_rig([24]), PlanOptions(draft=inspect_file(tiny_draft)))
+    assert p.config.draft and p.config.draft.n_gpu_layers == -1
+    assert any("draft" in line for line in p.explanation)
+
+
+def test_measured_efficiency_factors_change_prediction(qwen30b):
+    from moetui.sizing.speed import EfficiencyFactors
+
+    a = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192))
+    b = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, efficiency=EfficiencyFactors(cpu_bw=0.3)))
+    assert b.decode_tps < a.decode_tps
+
+
+def test_quant_choice_rejects_larger_quants_with_reasons(qwen30b):
+    quants = [("Q8_0", 32_500_000_000), ("Q6_K", 25_100_000_000), ("Q4_K_M", 18_600_000_000), ("Q2_K", 11_300_000_000)]
+    c = choose_quant(quants, qwen30b, make_rig([12], ram_gib=16), PlanOptions(n_ctx=8192), min_decode_tps=1.0)
+    assert c.chosen is not None and c.plan is not None
+    rejected = {v.quant: v.reason for v in c.rejected}
+    assert "Q8_0" in rejected and "short" in rejected["Q8_0"]
+    names = [v.quant for v in c.verdicts]
+    assert names == sorted(names, key=lambda n: -dict(quants)[n])[: len(names)]
+    # an impossible speed floor rejects everything, with the speed as reason
+    c2 = choose_quant(quants, qwen30b, make_rig([12], ram_gib=16), PlanOptions(n_ctx=8192), min_decode_tps=1e6)
+    assert c2.chosen is None and any("below" in v.reason for v in c2.verdicts)
+
+
+def test_cli_plan_json_and_errors(tiny_moe):
+    r = subprocess.run([sys.executable, "-m", "moetui", "plan", str(tiny_moe), "--rig", "rtx3060-ddr4-32", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["mode"] == "all_gpu" and d["config"]["n_gpu_layers"] == -1 and d["llama_args"][:2] == ["-ngl", "999"]
+    r = subprocess.run([sys.executable, "-m", "moetui", "plan", str(tiny_moe), "--rig", "rtx3060-ddr4-32", "--ctx", "99999999"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "native context" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

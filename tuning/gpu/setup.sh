@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Prepares a lent GPU machine for tuning/gpu_bench.py, from the repository root there:
+#   - builds llama.cpp with CUDA from the sources llama-cpp-python 0.3.36 vendors (.gpu/llama.cpp-slim.tgz,
+#     made by ../shared/tools/slim-llama-src.sh), targets: the shared library, llama-bench, llama-fit-params;
+#   - installs moetui's pure-Python needs from carried wheels (.whl/) and llama-cpp-python's Python package
+#     (.gpu/pysite/llama_cpp) so that LLAMA_CPP_LIB_PATH points it at the CUDA build.
+# Idempotent: a warm machine skips what is already there. Source it: `source tuning/gpu/setup.sh`.
+set -eo pipefail
+LCPP=/tmp/lcpp
+export MOETUI_GPU_BIN=$LCPP/build/bin
+if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ]; then
+  mkdir -p $LCPP && tar xzf .gpu/llama.cpp-slim.tgz -C $LCPP
+  t0=$(date +%s)
+  cmake -S $LCPP/llama.cpp -B $LCPP/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > $LCPP/cmake.log
+  cmake --build $LCPP/build -j "$(nproc)" --target llama llama-bench llama-fit-params > $LCPP/build.log
+  echo "llama.cpp CUDA build: $(( $(date +%s) - t0 )) s"
+fi
+if [ ! -d /tmp/site/llama_cpp ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  cp -r .gpu/pysite/llama_cpp /tmp/site/
+fi
+export PYTHONPATH=/tmp/site:$PWD LLAMA_CPP_LIB_PATH=$MOETUI_GPU_BIN PYTHONUNBUFFERED=1
+export MOETUI_DATA_DIR=/tmp/moetui-data MOETUI_CACHE_DIR=/tmp/moetui-cache

@@ -1,0 +1,106 @@
+"""Predicted vs measured tok/s.
+
+1. This machine: a tiny Qwen3-30B-A3B-shaped proxy run by llama-cpp-python on the CPU (decode of 64
+   tokens, prompt of 256), next to what moetui.sizing predicts for the detected rig.
+2. tuning/reference.toml: published measurements (rig, model, flags, tok/s, source), each predicted
+   with the same placement (-ngl 99, --n-cpu-moe N) on a rig built from the entry.
+Writes tuning/results/predict_vs_measured.json and .md.   Run: python3 tuning/predict_vs_measured.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
+from moetui.model.inspect import inspect_file
+from moetui.model.proxy import write_proxy
+from moetui.model.shapes import load_shape, scaled
+from moetui.paths import atomic_write_json, atomic_write_text
+from moetui.sizing.placement import Assignment, hops_per_token, tensor_placement
+from moetui.sizing.plan import PlanOptions, plan
+from moetui.sizing.speed import EfficiencyFactors, predict
+from moetui.sizing.virtual import model_info_for_shape
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure_local(path: Path, n_gen: int = 64, n_prompt: int = 256, reps: int = 3) -> dict:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_ubatch=512, n_gpu_layers=0, verbose=False, seed=1)
+    toks = [(i % 1000) + 10 for i in range(n_prompt)]
+    pp, tg = [], []
+    for _ in range(reps):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(toks)
+        pp.append(n_prompt / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for _ in range(n_gen):
+            tok = llm.sample(temp=0.0)
+            llm.eval([tok])
+        tg.append(n_gen / (time.perf_counter() - t0))
+    return {"decode_tps": statistics.median(tg), "prompt_tps": statistics.median(pp),
+            "decode_runs": tg, "prompt_runs": pp}
+
+
+def predict_reference(e: dict) -> float:
+    model = model_info_for_shape(e["model_shape"], e["quant"])
+    n = model.n_layers
+    a = Assignment(["CUDA0"], ["CUDA0"] * n, {il: {"up", "gate", "down"} for il in range(min(e["n_cpu_moe"], n))},
+                   "CUDA0", -1)
+    sp = predict(model, tensor_placement(model, a), {"CUDA0": n}, {"CUDA0": e["gpu_bw_gbs"], "CPU": e["ram_bw_gbs"]},
+                 8, hops_per_token(model, a), e["pcie_gbs"], 512, EfficiencyFactors())
+    return sp.decode_tps
+
+
+def main() -> int:
+    from moetui.hardware import load_rig
+
+    out: dict = {"local": {}, "reference": []}
+    rig = load_rig("auto")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tiny.gguf"
+        write_proxy(scaled(load_shape("qwen3-30b-a3b"), "tiny"), path, "Q4_K_M")
+        model = inspect_file(path)
+        p = plan(model, rig, PlanOptions(n_ctx=2048))
+        meas = measure_local(path)
+    out["local"] = {
+        "rig": rig.name, "cpu": rig.cpu.model, "physical_cores": rig.cpu.physical_cores,
+        "ram_bandwidth_gbs": rig.ram_bandwidth_gbs, "model": "qwen3-30b-a3b tiny proxy Q4_K_M (5 MB)",
+        "predicted_decode_tps": p.decode_tps, "measured_decode_tps": meas["decode_tps"],
+        "decode_error": p.decode_tps / meas["decode_tps"] - 1,
+        "predicted_prompt_tps": p.prompt_tps, "measured_prompt_tps": meas["prompt_tps"],
+        "prompt_error": p.prompt_tps / meas["prompt_tps"] - 1, "runs": meas,
+    }
+    ref = tomllib.loads((HERE / "reference.toml").read_text())
+    for e in ref.get("entry", []):
+        pred = predict_reference(e)
+        out["reference"].append({"name": e["name"], "measured_decode_tps": e["decode_tps"], "predicted_decode_tps": pred,
+                                 "error": pred / e["decode_tps"] - 1, "flags": e["flags"], "source": e["source"]})
+    res = HERE / "results"
+    atomic_write_json(res / "predict_vs_measured.json", out)
+    L = out["local"]
+    lines = ["# Predicted vs measured tok/s", "", "Default EfficiencyFactors (moetui/sizing/speed.py). Error = predicted/measured - 1.", "",
+             f"## This machine ({L['cpu']}, {L['physical_cores']} cores, RAM bw {L['ram_bandwidth_gbs']} GB/s), {L['model']}", "",
+             "| | predicted | measured (median of 3) | error |", "|---|---|---|---|",
+             f"| decode tok/s | {L['predicted_decode_tps']:.1f} | {L['measured_decode_tps']:.1f} | {L['decode_error']:+.0%} |",
+             f"| prompt tok/s | {L['predicted_prompt_tps']:.1f} | {L['measured_prompt_tps']:.1f} | {L['prompt_error']:+.0%} |", "",
+             "## Published measurements (tuning/reference.toml)", "", "| entry | flags | measured | predicted | error | source |",
+             "|---|---|---|---|---|---|"]
+    for r in out["reference"]:
+        lines.append(f"| {r['name']} | {r['flags']} | {r['measured_decode_tps']:.1f} | {r['predicted_decode_tps']:.1f} | "
+                     f"{r['error']:+.0%} | {r['source']} |")
+    atomic_write_text(res / "predict_vs_measured.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
