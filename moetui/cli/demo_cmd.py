@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
     p = plan(info, rig, PlanOptions(n_ctx=2048))
     for line in p.explanation:
         say(f"- {line}")
-    summary["plan"] = {"config": p.config.to_dict(), "predicted_decode_tok_s": p.predicted_decode_tok_s,
-                       "predicted_prompt_tok_s": p.predicted_prompt_tok_s}
+    summary["plan"] = {"config": p.config.to_dict(), "predicted_decode_tok_s": p.decode_tps,
+                       "predicted_prompt_tok_s": p.prompt_tps}
 
     say("\n== 4. Running it (llama.cpp in an isolated worker process)")
     with ModelWorker() as worker:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"decode {done.stats.decode_tok_s_avg or 0:.1f} tok/s over {done.stats.tokens} tokens")
         bench = worker.bench(n_prompt=128, n_gen=32, reps=3)
         say(f"bench: pp128 {bench.pp_median:.1f} tok/s, tg32 {bench.tg_median:.1f} tok/s (median of 3); "
-            f"predicted decode {p.predicted_decode_tok_s:.1f} tok/s")
+            f"predicted decode {p.decode_tps:.1f} tok/s")
         summary["bench"] = {"pp_tok_s": bench.pp_median, "tg_tok_s": bench.tg_median}
 
     if args.json:

@@ -15,19 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_info(ref: str) -> ModelInfo:
-    """A local path, or a hub reference when the hub module can resolve it."""
-    from pathlib import Path
+    from moetui.model.resolve import resolve_model
 
-    from moetui.model.inspect import inspect_file
-
-    if Path(ref).exists() or ":" not in ref or ref.endswith(".gguf") and "/" not in ref:
-        return inspect_file(ref)
-    try:
-        from moetui.hub.remote import resolve_model_ref
-    except ImportError:
-        return inspect_file(ref)
-    resolved = resolve_model_ref(ref)
-    return resolved if isinstance(resolved, ModelInfo) else inspect_file(resolved)
+    return resolve_model(ref)
 
 
 def render(info: ModelInfo, with_tensors: bool = False) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError, ModelFileError
@@ -12,7 +11,7 @@ GB = 1e9
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a local GGUF path (or a hub REPO:QUANT reference)")
+    p.add_argument("model", metavar="MODEL", help="a local GGUF, a shape preset (qwen3-30b-a3b[:Q8_0]) or a hub REPO:QUANT")
     p.add_argument("--rig", default="auto", help="a reference rig name (a preset from presets/rigs) or 'auto'")
     p.add_argument("--ctx", type=int, default=None, help="target context (default: min(native, 32768))")
     p.add_argument("--vram-budget", type=float, default=None, metavar="GB", help="cap the GPU memory used, GB")
@@ -23,19 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(ref: str):
-    from moetui.model.inspect import inspect_file
+    from moetui.model.resolve import resolve_model
 
-    try:
-        from moetui.hub.remote import resolve_model_ref  # hub refs, when the hub module is present
-    except ImportError:
-        resolve_model_ref = None
-    if resolve_model_ref is not None:
-        got = resolve_model_ref(ref)
-        return inspect_file(got) if isinstance(got, Path) else got
-    path = Path(ref).expanduser()
-    if not path.exists():
-        raise ModelFileError(f"{ref}: no such file")
-    return inspect_file(path)
+    return resolve_model(ref)
 
 
 def run(args: argparse.Namespace) -> int:
