@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from moetui.config import DraftConfig, RunConfig
-from moetui.export.commandline import export_command
+from moetui.export.commandline import bench_command, export_command
 from moetui.export.flags import VENDORED_FLAGS, detect_flags
 from moetui.export.llama_tools import ensure_llama_tools
 from moetui.export.parse import parse_server_text
@@ -52,13 +52,18 @@ def test_bench_line_runs_and_reports_the_same_settings(llama_bin: Path, odd_mode
     cfg = RunConfig(model_path=str(odd_model), n_threads=2, n_batch=64, n_ubatch=32, cache_type_k="q8_0",
                     cache_type_v="f16", flash_attn="on", load_mode="none",
                     overrides=cpu_expert_overrides({1: ALL_PARTS, 3: {"up"}}))
-    cmd = export_command(cfg, "bench", binary=str(llama_bin / "llama-server"))
-    line = cmd.render("posix").splitlines()[-1] + " -p 8 -n 2 -r 1 -o json"
+    # -p/-n given to the exporter: appended again they would add test values (llama-bench's lists)
+    cmd = bench_command(cfg, detect_flags("bench", llama_bin), n_prompt=8, n_gen=2, output="json")
+    line = cmd.render("posix").splitlines()[-1] + " -r 1"
     p = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     rows = json.loads(p.stdout)
-    assert rows and all(r["model_filename"] == str(odd_model) for r in rows)
+    assert [(r["n_prompt"], r["n_gen"]) for r in rows] == [(8, 0), (0, 2)]
     r = rows[0]
+    # it loaded the model, reachable only at that exact path; llama-bench's own JSON escaper mangles the
+    # non-ASCII bytes of the name (its bug: sign-extended chars), so compare the part before them
+    ascii_part = str(odd_model).split("ü")[0]
+    assert r["model_filename"].startswith(ascii_part) and r["model_filename"].endswith("/tiny moe.gguf")
     assert (r["n_threads"], r["n_batch"], r["n_ubatch"]) == (2, 64, 32)
     assert (r["type_k"], r["type_v"], r["flash_attn"], r["load_mode"]) == ("q8_0", "f16", 1, "none")
     assert r["tensor_buft_overrides"] == ";".join(o.to_arg() for o in cfg.overrides)
@@ -78,9 +83,9 @@ def _get(url: str) -> dict:
 
 def _serve(line: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    fh = open(log, "wb")
-    proc = subprocess.Popen(["bash", "-c", f"exec {line} --host 127.0.0.1 --port {port} -v"],
-                            stdout=fh, stderr=subprocess.STDOUT)
+    with open(log, "wb") as fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(["bash", "-c", f"exec {line} --host 127.0.0.1 --port {port} -v"],
+                                stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -128,21 +133,27 @@ def test_server_line_serves_with_the_config(llama_bin: Path, odd_model: Path, tm
     assert re.search(r"K \(q8_0\)", text)
 
 
-def test_server_line_with_draft_model(llama_bin: Path, tiny_moe: Path, tiny_draft: Path, tmp_path: Path) -> None:
-    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=1024, n_threads=2,
-                    draft=DraftConfig(model_path=str(tiny_draft), draft_max=4, n_gpu_layers=0))
+@pytest.mark.parametrize("kind", ["model", "ngram"])
+def test_server_line_with_speculative_decoding(llama_bin: Path, tiny_moe: Path, tiny_draft: Path, tmp_path: Path,
+                                               kind: str) -> None:
+    draft = (DraftConfig(model_path=str(tiny_draft), draft_max=4, n_gpu_layers=0) if kind == "model"
+             else DraftConfig(kind="ngram", draft_max=4))
+    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=1024, n_threads=2, draft=draft)
     text = export_command(cfg, "server", binary=str(llama_bin / "llama-server")).render("posix")
     log = tmp_path / "server.log"
     proc, base = _serve(text.splitlines()[-1], log)
     try:
-        req = urllib.request.Request(base + "/completion", data=json.dumps({"prompt": "Hello", "n_predict": 8}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(base + "/completion", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"prompt": "a b c a b c a b c", "n_predict": 8}).encode())
         with urllib.request.urlopen(req, timeout=120) as r:
-            assert json.loads(r.read())["tokens_predicted"] >= 1
+            out = json.loads(r.read())
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert str(tiny_draft) in log.read_text(errors="replace")  # the draft model was loaded
+    assert out["tokens_predicted"] >= 1
+    if kind == "model":
+        assert out["timings"].get("draft_n", 0) > 0  # the draft model really drafted
+        assert f"loading draft model '{tiny_draft}'" in log.read_text(errors="replace")
 
 
 def test_cli_line_runs_one_turn(llama_bin: Path, odd_model: Path) -> None:
@@ -152,3 +163,21 @@ def test_cli_line_runs_one_turn(llama_bin: Path, odd_model: Path) -> None:
                        stdin=subprocess.DEVNULL)
     assert "invalid argument" not in p.stderr and "error: " not in p.stderr.lower(), p.stderr[-2000:]
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_cli_export_for_a_given_binary_names_its_version(llama_bin: Path, tiny_moe: Path) -> None:
+    import sys
+    p = subprocess.run([sys.executable, "-m", "moetui", "export", str(tiny_moe), "--binary", str(llama_bin / "llama-server"),
+                        "--tool", "server"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("# for llama-server version") and "0c1e570" in first
+    assert p.stdout.splitlines()[-1].startswith(str(llama_bin / "llama-server") + " -m ")
+
+
+def test_unusable_source_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moetui.export.llama_tools import LlamaToolsError
+    monkeypatch.setenv("MOETUI_LLAMA_TOOLS_DIR", str(tmp_path / "tools"))
+    monkeypatch.setenv("MOETUI_LLAMA_SRC", str(tmp_path))
+    with pytest.raises(LlamaToolsError, match="not a llama.cpp source tree"):
+        ensure_llama_tools(["llama-server"], out=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from moetui.export.quoting import join, quote_powershell, quote_posix
+from moetui.export.quoting import join, quote_posix, quote_powershell
 
 NASTY = [
     "plain",

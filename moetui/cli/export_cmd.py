@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def default_config(model: str) -> RunConfig:
     """The plan for MODEL when the sizing core can make one, else RunConfig's defaults."""
     try:
-        from moetui.sizing.plan import plan_config  # noqa: PLC0415 - optional, written separately
+        from moetui.sizing.plan import plan_config
     except ImportError:
         return RunConfig(model_path=model)
     return plan_config(model)

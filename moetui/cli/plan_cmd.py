@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from moetui.cli.output import human_bytes, print_json, table
-from moetui.errors import ConfigError, ModelFileError
+from moetui.errors import ConfigError
 
 GB = 1e9
 

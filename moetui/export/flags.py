@@ -29,11 +29,11 @@ _COMMON = {
     "-m", "-c", "-ngl", "-ot", "-cmoe", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb",
     "-b", "-ub", "-lm", "-s", "-fit", "--swa-full", "-md", "-ngld", "-otd", "--spec-draft-n-max",
     "--spec-draft-n-min", "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m",
-    "-v", "-n", "-p",
+    "-v", "-n",
 }
 VENDORED_FLAGS = {
     "server": _COMMON | {"-np", "--host", "--port"},
-    "cli": _COMMON | {"-st", "-no-cnv"},
+    "cli": _COMMON | {"-st", "-p"},
     "bench": {"-m", "-p", "-n", "-ngl", "-ncmoe", "-ot", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-b",
               "-ub", "-lm", "-o", "-r"},
 }
@@ -109,7 +109,7 @@ def flags_from_binary(tool: str, binary: str | Path) -> ToolFlags:
     if "-m" not in flags and "--model" not in flags:
         raise FlagsError(f"{binary} --help lists no -m/--model: not a llama.cpp {BINARY_NAMES[tool]}")
     m = re.search(r"version:\s*(\S+)\s*\(([^)]*)\)", version_text)
-    build = f"build {m.group(1)} ({m.group(2)})" if m else "unknown version"
+    build = f"version {m.group(1)} ({m.group(2)})" if m else "of unknown version"
     if m and m.group(1) == "0" and m.group(2) == "unknown":
         build = "a source build without git info"
     # A short alias may be missing from --help's first column layout in some releases: normalise the

@@ -64,7 +64,8 @@ def llama_kwargs(cfg: RunConfig, *, n_gpu_layers: int | None = None, n_ctx: int 
         n_batch=cfg.n_batch,
         n_ubatch=cfg.n_ubatch,
         n_threads=cfg.n_threads,
-        n_threads_batch=cfg.n_threads_batch,
+        # llama.cpp: --threads-batch defaults to --threads (llama-cpp-python would take every core)
+        n_threads_batch=cfg.n_threads_batch or cfg.n_threads,
         flash_attn=cfg.flash_attn == "on",
         type_k=CACHE_TYPES[cfg.cache_type_k],
         type_v=CACHE_TYPES[cfg.cache_type_v],
