@@ -55,7 +55,7 @@ def test_bench_line_runs_and_reports_the_same_settings(llama_bin: Path, odd_mode
     # -p/-n given to the exporter: appended again they would add test values (llama-bench's lists)
     cmd = bench_command(cfg, detect_flags("bench", llama_bin), n_prompt=8, n_gen=2, output="json")
     line = cmd.render("posix").splitlines()[-1] + " -r 1"
-    p = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(["bash", "-c", line], check=False, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     rows = json.loads(p.stdout)
     assert [(r["n_prompt"], r["n_gen"]) for r in rows] == [(8, 0), (0, 2)]
@@ -159,7 +159,7 @@ def test_server_line_with_speculative_decoding(llama_bin: Path, tiny_moe: Path, 
 def test_cli_line_runs_one_turn(llama_bin: Path, odd_model: Path) -> None:
     cfg = RunConfig(model_path=str(odd_model), n_ctx=512, n_threads=2, overrides=cpu_expert_overrides({1: ALL_PARTS}))
     line = export_command(cfg, "cli", binary=str(llama_bin / "llama-server")).render("posix").splitlines()[-1]
-    p = subprocess.run(["bash", "-c", line + " -p Hello -n 4 -st"], capture_output=True, text=True, timeout=300,
+    p = subprocess.run(["bash", "-c", line + " -p Hello -n 4 -st"], check=False, capture_output=True, text=True, timeout=300,
                        stdin=subprocess.DEVNULL)
     assert "invalid argument" not in p.stderr and "error: " not in p.stderr.lower(), p.stderr[-2000:]
     assert p.returncode == 0, p.stderr[-2000:]
@@ -168,7 +168,7 @@ def test_cli_line_runs_one_turn(llama_bin: Path, odd_model: Path) -> None:
 def test_cli_export_for_a_given_binary_names_its_version(llama_bin: Path, tiny_moe: Path) -> None:
     import sys
     p = subprocess.run([sys.executable, "-m", "moetui", "export", str(tiny_moe), "--binary", str(llama_bin / "llama-server"),
-                        "--tool", "server"], capture_output=True, text=True, timeout=120)
+                        "--tool", "server"], check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     first = p.stdout.splitlines()[0]
     assert first.startswith("# for llama-server version") and "0c1e570" in first

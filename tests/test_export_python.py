@@ -16,7 +16,7 @@ from moetui.sizing.overrides import ALL_PARTS, cpu_expert_overrides
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "load.py"
     path.write_text(script)
-    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(path)], check=False, capture_output=True, text=True, timeout=300)
 
 
 def test_snippet_loads_with_overrides_and_settings(tiny_moe: Path, tmp_path: Path) -> None:

@@ -29,12 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_config(model: str) -> RunConfig:
-    """The plan for MODEL when the sizing core can make one, else RunConfig's defaults."""
-    try:
-        from moetui.sizing.plan import plan_config
-    except ImportError:
-        return RunConfig(model_path=model)
-    return plan_config(model)
+    """The config moetui would run MODEL with on this rig: the sizing core's plan."""
+    from moetui.hardware import detect_rig
+    from moetui.model.resolve import resolve_model
+    from moetui.sizing.plan import PlanOptions, plan
+
+    return plan(resolve_model(model), detect_rig(), PlanOptions(model_path=model)).config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -94,7 +94,7 @@ def vendored_flags(tool: str) -> ToolFlags:
 
 def _run(binary: str, arg: str) -> str:
     try:
-        p = subprocess.run([binary, arg], capture_output=True, text=True, errors="replace", timeout=60)
+        p = subprocess.run([binary, arg], check=False, capture_output=True, text=True, errors="replace", timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FlagsError(f"cannot run {binary} {arg}: {exc}") from None
     return p.stdout + p.stderr

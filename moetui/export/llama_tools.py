@@ -71,7 +71,7 @@ def _run(cmd: list[str], log_path: Path, what: str, cwd: Path | None = None) -> 
         fh.write(("\n$ " + " ".join(cmd) + "\n").encode())
         fh.flush()
         try:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd).returncode
+            rc = subprocess.run(cmd, check=False, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd).returncode
         except FileNotFoundError:
             raise LlamaToolsError(f"{what}: {cmd[0]} not found (install it to build llama.cpp's tools)") from None
     if rc != 0:
