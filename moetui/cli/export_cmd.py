@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from moetui.config import RunConfig
 from moetui.export.commandline import export_command
@@ -29,11 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_config(model: str) -> RunConfig:
-    """The config moetui would run MODEL with on this rig: the sizing core's plan."""
+    """The config moetui would run MODEL with on this rig: the sizing core's plan. A .gguf path that does
+    not exist yet (the user is about to download it) gets llama.cpp-like defaults; the exported line
+    carries a warning about the path."""
     from moetui.hardware import detect_rig
     from moetui.model.resolve import resolve_model
     from moetui.sizing.plan import PlanOptions, plan
 
+    if model.lower().endswith(".gguf") and not Path(model).expanduser().exists():
+        return RunConfig(model_path=model)
     return plan(resolve_model(model), detect_rig(), PlanOptions(model_path=model)).config
 
 
