@@ -384,8 +384,44 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def render_prep(s: dict[str, Any]) -> list[str]:
+    """VRAM used vs experts moved to RAM: NVML per process, llama.cpp's logged CUDA0 buffers, and the sizing
+    core's prediction (recomputed here with the current code, from the same model header)."""
+    from moetui.hardware.rig import Rig
+    from moetui.sizing.virtual import model_info_for_shape
+
+    info = model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
+    rig = Rig.from_dict(s["rig"])
+    gpu = (s["rig"].get("gpus") or [{}])[0]
+    bw = s.get("bandwidth", {})
+    lines = [f"## Device: {gpu.get('name')} ({(gpu.get('vram_total_bytes') or 0) / GiB:.0f} GiB), driver "
+             f"{gpu.get('driver_version')}, CUDA {gpu.get('cuda_version')}", "",
+             f"Bandwidths measured there: GPU copy {bw.get('gpu_copy_rw_gbs', 0):.0f} GB/s (read+write), pinned "
+             f"host->device {bw.get('h2d_pinned_gbs', 0):.1f} GB/s, host RAM read {bw.get('host_ram_gbs', 0):.1f} GB/s.", "",
+             "### VRAM vs experts in RAM (Qwen3-30B-A3B Q4_K_M proxy, 4K context, FA on)", "",
+             "| experts in RAM (layers) | NVML VRAM used GiB | predicted GiB | error | logged CUDA0 weights GiB | "
+             "predicted weights GiB | logged compute MiB | predicted compute MiB | pp512 | tg32 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in s.get("vram_vs_placement", []):
+        if r.get("error"):
+            lines.append(f"| {r['n_cpu_moe']} | failed: {r['error']} |||||||||")
+            continue
+        p = _predicted_gpu_bytes(info, rig, r["n_cpu_moe"], 4096)
+        pred = sum(p.values())
+        used = r["vram_used_bytes"] or 0
+        cb = r["cuda_buffers"]
+        lines.append(f"| {r['n_cpu_moe']} | {used / GiB:.3f} | {pred / GiB:.3f} | {(pred - used) / used:+.1%} | "
+                     f"{cb.get('model:CUDA0', 0) / GiB:.3f} | {p['weights'] / GiB:.3f} | "
+                     f"{cb.get('compute:CUDA0', 0) / 2**20:.0f} | {p['compute'] / 2**20:.0f} | {r['pp'] or 0:.0f} | "
+                     f"{r['tg'] or 0:.1f} |")
+    return lines + [""]
+
+
 def render_report(stages: list[dict[str, Any]]) -> str:
-    lines = ["# GPU proof: moetui vs llama.cpp's fit vs --cpu-moe vs best-of-grid (H100, capped VRAM)", ""]
+    lines = ["# GPU proof: moetui vs llama.cpp's fit vs --cpu-moe vs best-of-grid (capped VRAM)", ""]
+    for s in stages:
+        if s.get("stage") == "prep":
+            lines += render_prep(s)
     for s in stages:
         if s.get("stage") != "cap":
             continue

@@ -13,6 +13,7 @@ so `OverrideArray` is held by the worker for as long as the model is loaded.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import ctypes
 import os
 from dataclasses import dataclass, field
@@ -36,13 +37,26 @@ class BuftOverride(ctypes.Structure):
 _ggml_lib: ctypes.CDLL | None = None
 
 
+def llama_lib_dir() -> str:
+    """Where llama-cpp-python loads its shared libraries from: LLAMA_CPP_LIB_PATH when set (its own
+    override, e.g. a CUDA build beside a CPU wheel), else the package's lib/ folder."""
+    override = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if override:
+        return override
+    import llama_cpp  # noqa: PLC0415
+
+    return os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+
+
 def ggml() -> ctypes.CDLL:
     """The libggml that llama-cpp-python loaded (same file, so the same device registry)."""
     global _ggml_lib
     if _ggml_lib is None:
-        import llama_cpp  # noqa: PLC0415 - heavy; only the worker process imports it
+        # llama-cpp-python loads libllama (and with it libggml) first, so dlopen below returns that same
+        # library and its device registry; heavy, so only the worker process does this
+        importlib.import_module("llama_cpp")
 
-        libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+        libdir = llama_lib_dir()
         lib = ctypes.CDLL(os.path.join(libdir, "libggml.so"))
         base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
         lib.ggml_backend_dev_count.restype = ctypes.c_size_t

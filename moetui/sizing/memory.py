@@ -23,11 +23,11 @@ GIB = 1024 * MIB
 # llama.cpp pads the KV cache to 256 cells (llama_context: n_ctx = GGML_PAD(n_ctx, 256) for the cache).
 KV_PAD = 256
 
-# ---- fixed runtime overhead (NOT measured here: no GPU on the calibration machine) -------------------
-# A CUDA context plus cuBLAS workspaces and llama.cpp's graph bookkeeping typically take 300-600 MiB of
-# VRAM before any buffer; we reserve the middle of that range. Replace with a measured figure when a
-# rig has one (the tuner can: free VRAM before and after a load, minus the logged buffers).
-GPU_RUNTIME_OVERHEAD = 450 * MIB
+# ---- fixed runtime overhead ---------------------------------------------------------------------------
+# VRAM a CUDA process holds beyond llama.cpp's logged buffers (CUDA context, cuBLAS workspaces, graph
+# bookkeeping): NVML's per-process figure minus the logged CUDA0 buffers, measured on an H200 (driver
+# 580, CUDA 13) at four placements: 521.5-522.8 MiB (tuning/results/gpu/prep.json).
+GPU_RUNTIME_OVERHEAD = 523 * MIB
 # The worker process itself (Python + llama.cpp code + tokenizer tables): an estimate, not measured.
 CPU_RUNTIME_OVERHEAD = 200 * MIB
 
@@ -145,10 +145,3 @@ def repack_enabled(t: TensorRecord, cpu_flags: list[str] | set[str], cpu_arch: s
     table = _REPACK_ARM if cpu_arch.lower() in ("aarch64", "arm64") else _REPACK_X86
     need = table.get(t.type.upper())
     return need is not None and need in flags
-
-
-def gpu_weight_copy_bytes(cpu_tensors: list[TensorRecord]) -> int:
-    """With op offload (llama.cpp's default), a GPU runs large-batch matmuls of CPU-resident weights by
-    copying each weight into its compute buffer first; the buffer grows by the largest such tensor."""
-    return max((t.nbytes for t in cpu_tensors if len(t.shape) >= 2 and not t.name.startswith("token_embd.")),
-               default=0)

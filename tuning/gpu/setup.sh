@@ -8,14 +8,22 @@
 set -eo pipefail
 LCPP=/tmp/lcpp
 export MOETUI_GPU_BIN=$LCPP/build/bin
+if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ] && ls .gpu/cuda-bin.tgz.* >/dev/null 2>&1; then
+  # a build brought back from an earlier machine (see below): saves the ~280 s build on a cold machine
+  mkdir -p $MOETUI_GPU_BIN && cat .gpu/cuda-bin.tgz.* | tar xz -C $MOETUI_GPU_BIN
+fi
 if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ]; then
-  mkdir -p $LCPP && tar xzf .gpu/llama.cpp-slim.tgz -C $LCPP
+  mkdir -p $LCPP && tar xzf "$(ls .gpu/llama.cpp-slim.tgz .gpu-src/llama.cpp-slim.tgz 2>/dev/null | head -1)" -C $LCPP
   t0=$(date +%s)
   cmake -S $LCPP/llama.cpp -B $LCPP/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > $LCPP/cmake.log
   cmake --build $LCPP/build -j "$(nproc)" --target llama llama-bench llama-fit-params > $LCPP/build.log
   echo "llama.cpp CUDA build: $(( $(date +%s) - t0 )) s"
+  if [ -n "$OUT" ]; then  # bring the build back (copy it to .gpu/cuda-bin.tgz here) for the next cold machine
+    (cd $MOETUI_GPU_BIN && strip --strip-unneeded *.so* llama-bench llama-fit-params 2>/dev/null;
+     tar cz *.so* llama-bench llama-fit-params | split -b 15M - $OUT/cuda-bin.tgz.)  # 16 MiB a file comes back
+  fi
 fi
 if [ ! -d /tmp/site/llama_cpp ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
