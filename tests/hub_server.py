@@ -6,7 +6,9 @@ huggingface_hub 2.x calls, serving real files, with faults to inject.
     with hub.activate(monkeypatch, cache_dir): ...   # points HF_ENDPOINT / huggingface_hub at it
     hub.cut_after["tiny-Q4_K_M.gguf"] = 1 << 20      # first GET of that file dies after 1 MiB
     hub.wrong_sha.add("tiny-Q4_K_M.gguf")            # the hub advertises a sha256 the bytes do not have
+    hub.stall_after["tiny-Q4_K_M.gguf"] = 1 << 20    # first GET sends 1 MiB, then hangs until hub.close()
     hub.log                                          # [(method, path, range header or None)]
+    hub.auth_log                                     # [(path, Authorization header or None)]
 
 Endpoints: GET /api/models/{repo}[/revision/{rev}] (model info; siblings with size + lfs when
 ?blobs=True), GET /api/models/{repo}/tree/{rev}[/path] (recursive listing), HEAD/GET
@@ -58,7 +60,10 @@ class FakeHub:
         self.redirect = redirect
         self.cut_after: dict[str, int] = {}  # file path -> bytes sent before the first GET's socket closes
         self.wrong_sha: set[str] = set()  # file paths whose advertised sha256 is wrong
+        self.stall_after: dict[str, int] = {}  # file path -> bytes sent before the first GET hangs (until close)
+        self._closing = threading.Event()
         self.log: list[tuple[str, str, str | None]] = []
+        self.auth_log: list[tuple[str, str | None]] = []  # (path, Authorization header or None)
         self.bytes_sent: dict[str, int] = {}
         self._lock = threading.Lock()
         self._hub = self._serve()
@@ -98,6 +103,7 @@ class FakeHub:
         return server
 
     def close(self) -> None:
+        self._closing.set()  # releases stalled responses
         for s in (self._hub, self._cdn):
             s.shutdown()
             s.server_close()
@@ -134,6 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self) -> None:
         with self.fake._lock:
             self.fake.log.append((self.command, urlsplit(self.path).path, self.headers.get("Range")))
+            self.fake.auth_log.append((urlsplit(self.path).path, self.headers.get("Authorization")))
 
     def do_HEAD(self) -> None:
         self._record()
@@ -249,10 +256,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        cut = None
+        cut = stall = None
         with self.fake._lock:
             if f.path in self.fake.cut_after:
                 cut = self.fake.cut_after.pop(f.path)  # only the first GET is cut
+            if f.path in self.fake.stall_after:
+                stall = cut = self.fake.stall_after.pop(f.path)  # only the first GET stalls
         sent = 0
         with open(f.local, "rb") as fh:
             fh.seek(start)
@@ -272,10 +281,16 @@ class _Handler(BaseHTTPRequestHandler):
                 left -= len(chunk)
         with self.fake._lock:
             self.fake.bytes_sent[f.path] = self.fake.bytes_sent.get(f.path, 0) + sent
-        if cut is not None:
+        if cut is None:
+            return
+        try:
             self.wfile.flush()
+            if stall is not None:
+                self.fake._closing.wait(60)  # a network that stops answering: the client waits, or is interrupted
             self.close_connection = True
             self.connection.shutdown(2)  # drop the connection mid-body, as a flaky network does
+        except OSError:
+            pass  # the client hung up first
 
 
 # -- a split GGUF, as llama.cpp's gguf-split writes one ------------------------------------------------

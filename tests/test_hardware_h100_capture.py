@@ -1,15 +1,16 @@
 """The real H100 capture: `moetui detect --json` and the raw NVML readings, both taken on the lent H100
-(CUDA build of llama.cpp) and committed as fixtures. The NVML code path must turn the raw capture into the
-same GPU record the real run produced."""
+(CUDA build of llama.cpp kept outside the package and loaded through LLAMA_CPP_LIB_PATH, as
+tuning/gpu/setup.sh does) and committed as fixtures; rerun with `bash tuning/gpu/hardware_capture.sh h100`
+on that machine. The NVML code path must turn the raw capture into the same GPU record the real run produced."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from moetui.hardware import detect
+from moetui.hardware import detect, llama_build
 from moetui.hardware.fake_nvml import FakeNvml
-from moetui.hardware.rig import Rig
+from moetui.hardware.rig import LlamaBuildInfo, Rig
 
 FIX = Path(__file__).parent / "fixtures" / "hardware"
 
@@ -34,3 +35,21 @@ def test_real_h100_detect_output_loads_as_a_rig() -> None:
     assert rig.gpus[0].vram_total_bytes > 79 * 2**30
     assert rig.cpu.logical_cores == 16
     assert rig.ram_bandwidth_gbs and rig.ram_bandwidth_gbs > 50
+    assert rig.warnings == [], "on the real GPU box every field was read"
+
+
+def test_real_h100_build_lists_cuda_and_its_device_memory() -> None:
+    """The ggml device list as llama.cpp saw it there: the CUDA backend, the H100 as CUDA0 with its free
+    memory, read from the libggml that LLAMA_CPP_LIB_PATH pointed at (not the package's lib/)."""
+    rig = Rig.from_dict(json.loads((FIX / "detect_h100.json").read_text()))
+    b = rig.build
+    assert b.backends == ["CUDA", "CPU"] and b.advice is None
+    assert not b.lib_dir.endswith("llama_cpp/lib")
+    cuda = [d for d in b.devices if d.type == "gpu"]
+    assert [d.name for d in cuda] == ["CUDA0"] and cuda[0].description == rig.gpus[0].name
+    # llama.cpp's free figure is what it will place tensors into: close to, not above, NVML's total
+    assert 0.95 * rig.gpus[0].vram_total_bytes < cuda[0].memory_free_bytes <= cuda[0].memory_total_bytes <= rig.gpus[0].vram_total_bytes
+    assert llama_build.advise(b, rig.gpus) is None
+    # the same hardware with this machine's CPU-only build would get the reinstall advice
+    cpu_only = LlamaBuildInfo(installed=True, backends=["CPU"], devices=[d for d in b.devices if d.type == "cpu"])
+    assert "-DGGML_CUDA=on" in (llama_build.advise(cpu_only, rig.gpus) or "")

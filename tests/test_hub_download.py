@@ -33,7 +33,7 @@ def test_download_lands_in_the_hf_cache_other_tools_read(fake_hub, tiny_moe, tmp
     # progress: bytes only go up, the last event says done with everything
     done = [e.bytes_done for e in events]
     assert done == sorted(done) and events[-1].phase == "done" and events[-1].bytes_done == tiny_moe.stat().st_size
-    assert any(e.phase == "download" and e.speed_bps > 0 for e in events)
+    assert any(e.phase == "download" and e.speed_bps > 0 and e.eta_s is not None for e in events)
     assert any(e.phase == "verify" for e in events)
     # a second run finds it cached and transfers nothing
     n_gets = sum(1 for e in fake_hub.log if e[1].startswith("/cdn/"))
@@ -124,3 +124,25 @@ def test_offline_download_is_refused_clearly(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubError, match="^offline: downloading"):
         download_model("unsloth/Qwen3-30B-A3B-Instruct-2507-GGUF:Q4_K_M")
+
+
+def test_a_crash_after_the_last_byte_is_finished_without_a_transfer(fake_hub, tiny_moe, tmp_path) -> None:
+    """All bytes in blobs/<sha>.incomplete (killed before the rename): the next run only verifies. Same size but
+    wrong bytes: the hash catches it and the file is deleted, not linked."""
+    from hub_server import sha256_of
+
+    fake_hub.add_file("me/tiny-GGUF", "tiny-moe-Q4_K_M.gguf", tiny_moe)
+    sha = sha256_of(tiny_moe)
+    partial = tmp_path / "hf-cache" / "models--me--tiny-GGUF" / "blobs" / f"{sha}.incomplete"
+    partial.parent.mkdir(parents=True)
+    data = tiny_moe.read_bytes()
+    partial.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(HubError, match="sha256 mismatch"):
+        download_model("me/tiny-GGUF:Q4_K_M")
+    assert not partial.exists() and not list((tmp_path / "hf-cache").rglob("snapshots/*/*"))
+
+    partial.write_bytes(data)
+    result = download_model("me/tiny-GGUF:Q4_K_M")
+    assert (result.bytes_resumed, result.bytes_transferred, result.verified) == (len(data), 0, ["tiny-moe-Q4_K_M.gguf"])
+    assert not any(path.startswith("/cdn/") and method == "GET" for method, path, _ in fake_hub.log)
+    assert result.path.read_bytes() == data

@@ -89,3 +89,25 @@ def test_missing_quant_names_what_exists(fake_hub, tiny_moe) -> None:
     fake_hub.add_file("me/tiny-GGUF", "tiny-moe-Q4_K_M.gguf", tiny_moe)
     with pytest.raises(HubError, match="available: Q4_K_M"):
         inspect_remote("me/tiny-GGUF:Q6_K")
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["lfs-via-cdn", "served-by-hub"])
+def test_token_goes_to_the_hub_only_and_both_serving_styles_work(redirect, monkeypatch, tmp_path, tiny_moe) -> None:
+    """LFS files redirect to a CDN on another host: the HF token must not follow them there. Files the hub
+    serves itself (ETag + Content-Length, no redirect) inspect and download the same way."""
+    from hub_server import FakeHub, sha256_of
+
+    hub = FakeHub(redirect=redirect)
+    try:
+        with hub.activate(monkeypatch, tmp_path / "hf-cache"):
+            hub.add_file("me/tiny-GGUF", "tiny-moe-Q4_K_M.gguf", tiny_moe)
+            assert inspect_remote("me/tiny-GGUF:Q4_K_M").identity == inspect_file(tiny_moe).identity
+            result = download_model("me/tiny-GGUF:Q4_K_M")
+    finally:
+        hub.close()
+    assert sha256_of(result.path) == sha256_of(tiny_moe) and result.verified == ["tiny-moe-Q4_K_M.gguf"]
+    # (huggingface_hub also fetches its own /api/agent-harnesses registry, anonymously: not ours to check)
+    hub_calls = [auth for path, auth in hub.auth_log if path.startswith("/api/models/") or "/resolve/" in path]
+    cdn_calls = [auth for path, auth in hub.auth_log if path.startswith("/cdn/")]
+    assert hub_calls and all(auth == "Bearer hf_fake_test_token" for auth in hub_calls)
+    assert len(cdn_calls) == (2 if redirect else 0) and not any(cdn_calls)

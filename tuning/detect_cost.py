@@ -25,9 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from moetui.hardware.fake_nvml import FakeNvml  # noqa: E402
-from moetui.hardware.sampler import Sampler  # noqa: E402
-from moetui.paths import atomic_write_json  # noqa: E402
+from moetui.hardware.fake_nvml import FakeNvml
+from moetui.hardware.sampler import Sampler
+from moetui.paths import atomic_write_json
 
 FIX = REPO / "tests" / "fixtures" / "hardware"
 

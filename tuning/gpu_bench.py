@@ -289,37 +289,56 @@ def stage_cap(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"stage": "cap", "cap_gib": args.gib, "n_ctx": args.ctx, "n_prompt": P, "n_gen": N,
                            "reps": R, "results": []}
     res: list[Measured] = []
+    path = args.out / f"cap{args.gib:g}_ctx{args.ctx}{'.' + args.tag if args.tag else ''}.json"
+
+    def save() -> None:  # after every step: a run cut at the call's time limit keeps what it measured
+        out["results"] = [m.to_dict() for m in res]
+        path.write_text(json.dumps(out, indent=1, default=str))
+
     with VramCap(args.gib):
         out["gpu_free_bytes"] = gpu_free_bytes()
         rig = detect_rig()
         out["rig_gpu_free"] = rig.gpus[0].vram_free_bytes if rig.gpus else None
+        # llama-server's default threads are the physical cores (cpu_get_num_math); llama-cpp-python's are
+        # half the logical CPUs, so the baselines get llama.cpp's own default explicitly
+        t_llama = rig.cpu.performance_cores or rig.cpu.physical_cores
+        want = set(args.variants.split(","))
         # 1. all experts in RAM (--cpu-moe)
-        res += measure("cpu-moe", RunConfig(str(MODEL), n_ctx=args.ctx, overrides=n_cpu_moe_overrides(n_layers),
-                                            flash_attn="on"), P, N, R)
+        if "cpu-moe" in want:
+            res += measure("cpu-moe", RunConfig(str(MODEL), n_ctx=args.ctx, overrides=n_cpu_moe_overrides(n_layers),
+                                                flash_attn="on", n_threads=t_llama, n_threads_batch=t_llama), P, N, R)
+        save()
         # 2. llama.cpp's own fit at the same margin
         fit_cfg, fit_line = llama_fit_config(bin_dir, args.ctx)
         out["llama_fit"] = fit_line
-        if fit_cfg:
-            res += measure("llama-fit", fit_cfg, P, N, R)
+        if fit_cfg and "llama-fit" in want:
+            res += measure("llama-fit", fit_cfg.replace(n_threads=t_llama, n_threads_batch=t_llama), P, N, R)
+        save()
         # 3. moetui's plan, untuned
         p = plan(info, rig, PlanOptions(n_ctx=args.ctx, vram_margin_bytes=MARGIN_MIB << 20, flash_attn="on",
                                         model_path=str(MODEL)))
         out["plan"] = {"n_cpu_moe": p.n_cpu_moe, "decode_tps": p.decode_tps, "prompt_tps": p.prompt_tps,
                        "explanation": p.explanation, "memory": {d: asdict(m) for d, m in p.memory.items()}}
-        res += measure("moetui-plan", p.config, P, N, R)
+        if "plan" in want:
+            res += measure("moetui-plan", p.config, P, N, R)
+        save()
         # 4. best-of-grid: expert layers in RAM x threads x ubatch (threads/ubatch without reloading)
         k = len(layers_from_overrides(p.config.overrides) or {})
         grid_layers = sorted({max(0, min(n_layers, k + d)) for d in args.grid_offsets})
         variations = [{"n_threads": t, "n_threads_batch": t, "n_ubatch": ub, "n_batch": max(ub, 2048)}
                       for t in args.grid_threads for ub in args.grid_ubatch]
-        for n in grid_layers:
+        for n in grid_layers if "grid" in want else []:
             cfg = RunConfig(str(MODEL), n_ctx=args.ctx, overrides=n_cpu_moe_overrides(n), flash_attn="on")
             res += measure(f"grid-ncmoe{n}", cfg, P, N, R, variations)
+            save()
+        save()
         # 5. moetui tuned
-        tuned = run_tuner(info, rig, p, args)
-        out["tuner"] = tuned.get("summary")
+        tuned = run_tuner(info, rig, p, args) if "tuned" in want else {}
+        if tuned:
+            out["tuner"] = tuned.get("summary")
         if tuned.get("config"):
             res += measure("moetui-tuned", RunConfig.from_dict(tuned["config"]), P, N, R)
+        save()
         # 6. draft model on the tuned (or planned) config: the cost side of speculative decoding
         if args.draft:
             base_cfg = RunConfig.from_dict(tuned["config"]) if tuned.get("config") else p.config
@@ -332,16 +351,32 @@ def stage_cap(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_tuner(info: Any, rig: Any, p: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from moetui.tuner.engine import TuneOptions, Tuner
+    """moetui's auto-tuner within its budget, starting from the plan; its winner is re-measured below the
+    same way as every other variant, so the comparison does not rest on the tuner's own figures."""
+    from moetui.tuner import ProfileStore, TuneOptions, Tuner
 
     opts = TuneOptions(budget_s=args.tune_budget, objective="decode", n_ctx=args.ctx,
                        vram_margin_bytes=MARGIN_MIB << 20, retune=True, n_prompt=args.n_prompt, n_gen=args.n_gen)
     t0 = time.perf_counter()
-    result = Tuner(str(MODEL), rig, opts, on_event=lambda ev: None).run()
+    probes: list[str] = []
+
+    def on_event(ev: Any) -> None:
+        probe = getattr(ev, "probe", None)
+        if type(ev).__name__ == "ProbeFinished" and probe is not None:
+            b = probe.bench
+            line = (f"probe {probe.index} {probe.label}: {probe.status} "
+                    f"pp {getattr(b, 'pp_median', 0) or 0:.0f} tg {getattr(b, 'tg_median', 0) or 0:.1f}"
+                    f"{' ' + probe.error if probe.error else ''}")
+            probes.append(line)
+            log("tuner", line)
+
+    result = Tuner(str(MODEL), rig, opts, store=ProfileStore(Path("/tmp/moetui-data/profiles"))).run(on_event)
     best = result.best
     return {"config": best.config.to_dict() if best else None,
-            "summary": {"seconds": time.perf_counter() - t0, "probes": len(result.probes),
-                        "best": {"pp": getattr(best, "pp_median", None), "tg": getattr(best, "tg_median", None)} if best else None}}
+            "summary": {"seconds": time.perf_counter() - t0, "stopped": result.stopped, "probes": probes,
+                        "best_label": best.label if best else None,
+                        "best": {"pp": best.bench.pp_median, "tg": best.bench.tg_median} if best and best.bench else None,
+                        "predicted": result.predicted}}
 
 
 def measure_draft(cfg: RunConfig, n_gen: int) -> list[Measured]:
@@ -466,6 +501,9 @@ def main() -> None:
     c.add_argument("--grid-ubatch", type=int, nargs="*", default=[512, 2048])
     c.add_argument("--tune-budget", type=float, default=120)
     c.add_argument("--draft", action="store_true")
+    c.add_argument("--variants", default="cpu-moe,llama-fit,plan,grid,tuned",
+                   help="which variants to measure (comma list); a later run's variants replace an earlier run's")
+    c.add_argument("--tag", default="", help="suffix of the result file, e.g. 'rerun'")
     c.add_argument("--bandwidth-from", type=Path, help="the prep stage's JSON, for the roofline")
     r = sub.add_parser("report")
     r.add_argument("dirs", nargs="+")
@@ -480,7 +518,7 @@ def main() -> None:
     else:
         args.bandwidth = json.loads(args.bandwidth_from.read_text())["bandwidth"] if args.bandwidth_from and args.bandwidth_from.exists() else None
         result = stage_cap(args)
-        name = f"cap{args.gib:g}_ctx{args.ctx}.json"
+        name = f"cap{args.gib:g}_ctx{args.ctx}{'.' + args.tag if args.tag else ''}.json"
     (args.out / name).write_text(json.dumps(result, indent=1, default=str))
     log(f"wrote {args.out / name}")
 

@@ -12,6 +12,8 @@ Each round runs, back to back, so they share the machine's momentary load:
     integer OR-reduce instead of max() for reading), with larger buffers
     (1 GiB per thread where RAM allows) and 2 s per phase, to show that the short probe is not flattered
     by caches or by its short window;
+  - moetui-long: moetui's probe code with numpy-long's buffers and a 2 s window per phase, and numpy-long's
+    read with max() as well: together they say whether a gap comes from the short window or the kernel;
   - numpy-1t: one thread, 1 GiB: what a single core streams;
   - sysbench memory read / write (C, pthreads; Debian's sysbench 1.0.20), one thread per physical core,
     a private 256 MiB block each, sequential, 2 s;
@@ -25,7 +27,6 @@ doubled here for the "as copy" column and also given raw.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -40,13 +41,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from moetui.hardware import bandwidth, cpu  # noqa: E402
-from moetui.paths import atomic_write_json, atomic_write_text  # noqa: E402
+from moetui.hardware import bandwidth, cpu
+from moetui.paths import atomic_write_json, atomic_write_text
 
 MIB = 2**20
 
 
-def numpy_threads(n: int, per_thread: int, seconds: float) -> dict[str, float]:
+def numpy_threads(n: int, per_thread: int, seconds: float, read_kernel: str = "or") -> dict[str, float]:
     """Independent numpy copy+read: n threads, each its own buffers, fixed window per phase."""
     import numpy as np
 
@@ -60,7 +61,8 @@ def numpy_threads(n: int, per_thread: int, seconds: float) -> dict[str, float]:
         barrier = threading.Barrier(n + 1)
         stop_at = [0.0]
 
-        def work(k: int) -> None:
+        def work(k: int, phase: str = phase, done: list[int] = done, barrier: threading.Barrier = barrier,
+                 stop_at: list[float] = stop_at) -> None:
             src, dst = bufs[k]
             barrier.wait()
             while time.perf_counter() < stop_at[0]:
@@ -70,7 +72,10 @@ def numpy_threads(n: int, per_thread: int, seconds: float) -> dict[str, float]:
                 else:
                     # a different kernel from moetui's max(): an integer OR-reduce (SIMD, memory bound;
                     # float sum() is not: its pairwise summation is compute bound at ~4 GB/s per core)
-                    np.bitwise_or.reduce(src.view(np.uint64))
+                    if read_kernel == "or":
+                        np.bitwise_or.reduce(src.view(np.uint64))
+                    else:
+                        src.max()
                     done[k] += src.nbytes
 
         ts = [threading.Thread(target=work, args=(k,)) for k in range(n)]
@@ -112,6 +117,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tag", default="", help="suffix for the result files (ram_bandwidth[-TAG].json/md)")
     ap.add_argument("--out-dir", default=str(REPO / "tuning" / "results"))
+    ap.add_argument("--variants", action="store_true",
+                    help="also run the probe with other working-set sizes and slice sizes (module constants)")
     args = ap.parse_args()
 
     c = cpu.read_cpu("/")
@@ -131,8 +138,22 @@ def main() -> int:
         row["moetui_wall_s"] = round(time.perf_counter() - t, 3)
         row["moetui_copy"], row["moetui_read"], row["moetui_best"] = probe.copy_gbs, probe.read_gbs, probe.best_gbs
         row["moetui_buffer_mib"] = probe.buffer_bytes // MIB
+        if args.variants:
+            keep = (bandwidth.L3_MULTIPLE, bandwidth.SLICE_BYTES)
+            for l3x, slice_mib in ((4, 1 << 20), (4, 8), (16, 64)):
+                bandwidth.L3_MULTIPLE, bandwidth.SLICE_BYTES = l3x, slice_mib * MIB
+                t = time.perf_counter()
+                v = bandwidth.measure_ram_bandwidth(physical_cores=n, l3_bytes=c.l3_cache_bytes, available_bytes=m.available_bytes)
+                tag = f"moetui_{l3x}xL3_slice{'all' if slice_mib >= 1 << 20 else slice_mib}"
+                row[f"{tag}_copy"], row[f"{tag}_read"] = v.copy_gbs, v.read_gbs
+                row[f"{tag}_wall_s"] = round(time.perf_counter() - t, 3)
+            bandwidth.L3_MULTIPLE, bandwidth.SLICE_BYTES = keep
+        # moetui's own code with numpy-long's buffers and window: separates "short probe" from "kernel"
+        lp = bandwidth.measure_ram_bandwidth(seconds=4.0, budget_s=30.0, threads=n, buffer_bytes=per_long * n)
+        row["moetui_long_copy"], row["moetui_long_read"] = lp.copy_gbs, lp.read_gbs
         nl = numpy_threads(n, per_long, 2.0)
         row["numpy_long_copy"], row["numpy_long_read"] = nl["copy"], nl["read"]
+        row["numpy_long_read_max"] = numpy_threads(n, per_long, 2.0, read_kernel="max")["read"]
         n1 = numpy_threads(1, 2**30 if m.available_bytes > 8 * 2**30 else 256 * MIB, 1.0)
         row["numpy_1t_copy"], row["numpy_1t_read"] = n1["copy"], n1["read"]
         row["sysbench_read"] = sysbench("read", n)
@@ -142,13 +163,13 @@ def main() -> int:
         rounds.append({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
         print(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{k}={v}" for k, v in rounds[-1].items()), flush=True)
 
-    keys = [k for k in rounds[0] if k not in ("loadavg_1m", "moetui_wall_s", "moetui_buffer_mib")]
+    keys = [k for k in rounds[0] if k not in ("loadavg_1m", "moetui_buffer_mib")]
     summary = {}
-    for k in [*keys, "moetui_wall_s"]:
+    for k in keys:
         vals = [x[k] for x in rounds if x.get(k) is not None]
         if vals:
             summary[k] = {"median": round(statistics.median(vals), 2), "min": round(min(vals), 2), "max": round(max(vals), 2)}
-    cmd = "python3 tuning/ram_bandwidth_check.py --repeats %d%s" % (args.repeats, f" --tag {args.tag}" if args.tag else "")
+    cmd = f"python3 tuning/ram_bandwidth_check.py --repeats {args.repeats}" + (f" --tag {args.tag}" if args.tag else "")
     result = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": cmd, "machine": machine,
               "unit": "GB/s (1e9 B/s); copy = read+write bytes", "threads": n, "numpy_long_buffer_per_thread_mib": per_long // MIB,
               "rounds": rounds, "summary": summary}
@@ -179,14 +200,17 @@ def render_md(res: dict) -> str:
         "| method | threads | read | copy (read+write) | raw figure as the tool reports it |",
         "|---|---|---|---|---|",
         f"| **moetui probe** (`moetui detect`, {s.get('moetui_wall_s', {}).get('median', '?')} s) | {n} | {f('moetui_read')} | {f('moetui_copy')} | best = {f('moetui_best')} |",
-        f"| numpy, independent code, {res['numpy_long_buffer_per_thread_mib']} MiB/thread, 2 s | {n} | {f('numpy_long_read')} | {f('numpy_long_copy')} | |",
+        f"| moetui's probe code, {res['numpy_long_buffer_per_thread_mib']} MiB/thread, 2 s per phase | {n} | {f('moetui_long_read')} | {f('moetui_long_copy')} | |",
+        f"| numpy, independent code, {res['numpy_long_buffer_per_thread_mib']} MiB/thread, 2 s | {n} | {f('numpy_long_read')} (OR-reduce); {f('numpy_long_read_max')} (max) | {f('numpy_long_copy')} | |",
+        *[f"| moetui probe, variant {k[7:-5]} ({s[k[:-5] + '_wall_s']['median']} s) | {n} | {f(k[:-5] + '_read')} | {f(k)} | |"
+          for k in s if k.startswith("moetui_") and "xL3" in k and k.endswith("_copy")],
         f"| numpy, 1 GiB | 1 | {f('numpy_1t_read')} | {f('numpy_1t_copy')} | |",
         f"| sysbench memory, seq, 256 MiB/thread | {n} | {f('sysbench_read')} | {f('sysbench_write', 2)} (write ×2) | write {f('sysbench_write')} |",
         f"| sysbench memory read | 1 | {f('sysbench_read_1t')} | | |",
         f"| mbw memcpy 512 MiB | 1 | | {f('mbw_memcpy_1t', 2)} (×2) | {f('mbw_memcpy_1t')} copied |",
         "",
-        f"Machine: {mc['cpu']}, {mc['physical_cores']} physical / {mc['logical_cores']} logical cores, "
-        f"{mc['numa_nodes']} NUMA node(s), L3 {(mc['l3_bytes'] or 0) // MIB} MiB, RAM {mc['ram_bytes'] / 2**30:.0f} GiB, {mc['os']}.",
+        (f"Machine: {mc['cpu']}, {mc['physical_cores']} physical / {mc['logical_cores']} logical cores, "
+         f"{mc['numa_nodes']} NUMA node(s), L3 {(mc['l3_bytes'] or 0) // MIB} MiB, RAM {mc['ram_bytes'] / 2**30:.0f} GiB, {mc['os']}."),
         f"1-minute load average during the rounds: {', '.join(str(r['loadavg_1m']) for r in res['rounds'])}.",
     ]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,23 @@ def default_config(model: str) -> RunConfig:
 
     if model.lower().endswith(".gguf") and not Path(model).expanduser().exists():
         return RunConfig(model_path=model)
+    tuned = tuned_config(model)
+    if tuned is not None:
+        return tuned
     return plan(resolve_model(model), detect_rig(), PlanOptions(model_path=model)).config
+
+
+def tuned_config(model: str) -> RunConfig | None:
+    """The config `moetui tune` saved for MODEL on this rig (same llama.cpp), if there is one: measured
+    beats predicted. Said on stderr so the user knows where the settings come from."""
+    if not Path(model).expanduser().is_file():
+        return None
+    from moetui.tuner import latest_config
+
+    cfg = latest_config(model)
+    if cfg is not None:
+        print(f"moetui: using the tuned profile for {model} (`moetui tune {model} --retune` to redo it)", file=sys.stderr)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from moetui.cli.output import human_bytes, print_json, table
+from moetui.cli.output import human_bytes, print_json, table, to_jsonable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,18 +54,22 @@ def _overview(args: argparse.Namespace) -> int:
     from moetui.hub.catalog import load_catalog
     from moetui.hub.discovery import discover_local
 
+    from moetui.hub.cache import cached_model_path
+
     catalog = load_catalog()
     local = discover_local()
+    # catalog quants already complete in the HF cache (read from refs/ and snapshots/, no request)
+    downloaded = {q.ref: str(path) for m in catalog for q in m.quants if (path := cached_model_path(q.ref))}
     if args.json:
-        print_json({"catalog": catalog, "local": local})
+        print_json({"catalog": catalog, "local": local, "downloaded": downloaded})
         return 0
     rows = []
     for m in catalog:
         for q in m.quants:
             size = ("~" if q.approx else "") + human_bytes(q.size_bytes)
-            rows.append([m.name, q.quant, size, q.repo, m.shape or "-"])
+            rows.append([m.name, q.quant, size, q.repo, m.shape or "-", "yes" if q.ref in downloaded else ""])
     print("Catalog (sizes marked ~ are approximate; `moetui models list REPO` shows exact ones)")
-    print(table(rows, ["model", "quant", "size", "repo", "shape"]))
+    print(table(rows, ["model", "quant", "size", "repo", "shape", "downloaded"]))
     print()
     if local:
         print("Local models")
@@ -77,14 +81,26 @@ def _overview(args: argparse.Namespace) -> int:
 
 
 def _list_repo(args: argparse.Namespace) -> int:
+    from moetui.errors import HubError
+    from moetui.hub.cache import cached_listing
     from moetui.hub.listing import list_repo, parse_ref
 
     r = parse_ref(args.repo)
-    listing = list_repo(r.repo, r.revision)
+    try:
+        listing = list_repo(r.repo, r.revision)
+        source = "hub"
+    except HubError as exc:
+        # offline (HF_HUB_OFFLINE or no network): what the local HF cache holds of the repo still answers
+        local = cached_listing(r.repo, r.revision) if str(exc).startswith("offline:") else None
+        if local is None or not local.quants:
+            raise
+        listing, source = local, "local HF cache"
+        print(f"moetui: {exc}; showing the quants in the local HF cache", file=sys.stderr)
     if args.json:
-        print_json(listing)
+        print_json({**to_jsonable(listing), "source": source})
         return 0
-    print(f"{listing.repo} @ {listing.revision} ({(listing.commit or '?')[:12]})")
+    print(f"{listing.repo} @ {listing.revision} ({(listing.commit or '?')[:12]})"
+          + ("" if source == "hub" else f", from the {source}"))
     rows = [[g.quant, human_bytes(g.size_bytes), f"{g.size_bytes:,}",
              g.first.path + (f"  (+{len(g.files) - 1} parts)" if g.is_split else "")] for g in listing.quants]
     print(table(rows, ["quant", "size", "bytes", "file"]) if rows else "no GGUF files")

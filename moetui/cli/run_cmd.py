@@ -53,10 +53,17 @@ def _parse_ot(values: list[str]) -> list[TensorOverride]:
     return out
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) -> RunConfig:
+    """--config, else (prefer_tuned) the profile `moetui tune` saved for this rig and model, else defaults;
+    the flags on top."""
     from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 
-    cfg = RunConfig.load(args.config) if args.config else RunConfig(model_path=args.model)
+    cfg = RunConfig.load(args.config) if args.config else None
+    if cfg is None and prefer_tuned and os.path.isfile(args.model):
+        from moetui.cli.export_cmd import tuned_config
+
+        cfg = tuned_config(args.model)
+    cfg = cfg or RunConfig(model_path=args.model)
     changes: dict[str, Any] = {"model_path": args.model}
     for name in ("n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch", "n_ubatch", "flash_attn",
                  "cache_type_k", "cache_type_v", "load_mode", "main_gpu", "seed"):
@@ -102,6 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
     p.add_argument("--repeat-penalty", type=float, default=1.0)
     p.add_argument("--no-stats", action="store_true", help="no stats on stderr")
+    p.add_argument("--untuned", action="store_true", help="ignore the profile `moetui tune` saved for this model")
 
 
 class _StatsPrinter:
@@ -162,7 +170,7 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
 def run(args: argparse.Namespace) -> int:
     from moetui.runtime.client import ModelWorker
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, prefer_tuned=not args.untuned)
     printer = _StatsPrinter(not args.no_stats)
     sampling = {"temperature": args.temp, "repeat_penalty": args.repeat_penalty}
     with ModelWorker() as worker:

@@ -8,7 +8,8 @@ threads give real parallel memory traffic.
 Method (STREAM-like): each thread allocates and first-touches its own buffers (first touch places
 pages on the thread's NUMA node), then all threads copy src->dst for a fixed window, then all
 threads read (max-reduce) src for a window. Copy counts read + write bytes, as STREAM does (the
-write-allocate read is not counted). The working set is at least 4x the L3 so caches cannot serve it.
+write-allocate read is not counted). The source buffer is L3_MULTIPLE times the L3 (at least 128 MiB,
+at most 4 GiB) so caches cannot serve it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from moetui.hardware.rig import BandwidthResult
 
 CACHE_FILE = "ram_bandwidth.json"
 CACHE_MAX_AGE_S = 30 * 86400
+L3_MULTIPLE = 4
+# Per-call slice: each call is ~10 ms of streaming, so a thread sees its deadline soon after it passes,
+# while GIL hand-offs between calls stay rare (each one can wait for a descheduled thread on a busy box).
+SLICE_BYTES = 64 * 2**20
 
 
 def _plan(threads: int | None, buffer_bytes: int | None, physical_cores: int, l3_bytes: int | None, available: int | None) -> tuple[int, int]:
     n = threads or max(1, min(physical_cores, 64))
     if buffer_bytes is None:
-        buffer_bytes = max(128 * 2**20, 4 * (l3_bytes or 0))
-        buffer_bytes = min(buffer_bytes, 2 * 2**30)
+        buffer_bytes = max(128 * 2**20, L3_MULTIPLE * (l3_bytes or 0))
+        buffer_bytes = min(buffer_bytes, 4 * 2**30)
         if available:
             buffer_bytes = min(buffer_bytes, available // 8)  # src + dst stay under a quarter of free RAM
     per = max(8 * 2**20, buffer_bytes // n)
@@ -39,7 +44,7 @@ def _plan(threads: int | None, buffer_bytes: int | None, physical_cores: int, l3
 def measure_ram_bandwidth(
     *,
     seconds: float = 0.4,
-    budget_s: float = 1.0,
+    budget_s: float = 0.9,
     threads: int | None = None,
     buffer_bytes: int | None = None,
     physical_cores: int = 1,
@@ -48,10 +53,10 @@ def measure_ram_bandwidth(
     stop: threading.Event | None = None,
 ) -> BandwidthResult:
     """Run the probe. `seconds` is the measuring time (split between copy and read); allocation and
-    first touch come on top, in parallel across threads. `budget_s` caps the whole probe: when page
-    faulting the buffers is slow (memory pressure), the measuring windows shrink, to 0.05 s each at
-    the least. `stop` lets a caller (the TUI) cancel;
-    Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
+    first touch come on top, in parallel across threads. `budget_s` caps the whole probe (0.9 s leaves
+    slack under the promised 1 s for threads winding down on a busy machine): when page faulting the
+    buffers is slow (memory pressure), the measuring windows shrink, to 0.05 s each at the least.
+    `stop` lets a caller (the TUI) cancel; Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
     import numpy as np
 
     n, per = _plan(threads, buffer_bytes, physical_cores, l3_bytes, available_bytes)
@@ -69,7 +74,6 @@ def measure_ram_bandwidth(
         try:
             src = np.ones(per // 8, dtype=np.float64)  # ones(), not empty(): pages must be touched
             dst = np.zeros_like(src)
-            nbytes = src.nbytes
         except BaseException as exc:  # MemoryError
             errors.append(exc)
             ready.abort()
@@ -78,16 +82,23 @@ def measure_ram_bandwidth(
             ready.wait()
         except threading.BrokenBarrierError:
             return
+        # Work in slices so a thread notices its deadline within a few ms: a whole-buffer pass is
+        # tens of ms, and on a busy machine the overshoot of the last pass broke the 1 s budget.
+        n_el = src.size
+        step = max(1, SLICE_BYTES // src.itemsize)
         for phase in (0, 1):
             phase_go[phase].wait()
             dl = deadlines[phase]
+            i = 0
             while not stop.is_set():
+                j = min(n_el, i + step)
                 if phase == 0:
-                    np.copyto(dst, src)
-                    done_bytes[k][0] += 2 * nbytes
+                    np.copyto(dst[i:j], src[i:j])
+                    done_bytes[k][0] += 2 * (j - i) * src.itemsize
                 else:
-                    src.max()
-                    done_bytes[k][1] += nbytes
+                    src[i:j].max()
+                    done_bytes[k][1] += (j - i) * src.itemsize
+                i = 0 if j >= n_el else j
                 if time.perf_counter() >= dl:
                     break
             end_times[k][phase] = time.perf_counter()

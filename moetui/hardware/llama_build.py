@@ -1,9 +1,11 @@
 """What the installed llama-cpp-python can do: its ggml backends and devices, GPU offload support.
 
 Reads the ggml backend device API (ggml_backend_dev_count/get/name/description/memory/type,
-ggml_backend_reg_count/get/name) through ctypes from the very libggml that llama_cpp loaded
-(llama_cpp/lib), so the answer is the build's own view, including each device's free memory as
-llama.cpp will see it when it places tensors.
+ggml_backend_reg_count/get/name) through ctypes from the very libggml that llama_cpp loaded, so the
+answer is the build's own view, including each device's free memory as llama.cpp will see it when it
+places tensors. That libggml is found in this process's memory map; else in LLAMA_CPP_LIB_PATH (which
+llama-cpp-python honours for libllama, e.g. a CUDA build kept outside the package), else in the
+package's lib/ folder.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from moetui.hardware.rig import GPUInfo, LlamaBuildInfo, LlamaDevice
+
+LIB_PATH_ENV = "LLAMA_CPP_LIB_PATH"
 
 REINSTALL = {
     "nvidia": 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python',
@@ -46,19 +51,55 @@ def _bind(lib: Any) -> Any:
     return lib
 
 
-def _load_ggml(lib_dir: Path) -> Any:
-    """The libggml llama_cpp already loaded (dlopen returns the same handle). libggml's dlsym
-    also finds ggml-base's symbols, which it depends on."""
-    try:
-        ggml_mod = importlib.import_module("llama_cpp._ggml")
-        return ggml_mod.libggml
-    except Exception:
-        pass
-    for name in ("libggml.so", "libggml.dylib", "ggml.dll", "libggml.so.0"):
+def lib_dir_for(llama_cpp: Any) -> Path:
+    """Where llama-cpp-python loads libllama from: LLAMA_CPP_LIB_PATH when set (its own override,
+    used for a CUDA build kept outside the package), else the package's lib/ folder."""
+    override = os.environ.get(LIB_PATH_ENV)
+    if override:
+        return Path(override)
+    return Path(getattr(llama_cpp, "__file__", None) or ".").parent / "lib"
+
+
+_GGML_NAME = re.compile(r"^(lib)?ggml\.(so(\.\d+)*|dylib|dll)$")  # libggml itself, not ggml-base/-cpu/-cuda
+
+
+def loaded_ggml_paths(maps: str | None = None) -> list[Path]:
+    """libggml files mapped into this process (Linux /proc/self/maps), in load order. The truth about
+    which build llama_cpp loaded, whatever env var, rpath or LD_LIBRARY_PATH picked it."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return []
+    out: list[Path] = []
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            p = Path(parts[5].strip())
+            if _GGML_NAME.match(p.name) and p not in out:
+                out.append(p)
+    return out
+
+
+def _load_ggml(lib_dir: Path, *, package_lib: bool) -> tuple[Any, Path]:
+    """The libggml that llama_cpp already loaded (dlopen of the same file returns the same handle, so
+    the backend registry we read is the one llama.cpp uses). libggml's dlsym also finds ggml-base's
+    symbols, which it depends on. Never a second, different libggml: with LLAMA_CPP_LIB_PATH set,
+    llama_cpp._ggml would load the package's lib/ copy (it ignores the variable)."""
+    for p in loaded_ggml_paths():
+        return ctypes.CDLL(str(p), mode=getattr(os, "RTLD_GLOBAL", 0)), p
+    for name in ("libggml.so", "libggml.so.0", "libggml.dylib", "ggml.dll"):
         p = lib_dir / name
         if p.exists():
-            return ctypes.CDLL(str(p), mode=getattr(os, "RTLD_GLOBAL", 0))
-    raise OSError(f"no libggml under {lib_dir}")
+            return ctypes.CDLL(str(p), mode=getattr(os, "RTLD_GLOBAL", 0)), p
+    if package_lib:
+        try:
+            ggml_mod = importlib.import_module("llama_cpp._ggml")
+            return ggml_mod.libggml, Path(ggml_mod.libggml_base_path)
+        except Exception:
+            pass
+    where = f"{LIB_PATH_ENV}={lib_dir}" if not package_lib else str(lib_dir)
+    raise OSError(f"no libggml loaded or under {where}")
 
 
 def _dec(b: bytes | None) -> str:
@@ -76,7 +117,8 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
         return info
     info.installed = True
     info.version = getattr(llama_cpp, "__version__", None)
-    lib_dir = Path(llama_cpp.__file__ or ".").parent / "lib"
+    lib_dir = lib_dir_for(llama_cpp)
+    package_lib = not os.environ.get(LIB_PATH_ENV)
     info.lib_dir = str(lib_dir)
     try:
         # llama_backend_init is idempotent; it registers nothing new but makes sure ggml is set up.
@@ -93,16 +135,21 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
     except Exception:
         pass
     try:
-        lib = _bind(_load_ggml(lib_dir))
+        raw, ggml_path = _load_ggml(lib_dir, package_lib=package_lib)
+        lib = _bind(raw)
+        # the folder the build really came from (an rpath or LD_LIBRARY_PATH may differ from lib_dir)
+        info.lib_dir = str(ggml_path.parent) if ggml_path.is_file() else str(lib_dir)
     except (OSError, AttributeError) as exc:
-        warnings.append(f"llama.cpp: ggml device API unavailable ({exc}); backends unknown")
+        info.backends = backends_from_system_info(info.system_info)
+        known = f"backends from its system info: {', '.join(info.backends)}" if info.backends else "backends unknown"
+        warnings.append(f"llama.cpp: ggml device API unavailable ({exc}); {known}, devices and their free memory unknown")
         return info
     try:
         if lib.ggml_backend_reg_count() == 0 and hasattr(lib, "ggml_backend_load_all_from_path"):
             # A GGML_BACKEND_DL build keeps backends as plugins until someone loads them.
             f = lib.ggml_backend_load_all_from_path
             f.restype, f.argtypes = None, [ctypes.c_char_p]
-            f(str(lib_dir).encode())
+            f(info.lib_dir.encode())
         for i in range(lib.ggml_backend_reg_count()):
             name = _dec(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)))
             if name and name not in info.backends:
@@ -124,18 +171,42 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
     return info
 
 
+def backends_from_system_info(text: str | None) -> list[str]:
+    """Backend names from llama_print_system_info() ("CUDA : ARCHS = 900 | ... | CPU : AVX = 1 | ..."):
+    each registered backend that has features writes "NAME : " before them. A fallback for when the
+    ggml device API cannot be reached; it misses backends without features and gives no devices."""
+    out: list[str] = []
+    for seg in (text or "").split("|"):
+        m = re.match(r"\s*([A-Za-z][\w-]*)\s+:\s", seg)
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
 def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
     """Plain advice when the machine has a GPU the installed build cannot use. None if all is well."""
     if not build.installed:
         return "llama-cpp-python is not installed: pip install llama-cpp-python==0.3.36"
+    gpu_devices = [d for d in build.devices if d.type in ("gpu", "igpu")]
     for vendor in ("nvidia", "amd", "apple"):
-        if any(g.vendor == vendor for g in gpus):
-            usable = _VENDOR_BACKENDS[vendor] & set(build.backends)
-            if not usable and not build.gpu_offload:
-                names = ", ".join(sorted({g.name for g in gpus if g.vendor == vendor}))
-                return (
-                    f"This machine has {names}, but the installed llama-cpp-python is a CPU-only build "
-                    f"(backends: {', '.join(build.backends) or 'none'}), so nothing can be offloaded to the GPU. "
-                    f"Reinstall with GPU support:\n  {REINSTALL[vendor]}"
-                )
+        if not any(g.vendor == vendor for g in gpus):
+            continue
+        names = ", ".join(sorted({g.name for g in gpus if g.vendor == vendor}))
+        usable = _VENDOR_BACKENDS[vendor] & set(build.backends)
+        if not usable and not build.gpu_offload:
+            return (
+                f"This machine has {names}, but the installed llama-cpp-python is a CPU-only build "
+                f"(backends: {', '.join(build.backends) or 'unknown'}), so nothing can be offloaded to the GPU. "
+                f"Reinstall with GPU support:\n  {REINSTALL[vendor]}"
+            )
+        if usable and build.devices and not gpu_devices:
+            # The GPU backend is compiled in but found no device: typically a driver older than the
+            # CUDA runtime the build was made with, or CUDA_VISIBLE_DEVICES / MIG hiding the card.
+            hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+            hint = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None and vendor == "nvidia" else ""
+            return (
+                f"This machine has {names} and llama.cpp has the {', '.join(sorted(usable))} backend, but it sees "
+                f"no GPU device{hint}: check that the driver is at least as new as the toolkit the build used, "
+                f"or rebuild against this driver:\n  {REINSTALL[vendor]}"
+            )
     return None

@@ -34,6 +34,7 @@ class CatalogModel:
     quants: list[QuantFile] = field(default_factory=list)
     drafts: list[str] = field(default_factory=list)  # REPO:QUANT refs
     role: str = "target"  # "target" | "draft"
+    tokenizer: str = ""  # vocabulary family: models with the same one can draft for each other
 
     def quant(self, quant: str, repo: str | None = None) -> QuantFile | None:
         for q in self.quants:
@@ -63,7 +64,8 @@ def load_catalog(path: Path | None = None) -> list[CatalogModel]:
                                 str(q.get("size_source", "")))
                       for q in m.get("quant", [])]
             models.append(CatalogModel(str(m["id"]), str(m.get("name", m["id"])), str(m.get("shape") or "") or None,
-                                       repos, quants, list(m.get("drafts", [])), str(m.get("role", "target"))))
+                                       repos, quants, list(m.get("drafts", [])), str(m.get("role", "target")),
+                                       str(m.get("tokenizer", ""))))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ConfigError(f"{path}: model #{i + 1} is malformed ({type(exc).__name__}: {exc})") from exc
     return models
@@ -76,3 +78,30 @@ def find_model(key: str, catalog: list[CatalogModel] | None = None) -> CatalogMo
         if k in (m.id.lower(), m.name.lower()) or k in (r.lower() for r in m.repos):
             return m
     return None
+
+
+def find_quant(ref: str, catalog: list[CatalogModel] | None = None) -> tuple[CatalogModel, QuantFile] | None:
+    """The catalog entry and quant a REPO:QUANT reference names, if the catalog has it."""
+    repo, _, quant = ref.partition(":")
+    for m in catalog or load_catalog():
+        q = m.quant(quant or "Q4_K_M", repo)
+        if q is not None:
+            return m, q
+    return None
+
+
+def drafts_for(model: CatalogModel, catalog: list[CatalogModel] | None = None) -> list[tuple[CatalogModel, QuantFile]]:
+    """The draft models the catalog pairs with MODEL, resolved to their entries. A pairing whose tokenizer
+    differs from the target's is a catalog error: llama.cpp would refuse the pair (or draft garbage)."""
+    catalog = catalog or load_catalog()
+    out = []
+    for ref in model.drafts:
+        found = find_quant(ref, catalog)
+        if found is None:
+            raise ConfigError(f"catalog: {model.id} names draft {ref}, which is not in the catalog")
+        draft, _ = found
+        if draft.tokenizer != model.tokenizer:
+            raise ConfigError(f"catalog: {model.id} ({model.tokenizer or '?'} tokenizer) names draft {ref} "
+                              f"({draft.tokenizer or '?'} tokenizer)")
+        out.append(found)
+    return out

@@ -86,6 +86,14 @@ def _walk_ggufs(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def _is_dir(p: Path) -> bool:
+    """is_dir() that says False for a folder we may not enter (another user's Ollama service folder)."""
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
 def _size(p: Path) -> int:
     try:
         return p.stat().st_size
@@ -127,12 +135,24 @@ def _display(p: Path, root: Path | None) -> str:
 
 # --- sources ------------------------------------------------------------------------------------------
 
+def hf_cache_dirs() -> list[Path]:
+    """The HF hub cache, and LLAMA_CACHE when set: llama.cpp's -hf downloads go there first, in the same
+    models--OWNER--NAME layout (common/hf-cache.cpp)."""
+    dirs = [hf_cache_dir()]
+    llama = os.environ.get("LLAMA_CACHE")
+    if llama and Path(llama).expanduser() not in dirs:
+        dirs.append(Path(llama).expanduser())
+    return dirs
+
+
 def hf_cache_models(cache: Path | None = None) -> list[LocalModel]:
+    """Models in one hub-layout cache (default: every one hf_cache_dirs names)."""
+    if cache is None:
+        return [m for c in hf_cache_dirs() for m in hf_cache_models(c)]
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
-    cache = cache or hf_cache_dir()
-    if not cache.is_dir():
+    if not _is_dir(cache):
         return []
     try:
         info = scan_cache_dir(cache)
@@ -167,43 +187,76 @@ def lmstudio_dirs() -> list[Path]:
 def lmstudio_models() -> list[LocalModel]:
     out: list[LocalModel] = []
     for root in lmstudio_dirs():
-        if root.is_dir():
+        if _is_dir(root):
             out += models_in_files(_walk_ggufs(root), "lmstudio", root)
     return out
 
 
-def ollama_dir() -> Path:
+def ollama_dirs() -> list[Path]:
+    """OLLAMA_MODELS when set (Ollama itself then looks nowhere else), else the per-user folder and the one the
+    Linux install script's system service uses."""
     env = os.environ.get("OLLAMA_MODELS")
-    return Path(env).expanduser() if env else Path.home() / ".ollama" / "models"
+    if env:
+        return [Path(env).expanduser()]
+    return [Path.home() / ".ollama" / "models", Path("/usr/share/ollama/.ollama/models")]
 
 
 def ollama_models() -> list[LocalModel]:
-    """Manifests (manifests/REGISTRY/NAMESPACE/NAME/TAG) name the blobs; the model layer is the GGUF."""
-    root = ollama_dir()
+    out: list[LocalModel] = []
+    for root in ollama_dirs():
+        out += ollama_models_in(root)
+    return out
+
+
+def ollama_models_in(root: Path) -> list[LocalModel]:
+    """Manifests (manifests/REGISTRY/NAMESPACE/NAME/TAG) name the blobs (blobs/sha256-HEX): the
+    application/vnd.ollama.image.model layer is the GGUF; the small JSON config blob says its file_type."""
     manifests = root / "manifests"
-    if not manifests.is_dir():
+    if not _is_dir(manifests):
         return []
     out = []
-    for mf in sorted(p for p in manifests.rglob("*") if p.is_file()):
+    try:
+        found = sorted(p for p in manifests.rglob("*") if p.is_file())
+    except OSError:
+        return []
+    for mf in found:
         rel = mf.relative_to(manifests).parts
         if len(rel) != 4:
             continue
         registry, namespace, name, tag = rel
         try:
-            layers = json.loads(mf.read_text()).get("layers", [])
+            manifest = json.loads(mf.read_text())
+            layers = manifest.get("layers", [])
         except (OSError, ValueError, AttributeError):
-            continue
+            continue  # a manifest being written, or not Ollama's: skip it, list the rest
         for layer in layers:
-            if layer.get("mediaType") != "application/vnd.ollama.image.model":
+            if not isinstance(layer, dict) or layer.get("mediaType") != "application/vnd.ollama.image.model":
                 continue
-            digest = str(layer.get("digest", ""))
-            blob = root / "blobs" / digest.replace(":", "-")
-            if not _is_gguf(blob):
-                continue
+            blob = _ollama_blob(root, layer.get("digest"))
+            if blob is None or not _is_gguf(blob):
+                continue  # not pulled completely, or an older non-GGUF format
             label = f"{name}:{tag}" if (registry, namespace) == ("registry.ollama.ai", "library") \
                 else f"{registry}/{namespace}/{name}:{tag}"
-            out.append(LocalModel(blob, label, "ollama", _size(blob), "", files=[blob]))
+            out.append(LocalModel(blob, label, "ollama", _size(blob), _ollama_file_type(root, manifest), files=[blob]))
     return out
+
+
+def _ollama_blob(root: Path, digest: object) -> Path | None:
+    algo, _, hexdigest = str(digest or "").partition(":")
+    if not algo or not hexdigest.isalnum():
+        return None  # never build a path from anything but "sha256:HEX"
+    return root / "blobs" / f"{algo}-{hexdigest}"
+
+
+def _ollama_file_type(root: Path, manifest: dict) -> str:
+    config = manifest.get("config")
+    blob = _ollama_blob(root, config.get("digest")) if isinstance(config, dict) else None
+    if blob is None or _size(blob) > 1 << 20:  # the config is a few hundred bytes of JSON
+        return ""
+    try:
+        return str(json.loads(blob.read_text()).get("file_type") or "")
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _is_gguf(p: Path) -> bool:
@@ -217,7 +270,7 @@ def _is_gguf(p: Path) -> bool:
 def folder_models() -> list[LocalModel]:
     out: list[LocalModel] = []
     for root in list_folders():
-        if root.is_dir():
+        if _is_dir(root):
             out += models_in_files(_walk_ggufs(root), "folder", root)
     return out
 

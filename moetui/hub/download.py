@@ -230,6 +230,8 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                         with open(partial, "ab") as fh:
                             http_get(location, fh, resume_size=already, headers=dl_headers, expected_size=size,
                                      displayed_filename=f.path, tqdm_class=_tqdm_for(tracker))
+                    except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
+                        raise HubError(f"downloading {repo}/{f.path}: {str(exc).splitlines()[0]}") from exc
                     except OSError as exc:
                         import httpx2
 

@@ -40,9 +40,10 @@ class HubRangeSource:
         same_host = urlparse(self.url).netloc == urlparse(url).netloc
         self._headers = {k: v for k, v in headers.items() if same_host or k.lower() != "authorization"}
         self._headers["Accept-Encoding"] = "identity"  # byte offsets must be offsets into the file
-        self._size = size if size is not None else meta.size
-        if self._size is None:
+        known = size if size is not None else meta.size
+        if known is None:
             raise HubError(f"{self.name}: the hub did not say how large the file is")
+        self._size: int = known
         self.etag = meta.etag
         self.requests = 0
         self.bytes_fetched = 0
@@ -50,7 +51,7 @@ class HubRangeSource:
         self._win = b""
 
     def size(self) -> int:
-        return int(self._size)
+        return self._size
 
     def read(self, offset: int, n: int) -> bytes:
         end = min(offset + n, self.size())

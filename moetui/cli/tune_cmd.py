@@ -1,0 +1,157 @@
+"""`moetui tune MODEL [--budget S] [--objective decode|balanced|prefill] [--ctx N] [--draft PATH] [--retune] [--json]`:
+probe settings live, keep the fastest, remember it for this rig + model + llama.cpp version. A saved profile
+is shown at once unless --retune. Ctrl-C stops the search and keeps the best so far."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from moetui.cli.output import print_json, table
+from moetui.errors import ConfigError
+
+GB = 1e9
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from moetui.tuner.options import DIMENSIONS, OBJECTIVES
+
+    p.add_argument("model", metavar="MODEL", help="a local GGUF file")
+    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="decode",
+                   help="what to maximise: decode tok/s, prompt tok/s (prefill), or both for one request (balanced)")
+    p.add_argument("--ctx", type=int, default=None, help="the smallest context you need (default: the plan's)")
+    p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
+    p.add_argument("--draft", metavar="PATH", help="a draft GGUF to try for speculative decoding (on/off, draft-max)")
+    p.add_argument("--retune", action="store_true", help="ignore the saved profile and tune again")
+    p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")
+    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens per pp measurement (default 512)")
+    p.add_argument("-n", "--n-gen", type=int, default=128, help="tokens per tg measurement (default 128)")
+    p.add_argument("-r", "--reps", type=int, default=3, help="repetitions per probe, median taken (default 3)")
+    p.add_argument("--max-probes", type=int, default=None, help="stop after this many measured configs")
+    p.add_argument("--rig", default="auto", help="'auto' (this machine); a tune measures, so only a real rig makes sense")
+    p.add_argument("--save-config", metavar="FILE", help="also write the winning config to FILE (for `moetui run --config`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def options_from_args(args: argparse.Namespace):
+    from moetui.tuner.options import TuneOptions
+
+    dims = tuple(d.strip() for d in args.dimensions.split(",") if d.strip()) if args.dimensions else None
+    if args.margin is not None and args.margin < 0:
+        raise ConfigError("--margin must be >= 0")
+    o = TuneOptions(budget_s=args.budget, objective=args.objective, n_ctx=args.ctx,
+                    vram_margin_bytes=int(args.margin * GB) if args.margin is not None else None,
+                    n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps, dimensions=dims,
+                    draft_path=args.draft, retune=args.retune, max_probes=args.max_probes)
+    o.validate()
+    return o
+
+
+def _progress(quiet: bool):
+    from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneProgress
+
+    def on_event(ev: Any) -> None:
+        if quiet:
+            return
+        if isinstance(ev, ProbeStarted):
+            eta = f", ~{ev.eta_s:.0f} s left" if ev.eta_s is not None else ""
+            print(f"[{ev.n_done + 1}] {ev.probe.label}{eta} ...", file=sys.stderr, flush=True)
+        elif isinstance(ev, ProbeFinished):
+            p = ev.probe
+            if p.status == "ok":
+                mark = "  *best*" if ev.best is p else ""
+                print(f"    pp {_fig(p, 'pp')}  tg {_fig(p, 'tg')}{mark}", file=sys.stderr, flush=True)
+            else:
+                print(f"    {p.status}: {p.error}", file=sys.stderr, flush=True)
+        elif isinstance(ev, TuneProgress):
+            print(f"moetui: {ev.message}", file=sys.stderr, flush=True)
+
+    return on_event
+
+
+def _fig(p: Any, which: str) -> str:
+    from moetui.tuner.scoring import robust_spread
+
+    b = p.bench
+    if b is None:
+        return "-"
+    xs = b.pp_tok_s if which == "pp" else b.tg_tok_s
+    med = b.pp_median if which == "pp" else b.tg_median
+    return f"{med:.1f} ± {robust_spread(xs):.1f}" if med is not None else "-"
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from moetui.errors import ModelFileError
+    from moetui.hardware import load_rig
+    from moetui.tuner.engine import tune
+    from moetui.tuner.store import ProfileStore
+
+    if not os.path.isfile(args.model):
+        raise ModelFileError(f"{args.model}: no such model file")
+    if args.rig != "auto":
+        raise ConfigError("a tune measures this machine: --rig must be 'auto' (use `moetui plan --rig` for what-ifs)")
+    options = options_from_args(args)
+    rig = load_rig("auto")
+    store = ProfileStore()
+    result = tune(args.model, rig, options, on_event=_progress(args.quiet or args.json), store=store)
+    for w in store.warnings:
+        print(f"moetui: warning: {w}", file=sys.stderr)
+    if args.save_config:
+        result.best.config.save(args.save_config)
+    if args.json:
+        print_json(result.to_dict() | {"from_cache": result.from_cache})
+        return 0
+    print_result(result)
+    return 0
+
+
+def print_result(result: Any) -> None:
+    b = result.best
+    src = "saved profile" if result.from_cache else f"{len(result.probes)} probes in {result.elapsed_s:.0f} s, {result.stopped}"
+    print(f"{result.model_path}: best for {result.objective} ({src})")
+    print(f"  {b.label}: pp {_fig(b, 'pp')} t/s, tg {_fig(b, 'tg')} t/s")
+    if result.baseline is not None and result.baseline is result.plan_probe:
+        print("  llama.cpp defaults: the same config as the plan")
+    elif result.baseline is not None:
+        print(f"  llama.cpp defaults: pp {_fig(result.baseline, 'pp')} t/s, tg {_fig(result.baseline, 'tg')} t/s")
+    if result.plan_probe is not None:
+        print(f"  untuned plan: pp {_fig(result.plan_probe, 'pp')} t/s, tg {_fig(result.plan_probe, 'tg')} t/s")
+    pred = result.predicted
+    if pred.get("decode_tps") is not None:
+        print(f"  predicted (plan): pp {pred.get('prompt_tps') or 0:.1f} t/s, tg {pred['decode_tps']:.1f} t/s")
+    print()
+    rows = []
+    for p in result.probes:
+        mark = "*" if p is b else ""
+        rows.append([f"{p.index}{mark}", p.label, p.status, _fig(p, "pp"), _fig(p, "tg"),
+                     "" if p.load_s is None else f"{p.load_s:.1f}", "reload" if p.reloaded else "live",
+                     p.error or ""])
+    print(table(rows, ["#", "config", "status", "pp t/s", "tg t/s", "load s", "", "error"]))
+    print("(t/s: median ± robust spread over the repetitions; * the winner)")
+    for note in result.notes:
+        print(f"- {note}")
+    c = b.config
+    print()
+    print(f"run it: moetui run {c.model_path} " + " ".join(_flags(c)))
+
+
+def _flags(c: Any) -> list[str]:
+    out = []
+    if c.n_threads:
+        out += ["-t", str(c.n_threads)]
+    if c.n_threads_batch and c.n_threads_batch != c.n_threads:
+        out += ["-tb", str(c.n_threads_batch)]
+    out += ["-c", str(c.n_ctx), "-ngl", str(c.n_gpu_layers), "-ub", str(c.n_ubatch), "-b", str(c.n_batch),
+            "-fa", c.flash_attn, "-ctk", c.cache_type_k, "-ctv", c.cache_type_v]
+    if c.load_mode != "auto":
+        out += ["-lm", c.load_mode]
+    for o in c.overrides:
+        out += ["-ot", f"'{o.to_arg()}'"]
+    if c.draft is not None and c.draft.model_path:
+        out += ["-md", c.draft.model_path, "--draft-max", str(c.draft.draft_max)]
+    return out

@@ -1,0 +1,74 @@
+"""One measured candidate configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from moetui.config import RunConfig
+from moetui.runtime.bench import BenchResult
+
+STATUSES = ("pending", "running", "ok", "failed", "skipped")
+
+
+@dataclass
+class Probe:
+    index: int
+    config: RunConfig
+    changes: dict[str, Any]  # what differs from the starting plan, e.g. {"n_cpu_moe": 12, "n_ubatch": 2048}
+    label: str  # short human text, e.g. "experts in RAM 12, ub 2048, t 8"
+    status: str = "pending"
+    bench: BenchResult | None = None
+    score: float | None = None  # objective value (tok/s), higher is better
+    predicted_decode_tps: float | None = None
+    predicted_prompt_tps: float | None = None
+    vram_bytes: int | None = None  # measured (NVML per process) where available
+    load_s: float | None = None
+    reloaded: bool = True  # False when only context-level settings changed
+    error: str | None = None
+    error_kind: str | None = None  # "oom" | "crash" | "hang" | "headroom" | ...
+    seconds: float | None = None  # wall time this probe took (load + measurement)
+    role: str = "search"  # "plan" | "baseline" | "search" | "confirm"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.bench is not None
+
+    @property
+    def tg(self) -> float | None:
+        return self.bench.tg_median if self.bench else None
+
+    @property
+    def pp(self) -> float | None:
+        return self.bench.pp_median if self.bench else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "config": self.config.to_dict(), "changes": dict(self.changes), "label": self.label,
+            "status": self.status, "bench": self.bench.to_dict() if self.bench else None, "score": self.score,
+            "predicted_decode_tps": self.predicted_decode_tps, "predicted_prompt_tps": self.predicted_prompt_tps,
+            "vram_bytes": self.vram_bytes, "load_s": self.load_s, "reloaded": self.reloaded, "error": self.error,
+            "error_kind": self.error_kind, "seconds": self.seconds, "role": self.role,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Probe:
+        d = dict(d)
+        cfg = RunConfig.from_dict(d.pop("config"))
+        bench = d.pop("bench", None)
+        names = set(cls.__dataclass_fields__) - {"config", "bench"}
+        return cls(config=cfg, bench=BenchResult.from_dict(bench) if bench else None,
+                   **{k: v for k, v in d.items() if k in names})
+
+
+def short_label(changes: dict[str, Any]) -> str:
+    """Human text for a probe's changes from the plan."""
+    if not changes:
+        return "plan"
+    if changes.get("defaults"):
+        return f"{changes['defaults']} defaults"
+    names = {"n_cpu_moe": "experts in RAM", "boundary": "split", "n_threads": "t", "n_threads_batch": "tb",
+             "n_ubatch": "ub", "n_batch": "b", "flash_attn": "fa", "cache_type": "kv", "load_mode": "load",
+             "draft_max": "draft-max", "draft": "draft", "n_gpu_layers": "ngl"}
+    return ", ".join(f"{names.get(k, k)} {v}" for k, v in changes.items())
+

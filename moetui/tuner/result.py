@@ -1,0 +1,65 @@
+"""The outcome of a tune: the winner, what it was compared with, every probe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from moetui.errors import ConfigError
+from moetui.tuner.probe import Probe
+
+RESULT_VERSION = 1
+
+
+@dataclass
+class TuneResult:
+    best: Probe  # the winner (its .config is what to run)
+    baseline: Probe | None  # llama.cpp-like defaults measured the same way
+    plan_probe: Probe | None  # the sizing core's untuned plan, measured
+    predicted: dict[str, float | None]  # {"decode_tps":..., "prompt_tps":...} from the plan
+    probes: list[Probe]
+    rig_fingerprint: str
+    model_id: str
+    llama_version: str
+    objective: str
+    elapsed_s: float
+    stopped: str  # "budget" | "converged" | "cancelled" | "exhausted"
+    from_cache: bool = False
+    model_path: str = ""
+    efficiency: dict[str, Any] | None = None  # EfficiencyFactors refit from the measurements (to_dict)
+    created: float = 0.0  # unix time
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        # probes are stored once; best/baseline/plan_probe refer to them by index
+        return {
+            "version": RESULT_VERSION, "best": self.best.index,
+            "baseline": self.baseline.index if self.baseline else None,
+            "plan_probe": self.plan_probe.index if self.plan_probe else None,
+            "predicted": dict(self.predicted), "probes": [p.to_dict() for p in self.probes],
+            "rig_fingerprint": self.rig_fingerprint, "model_id": self.model_id, "llama_version": self.llama_version,
+            "objective": self.objective, "elapsed_s": self.elapsed_s, "stopped": self.stopped,
+            "model_path": self.model_path, "efficiency": self.efficiency, "created": self.created, "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TuneResult:
+        try:
+            probes = [Probe.from_dict(p) for p in d["probes"]]
+            by_index = {p.index: p for p in probes}
+
+            def ref(i: Any) -> Probe | None:
+                return by_index[i] if i is not None else None
+
+            best = ref(d["best"])
+            if best is None:
+                raise KeyError("best")
+            return cls(
+                best=best, baseline=ref(d.get("baseline")), plan_probe=ref(d.get("plan_probe")),
+                predicted=dict(d.get("predicted") or {}), probes=probes, rig_fingerprint=str(d["rig_fingerprint"]),
+                model_id=str(d["model_id"]), llama_version=str(d["llama_version"]), objective=str(d["objective"]),
+                elapsed_s=float(d["elapsed_s"]), stopped=str(d["stopped"]), model_path=str(d.get("model_path") or ""),
+                efficiency=d.get("efficiency"), created=float(d.get("created") or 0.0), notes=list(d.get("notes") or []),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"not a moetui tuning profile ({type(exc).__name__}: {exc})") from None

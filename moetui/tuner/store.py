@@ -1,0 +1,108 @@
+"""Tuned profiles on disk, keyed by rig fingerprint + model identity + llama.cpp version, and the configs
+that failed (OOM, crash) on a rig for a model, so they are never proposed again.
+
+Layout under data_dir()/profiles:
+    <rig>__<model>__<llama version>.json          one TuneResult per key, replaced atomically
+    failed/<rig>__<model>/<config hash>.json       one file per failed config
+
+One file per failure (not one list) so two tunes running at once never lose each other's records: nothing
+is read-modified-written, every write is a whole-file atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from moetui.config import RunConfig
+from moetui.errors import ConfigError, MoetuiError
+from moetui.paths import atomic_write_json, data_dir
+from moetui.tuner.result import TuneResult
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# fields that do not change whether a config loads or how fast it runs
+_IGNORED = ("notes", "seed", "model_path")
+
+
+def config_key(config: RunConfig) -> str:
+    """A stable hash of what a config does (not where its model file lives, not its notes)."""
+    d = config.to_dict()
+    for k in _IGNORED:
+        d.pop(k, None)
+    if d.get("draft"):
+        d["draft"] = {**d["draft"], "model_path": Path(d["draft"]["model_path"]).name if d["draft"].get("model_path") else None}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _safe(s: str) -> str:
+    return _UNSAFE.sub("-", s or "unknown")[:64]
+
+
+class ProfileStore:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else data_dir() / "profiles"
+        self.warnings: list[str] = []  # corrupt files found (reported, then ignored)
+
+    # --- profiles -------------------------------------------------------------------------------------
+    def key(self, rig_fingerprint: str, model_id: str, llama_version: str) -> str:
+        return f"{_safe(rig_fingerprint)}__{_safe(model_id)}__{_safe(llama_version)}"
+
+    def path(self, rig_fingerprint: str, model_id: str, llama_version: str) -> Path:
+        return self.root / f"{self.key(rig_fingerprint, model_id, llama_version)}.json"
+
+    def _read(self, path: Path) -> TuneResult | None:
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ConfigError("not a JSON object")
+            return TuneResult.from_dict(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, MoetuiError) as exc:
+            msg = f"{path}: corrupt tuning profile ignored ({exc})"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+            return None
+
+    def get(self, rig_fingerprint: str, model_id: str, llama_version: str) -> TuneResult | None:
+        return self._read(self.path(rig_fingerprint, model_id, llama_version))
+
+    def put(self, result: TuneResult) -> Path:
+        path = self.path(result.rig_fingerprint, result.model_id, result.llama_version)
+        atomic_write_json(path, result.to_dict())
+        return path
+
+    def list(self) -> list[TuneResult]:
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.glob("*.json")):
+            r = self._read(p)
+            if r is not None:
+                out.append(r)
+        return out
+
+    # --- failed configs -------------------------------------------------------------------------------
+    def _failed_dir(self, rig_fingerprint: str, model_id: str) -> Path:
+        return self.root / "failed" / f"{_safe(rig_fingerprint)}__{_safe(model_id)}"
+
+    def record_failure(self, rig_fingerprint: str, model_id: str, config: RunConfig, kind: str, message: str) -> None:
+        path = self._failed_dir(rig_fingerprint, model_id) / f"{config_key(config)}.json"
+        atomic_write_json(path, {"kind": kind, "message": message, "time": time.time(), "config": config.to_dict()})
+
+    def is_failed(self, rig_fingerprint: str, model_id: str, config: RunConfig) -> bool:
+        return (self._failed_dir(rig_fingerprint, model_id) / f"{config_key(config)}.json").is_file()
+
+    def failures(self, rig_fingerprint: str, model_id: str) -> list[dict[str, Any]]:
+        d = self._failed_dir(rig_fingerprint, model_id)
+        out = []
+        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+            try:
+                out.append(json.loads(p.read_text()))
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                self.warnings.append(f"{p}: corrupt failure record ignored")
+        return out

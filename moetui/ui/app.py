@@ -1,0 +1,348 @@
+"""The moetui terminal app: screens by name (installed lazily, so a screen that fails to import costs only
+that screen), one key and one command-palette entry per screen, and the shared AppState.
+
+Data flow: screens read `self.app.state` and post messages (moetui.ui.state) to change it; the App
+updates the state and calls `refresh_from_state()` on the screens that define it. Everything blocking
+(detection, model inspection, planning) runs in thread workers that report back with call_from_thread.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from moetui.errors import MoetuiError
+from moetui.paths import REPO_DIR
+from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
+
+if TYPE_CHECKING:
+    from moetui.hardware import Rig
+    from moetui.model.info import ModelInfo
+    from moetui.sizing.plan import PlanOptions
+
+ASSETS = REPO_DIR / "assets"
+
+# name -> (module, class, key, title, help). Order = the order of the footer and the palette.
+SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
+    "home": ("moetui.ui.screens.home", "HomeScreen", "h", "Home", "rig, selected model and the one-click best config"),
+    "rig": ("moetui.ui.screens.rig", "RigScreen", "r", "Rig", "detected hardware, live VRAM/RAM/GPU gauges, llama.cpp build"),
+    "models": ("moetui.ui.screens.models", "ModelsScreen", "m", "Models", "local GGUFs and catalog models with a fit verdict"),
+    "plan": ("moetui.ui.screens.plan", "PlanScreen", "p", "Plan", "placement layer by layer, memory per device, knobs"),
+    "tune": ("moetui.ui.screens.tune", "TuneScreen", "t", "Tune", "probe settings live and keep the fastest"),
+    "chat": ("moetui.ui.screens.chat", "ChatScreen", "c", "Chat", "streaming chat with the chosen config"),
+    "export": ("moetui.ui.screens.export", "ExportScreen", "e", "Export", "llama.cpp command lines and a Python snippet"),
+    "best": ("moetui.ui.screens.best", "BestConfigScreen", "b", "Best config for my rig",
+             "pick, download, plan, tune and chat in one click"),
+}
+
+_KEEP: Any = object()  # sentinel: "leave this setting as it is"
+
+
+class MoetuiCommands(Provider):
+    """Every screen and app action in the command palette (ctrl+p), same callbacks as the keys."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app = self.app
+        assert isinstance(app, MoetuiApp)
+        out = [(f"Open {title}" if name != "best" else title, partial(app.action_open, name), f"[{key}] {help}")
+               for name, (_, _, key, title, help) in SCREENS_BY_NAME.items()]
+        out += [("Re-detect the rig", app.action_redetect, "run hardware detection again"),
+                ("Re-plan the selected model", app.action_replan, "plan again with the current knobs"),
+                ("Toggle dark/light theme", app.action_toggle_theme, "switch between the dark and light theme")]
+        return out
+
+    async def discover(self) -> Hits:
+        for title, callback, help in self._commands():
+            yield DiscoveryHit(title, callback, help=help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help)
+
+
+class MoetuiApp(App):
+    TITLE = "moetui"
+    SUB_TITLE = "MoE models, as fast as your rig allows"
+    CSS_PATH = [ASSETS / "moetui.tcss"]
+    COMMANDS = App.COMMANDS | {MoetuiCommands}
+    BINDINGS = [
+        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best", show=name != "home")
+          for name, (_, _, key, title, _) in SCREENS_BY_NAME.items()),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "unfocus", "Leave field", show=False),  # back from a text field to the letter keys
+    ]
+
+    def __init__(self, model_path: str | None = None, rig: Rig | None = None, *, detect: bool = True,
+                 light: bool = False) -> None:
+        """model_path: a GGUF path, shape preset or hub ref to select at start (inspected in a worker).
+        rig: a reference or already-detected rig; None detects this machine in a worker (unless detect=False)."""
+        super().__init__()
+        self.state = AppState(rig=rig, model_path=model_path)
+        self.plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan/Home
+        self.model_error: str | None = None  # why the last model picked could not be used
+        self.loading_model: str | None = None
+        self.detecting = False
+        self.planning = False
+        self.draft_path: str | None = None  # the Plan screen's draft-model knob
+        self._draft_info: tuple[str, ModelInfo] | None = None
+        self._detect_enabled = detect
+        self._stop = threading.Event()  # cancels the RAM bandwidth probe when the app quits mid-detection
+        self._screens: dict[str, Screen] = {}
+        if light:
+            self.theme = "textual-light"
+
+    # ---- screens ---------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.action_open("home")
+        if self.state.rig is None and self._detect_enabled:
+            self.detect()
+        if self.state.model_path:
+            self.select_model(self.state.model_path)
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    def screen_named(self, name: str) -> Screen | None:
+        """The installed screen `name`, importing and installing it on first use; None (and a notification)
+        when it cannot be built."""
+        if name in self._screens:
+            return self._screens[name]
+        if name not in SCREENS_BY_NAME:
+            self.notify(f"no screen named {name!r}", severity="error")
+            return None
+        module_name, class_name, _, title, _ = SCREENS_BY_NAME[name]
+        try:
+            screen = getattr(importlib.import_module(module_name), class_name)()
+        except Exception as exc:  # a screen still being written must not take the app down
+            self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                        severity="warning")
+            return None
+        self.install_screen(screen, name)
+        self._screens[name] = screen
+        return screen
+
+    def action_open(self, name: str) -> None:
+        screen = self.screen_named(name)
+        if screen is None or screen is self.screen:
+            return
+        if len(self.screen_stack) <= 1:  # only the default screen: keep it underneath
+            self.push_screen(screen)
+        else:
+            self.switch_screen(screen)
+
+    def refresh_screens(self) -> None:
+        """Attributes down: every mounted screen that shows state redraws from it."""
+        screens = {id(s): s for s in (*self._screens.values(), *self.screen_stack)}
+        for s in screens.values():
+            fn = getattr(s, "refresh_from_state", None)
+            if fn is None or not s.is_mounted:
+                continue
+            try:
+                fn()
+            except Exception as exc:  # one screen's bug must not take the others down
+                self.log.error(f"{s!r}.refresh_from_state failed: {exc!r}")
+                self.notify(f"{type(s).__name__}: {type(exc).__name__}: {exc}", severity="error")
+
+    def screen_text(self) -> str:
+        """The current screen as plain text, line by line (tests and the tmux check compare against it)."""
+        return "\n".join(strip.text for strip in self.screen._compositor.render_strips())
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def action_unfocus(self) -> None:
+        self.screen.set_focus(None)
+
+    def action_redetect(self) -> None:
+        self.detect()
+
+    def action_replan(self) -> None:
+        self.request_plan()
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    # ---- messages (up) -> state -> screens (down) -----------------------------------------------
+    def on_rig_changed(self, msg: RigChanged) -> None:
+        self.state.rig = msg.rig
+        self.state.tuned = self.state.config = None  # tuned for another rig: not this one's
+        self._load_tuned()
+        self.refresh_screens()
+        self.request_plan()
+
+    def on_model_selected(self, msg: ModelSelected) -> None:
+        if msg.info is None:
+            self.select_model(msg.path)
+            return
+        s = self.state
+        s.model_path, s.model_info = msg.path, msg.info
+        s.plan = s.tuned = s.config = None
+        self.model_error = self.plan_error = self.loading_model = None
+        self._load_tuned()
+        self.refresh_screens()
+        self.request_plan()
+
+    def on_plan_changed(self, msg: PlanChanged) -> None:
+        self.state.plan = msg.plan
+        if msg.options is not None:
+            self.state.plan_options = msg.options
+        self.plan_error = None
+        self.planning = False
+        self.refresh_screens()
+
+    def on_tune_completed(self, msg: TuneCompleted) -> None:
+        self.state.tuned = msg.result
+        best = getattr(msg.result, "best", None)
+        if best is not None and getattr(best, "config", None) is not None:
+            self.state.config = best.config
+        self.refresh_screens()
+
+    def on_config_chosen(self, msg: ConfigChosen) -> None:
+        self.state.config = msg.config
+        self.refresh_screens()
+
+    def _load_tuned(self) -> None:
+        """A profile tuned earlier for this rig and model (the tuner's store) becomes the active config."""
+        s = self.state
+        if s.rig is not None and s.model_info is not None and s.model_info.identity:
+            self._tuned_worker(s.rig, s.model_info, s.model_path)
+
+    @work(thread=True, exclusive=True, group="tuned", exit_on_error=False)
+    def _tuned_worker(self, rig: Rig, info: ModelInfo, model_path: str | None) -> None:
+        try:
+            from moetui.tuner import ProfileStore
+            from moetui.tuner.engine import llama_version
+        except ImportError:  # a build without the tuner: plans only
+            return
+        try:
+            from moetui.hardware.fingerprint import fingerprint
+
+            saved = ProfileStore().get(rig.fingerprint or fingerprint(rig), info.identity, llama_version(rig))
+        except Exception as exc:  # a damaged profile must not stop the app: it just is not used
+            self.call_from_thread(self.log.warning, f"tuned profile lookup failed: {exc!r}")
+            return
+        if saved is None or get_current_worker().is_cancelled:
+            return
+        if model_path and saved.best.config.model_path != model_path:
+            saved.best.config = saved.best.config.replace(model_path=model_path)  # same model, maybe moved
+        self.call_from_thread(self._tuned_loaded, saved, model_path)
+
+    def _tuned_loaded(self, result: Any, model_path: str | None) -> None:
+        if self.state.model_path == model_path:  # still the same selection
+            self.post_message(TuneCompleted(result))
+
+    # ---- workers ---------------------------------------------------------------------------------
+    def detect(self) -> None:
+        self.detecting = True
+        self.refresh_screens()
+        self._detect_worker()
+
+    @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
+    def _detect_worker(self) -> None:
+        from moetui.hardware import detect_rig
+
+        try:
+            rig = detect_rig(stop=self._stop)
+        except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI
+            self.call_from_thread(self._failed, "Rig detection failed", exc, "detecting")
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self._detected, rig)
+
+    def _detected(self, rig: Rig) -> None:
+        self.detecting = False
+        self.post_message(RigChanged(rig))
+
+    def select_model(self, path: str) -> None:
+        """Inspect `path` (GGUF path, shape preset or hub ref) in a worker, then select it."""
+        self.loading_model = path  # shown as "reading…" until the worker reports; the selection changes on success
+        self.model_error = None
+        self.refresh_screens()
+        self._inspect_worker(path)
+
+    @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
+    def _inspect_worker(self, path: str) -> None:
+        from moetui.model.resolve import resolve_model
+
+        try:
+            info = resolve_model(path)
+        except Exception as exc:
+            self.call_from_thread(self._model_failed, path, exc)
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self.post_message, ModelSelected(path, info))
+
+    def _model_failed(self, path: str, exc: BaseException) -> None:
+        self.loading_model = None
+        # MoetuiErrors name the file already; anything else gets the path and the exception type
+        self.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
+        self.notify(self.model_error, title="Cannot use this model",
+                    severity="error", timeout=8)
+        self.refresh_screens()
+
+    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None = _KEEP) -> None:
+        """Plan the selection for the rig with `options` (default: the current ones) in a worker; the
+        newest request wins. Does nothing until both a rig and a model are known."""
+        if options is not None:
+            self.state.plan_options = options
+        if draft_path is not _KEEP:
+            self.draft_path = draft_path or None
+        s = self.state
+        if s.rig is None or s.model_info is None:
+            return
+        self.planning = True
+        self._plan_worker(s.model_info, s.rig, s.plan_options, self.draft_path, s.model_path)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def _plan_worker(self, info: ModelInfo, rig: Rig, options: PlanOptions | None, draft_path: str | None,
+                     model_path: str | None) -> None:
+        from moetui.sizing.plan import PlanOptions, plan
+
+        try:
+            o = replace(options) if options is not None else PlanOptions()
+            o.model_path = model_path
+            o.draft = self._draft(draft_path) if draft_path else None
+            result = plan(info, rig, o)
+        except Exception as exc:
+            if not get_current_worker().is_cancelled:
+                self.call_from_thread(self._plan_failed, exc)
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self.post_message, PlanChanged(result, options))
+
+    def _draft(self, path: str) -> ModelInfo:
+        """The draft model's ModelInfo, read once per path (worker thread)."""
+        from moetui.model.resolve import resolve_model
+
+        if self._draft_info is None or self._draft_info[0] != path:
+            self._draft_info = (path, resolve_model(path))
+        return self._draft_info[1]
+
+    def _plan_failed(self, exc: BaseException) -> None:
+        self.planning = False
+        self.state.plan = None
+        self.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+        if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
+            self.notify(self.plan_error, title="No plan", severity="error", timeout=8)
+        self.refresh_screens()
+
+    def _failed(self, title: str, exc: BaseException, flag: str) -> None:
+        setattr(self, flag, False)
+        self.notify(f"{type(exc).__name__}: {exc}", title=title, severity="error", timeout=8)
+        self.refresh_screens()
+
+
+def run_app(model_path: str | None = None, rig: Rig | None = None) -> None:
+    MoetuiApp(model_path=model_path, rig=rig).run()

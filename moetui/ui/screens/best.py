@@ -1,0 +1,376 @@
+"""Best config for my rig: one click from nothing to a tuned chat. Steps, shown as a checklist:
+
+1. the rig (the app's, or detected now),
+2. the model and quant: the selected local model, a selected hub reference, or else the catalog's best
+   fit for this rig (moetui.hub.catalog + moetui.sizing.quant_choice, see best_pick.py),
+3. the download, when the file is not local yet (resumable; progress with speed and ETA),
+4. the plan (placement, context, KV type),
+5. the tune, within a time budget (a saved profile for this rig and model answers at once),
+6. Chat, with the winner.
+
+All of it runs in one thread worker with a cancel Event; each step reports back through call_from_thread,
+and each result goes up to the App as the usual messages (ModelSelected, PlanChanged, TuneCompleted), so
+the other screens follow. A failing step is marked ✗ with its reason, a dialog explains, the app stays up.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
+
+from moetui.errors import ConfigError, HubError, MoetuiError
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, open_screen, release_model_workers, ui_call
+from moetui.ui.screens.tune import describe_probe
+from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
+from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
+from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.flow_format import fmt_bytes
+from moetui.ui.widgets.probe_plot import ProbePlot
+from moetui.ui.widgets.progress_eta import ProgressEta
+
+DEFAULT_BUDGET_S = 120
+STEPS = [
+    Step("rig", "Rig"),
+    Step("model", "Model and quant"),
+    Step("download", "Download"),
+    Step("plan", "Plan"),
+    Step("tune", "Tune"),
+    Step("chat", "Chat"),
+]
+
+
+class FlowCancelled(MoetuiError):
+    """The user cancelled the flow."""
+
+
+class BestConfigScreen(Screen):
+    CSS_PATH = FLOWS_TCSS
+    BINDINGS = [
+        Binding("g", "start", "Go"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    running: reactive[bool] = reactive(False)
+
+    def __init__(self, *, budget_s: float = DEFAULT_BUDGET_S, autostart: bool = True, tune_options: Any = None,
+                 catalog: list[Any] | None = None, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        """budget_s: the tuning budget; autostart: start when first shown (the one click is the one that
+        opened this screen); tune_options: a TuneOptions to start from (tests shrink the measurement);
+        catalog: catalog entries to pick from (None: presets/models.toml)."""
+        super().__init__(name=name, id=id, classes=classes)
+        self.budget_s = budget_s
+        self.autostart = autostart
+        self.tune_options = tune_options
+        self.catalog = catalog
+        self.outcome: str | None = None  # "done" | "failed" | "cancelled" once a run ended
+        self.result: Any = None  # the TuneResult of the last run
+        self.model_path: str | None = None  # the local GGUF the flow settled on
+        self._cancel = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Static("Best config for my rig", id="best-title")
+        yield Static("", id="best-target", markup=False)
+        with Horizontal(id="best-controls"):
+            yield Label("Tune budget s")
+            yield Input(str(int(self.budget_s)), id="best-budget", type="integer")
+            yield Checkbox("Retune", value=False, id="best-retune")
+            yield Button("Go", id="best-start", variant="success")
+            yield Button("Cancel", id="best-cancel", variant="error", disabled=True)
+        yield FlowChecklist(id="best-steps")
+        yield ProgressEta(id="best-progress")
+        yield Static("", id="best-detail", markup=False)
+        yield ProbePlot(id="best-plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(FlowChecklist).set_steps(list(STEPS))
+        self.query_one("#best-start", Button).focus()
+        self.refresh_from_state()
+        if self.autostart:
+            self.call_after_refresh(self.action_start)
+
+    def refresh_from_state(self) -> None:
+        if self.running:
+            return  # the flow itself is changing the state: its own lines say more
+        state = app_state(self.app)
+        if state.model_path:
+            self._target(f"Model: {Path(state.model_path).name if Path(state.model_path).exists() else state.model_path}")
+        else:
+            self._target("Model: none selected, the catalog's best fit for this rig will be picked")
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
+
+    # --- controls ---------------------------------------------------------------------------------
+    def action_start(self) -> None:
+        if self.running:
+            return
+        raw = self.query_one("#best-budget", Input).value.strip()
+        try:
+            budget = float(raw)
+            if budget <= 0:
+                raise ValueError
+        except ValueError:
+            self.notify(f"The tune budget must be a positive number of seconds, not {raw!r}.", severity="error")
+            return
+        state = app_state(self.app)
+        self._cancel = threading.Event()
+        self.outcome, self.result, self.model_path = None, None, None
+        self.query_one(FlowChecklist).set_steps(list(STEPS))
+        self.query_one(ProgressEta).reset()
+        self.query_one(ProbePlot).clear()
+        self._detail("")
+        self.running = True
+        self._flow(state.rig, state.model_path, state.model_info, state.plan_options, budget,
+                   self.query_one("#best-retune", Checkbox).value, self._cancel)
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self._detail("cancelling …")
+
+    @on(Button.Pressed, "#best-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#best-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def watch_running(self, running: bool) -> None:
+        start = self.query_one("#best-start", Button)
+        start.disabled = running
+        start.label = "Go" if self.outcome is None else "Run again"
+        self.query_one("#best-cancel", Button).disabled = not running
+        if not running and self.is_current:
+            start.focus()
+
+    # --- UI-thread setters the flow calls ---------------------------------------------------------
+    def _step(self, key: str, status: str, detail: str | None = None) -> None:
+        self.query_one(FlowChecklist).set_step(key, status, detail)
+
+    def _target(self, text: str) -> None:
+        self.query_one("#best-target", Static).update(text)
+
+    def _detail(self, text: str) -> None:
+        self.query_one("#best-detail", Static).update(text)
+
+    def _plot(self, probe: Any, best: Any) -> None:
+        plot = self.query_one(ProbePlot)
+        plot.set_point(probe.index, probe.score, probe.status)
+        if best is not None:
+            plot.best_index = best.index
+
+    def _progress(self, fraction: float | None, eta_s: float | None, elapsed_s: float | None, message: str) -> None:
+        self.query_one(ProgressEta).update_progress(fraction, eta_s=eta_s, elapsed_s=elapsed_s, message=message)
+
+    # --- the flow (worker thread) -----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="best")
+    def _flow(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any, budget: float,
+              retune: bool, cancel: threading.Event) -> None:
+        current = "rig"
+
+        def say(fn: Any, *args: Any) -> None:
+            if not ui_call(self.app, fn, *args):
+                cancel.set()  # the app is gone
+
+        def check() -> None:
+            if cancel.is_set():
+                raise FlowCancelled("cancelled")
+
+        try:
+            rig = self._step_rig(rig, cancel, say)
+            check()
+            current = "model"
+            path, ref, info = self._step_model(rig, selected, selected_info, plan_options, say)
+            check()
+            current = "download"
+            path = self._step_download(path, ref, cancel, say)
+            check()
+            current = "plan"
+            info, plan = self._step_plan(path, info, rig, plan_options, say)
+            check()
+            current = "tune"
+            result = self._step_tune(path, rig, plan, budget, retune, cancel, say)
+            check()
+            current = "chat"
+            say(self._step, "chat", "running", "opening Chat …")
+            say(self._finish, result)
+        except FlowCancelled:
+            say(self._stopped, current, "cancelled", None)
+        except MoetuiError as exc:
+            # a step interrupted by the cancel may fail on the way out ("nothing could be measured")
+            say(self._stopped, current, "cancelled" if cancel.is_set() else "failed", None if cancel.is_set() else exc)
+        except Exception as exc:  # a bug in a step: report it and keep the app up
+            say(self._stopped, current, "failed", RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+    def _step_rig(self, rig: Any, cancel: threading.Event, say: Any) -> Any:
+        if rig is None and getattr(self.app, "detecting", False):
+            say(self._step, "rig", "running", "waiting for the app's detection …")
+            while rig is None and getattr(self.app, "detecting", False) and not cancel.wait(0.1):
+                rig = app_state(self.app).rig  # a plain read of the shared state; the App thread writes it
+            rig = rig or app_state(self.app).rig
+        if rig is not None:
+            say(self._step, "rig", "done", rig.name)
+            return rig
+        if cancel.is_set():
+            raise FlowCancelled("cancelled")
+        say(self._step, "rig", "running", "detecting …")
+        from moetui.hardware import detect_rig
+
+        rig = detect_rig(stop=cancel)
+        say(self.app.post_message, RigChanged(rig))
+        say(self._step, "rig", "done", rig.name)
+        return rig
+
+    def _step_model(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any,
+                    say: Any) -> tuple[Path | None, str | None, Any]:
+        """(local path or None, hub ref to download or None, ModelInfo when already known)."""
+        from moetui.hub.listing import looks_like_hub_ref
+
+        if selected and Path(selected).expanduser().is_file():
+            path = Path(selected).expanduser()
+            quant = getattr(selected_info, "file_type", None) or "as selected"
+            say(self._step, "model", "done", f"{path.name} ({quant}, selected)")
+            say(self._target, f"Model: {path} (the selected local model)")
+            return path, None, selected_info
+        if selected and looks_like_hub_ref(selected):
+            say(self._step, "model", "done", f"{selected} (selected)")
+            say(self._target, f"Model: {selected} (the selected hub model)")
+            return None, selected, None
+        if selected:
+            raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
+                              "pick one in Models (m), or clear it to use the catalog")
+        from moetui.ui.screens.best_pick import pick_from_catalog
+
+        say(self._step, "model", "running", "sizing the catalog for this rig …")
+
+        def progress(i: int, n: int, name: str) -> None:
+            say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
+
+        pick = pick_from_catalog(rig, self.catalog, plan_options, progress=progress)
+        say(self._progress, 1.0, None, None, "")
+        say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
+            f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
+        say(self._target, f"Model: {pick.ref} (the catalog's best fit for this rig)")
+        return None, pick.ref, None
+
+    def _step_download(self, path: Path | None, ref: str | None, cancel: threading.Event, say: Any) -> Path:
+        if path is not None:
+            say(self._step, "download", "skipped", "local file")
+            return path
+        assert ref is not None
+        from moetui.hub.cache import cached_model_path
+        from moetui.hub.download import DownloadCancelled, download_model
+
+        cached = cached_model_path(ref)
+        if cached is not None and cached.is_file():
+            say(self._step, "download", "skipped", f"already in the HF cache: {cached.name}")
+            return cached
+        say(self._step, "download", "running", ref)
+
+        def progress(p: Any) -> None:
+            part = f" part {p.file_index + 1}/{p.n_files}" if p.n_files > 1 else ""
+            what = "verifying" if p.phase == "verify" else f"{fmt_bytes(int(p.speed_bps))}/s"
+            say(self._progress, p.fraction, p.eta_s, None,
+                f"{fmt_bytes(p.bytes_done)} of {fmt_bytes(p.bytes_total)}{part} · {what}")
+
+        try:
+            result = download_model(ref, progress=progress, cancel=cancel)
+        except DownloadCancelled:
+            raise FlowCancelled("cancelled") from None
+        say(self._progress, 1.0, None, result.seconds, "downloaded")
+        say(self._step, "download", "done", f"{result.path.name}, {fmt_bytes(result.size_bytes)} in {result.seconds:.1f} s")
+        return result.path
+
+    def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
+        from moetui.model.inspect import inspect_file
+        from moetui.sizing.plan import PlanOptions, plan
+
+        say(self._step, "plan", "running", "inspecting and placing …")
+        if info is None or Path(getattr(info, "path", "") or "") != path:
+            info = inspect_file(path)
+        o = replace(plan_options) if plan_options is not None else PlanOptions()
+        o.model_path = str(path)
+        p = plan(info, rig, o)
+        self.model_path = str(path)
+        say(self.app.post_message, ModelSelected(str(path), info))
+        say(self.app.post_message, PlanChanged(p, plan_options))
+        say(self._step, "plan", "done", f"{p.mode}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
+        return info, p
+
+    def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
+                   say: Any) -> Any:
+        try:
+            from moetui.tuner import ProbeFinished, ProbeStarted, TuneOptions, TuneProgress, tune
+        except ImportError:  # a build without the tuner: chat with the plan
+            say(self._step, "tune", "skipped", "the tuner is not available; using the plan")
+            return None
+        base = self.tune_options or TuneOptions()
+        opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx)
+        say(self._step, "tune", "running", f"budget {budget:.0f} s")
+        say(release_model_workers, self.app)  # no other model resident while the tuner measures
+
+        def on_event(ev: Any) -> None:
+            if isinstance(ev, TuneProgress):
+                say(self._progress, ev.fraction, ev.eta_s, ev.elapsed_s, ev.message)
+            elif isinstance(ev, ProbeStarted):
+                say(self._plot, ev.probe, None)
+            elif isinstance(ev, ProbeFinished):
+                best = f" · best {describe_probe(ev.best)}" if ev.best is not None else ""
+                say(self._plot, ev.probe, ev.best)
+                say(self._progress, None, ev.eta_s, ev.elapsed_s, _probes(ev.n_done))
+                say(self._detail, f"probe {ev.probe.index} {ev.probe.label}: {ev.probe.status}{best}")
+
+        result = tune(str(path), rig, opts, on_event=on_event, cancel=cancel)
+        if result.stopped == "cancelled":
+            raise FlowCancelled("cancelled")
+        self.result = result
+        say(self.app.post_message, TuneCompleted(result))
+        how = "saved profile" if result.from_cache else _probes(len(result.probes))
+        say(self._progress, 1.0, None, result.elapsed_s, f"tuned ({how})")
+        say(self._step, "tune", "done", f"{describe_probe(result.best)} ({how})")
+        return result
+
+    # --- endings (UI thread) ----------------------------------------------------------------------
+    def _finish(self, result: Any) -> None:
+        self.outcome = "done"
+        self.running = False
+        self._step("chat", "done", "Chat is open with this config")
+        if result is not None:
+            self._detail(f"Best: {describe_probe(result.best)}")
+        # after TuneCompleted (queued before this) has set the config, so Chat loads the winner
+        from moetui.ui.screens.chat import ChatScreen
+
+        self.app.call_later(open_screen, self.app, "chat", ChatScreen)
+
+    def _stopped(self, step: str, outcome: str, exc: BaseException | None) -> None:
+        self.outcome = outcome
+        self.running = False
+        checklist = self.query_one(FlowChecklist)
+        reason = "cancelled" if exc is None else str(exc).splitlines()[0][:160]
+        checklist.set_step(step, "failed" if exc is not None else "skipped", reason)
+        for s in checklist.steps:
+            if s.status == "pending":
+                checklist.set_step(s.key, "skipped")
+        self.query_one(ProgressEta).message = outcome
+        if exc is not None:
+            title = "Download failed" if isinstance(exc, HubError) else f"Best config: {step} failed"
+            show_error(self, title, exc)
+        else:
+            self.notify("Best config cancelled.", timeout=4)
+
+
+def _probes(n: int) -> str:
+    return f"{n} probe" if n == 1 else f"{n} probes"

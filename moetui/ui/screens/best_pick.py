@@ -1,0 +1,74 @@
+"""Which catalog model and quant suit this rig best: for every target model in the catalog, the largest
+quant that fits RAM + VRAM and reaches the minimum decode speed (moetui.sizing.quant_choice); among
+those, the largest file wins (more parameters or more bits: the best model this rig runs at a usable
+speed), ties going to the faster prediction. Pure domain logic (no Textual), used by Best config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from moetui.errors import DoesNotFit
+from moetui.hardware.rig import Rig
+from moetui.hub.catalog import CatalogModel, QuantFile, load_catalog
+from moetui.model.info import ModelInfo
+from moetui.sizing.plan import Plan, PlanOptions
+from moetui.sizing.quant_choice import DEFAULT_MIN_DECODE_TPS, QuantVerdict, choose_quant
+
+
+@dataclass
+class CatalogPick:
+    model: CatalogModel
+    quant: QuantFile
+    plan: Plan
+    considered: list[tuple[str, list[QuantVerdict]]] = field(default_factory=list)  # (model id, verdicts)
+
+    @property
+    def ref(self) -> str:
+        return self.quant.ref
+
+
+def shape_mix(shape: str) -> str:
+    """The quant mix a shape preset is sized with (gpt-oss ships MXFP4 experts)."""
+    return "MXFP4" if shape.startswith("gpt-oss") else "Q4_K_M"
+
+
+def _quants(model: CatalogModel) -> list[QuantFile]:
+    """One QuantFile per quant label, the model's first repo preferred (its main publisher)."""
+    primary = model.repos[0] if model.repos else ""
+    out: dict[str, QuantFile] = {}
+    for q in sorted(model.quants, key=lambda q: q.repo != primary):
+        out.setdefault(q.quant.upper(), q)
+    return list(out.values())
+
+
+def pick_from_catalog(rig: Rig, catalog: list[CatalogModel] | None = None, options: PlanOptions | None = None,
+                      min_decode_tps: float = DEFAULT_MIN_DECODE_TPS,
+                      progress: Callable[[int, int, str], None] | None = None) -> CatalogPick:
+    """The catalog's best fit for `rig`. Raises DoesNotFit (with each model's reason) when none fits."""
+    from moetui.sizing.virtual import model_info_for_shape
+
+    models = [m for m in (catalog if catalog is not None else load_catalog()) if m.role == "target" and m.shape and m.quants]
+    infos: dict[str, ModelInfo] = {}
+    best: CatalogPick | None = None
+    considered: list[tuple[str, list[QuantVerdict]]] = []
+    for i, m in enumerate(models):
+        if progress is not None:
+            progress(i, len(models), m.name)
+        assert m.shape is not None
+        if m.shape not in infos:
+            infos[m.shape] = model_info_for_shape(m.shape, shape_mix(m.shape))
+        quants = _quants(m)
+        choice = choose_quant([(q.quant, q.size_bytes) for q in quants], infos[m.shape], rig, options, min_decode_tps)
+        considered.append((m.id, choice.verdicts))
+        if choice.chosen is None or choice.plan is None:
+            continue
+        q = next(q for q in quants if q.quant == choice.chosen)
+        key = (q.size_bytes, choice.plan.decode_tps)
+        if best is None or key > (best.quant.size_bytes, best.plan.decode_tps):
+            best = CatalogPick(m, q, choice.plan)
+    if best is None:
+        reasons = "; ".join(f"{mid}: {v[-1].reason}" for mid, v in considered if v)  # its smallest quant
+        raise DoesNotFit(f"no catalog model fits this rig at {min_decode_tps:g} tok/s or more ({reasons})")
+    best.considered = considered
+    return best

@@ -1,0 +1,440 @@
+"""Chat: streaming chat with the active config (tuned, else planned) in an isolated model worker.
+
+The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
+switching to Export and back does not reload; it is reloaded when the active config changes and closed
+when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
+worker and reach the log in batches (at most ~10 UI updates a second, whatever the decode speed), so the
+UI costs the model nothing: the child process never waits on us.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Collapsible, Footer, Input, Static
+
+from moetui.errors import MoetuiError
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
+from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
+from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.stats_bar import ChatStatsBar
+
+FLUSH_S = 0.1  # token batches reach the UI at most this often (10 Hz reads as streaming)
+SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
+
+
+class ChatScreen(Screen):
+    CSS_PATH = FLOWS_TCSS
+    BINDINGS = [
+        Binding("escape", "stop_or_leave_input", "Stop"),
+        Binding("ctrl+n", "new_chat", "New chat"),
+        Binding("f2", "system_prompt", "System prompt"),
+        Binding("ctrl+r", "reload", "Reload model"),
+    ]
+
+    status_line: reactive[str] = reactive("")
+    model_loading: reactive[bool] = reactive(False)
+    generating: reactive[bool] = reactive(False)
+
+    def __init__(self, *, max_tokens: int = 512, sampling: dict[str, Any] | None = None, name: str | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.max_tokens = max_tokens
+        self.sampling: dict[str, Any] = dict(sampling or {"temperature": 0.7, "top_p": 0.95})
+        self.history: list[dict[str, str]] = []  # user/assistant turns (the system prompt is added per request)
+        self.model_worker: Any = None  # moetui.runtime.client.ModelWorker once loaded
+        self.load_info: Any = None
+        self.loaded_config: Any = None  # the RunConfig the worker runs
+        self._loading_config: Any = None
+        self._load_seq = 0
+        self._failed_config: Any = None  # the config whose load failed last (not retried by itself)
+        self._pending: str | None = None  # a message typed while the model loads
+        self._shutting_down = threading.Event()
+        self._reply: ChatMessage | None = None
+        self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
+        self.last_done: Any = None  # the DoneEvent of the last reply (tests and the overhead check read it)
+
+    # --- layout -----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("", id="chat-title", markup=False)
+        with Collapsible(title="System prompt (F2)", collapsed=True, id="chat-system"):
+            yield Input(placeholder="e.g. You are a concise assistant.", id="chat-system-input")
+        yield ChatLog(id="chat-log")
+        yield ChatStatsBar(id="chat-stats")
+        with Horizontal(id="chat-input-row"):
+            yield Input(placeholder="Message, Enter to send", id="chat-input")
+            yield Button("Stop", id="chat-stop", variant="error", disabled=True)
+            yield Button("New", id="chat-new")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#chat-input", Input).focus()
+        self._sample_loop()
+        self.ensure_loaded()
+
+    def on_screen_resume(self) -> None:
+        self.ensure_loaded()
+
+    def refresh_from_state(self) -> None:
+        """Called by the App after the shared state changed: follow a new active config. Only the visible
+        Chat loads a model; a hidden one just lets go of a process running an outdated config."""
+        if not self.is_mounted:
+            return
+        if self.is_current:
+            self.ensure_loaded()
+        elif self.loaded_config is not None and self.active_config() != self.loaded_config and not self.generating:
+            self.release_worker()
+
+    def release_worker(self) -> None:
+        """Free the model process (RAM, VRAM) without blocking the UI, e.g. before the tuner measures: a
+        second resident model would skew its numbers or make it run out of memory. The next message, or
+        showing Chat again, reloads."""
+        self.action_stop()
+        self._load_seq += 1  # a load in flight is stale now
+        w, self.model_worker, self.load_info, self.loaded_config = self.model_worker, None, None, None
+        self._loading_config = None
+        self.model_loading = False
+        if w is not None:
+            self.status_line = "Model released (it reloads when you send a message)."
+            threading.Thread(target=w.close, kwargs={"timeout": 3}, daemon=True, name="moetui-chat-release").start()
+
+    def on_unmount(self) -> None:
+        self._shutting_down.set()
+        self.close_worker()
+
+    # --- model worker lifecycle -------------------------------------------------------------------
+    def active_config(self) -> Any:
+        state = app_state(self.app)
+        cfg = state.active_config()
+        if cfg is None and state.model_path and Path(state.model_path).is_file():
+            from moetui.config import RunConfig
+
+            cfg = RunConfig(model_path=state.model_path)  # no plan yet: llama.cpp's defaults
+        return cfg
+
+    def ensure_loaded(self) -> None:
+        """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
+        cfg = self.active_config()
+        if cfg is None:
+            self.status_line = "No model selected: pick one (m), plan it (p), or run Best config (b)."
+            return
+        if self.generating or cfg == self._loading_config or (cfg == self.loaded_config and self._worker_alive()):
+            return
+        if cfg == self._failed_config:
+            return  # it failed already: retry only when asked (a message, Ctrl+R), not on every screen resume
+        self.start_load(cfg)
+
+    def start_load(self, config: Any) -> None:
+        """UI thread: mark the load as in progress *before* the thread starts, so a second call (mount and
+        resume arrive together) does not start a second process; a newer load supersedes an older one."""
+        self._load_seq += 1
+        self._loading_config = config
+        self.model_loading = True
+        old, self.model_worker, self.load_info, self.loaded_config = self.model_worker, None, None, None
+        self.status_line = f"Loading {Path(config.model_path).name} …"
+        self._load(config, old, self._load_seq)
+
+    def _worker_alive(self) -> bool:
+        return self.model_worker is not None and self.model_worker.alive
+
+    @work(thread=True, group="chat-load")
+    def _load(self, config: Any, old: Any, seq: int) -> None:
+        from moetui.runtime.client import ModelWorker
+
+        if old is not None:
+            old.close(timeout=3)
+        worker = ModelWorker()
+        try:
+            info = worker.start(config)
+        except MoetuiError as exc:
+            ui_call(self.app, self._load_failed, config, exc, seq)
+            return
+        if self._shutting_down.is_set() or not ui_call(self.app, self._load_done, config, worker, info, seq):
+            worker.close(timeout=2)  # the screen or app went away while we loaded
+
+    def _load_done(self, config: Any, worker: Any, info: Any, seq: int) -> None:
+        if seq != self._load_seq or self._shutting_down.is_set():
+            worker.kill()  # superseded by a newer load (or closing): never keep two model processes
+            return
+        self.model_worker, self.load_info, self.loaded_config = worker, info, config
+        self._loading_config = None
+        self.model_loading = False
+        bar = self.query_one(ChatStatsBar)
+        bar.experts_ram = info.buffers.experts_ram
+        bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
+        self.status_line = (f"{Path(config.model_path).name} · ctx {info.n_ctx} · {_placement(config)} · "
+                            f"loaded in {info.load_s:.1f} s")
+        if self._pending is not None:
+            text, self._pending = self._pending, None
+            self._send(text)
+        elif config != self.active_config():
+            self.ensure_loaded()  # the state moved on while we loaded
+
+    def _load_failed(self, config: Any, exc: MoetuiError, seq: int) -> None:
+        if seq != self._load_seq:
+            return  # an older request failed after a newer one started: only the newest speaks
+        self._loading_config = None
+        self._failed_config = config
+        self.model_loading = False
+        self.model_worker = self.load_info = self.loaded_config = None
+        self._pending = None
+        self.status_line = f"Could not load {Path(config.model_path).name}: {str(exc).splitlines()[0][:120]}"
+        self.query_one(ChatLog).add_message("error", str(exc).splitlines()[0])
+        show_error(self, "The model did not load", exc)
+
+    def close_worker(self) -> None:
+        self._load_seq += 1  # a load still in flight is now stale: its process is closed when it lands
+        w, self.model_worker = self.model_worker, None
+        self.loaded_config = None
+        if w is not None:
+            w.close(timeout=2)
+
+    # --- chat -------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#chat-input")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.generating:
+            self.notify("Still answering: Esc stops it.", severity="warning")
+            return
+        event.input.value = ""
+        self.send(text)
+
+    def send(self, text: str) -> None:
+        """Send a user message (loads the model first when needed)."""
+        if self._worker_alive() and not self.model_loading:
+            self._send(text)
+            return
+        self._pending = text
+        self.query_one(ChatLog).add_message("info", "(waiting for the model to load)")
+        if not self.model_loading:
+            self._failed_config = None  # sending is asking to try again
+            self.ensure_loaded()
+
+    def _send(self, text: str) -> None:
+        log = self.query_one(ChatLog)
+        log.add_message("user", text)
+        self.history.append({"role": "user", "content": text})
+        self._reply = log.add_message("assistant", "")
+        self._reply.streaming = True
+        system = self.query_one("#chat-system-input", Input).value.strip()
+        messages = ([{"role": "system", "content": system}] if system else []) + list(self.history)
+        self.generating = True
+        self._generate(self.model_worker, messages)
+
+    @work(thread=True, exclusive=True, group="chat-generate")
+    def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
+        from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
+
+        buf: list[str] = []
+        last = time.monotonic()
+
+        def flush() -> bool:
+            nonlocal last
+            last = time.monotonic()
+            if not buf:
+                return True
+            text = "".join(buf)
+            buf.clear()
+            return ui_call(self.app, self._tokens, text)
+
+        for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
+            if isinstance(ev, TokenEvent):
+                buf.append(ev.text)
+                if time.monotonic() - last >= FLUSH_S and not flush():
+                    worker.stop()
+            elif isinstance(ev, StatsEvent):
+                flush()
+                self.stats_events += 1
+                ui_call(self.app, self._stats, ev.stats)
+            elif isinstance(ev, DoneEvent):
+                flush()
+                ui_call(self.app, self._done, ev)
+            elif isinstance(ev, ErrorEvent):
+                flush()
+                ui_call(self.app, self._failed, ev.error, worker)
+
+    def _tokens(self, text: str) -> None:
+        if self._reply is not None:
+            self._reply.text += text
+            self.query_one(ChatLog).append_to_last("")  # keeps the view on the end
+
+    def _stats(self, stats: Any) -> None:
+        bar = self.query_one(ChatStatsBar)
+        bar.phase = stats.phase
+        bar.decode_tps = stats.decode_tok_s
+        bar.decode_tps_avg = stats.decode_tok_s_avg
+        bar.prompt_tps = stats.prompt_tok_s
+        bar.tokens = stats.tokens
+        if stats.rss_bytes is not None:
+            bar.rss_bytes = stats.rss_bytes
+        if stats.vram_bytes is not None:
+            bar.vram_bytes, bar.vram_scope = stats.vram_bytes, "proc"
+        if stats.experts_ram or stats.experts_vram:
+            bar.experts_ram, bar.experts_total = stats.experts_ram, stats.experts_ram + stats.experts_vram
+        bar.acceptance = stats.acceptance
+        bar.samples += 1
+
+    def _done(self, ev: Any) -> None:
+        self.last_done = ev
+        self._stats(ev.stats)
+        self.query_one(ChatStatsBar).phase = "idle"
+        if self._reply is not None:
+            self._reply.text = ev.text  # the authoritative text (batches may have split a character)
+            self._reply.streaming = False
+            if ev.cancelled:
+                self._reply.note = "stopped"
+            elif ev.finish_reason == "length":
+                self._reply.note = f"max {self.max_tokens} tokens"
+        self.history.append({"role": "assistant", "content": ev.text})
+        self._reply = None
+        self.generating = False
+        if self.active_config() != self.loaded_config:
+            self.ensure_loaded()  # the config changed while we answered
+
+    def _failed(self, exc: MoetuiError, worker: Any) -> None:
+        self.generating = False
+        if self._reply is not None:
+            self._reply.streaming = False
+        if worker is not self.model_worker and not worker.alive:  # we released it ourselves: not an error
+            if self._reply is not None:
+                self._reply.note = "stopped: model released"
+                self._reply = None
+            if self.history and self.history[-1]["role"] == "user":
+                self.history.pop()
+            return
+        if self._reply is not None:
+            self._reply.note = "failed"
+            self._reply = None
+        if self.history and self.history[-1]["role"] == "user":
+            self.history.pop()  # let the user send it again after a reload
+        self.query_one(ChatLog).add_message("error", str(exc).splitlines()[0])
+        if not worker.alive:  # crashed or killed: the next message reloads
+            if self.model_worker is worker:
+                self.model_worker, self.loaded_config = None, None
+            worker.kill()
+            self.status_line = "The model worker stopped; the next message reloads it (Ctrl+R reloads now)."
+        show_error(self, "Generation failed", exc)
+
+    # --- live sampling (VRAM via NVML, RSS via psutil) at 2 Hz ------------------------------------
+    @work(thread=True, group="chat-sampler")
+    def _sample_loop(self) -> None:
+        from moetui.hardware import Sampler
+
+        try:
+            import psutil
+        except ImportError:  # psutil is a dependency; without it the bar just shows "-"
+            psutil = None  # type: ignore[assignment]
+        with Sampler() as sampler:
+            while not self._shutting_down.wait(SAMPLE_S):
+                w = self.model_worker
+                pid = w.pid if w is not None and w.alive else None
+                if pid is None:
+                    continue
+                sample = sampler.sample()
+                vram, scope = None, ""
+                mine = [g.processes.get(pid) for g in sample.gpus if g.processes.get(pid) is not None]
+                if mine:
+                    vram, scope = sum(mine), "proc"  # type: ignore[arg-type]
+                elif sample.gpus and any(g.vram_used_bytes for g in sample.gpus):
+                    vram, scope = sum(g.vram_used_bytes or 0 for g in sample.gpus), "gpu"
+                rss = None
+                if psutil is not None:
+                    try:
+                        rss = psutil.Process(pid).memory_info().rss
+                    except Exception:  # the worker just exited
+                        rss = None
+                if not ui_call(self.app, self._sampled, vram, scope, rss):
+                    return
+
+    def _sampled(self, vram: int | None, scope: str, rss: int | None) -> None:
+        bar = self.query_one(ChatStatsBar)
+        if vram is not None:
+            bar.vram_bytes, bar.vram_scope = vram, scope
+        if rss is not None:
+            bar.rss_bytes = rss
+        bar.samples += 1
+
+    # --- watchers and actions ---------------------------------------------------------------------
+    def watch_status_line(self, value: str) -> None:
+        self.query_one("#chat-title", Static).update(value)
+
+    def watch_generating(self, value: bool) -> None:
+        self.query_one("#chat-stop", Button).disabled = not value
+
+    def action_stop_or_leave_input(self) -> None:
+        """Esc stops a reply; when there is none, it leaves the message box so the app's one-letter keys
+        (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
+        if self.generating:
+            self.action_stop()
+        elif isinstance(self.focused, Input):
+            self.query_one(ChatLog).focus()
+
+    def on_key(self, event: Any) -> None:
+        if event.key == "enter" and not isinstance(self.focused, Input):
+            self.query_one("#chat-input", Input).focus()
+            event.stop()
+
+    def action_stop(self) -> None:
+        if self.generating and self.model_worker is not None:
+            self.model_worker.stop()
+
+    @on(Button.Pressed, "#chat-stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    @on(Button.Pressed, "#chat-new")
+    def _new_pressed(self) -> None:
+        self.action_new_chat()
+
+    def action_new_chat(self) -> None:
+        self.action_stop()
+        if self._reply is not None:
+            self._reply.streaming = False
+        self.history.clear()
+        self._reply = None
+        self.query_one(ChatLog).clear_messages()
+        self.query_one(ChatStatsBar).tokens = 0
+        self.query_one("#chat-input", Input).focus()
+
+    def action_system_prompt(self) -> None:
+        box = self.query_one("#chat-system", Collapsible)
+        box.collapsed = not box.collapsed
+        if not box.collapsed:
+            self.query_one("#chat-system-input", Input).focus()
+
+    def action_reload(self) -> None:
+        if self.generating:
+            self.notify("Stop the answer first (Esc).", severity="warning")
+            return
+        cfg = self.active_config()
+        if cfg is not None:
+            self._loading_config = self._failed_config = None
+            self.start_load(cfg)
+
+
+def _placement(config: Any) -> str:
+    """'all on GPU', 'CPU only' or 'experts of 12 layers in RAM', from the config itself."""
+    from moetui.sizing.overrides import layers_from_overrides
+
+    if config.n_gpu_layers == 0:
+        return "CPU only"
+    try:
+        layers = layers_from_overrides(config.overrides)
+    except Exception:  # a hand-written override the parser does not know: say so plainly
+        layers = None
+    if layers:
+        return f"experts of {len(layers)} layers in RAM"
+    if config.overrides:
+        return f"{len(config.overrides)} tensor overrides"
+    return "all layers on GPU" if config.n_gpu_layers < 0 else f"{config.n_gpu_layers} layers on GPU"

@@ -1,0 +1,169 @@
+"""Export: the chosen config (tuned, else planned) as llama-server / llama-cli / llama-bench command lines,
+a llama-cpp-python snippet or a moetui config file; copy to the clipboard (OSC 52) or save to a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
+from textual.worker import get_current_worker
+
+from moetui.errors import MoetuiError
+from moetui.paths import atomic_write_text, data_dir
+
+if TYPE_CHECKING:
+    from moetui.config import RunConfig
+
+TOOLS = (("llama-server", "server"), ("llama-cli", "cli"), ("llama-bench", "bench"),
+         ("Python (llama-cpp-python)", "python"), ("moetui config (JSON)", "config"))
+SHELLS = (("POSIX shell", "posix"), ("PowerShell", "powershell"))
+EXTENSIONS = {"python": ".py", "config": ".json"}
+
+
+def render_export(cfg: RunConfig, tool: str, shell: str = "posix") -> tuple[str, list[str]]:
+    """(text, warnings) for one tool. Blocking: finding a llama.cpp binary may run its --help."""
+    if tool == "python":
+        from moetui.export.python_snippet import python_snippet
+
+        return python_snippet(cfg), []
+    if tool == "config":
+        return json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", []
+    from moetui.export.commandline import export_command
+
+    cmd = export_command(cfg, tool)
+    return cmd.render(shell) + "\n", list(cmd.warnings)
+
+
+def default_save_path(cfg: RunConfig, tool: str, shell: str) -> Path:
+    stem = Path(cfg.model_path.split(":")[0]).name.removesuffix(".gguf") or "model"
+    ext = EXTENSIONS.get(tool, ".ps1" if shell == "powershell" else ".sh")
+    return data_dir() / "exports" / f"{stem}-{tool}{ext}"
+
+
+class ExportScreen(Screen):
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="export-top"):
+            tool = Select([(label, v) for label, v in TOOLS], value="server", allow_blank=False, id="export-tool")
+            tool.border_title = "what"
+            yield tool
+            shell = Select([(label, v) for label, v in SHELLS], value="posix", allow_blank=False, id="export-shell")
+            shell.border_title = "shell"
+            yield shell
+            yield Button("Copy", id="export-copy")
+            yield Button("Save", id="export-save", variant="primary")
+        yield Static("", id="export-notes")
+        yield TextArea("", id="export-text", read_only=True, soft_wrap=True, show_line_numbers=False)
+        with Horizontal(id="export-bottom"):
+            path = Input(id="export-path", placeholder="file to save to")
+            path.border_title = "save to"
+            yield path
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.text = ""
+        self._shown: tuple[int, str, str] | None = None
+        self.refresh_from_state()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_state()
+
+    def refresh_from_state(self) -> None:
+        self.render_choice()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id in ("export-tool", "export-shell"):
+            self.render_choice()
+
+    def choice(self) -> tuple[str, str]:
+        return str(self.query_one("#export-tool", Select).value), str(self.query_one("#export-shell", Select).value)
+
+    def render_choice(self) -> None:
+        s = self.app.state  # type: ignore[attr-defined]
+        cfg = s.active_config()
+        tool, shell = self.choice()
+        notes = self.query_one("#export-notes", Static)
+        if cfg is None:
+            self.text = ""
+            self.query_one(TextArea).load_text("")
+            notes.update("No config yet: select a model (m) and let it plan (p), or tune it (t).")
+            return
+        key = (id(cfg), tool, shell)
+        if key == self._shown:
+            return
+        self._shown = key
+        source = "tuned" if s.tuned is not None and cfg is s.config else ("chosen" if cfg is s.config else "planned")
+        notes.update(f"the {source} config for {Path(cfg.model_path).name} — rendering…")
+        self.query_one("#export-path", Input).value = str(default_save_path(cfg, tool, shell))
+        self._render_worker(cfg, tool, shell, source)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def _render_worker(self, cfg: RunConfig, tool: str, shell: str, source: str) -> None:
+        try:
+            text, warnings = render_export(cfg, tool, shell)
+        except Exception as exc:
+            msg = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+            self.app.call_from_thread(self._show, "", [f"cannot export: {msg}"], source, True)
+            return
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, text, warnings, source, False)
+
+    def _show(self, text: str, warnings: list[str], source: str, failed: bool) -> None:
+        self.text = text
+        area = self.query_one(TextArea)
+        area.load_text(text)
+        # the comments come first (a valid script): bring the command itself into view
+        lines = text.splitlines()
+        first_cmd = next((i for i, line in enumerate(lines) if line and not line.startswith("#")), 0)
+        area.move_cursor((first_cmd, 0), center=True)
+        cfg = self.app.state.active_config()  # type: ignore[attr-defined]
+        head = f"the {source} config for {Path(cfg.model_path).name if cfg else '?'}"
+        self.query_one("#export-notes", Static).update(
+            "\n".join([head, *(f"[yellow]! {w}[/yellow]" for w in warnings)]))
+        if failed:
+            self.notify(warnings[0], title="Export", severity="error")
+
+    # ---- copy / save -----------------------------------------------------------------------------
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "export-copy":
+            self.copy()
+        elif event.button.id == "export-save":
+            self.save()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "export-path":
+            self.save()
+
+    def copy(self) -> None:
+        if not self.text:
+            self.notify("nothing to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.text)  # OSC 52: the terminal puts it on the system clipboard
+        self.notify("copied to the clipboard (terminals without OSC 52 support ignore it: use Save)", timeout=4)
+
+    def save(self) -> Path | None:
+        if not self.text:
+            self.notify("nothing to save yet", severity="warning")
+            return None
+        raw = self.query_one("#export-path", Input).value.strip()
+        if not raw:
+            self.notify("give a file name to save to", severity="error")
+            return None
+        path = Path(raw).expanduser()
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(f"{path} is a folder")
+            atomic_write_text(path, self.text)
+            if path.suffix in (".sh", ".py"):
+                path.chmod(0o755)  # a saved command line is meant to be run
+        except OSError as exc:
+            self.notify(f"cannot save {path}: {exc.strerror or exc}", title="Save", severity="error")
+            return None
+        self.notify(f"saved {path}", timeout=4)
+        return path

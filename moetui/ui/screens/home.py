@@ -1,0 +1,85 @@
+"""Home: what moetui knows so far (rig, selected model, plan or tuned config) and the one-click button."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+from moetui.ui.widgets.format import gb, tps
+
+
+class HomeScreen(Screen):
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="home-body"):
+            yield Button("★ Best config for my rig", id="best", variant="success")
+            yield Static(id="home-rig", classes="card")
+            yield Static(id="home-model", classes="card")
+            yield Static(id="home-plan", classes="card")
+            with Horizontal(id="home-nav"):
+                for name, label in (("rig", "Rig [r]"), ("models", "Models [m]"), ("plan", "Plan [p]"),
+                                    ("tune", "Tune [t]"), ("chat", "Chat [c]"), ("export", "Export [e]")):
+                    yield Button(label, id=f"nav-{name}", classes="nav")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_from_state()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_state()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        bid = event.button.id or ""
+        self.app.action_open("best" if bid == "best" else bid.removeprefix("nav-"))  # type: ignore[attr-defined]
+
+    def refresh_from_state(self) -> None:
+        app = self.app
+        s = app.state  # type: ignore[attr-defined]
+        if s.rig is not None:
+            from moetui.hardware.detect import describe
+
+            rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [dim]({s.rig.source})[/dim]" if s.rig.source != "detected" else "")
+            if s.rig.ram_bandwidth_gbs:
+                rig += f"\n      RAM bandwidth {s.rig.ram_bandwidth_gbs:.0f} GB/s"
+            if s.rig.build.advice:
+                rig += f"\n      [yellow]{s.rig.build.advice.splitlines()[0]}[/yellow]"
+        else:
+            rig = "[b]Rig[/b]  detecting…" if getattr(app, "detecting", False) else "[b]Rig[/b]  not detected"
+        self.query_one("#home-rig", Static).update(rig)
+
+        if s.model_info is not None:
+            m = s.model_info
+            moe = (f"{m.n_expert} experts, {m.n_expert_used} active" if m.n_expert else "dense")
+            model = (f"[b]Model[/b]  {m.name or Path(s.model_path or m.path).name}\n       {m.architecture}, "
+                     f"{m.n_layers} layers, {moe}, {gb(m.total_bytes)}")
+        elif s.model_path:
+            model = f"[b]Model[/b]  {s.model_path}"
+        else:
+            model = "[b]Model[/b]  none selected: press [b]m[/b] to pick one, or the button above"
+        loading, err = getattr(app, "loading_model", None), getattr(app, "model_error", None)
+        if loading:
+            model += f"\n       [dim]reading {escape(loading)}…[/dim]"
+        if err:
+            model += f"\n       [red]✗ {escape(err)}[/red]"
+        self.query_one("#home-model", Static).update(model)
+
+        cfg = s.active_config()
+        if s.plan is not None:
+            p = s.plan
+            plan = (f"[b]Plan[/b]   {p.mode.replace('_', ' ')}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
+                    + (f", --n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else "")
+                    + f"\n       predicted {tps(p.decode_tps)} tok/s decode, {tps(p.prompt_tps)} tok/s prompt")
+        elif getattr(app, "plan_error", None):
+            plan = f"[b]Plan[/b]   [red]{app.plan_error}[/red]"  # type: ignore[attr-defined]
+        else:
+            plan = "[b]Plan[/b]   —"
+        if s.tuned is not None and cfg is not None:
+            plan += "\n       [green]tuned config in use[/green]"
+        elif s.config is not None:
+            plan += "\n       [green]chosen config in use[/green]"
+        self.query_one("#home-plan", Static).update(plan)

@@ -1,0 +1,287 @@
+"""Models: local GGUFs (HF cache, LM Studio, Ollama, added folders, the current selection) and the catalog's
+quants; for each its size, MoE shape and a fit verdict for the current rig with predicted decode tok/s.
+
+Listing and verdicts run in a thread worker and fill the table row by row: local files need a header
+read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Static
+from textual.worker import get_current_worker
+
+from moetui.errors import MoetuiError
+from moetui.ui.state import ModelSelected
+from moetui.ui.widgets.format import gb, tps
+
+if TYPE_CHECKING:
+    from moetui.hardware import Rig
+    from moetui.model.info import ModelInfo
+    from moetui.sizing.plan import Plan
+
+# (label, width): sized so the verdict and tok/s stay visible at 80 columns; source scrolls into view
+COLUMNS = (("model", "model", 18), ("quant", "quant", 8), ("size", "size", 8), ("moe", "MoE", 8),
+           ("fit", "fit on this rig", 18), ("tps", "tok/s", 6), ("source", "source", 10))  # (key, label, width)
+_shape_cache: dict[tuple[str, str], ModelInfo] = {}
+_shape_lock = threading.Lock()
+
+
+@dataclass
+class ModelRow:
+    key: str  # DataTable row key: what ModelSelected carries as the path (file path or REPO:QUANT)
+    name: str
+    quant: str
+    size_bytes: int
+    source: str
+    info: ModelInfo | None = None
+    approx: bool = False
+    shape: str | None = None  # catalog rows: the shape preset that stands in for the file
+    detail: str = ""  # the verdict in full words, shown when the row is highlighted
+
+
+def verdict(p: Plan) -> str:
+    """The plan's placement in words: all in VRAM / hybrid with N expert layers in RAM / ..."""
+    if p.mode == "all_gpu":
+        return "all in VRAM"
+    if p.mode == "experts_split":
+        n = sum(1 for l in p.layers if l.experts_cpu)
+        return f"hybrid: {n} in RAM"  # N expert layers in RAM (the status line spells it out)
+    if p.mode == "partial_layers":
+        return "partial offload (CPU-bound)"
+    return "CPU only"
+
+
+def moe_shape(info: ModelInfo | None) -> str:
+    if info is None:
+        return "…"
+    if not info.n_expert:
+        return f"dense×{info.n_layers}"
+    return f"{info.n_expert_used}/{info.n_expert}×{info.n_layers}"  # active/total experts × layers
+
+
+def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
+    """A catalog quant as a virtual model: the shape preset's exact header scaled to the quant's size."""
+    from moetui.sizing.quant_choice import scaled_model
+    from moetui.sizing.virtual import model_info_for_shape
+
+    mix = "MXFP4" if shape.startswith("gpt-oss") else "Q4_K_M"
+    with _shape_lock:
+        if (shape, mix) not in _shape_cache:
+            _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
+    return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
+
+
+class ModelsScreen(Screen):
+    AUTO_FOCUS = "#models-table"
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="models-top"):
+            yield Input(placeholder="add a GGUF file or a folder of them (path)", id="models-path")
+            yield Button("Add", id="models-add")
+            yield Button("Rescan", id="models-rescan")
+        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="models-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.rows: dict[str, ModelRow] = {}
+        self._rig_seen: object = None
+        self._marked: str | None = None
+        self._scanned = False  # the listing of the last scan is in the table
+        table = self.query_one(DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, width=width, key=key)
+        self.refresh_from_state()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_state()
+
+    def refresh_from_state(self) -> None:
+        s = self.app.state  # type: ignore[attr-defined]
+        if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
+            self._rig_seen = s.rig
+            self.scan()
+        elif (self._scanned and s.model_path and s.model_path not in self.rows
+              and Path(s.model_path).expanduser().is_file()):
+            # a file picked elsewhere (Add, command line): one more row, judged on its own
+            row = ModelRow(s.model_path, Path(s.model_path).name, "", Path(s.model_path).stat().st_size,
+                           "selected", s.model_info)
+            self._add_rows([row])
+            self._eval_worker(row, s.rig)
+        self._mark_selected()
+
+    def _mark_selected(self) -> None:
+        """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
+        path = self.app.state.model_path  # type: ignore[attr-defined]
+        table = self.query_one(DataTable)
+        if path in self.rows and path != self._marked:
+            self._marked = path
+            try:
+                table.move_cursor(row=table.get_row_index(path))
+            except Exception:  # the row is still being added
+                pass
+
+    # ---- listing + verdicts (worker) ------------------------------------------------------------
+    def scan(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.rows = {}
+        self._marked = None
+        self._scanned = False
+        self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
+        s = self.app.state  # type: ignore[attr-defined]
+        self._scan_worker(s.rig, s.model_path, s.model_info)
+
+    @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False)
+    def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None) -> None:
+        from moetui.hub.catalog import load_catalog
+        from moetui.hub.discovery import discover_local
+
+        worker = get_current_worker()
+        rows: list[ModelRow] = []
+        if selected and Path(selected).expanduser().exists():
+            rows.append(ModelRow(selected, Path(selected).name, "", Path(selected).stat().st_size, "selected",
+                                 selected_info))
+        errors: list[str] = []
+        try:
+            for m in discover_local():
+                if str(m.path) != selected:
+                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source))
+        except Exception as exc:
+            errors.append(f"local scan: {exc}")
+        try:
+            for cm in load_catalog():
+                if cm.role != "target":
+                    continue
+                for q in cm.quants:
+                    rows.append(ModelRow(q.ref, cm.name, q.quant, q.size_bytes, q.repo.split("/")[0], approx=q.approx,
+                                         shape=cm.shape))
+        except MoetuiError as exc:
+            errors.append(f"catalog: {exc}")
+        if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
+            return
+        self.app.call_from_thread(self._add_rows, rows, True)
+        for i, row in enumerate(rows):
+            if worker.is_cancelled:
+                return
+            cells = self._evaluate(row, rig)
+            self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
+        done = f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+        self.app.call_from_thread(self._status, done)
+
+    def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
+        """(MoE shape, verdict, tok/s) for one row (worker thread)."""
+        from moetui.errors import DoesNotFit
+        from moetui.sizing.plan import PlanOptions, plan
+
+        try:
+            if row.info is None:
+                shape = row.shape
+                if row.source in ("hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                    from moetui.model.inspect import inspect_file
+
+                    row.info = inspect_file(row.key)
+                elif shape:
+                    row.info = shape_info(shape, row.size_bytes)
+                else:
+                    return "?", "no shape preset: download to inspect", ""
+        except Exception as exc:
+            return "?", f"unreadable: {str(exc)[:60]}", ""
+        if rig is None:
+            return moe_shape(row.info), "rig not detected yet", ""
+        try:
+            p = plan(row.info, rig, PlanOptions(model_path=row.key))
+        except DoesNotFit as exc:
+            row.detail = str(exc)
+            return moe_shape(row.info), "does not fit", ""
+        except Exception as exc:
+            row.detail = str(exc)
+            return moe_shape(row.info), f"no plan: {str(exc)[:50]}", ""
+        n = sum(1 for l in p.layers if l.experts_cpu)
+        row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
+                      + f"; predicted {tps(p.decode_tps)} tok/s decode")
+        return moe_shape(row.info), verdict(p), tps(p.decode_tps)
+
+    @work(thread=True, group="models-eval", exit_on_error=False)
+    def _eval_worker(self, row: ModelRow, rig: Rig | None) -> None:
+        self.app.call_from_thread(self._update_row, row, self._evaluate(row, rig), "")
+
+    def _add_rows(self, rows: list[ModelRow], scanned: bool = False) -> None:
+        table = self.query_one(DataTable)
+        self._scanned = self._scanned or scanned
+        for r in rows:
+            known = r.key in self.rows
+            self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
+            if known:
+                continue
+            size = ("~" if r.approx else "") + gb(r.size_bytes)
+            table.add_row(r.name[:26], r.quant or "-", size, moe_shape(r.info), "…", "", r.source, key=r.key)
+        self._mark_selected()
+
+    def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
+        table = self.query_one(DataTable)
+        if self.rows.get(row.key) is not row:  # from a scan that was replaced since
+            return
+        for col, value in zip(("moe", "fit", "tps"), cells):
+            table.update_cell(row.key, col, value)
+        if status:
+            self._status(status)
+
+    def _status(self, text: str) -> None:
+        self.query_one("#models-status", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        row = self.rows.get(event.row_key.value or "")
+        if row is not None and row.detail:
+            self._status(f"{row.name} {row.quant}: {row.detail}")
+
+    # ---- choosing and adding ---------------------------------------------------------------------
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        row = self.rows.get(key or "")
+        if row is None:
+            return
+        self.post_message(ModelSelected(row.key, row.info))
+        self.notify(f"selected {row.name} {row.quant}".strip(), timeout=3)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "models-path":
+            self._add(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "models-add":
+            self._add(self.query_one("#models-path", Input).value)
+        elif event.button.id == "models-rescan":
+            self.scan()
+
+    def _add(self, text: str) -> None:
+        """A file is selected right away (the App inspects it and reports a bad one); a folder is scanned
+        from now on."""
+        text = text.strip()
+        if not text:
+            return
+        path = Path(text).expanduser()
+        if path.is_dir():
+            from moetui.hub.discovery import add_folder
+
+            try:
+                add_folder(path)
+            except MoetuiError as exc:
+                self.notify(str(exc), title="Add folder", severity="error")
+                return
+            self.notify(f"scanning {path} from now on")
+            self.scan()
+        elif path.is_file():
+            self.post_message(ModelSelected(str(path), None))
+        else:
+            self.notify(f"{path}: no such file or folder", title="Add model", severity="error")
+            return
+        self.query_one("#models-path", Input).value = ""

@@ -1,0 +1,154 @@
+"""Plan: the placement drawn layer by layer, memory bars per device, predicted tok/s and the explanation,
+with knobs (context, KV type, VRAM headroom, draft model) that re-plan as they change. The plan itself runs
+in the App's plan worker (newest request wins), so typing in a knob never blocks the UI."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Select, Static
+
+from moetui.model.info import KV_CACHE_TYPES
+from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.memory_bars import MemoryBars
+from moetui.ui.widgets.placement_map import PlacementMap
+
+AUTO = "auto"
+GIB = 2**30
+
+
+class PlanScreen(Screen):
+    AUTO_FOCUS = "#plan-body"  # not a knob: single-letter keys keep switching screens until one is clicked
+    SHOWS_PLAN_ERRORS = True  # the App does not pop a notification for each bad keystroke here
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="plan-knobs"):
+            ctx = Input(placeholder="auto", type="integer", id="plan-ctx", classes="knob")
+            ctx.border_title = "context"
+            yield ctx
+            kv = Select([(AUTO, AUTO)] + [(t, t) for t in KV_CACHE_TYPES], value=AUTO, allow_blank=False,
+                        id="plan-kv", classes="knob")
+            kv.border_title = "KV type"
+            yield kv
+            margin = Input(placeholder="0.5", type="number", id="plan-margin", classes="knob")
+            margin.border_title = "VRAM headroom GiB"
+            yield margin
+            draft = Input(placeholder="none (path or shape)", id="plan-draft", classes="knob")
+            draft.border_title = "draft model ⏎"
+            yield draft
+        with VerticalScroll(id="plan-body"):
+            yield Static("", id="plan-summary")
+            yield Static("", id="plan-error")
+            yield Static("[b]Placement[/b] [dim](layer by layer)[/dim]", classes="section-title")
+            yield PlacementMap(id="plan-map")
+            yield Static("[b]Memory[/b] [dim](planned / budget)[/dim]", classes="section-title")
+            yield MemoryBars(id="plan-memory")
+            yield Static("[b]Why[/b]", classes="section-title")
+            yield Static("", id="plan-explanation")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        o = self.app.state.plan_options  # type: ignore[attr-defined]
+        if o is not None:
+            if o.n_ctx:
+                self.query_one("#plan-ctx", Input).value = str(o.n_ctx)
+            if o.cache_type:
+                self.query_one("#plan-kv", Select).value = o.cache_type
+            self.query_one("#plan-margin", Input).value = f"{o.vram_margin_bytes / GIB:g}"
+        self._ready = True
+        self.refresh_from_state()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_state()
+
+    def refresh_from_state(self) -> None:
+        app = self.app
+        s = app.state  # type: ignore[attr-defined]
+        p = s.plan
+        self.query_one(PlacementMap).plan = p
+        self.query_one(MemoryBars).plan = p
+        err = getattr(app, "plan_error", None)
+        self._show_error(err if err and p is None else None)
+        if p is None:
+            if s.model_info is None:
+                summary = "No model selected: press m to pick one."
+            elif s.rig is None:
+                summary = "Waiting for the rig…"
+            else:
+                summary = "planning…" if getattr(app, "planning", False) else ""
+            self.query_one("#plan-summary", Static).update(summary)
+            self.query_one("#plan-explanation", Static).update("")
+            return
+        c = p.config
+        name = s.model_info.name if s.model_info else c.model_path
+        placement = f"--n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else (f"{len(c.overrides)} -ot rules" if c.overrides else "")
+        lines = [f"{name}: {p.mode.replace('_', ' ')}" + (f", {placement}" if placement else ""),
+                 f"decode ~{tps(p.decode_tps)} tok/s · prompt ~{tps(p.prompt_tps)} tok/s · context {c.n_ctx}"
+                 + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
+        if c.draft is not None:
+            lines.append(f"draft: {c.draft.model_path} ({'GPU' if c.draft.n_gpu_layers else 'CPU'})")
+        if s.config is not None and s.config is not c:
+            lines.append("[dim]Chat and Export use the tuned/chosen config; this is the plan[/dim]")
+        self.query_one("#plan-summary", Static).update("\n".join(lines))
+        self.query_one("#plan-explanation", Static).update("\n".join(f"• {line}" for line in p.explanation))
+
+    def _show_error(self, text: str | None) -> None:
+        box = self.query_one("#plan-error", Static)
+        box.update(f"✗ {text}" if text else "")
+        box.display = bool(text)
+
+    # ---- knobs -----------------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in ("plan-ctx", "plan-margin") and getattr(self, "_ready", False):
+            self.replan()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "plan-draft":
+            self.replan(draft=True)
+        else:
+            self.replan()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "plan-kv" and getattr(self, "_ready", False):
+            self.replan()
+
+    def options_from_knobs(self):
+        """PlanOptions from the knobs; ValueError with a plain message for a value that is not usable."""
+        from moetui.sizing.plan import PlanOptions
+
+        base = self.app.state.plan_options or PlanOptions()  # type: ignore[attr-defined]
+        ctx_text = self.query_one("#plan-ctx", Input).value.strip()
+        n_ctx = None
+        if ctx_text:
+            n_ctx = int(ctx_text)
+            if n_ctx < 256:
+                raise ValueError("context must be at least 256 tokens")
+        kv = self.query_one("#plan-kv", Select).value
+        margin_text = self.query_one("#plan-margin", Input).value.strip()
+        margin = base.vram_margin_bytes
+        if margin_text:
+            try:
+                margin_gib = float(margin_text)
+            except ValueError:
+                raise ValueError(f"VRAM headroom must be a number of GiB, not {margin_text!r}") from None
+            if margin_gib < 0:
+                raise ValueError("VRAM headroom must be >= 0")
+            margin = int(margin_gib * GIB)
+        return replace(base, n_ctx=n_ctx, cache_type=None if kv in (AUTO, Select.BLANK) else str(kv),
+                       vram_margin_bytes=margin, draft=None)
+
+    def replan(self, draft: bool = False) -> None:
+        try:
+            options = self.options_from_knobs()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self._show_error(None)
+        kwargs = {}
+        if draft:
+            kwargs["draft_path"] = self.query_one("#plan-draft", Input).value.strip() or None
+        self.app.request_plan(options, **kwargs)  # type: ignore[attr-defined]

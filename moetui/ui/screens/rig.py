@@ -1,0 +1,168 @@
+"""Rig: the detected (or reference) hardware, live gauges at 2 Hz, bandwidths, the llama.cpp build's
+backends and, when it cannot use the GPU, the rebuild hint. A Select switches to a reference rig so plans
+answer "what if I had ..."."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Select, Static
+from textual.worker import get_current_worker
+
+from moetui.ui.state import RigChanged
+from moetui.ui.widgets.format import gb
+from moetui.ui.widgets.gauge import Gauge
+
+if TYPE_CHECKING:
+    from moetui.hardware import Rig, Sample
+
+SAMPLE_PERIOD_S = 0.5  # 2 Hz, as the issue asks; a sample is a few NVML calls + two psutil calls
+DETECTED = "__detected__"
+
+
+def rig_details(rig: Rig) -> str:
+    """Rich markup for everything the sizing core uses from the rig, in plain words."""
+    lines = [f"[b]{rig.name}[/b]  [dim]({rig.source}{', ' + rig.os if rig.os else ''})[/dim]"]
+    for i, g in enumerate(rig.gpus):
+        bw = f", {g.mem_bandwidth_gbs:.0f} GB/s" if g.mem_bandwidth_gbs else ""
+        link = (f", PCIe {g.pcie_bandwidth_gbs:.0f} GB/s" if g.pcie_bandwidth_gbs
+                else (", unified memory" if g.unified_memory else ""))
+        lines.append(f"GPU {i}  {g.name}: {gb(g.vram_total_bytes)} VRAM ({gb(g.vram_free_bytes)} free){bw}{link}"
+                     + (f", CC {g.compute_capability}" if g.compute_capability else "")
+                     + (", MIG on" if g.mig_enabled else ""))
+    if not rig.gpus:
+        lines.append("GPU    none found")
+    c = rig.cpu
+    lines.append(f"CPU    {c.model}: {c.physical_cores} cores / {c.logical_cores} threads, {c.arch}"
+                 + (f", NUMA {c.numa_nodes}" if c.numa_nodes > 1 else ""))
+    if c.flags:
+        lines.append(f"       [dim]{' '.join(c.flags[:12])}{' …' if len(c.flags) > 12 else ''}[/dim]")
+    m = rig.memory
+    ram_bw = (f"{rig.ram_bandwidth_gbs:.1f} GB/s" + (" measured" if rig.bandwidth_probe else "")
+              if rig.ram_bandwidth_gbs else "unknown")
+    lines.append(f"RAM    {gb(m.total_bytes)} ({gb(m.available_bytes)} available), bandwidth {ram_bw}"
+                 + (f", peak {m.theoretical_bandwidth_gbs:.0f} GB/s" if m.theoretical_bandwidth_gbs else ""))
+    b = rig.build
+    if b.installed:
+        lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
+                     + ("[green]GPU offload[/green]" if b.gpu_offload else "[yellow]CPU only[/yellow]"))
+    else:
+        lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
+    if b.advice:
+        lines.append(f"[yellow]{b.advice}[/yellow]")
+    for w in rig.warnings:
+        lines.append(f"[dim]! {w}[/dim]")
+    if rig.notes:
+        lines.append(f"[dim]{rig.notes}[/dim]")
+    return "\n".join(lines)
+
+
+class RigScreen(Screen):
+    LIVE = True  # poll this machine's gauges; snapshot tests turn it off so the picture is deterministic
+    def compose(self) -> ComposeResult:
+        from moetui.hardware import list_presets
+
+        yield Header()
+        with VerticalScroll(id="rig-body"):
+            with Horizontal(id="rig-top"):
+                options = [("this machine (detected)", DETECTED)] + [(f"reference: {p}", p) for p in list_presets()]
+                yield Select(options, id="rig-select", allow_blank=True, prompt="rig to plan for")
+                yield Button("Re-detect", id="rig-redetect")
+            with Vertical(id="rig-gauges"):
+                yield Static("[b]Live[/b] [dim](this machine, 2 Hz)[/dim]", id="rig-live-title")
+                yield Gauge("RAM", id="gauge-ram")
+                yield Gauge("CPU", unit="pct", id="gauge-cpu")
+            yield Static(id="rig-details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._sampler = None
+        self._gpu_gauges: list[tuple[Gauge, Gauge]] = []
+        self.refresh_from_state()
+        if self.LIVE:
+            self._start_sampler()
+            self.set_interval(SAMPLE_PERIOD_S, self._tick)
+
+    def on_unmount(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+
+    def refresh_from_state(self) -> None:
+        app = self.app
+        rig = app.state.rig  # type: ignore[attr-defined]
+        if rig is None:
+            text = "detecting this machine…" if getattr(app, "detecting", False) else "no rig yet: press Re-detect"
+        else:
+            text = rig_details(rig)
+        self.query_one("#rig-details", Static).update(text)
+
+    # ---- live gauges: the sampler is built and polled off the event loop ------------------------
+    @work(thread=True, exclusive=True, group="sampler-init", exit_on_error=False)
+    def _start_sampler(self) -> None:
+        from moetui.hardware import Sampler
+
+        try:
+            sampler = Sampler()
+        except Exception as exc:  # the gauges are a nicety: show n/a, keep going
+            self.app.call_from_thread(self.notify, f"live gauges unavailable: {exc}", severity="warning")
+            return
+        self.app.call_from_thread(self._sampler_ready, sampler)
+
+    def _sampler_ready(self, sampler) -> None:
+        self._sampler = sampler
+        if sampler.error:
+            self.query_one("#rig-live-title", Static).update(
+                f"[b]Live[/b] [dim](this machine, 2 Hz; GPU: {sampler.error})[/dim]")
+
+    def _tick(self) -> None:
+        if self._sampler is not None and self.is_current:
+            self._sample()
+
+    @work(thread=True, exclusive=True, group="sampler", exit_on_error=False)
+    def _sample(self) -> None:
+        sample = self._sampler.sample()
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self.show_sample, sample)
+
+    def show_sample(self, sample: Sample) -> None:
+        """Attributes down: one VRAM and one utilization gauge per GPU, plus RAM and CPU."""
+        box = self.query_one("#rig-gauges", Vertical)
+        while len(self._gpu_gauges) < len(sample.gpus):
+            i = len(self._gpu_gauges)
+            pair = (Gauge(f"GPU{i} VRAM", id=f"gauge-vram-{i}"), Gauge(f"GPU{i} util", unit="pct", id=f"gauge-util-{i}"))
+            box.mount(*pair, before=self.query_one("#gauge-ram"))
+            self._gpu_gauges.append(pair)
+        for (vram, util), g in zip(self._gpu_gauges, sample.gpus):
+            vram.total, vram.value = g.vram_total_bytes, g.vram_used_bytes
+            util.total, util.value = 100, g.util_gpu_pct
+        ram = self.query_one("#gauge-ram", Gauge)
+        if sample.ram_used_bytes is not None and sample.ram_available_bytes is not None:
+            ram.total = sample.ram_used_bytes + sample.ram_available_bytes
+            ram.value = sample.ram_used_bytes
+        cpu = self.query_one("#gauge-cpu", Gauge)
+        cpu.total, cpu.value = 100, sample.cpu_pct
+
+    # ---- picking a rig ---------------------------------------------------------------------------
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "rig-redetect":
+            self.app.action_redetect()  # type: ignore[attr-defined]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id != "rig-select" or event.value is Select.BLANK:
+            return
+        if event.value == DETECTED:
+            self.app.action_redetect()  # type: ignore[attr-defined]
+            return
+        from moetui.errors import MoetuiError
+        from moetui.hardware import load_preset
+
+        try:
+            rig = load_preset(str(event.value))  # a small TOML file: fast enough for the event loop
+        except MoetuiError as exc:
+            self.notify(str(exc), title="Reference rig", severity="error")
+            return
+        self.post_message(RigChanged(rig))

@@ -1,0 +1,258 @@
+"""Tune: drive `moetui.tuner` live. The tuner runs in a thread worker with a cancel Event; its events
+(ProbeStarted / ProbeFinished / TuneProgress / TuneFinished) come back through call_from_thread into the
+probe table, the tok/s plot, the progress bar with ETA and the current-best line. The result goes up to
+the App as TuneCompleted (which makes the winner the active config for Chat and Export)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+
+from moetui.errors import ConfigError, MoetuiError
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, release_model_workers, ui_call
+from moetui.ui.state import ConfigChosen, TuneCompleted
+from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.probe_plot import ProbePlot
+from moetui.ui.widgets.probe_table import ProbeTable
+from moetui.ui.widgets.progress_eta import ProgressEta
+
+DEFAULT_BUDGET_S = 300
+OBJECTIVE_CHOICES = [("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
+
+
+def describe_probe(probe: Any) -> str:
+    """'t 8, ub 1024: tg 41.2 t/s, pp 980 t/s'."""
+    bits = []
+    if probe.bench is not None:
+        if probe.bench.tg_median is not None:
+            bits.append(f"tg {probe.bench.tg_median:.1f} t/s")
+        if probe.bench.pp_median is not None:
+            bits.append(f"pp {probe.bench.pp_median:.0f} t/s")
+    elif probe.score is not None:
+        bits.append(f"score {probe.score:.1f}")
+    return f"{probe.label}: {', '.join(bits)}" if bits else probe.label
+
+
+class TuneScreen(Screen):
+    CSS_PATH = FLOWS_TCSS
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("escape", "cancel", "Cancel tuning"),
+    ]
+
+    running: reactive[bool] = reactive(False)
+
+    def __init__(self, *, options: Any = None, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        """options: a moetui.tuner.TuneOptions to start from (the budget, objective and retune boxes
+        override its fields); None: the tuner's defaults."""
+        super().__init__(name=name, id=id, classes=classes)
+        self.base_options = options
+        self.result: Any = None  # the last TuneResult shown
+        self.best: Any = None  # the current best Probe
+        self.events_seen = 0
+        self._cancel = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="tune-title", markup=False)
+        with Horizontal(id="tune-controls"):
+            yield Label("Budget s")
+            budget = getattr(self.base_options, "budget_s", DEFAULT_BUDGET_S)
+            yield Input(str(int(budget)), id="tune-budget", type="integer")
+            objective = getattr(self.base_options, "objective", "decode")
+            yield Select(OBJECTIVE_CHOICES, value=objective, allow_blank=False, id="tune-objective")
+            yield Checkbox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
+            yield Button("Start", id="tune-start", variant="success")
+            yield Button("Cancel", id="tune-cancel", variant="error", disabled=True)
+        yield ProgressEta(id="tune-progress")
+        yield Static("No tuning yet: press Start (s).", id="tune-best", markup=False)
+        yield ProbePlot(id="tune-plot")
+        yield ProbeTable(id="tune-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#tune-start", Button).focus()  # not the budget box: "s" must reach the screen
+        self.refresh_from_state()
+        state = app_state(self.app)
+        if state.tuned is not None and self.result is None:
+            self.show_result(state.tuned)
+
+    def refresh_from_state(self) -> None:
+        state = app_state(self.app)
+        model = Path(state.model_path).name if state.model_path else "no model selected (m)"
+        rig = state.rig.name if state.rig is not None else "rig not detected yet"
+        self.query_one("#tune-title", Static).update(f"Tune {model} on {rig}")
+
+    # --- start / cancel ---------------------------------------------------------------------------
+    def options(self) -> Any:
+        """TuneOptions from the base options and the controls. Raises ConfigError on a bad budget."""
+        from moetui.tuner import TuneOptions
+
+        raw = self.query_one("#tune-budget", Input).value.strip()
+        try:
+            budget = float(raw)
+        except ValueError:
+            raise ConfigError(f"the budget must be a number of seconds, not {raw!r}") from None
+        objective = self.query_one("#tune-objective", Select).value
+        base = self.base_options or TuneOptions()
+        opts = replace(base, budget_s=budget, objective=str(objective),
+                       retune=self.query_one("#tune-retune", Checkbox).value)
+        state = app_state(self.app)
+        if opts.n_ctx is None and state.plan_options is not None and state.plan_options.n_ctx:
+            opts = replace(opts, n_ctx=state.plan_options.n_ctx)  # the context the user asked for in Plan
+        opts.validate()
+        return opts
+
+    def action_start(self) -> None:
+        if self.running:
+            return
+        state = app_state(self.app)
+        if not state.model_path or not Path(state.model_path).is_file():
+            self.notify("Select a local model first (m), or run Best config (b) to get one.", severity="warning")
+            return
+        if state.rig is None:
+            self.notify("The rig is still being detected; try again in a moment.", severity="warning")
+            return
+        try:
+            opts = self.options()
+        except MoetuiError as exc:
+            self.notify(str(exc), title="Cannot tune", severity="error")
+            return
+        self._cancel = threading.Event()
+        self.result, self.best, self.events_seen = None, None, 0
+        self.query_one(ProbeTable).clear_probes()
+        self.query_one(ProbePlot).clear()
+        self.query_one(ProgressEta).reset("starting …")
+        self.query_one("#tune-best", Static).update("Measuring the plan first …")
+        self.running = True
+        release_model_workers(self.app)  # measure on a machine with no other model loaded
+        self._run(state.model_path, state.rig, opts, self._cancel)
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self.query_one(ProgressEta).message = "cancelling …"
+
+    @on(Button.Pressed, "#tune-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#tune-cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def watch_running(self, running: bool) -> None:
+        start = self.query_one("#tune-start", Button)
+        start.disabled = running
+        self.query_one("#tune-cancel", Button).disabled = not running
+        if not running and self.is_current:
+            start.focus()  # a disabled button lost focus to the budget box; keep keys going to the screen
+
+    def on_unmount(self) -> None:
+        self._cancel.set()  # the app is closing: the tuner stops and closes its model worker
+
+    # --- the tuner thread -------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="tune")
+    def _run(self, model_path: str, rig: Any, options: Any, cancel: threading.Event) -> None:
+        from moetui.tuner import tune
+
+        def on_event(ev: Any) -> None:
+            if not ui_call(self.app, self.apply_event, ev):
+                cancel.set()  # the app is gone: stop measuring
+
+        try:
+            result = tune(model_path, rig, options, on_event=on_event, cancel=cancel)
+        except MoetuiError as exc:
+            # cancelled before anything was measured, the tuner says "nothing could be measured": that is
+            # the user's cancel, not a failure
+            ui_call(self.app, self._cancelled if cancel.is_set() else self._failed, exc)
+            return
+        except Exception as exc:  # a tuner bug: report it, keep the app up
+            ui_call(self.app, self._failed, RuntimeError(f"{type(exc).__name__}: {exc}"))
+            return
+        ui_call(self.app, self._finished, result)
+
+    # --- events -> widgets (UI thread) ------------------------------------------------------------
+    def apply_event(self, ev: Any) -> None:
+        from moetui.tuner import ProbeFinished, ProbeStarted, TuneFinished, TuneProgress
+
+        self.events_seen += 1
+        table, plot, progress = self.query_one(ProbeTable), self.query_one(ProbePlot), self.query_one(ProgressEta)
+        if isinstance(ev, ProbeStarted):
+            table.upsert(ev.probe)
+            plot.set_point(ev.probe.index, None, "running")
+            progress.update_progress(eta_s=ev.eta_s, message=f"probe {ev.probe.index}: {ev.probe.label}")
+        elif isinstance(ev, ProbeFinished):
+            table.upsert(ev.probe)
+            plot.set_point(ev.probe.index, ev.probe.score, ev.probe.status)
+            progress.update_progress(eta_s=ev.eta_s, elapsed_s=ev.elapsed_s,
+                                     message=f"{ev.n_done} probes done")
+            self._set_best(ev.best)
+        elif isinstance(ev, TuneProgress):
+            progress.update_progress(ev.fraction, eta_s=ev.eta_s, elapsed_s=ev.elapsed_s, message=ev.message)
+        elif isinstance(ev, TuneFinished):
+            progress.update_progress(1.0, eta_s=None, elapsed_s=ev.result.elapsed_s,
+                                     message=f"done: {ev.result.stopped}")
+
+    def _set_best(self, best: Any) -> None:
+        if best is None:
+            return
+        self.best = best
+        self.query_one(ProbeTable).set_best(best.index)
+        self.query_one(ProbePlot).best_index = best.index
+        self.query_one("#tune-best", Static).update(f"Best so far: {describe_probe(best)}")
+
+    def show_result(self, result: Any) -> None:
+        """Fill the table, plot and best line from a finished (or cached) result."""
+        self.result = result
+        table, plot = self.query_one(ProbeTable), self.query_one(ProbePlot)
+        for p in result.probes:
+            table.upsert(p)
+            plot.set_point(p.index, p.score, p.status)
+        self._set_best(result.best)
+        gain = ""
+        plan = result.plan_probe
+        if plan is not None and plan.score and result.best.score and plan is not result.best:
+            gain = f" ({(result.best.score / plan.score - 1) * 100:+.0f}% vs the plan)"
+        source = "saved profile" if result.from_cache else f"{len(result.probes)} probes, stopped: {result.stopped}"
+        self.query_one("#tune-best", Static).update(f"Best: {describe_probe(result.best)}{gain} · {source}")
+        self.query_one(ProgressEta).update_progress(1.0, eta_s=None, elapsed_s=result.elapsed_s,
+                                                    message="from the saved profile (tick Retune to measure again)"
+                                                    if result.from_cache else f"done: {result.stopped}")
+
+    def _finished(self, result: Any) -> None:
+        self.running = False
+        self.show_result(result)
+        if result.stopped == "cancelled":
+            self.notify("Tuning cancelled; the best so far is shown (select its row to use it).", timeout=5)
+            return
+        self.app.post_message(TuneCompleted(result))
+        self.notify(f"Tuned: {describe_probe(result.best)}. Chat and Export now use it.", title="Tuning done")
+
+    def _cancelled(self, exc: BaseException | None = None) -> None:
+        self.running = False
+        self.query_one(ProgressEta).message = "cancelled"
+        if self.best is None:
+            self.query_one("#tune-best", Static).update("Cancelled before a probe finished.")
+        self.notify("Tuning cancelled.", timeout=4)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.running = False
+        self.query_one(ProgressEta).message = "failed"
+        self.query_one("#tune-best", Static).update(f"Tuning failed: {str(exc).splitlines()[0]}")
+        show_error(self, "Tuning failed", exc)
+
+    @on(ProbeTable.ProbePicked)
+    def _probe_picked(self, event: ProbeTable.ProbePicked) -> None:
+        self.app.post_message(ConfigChosen(event.probe.config))
+        self.notify(f"Using probe {event.probe.index}: {event.probe.label}", timeout=4)

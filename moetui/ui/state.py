@@ -1,0 +1,76 @@
+"""The app's shared state; screens read it as `self.app.state` and post the messages below to change it.
+
+Messages bubble up to the App (attributes down, messages up): the App updates `AppState` and then calls
+`refresh_from_state()` on every installed screen that defines it. Nothing here imports a heavy module at
+runtime: the domain types are only needed by type checkers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+if TYPE_CHECKING:  # annotations only: keeps `import moetui.ui.state` cheap and free of import cycles
+    from moetui.config import RunConfig
+    from moetui.hardware import Rig
+    from moetui.model.info import ModelInfo
+    from moetui.sizing.plan import Plan, PlanOptions
+    from moetui.tuner import TuneResult
+
+
+@dataclass
+class AppState:
+    rig: Rig | None = None  # moetui.hardware.Rig (detected in a worker at startup)
+    model_path: str | None = None  # selected model: a local GGUF path (or a hub ref before download)
+    model_info: ModelInfo | None = None  # moetui.model.info.ModelInfo of the selection
+    plan: Plan | None = None  # moetui.sizing.plan.Plan for the selection with current knobs
+    plan_options: PlanOptions | None = None
+    tuned: TuneResult | None = None  # moetui.tuner.TuneResult, when tuned (or loaded from the profile store)
+    config: RunConfig | None = None  # what Chat/Export use: tuned.best.config, else plan.config
+
+    def active_config(self) -> RunConfig | None:
+        return self.config or (self.plan.config if self.plan else None)
+
+
+class ModelSelected(Message):
+    """A model was picked (Models screen, Best-config flow, command line). `info` None: inspect it."""
+
+    def __init__(self, path: str, info: ModelInfo | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.info = info
+
+
+class PlanChanged(Message):
+    """A new plan for the selection (knobs moved, rig or model changed)."""
+
+    def __init__(self, plan: Plan, options: PlanOptions | None = None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.options = options
+
+
+class TuneCompleted(Message):
+    """The tuner finished: the App sets state.tuned and state.config = result.best.config."""
+
+    def __init__(self, result: TuneResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class ConfigChosen(Message):
+    """A config to use from now on (Chat, Export): e.g. a probe row picked by hand."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        self.config = config
+
+
+class RigChanged(Message):
+    """The rig was (re)detected or a reference rig was picked: the App re-plans the selection."""
+
+    def __init__(self, rig: Rig) -> None:
+        super().__init__()
+        self.rig = rig

@@ -1,0 +1,206 @@
+"""The tuner on a real tiny MoE proxy in real llama-cpp-python workers: measures the plan and candidates,
+reuses the loaded model for context-level changes, records failures and never retries them, survives a
+crashing probe, stops on cancel with the best so far, saves and returns the profile."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from moetui.config import RunConfig
+from moetui.hardware import detect_rig
+from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
+from moetui.tuner import (
+    ProbeFinished, ProbeStarted, ProfileStore, TuneFinished, TuneOptions, TuneProgress, Tuner, latest_config, tune,
+)
+from moetui.tuner.placement_axis import PlacementAxis
+
+FAST = dict(n_prompt=64, n_gen=16, reps=3, budget_s=90.0)
+
+
+@pytest.fixture(scope="module")
+def rig() -> Rig:
+    return detect_rig(measure_bandwidth=False)
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_moe, rig, tmp_path_factory):
+    """One tune shared by the tests that only read its result."""
+    root = tmp_path_factory.mktemp("tuned")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOETUI_DATA_DIR", str(root / "data"))
+        mp.setenv("MOETUI_CACHE_DIR", str(root / "cache"))
+        store = ProfileStore(root / "profiles")
+        events: list = []
+        opts = TuneOptions(dimensions=("threads", "ubatch", "flash_attn"), **{**FAST, "n_prompt": 256})
+        result = Tuner(str(tiny_moe), rig, opts, store=store).run(events.append)
+    return result, events, store
+
+
+def test_tune_measures_the_plan_and_candidates(tuned):
+    result, _, _ = tuned
+    assert result.plan_probe is result.probes[0] and result.plan_probe.role == "plan"
+    assert result.predicted["decode_tps"] and result.predicted["prompt_tps"]
+    assert result.best in result.probes and result.best.ok and result.best.score
+    assert result.stopped in ("converged", "budget")
+    ok = [p for p in result.probes if p.status == "ok"]
+    assert len(ok) >= 4
+    for p in ok:
+        assert len(p.bench.tg_tok_s) >= 3 and len(p.bench.pp_tok_s) >= 3
+        assert p.score == pytest.approx(p.bench.tg_median)  # objective "decode"
+    # thread counts were probed, and changed without reloading the model
+    threads = [p for p in result.probes if "n_threads" in p.changes]
+    assert threads and all(not p.reloaded for p in threads)
+    assert {p.config.n_threads for p in threads} >= {1}
+    # ubatches below the measured prompt length (256) were tried; the winner's is among them or the plan's
+    assert {p.config.n_ubatch for p in result.probes if "n_ubatch" in p.changes} <= {128, 256}
+    assert any("n_ubatch" in p.changes for p in result.probes)
+    assert result.efficiency and result.efficiency["measured_over_predicted"]["decode"] > 0
+
+
+def test_events_tell_the_story_in_order(tuned):
+    result, events, _ = tuned
+    assert isinstance(events[0], TuneProgress) and isinstance(events[-1], TuneFinished)
+    assert events[-1].result is result
+    started = [e.probe.index for e in events if isinstance(e, ProbeStarted)]
+    finished = [e.probe.index for e in events if isinstance(e, ProbeFinished)]
+    assert started == finished == [p.index for p in result.probes]
+    for e in events:
+        if isinstance(e, ProbeFinished):
+            assert e.elapsed_s >= 0 and (e.eta_s is None or e.eta_s >= 0)
+            assert e.best is None or e.best.status == "ok"
+    dones = [e.n_done for e in events if isinstance(e, ProbeFinished)]
+    assert dones == sorted(dones) and dones[-1] == len(result.probes)
+
+
+def test_the_profile_is_saved_and_found_again(tuned, tiny_moe, rig):
+    result, _, store = tuned
+    saved = store.get(result.rig_fingerprint, result.model_id, result.llama_version)
+    assert saved is not None and saved.best.config.to_dict() == result.best.config.to_dict()
+    assert [p.to_dict() for p in saved.probes] == [p.to_dict() for p in result.probes]
+    cfg = latest_config(str(tiny_moe), rig, store=store)
+    assert cfg is not None and cfg.to_dict() == result.best.config.to_dict()
+
+
+def test_a_failed_config_is_recorded_and_never_tried_again(tiny_moe, rig, tmp_path):
+    store = ProfileStore(tmp_path / "profiles")
+    # a quantized V cache without flash attention: llama.cpp refuses to create the context
+    bad = RunConfig(model_path=str(tiny_moe), n_ctx=256, cache_type_v="q8_0", flash_attn="off")
+    t1 = Tuner(str(tiny_moe), rig, TuneOptions(**FAST), store=store)
+    p = t1.measure(bad, {"cache_type": "q8_0"})
+    assert p.status == "failed" and p.error_kind == "context" and p.error
+    assert store.is_failed(t1.rig_fingerprint, t1.model_id, bad)
+    t2 = Tuner(str(tiny_moe), rig, TuneOptions(**FAST), store=store)
+    start = time.monotonic()
+    p2 = t2.measure(bad.replace(notes=["same config, other notes"]), {})
+    assert p2.status == "skipped" and p2.error_kind == "failed_before"
+    assert time.monotonic() - start < 1.0 and t2._worker is None  # no worker was started for it
+
+
+def _worker_pids() -> set[int]:
+    me = psutil.Process()
+    return {c.pid for c in me.children(recursive=True) if "moetui.runtime.worker_main" in " ".join(c.cmdline())}
+
+
+def test_a_crashing_probe_is_recorded_and_the_search_goes_on(tiny_moe, rig, tmp_path):
+    store = ProfileStore(tmp_path / "profiles")
+    killed: list[int] = []
+
+    def on_event(ev):
+        # kill the worker (as the OOM killer would) while the second probe measures
+        if isinstance(ev, ProbeStarted) and ev.probe.index == 1 and not killed:
+            def later():
+                time.sleep(0.1)
+                for pid in _worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            threading.Thread(target=later, daemon=True).start()
+
+    opts = TuneOptions(n_prompt=256, n_gen=32, reps=3, budget_s=90.0, dimensions=("threads", "flash_attn"))
+    result = Tuner(str(tiny_moe), rig, opts, store=store).run(on_event)
+    assert killed
+    crashed = [p for p in result.probes if p.status == "failed"]
+    assert crashed and crashed[0].error_kind == "crash" and "SIGKILL" in crashed[0].error
+    assert store.is_failed(result.rig_fingerprint, result.model_id, crashed[0].config)
+    after = [p for p in result.probes if p.index > crashed[0].index]
+    assert any(p.status == "ok" for p in after)  # the next probe started a fresh worker
+    assert result.best.ok and result.best is not crashed[0]
+
+
+def test_cancel_stops_with_the_best_so_far(tiny_moe, rig, tmp_path):
+    store = ProfileStore(tmp_path / "profiles")
+    cancel = threading.Event()
+
+    def on_event(ev):
+        if isinstance(ev, ProbeFinished) and ev.n_done >= 2:
+            cancel.set()
+
+    result = Tuner(str(tiny_moe), rig, TuneOptions(dimensions=("threads", "ubatch"), **FAST),
+                   store=store).run(on_event, cancel)
+    assert result.stopped == "cancelled" and result.best.ok
+    assert len([p for p in result.probes if p.status == "ok"]) == 2
+    assert store.get(result.rig_fingerprint, result.model_id, result.llama_version).stopped == "cancelled"
+    assert not _worker_pids()
+
+
+def test_tune_returns_the_saved_profile_at_once_unless_retune(tiny_moe, rig, tmp_path):
+    store = ProfileStore(tmp_path / "profiles")
+    opts = TuneOptions(dimensions=("flash_attn",), max_probes=2, **FAST)
+    first = tune(str(tiny_moe), rig, opts, store=store)
+    assert not first.from_cache and len(first.probes) <= 2
+    start = time.monotonic()
+    again = tune(str(tiny_moe), rig, opts, store=store)
+    assert again.from_cache and time.monotonic() - start < 2.0
+    assert again.best.config.to_dict() == first.best.config.to_dict()
+    opts.retune = True
+    fresh = tune(str(tiny_moe), rig, opts, store=store)
+    assert not fresh.from_cache and fresh.created > first.created
+
+
+def _fake_gpu_rig(vram: int) -> Rig:
+    """A GPU rig as the sizing core sees it. This CPU-only llama.cpp build puts 'GPU' tensors on the CPU too,
+    so the loads and measurements are real while the placement search runs as it would on a GPU."""
+    return Rig(name="fake GPU rig", gpus=[GPUInfo(name="Fake GPU", vendor="nvidia", vram_total_bytes=vram,
+                                                  vram_free_bytes=vram, mem_bandwidth_gbs=1000, pcie_bandwidth_gbs=25)],
+               cpu=CPUInfo(physical_cores=2, logical_cores=2), memory=MemoryInfo(total_bytes=8 << 30, available_bytes=6 << 30),
+               build=LlamaBuildInfo(installed=True, version="test", gpu_offload=True, backends=["CUDA", "CPU"]),
+               ram_bandwidth_gbs=20, fingerprint="rig-fake-gpu")
+
+
+def _split_vram(info, axis) -> tuple[int, int]:
+    """The smallest fake VRAM for which the plan keeps some, not all, experts in RAM (sizing is pure: ms)."""
+    from moetui.sizing.plan import PlanOptions, plan
+
+    for mib in range(64, 4096):
+        p = plan(info, _fake_gpu_rig(mib << 20), PlanOptions(n_ctx=1024, vram_margin_bytes=0))
+        pos = axis.position(p.config)
+        if p.mode == "experts_split" and pos is not None and 0 < pos < axis.max:
+            return mib << 20, pos
+    raise AssertionError("no VRAM size splits the experts")
+
+
+def test_placement_is_searched_from_the_plan_position(tiny_moe, tmp_path):
+    from moetui.model.inspect import inspect_file
+
+    info = inspect_file(tiny_moe)
+    axis = PlacementAxis.for_model(info)
+    vram, pos0 = _split_vram(info, axis)
+    rig = _fake_gpu_rig(vram)
+    opts = TuneOptions(dimensions=("placement",), n_ctx=1024, vram_margin_bytes=0, max_probes=4, **FAST)
+    tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
+    result = tuner.run()
+    assert tuner.plan.mode == "experts_split"
+    assert axis.position(result.plan_probe.config) == pos0
+    placed = [p for p in result.probes if "n_cpu_moe" in p.changes]
+    assert placed, "no placement probe"
+    # first whole layers fewer in RAM (down), written as llama.cpp's --n-cpu-moe equivalent
+    first = pos0 - pos0 % 3 if pos0 % 3 else pos0 - 3
+    assert axis.position(placed[0].config) == first and placed[0].changes == {"n_cpu_moe": first // 3}
+    assert all(p.reloaded for p in placed)  # a placement change needs a reload
+    assert all(p.status == "ok" for p in placed)
+    assert result.baseline is None  # llama.cpp's defaults would not fit this GPU: not measured

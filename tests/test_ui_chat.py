@@ -1,0 +1,207 @@
+"""Chat screen, driven through the real app with Pilot, on a tiny MoE proxy in a real llama-cpp-python
+worker: tokens stream into the log, the stats bar fills, Stop cancels, a broken model shows an error and
+the app stays up, and closing the app leaves no model process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from moetui.config import RunConfig
+from moetui.hardware import Rig, detect_rig
+from moetui.ui.app import MoetuiApp
+from moetui.ui.screens.chat import ChatScreen
+from moetui.ui.state import ConfigChosen
+from moetui.ui.widgets.chat_log import ChatLog
+from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
+from moetui.ui.widgets.stats_bar import ChatStatsBar
+
+SIZE = (80, 24)
+
+
+@pytest.fixture(scope="module")
+def cpu_rig() -> Rig:
+    return detect_rig(measure_bandwidth=False)
+
+
+async def wait_for(pilot, cond, timeout: float = 15.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def open_chat(app: MoetuiApp, pilot, config: RunConfig | None = None) -> ChatScreen:  # type: ignore[no-untyped-def]
+    if config is not None:
+        app.post_message(ConfigChosen(config))
+        await pilot.pause()
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat screen")
+    return app.screen  # type: ignore[return-value]
+
+
+def worker_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "moetui.runtime.worker_main" in " ".join(p.cmdline())]
+
+
+async def type_and_send(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
+    for ch in text:
+        await pilot.press("space" if ch == " " else ch)
+    await pilot.press("enter")
+
+
+def test_chat_streams_tokens_and_stats_then_closes_the_worker(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+            chat = await open_chat(app, pilot)
+            chat.max_tokens = 48
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
+            assert chat.loaded_config == app.state.active_config()
+            assert "ctx" in str(chat.query_one("#chat-title").render())
+            await type_and_send(pilot, "hello there")
+            await wait_for(pilot, lambda: chat.last_done is not None, what="the reply")
+            log = chat.query_one(ChatLog)
+            roles = [m.role for m in log.messages]
+            assert roles[-2:] == ["user", "assistant"] and log.messages[-2].text == "hello there"
+            reply = log.messages[-1]
+            assert reply.text and reply.text == chat.last_done.text
+            assert chat.last_done.stats.tokens == 48 and reply.note == "max 48 tokens"
+            bar = chat.query_one(ChatStatsBar)
+            assert bar.tokens == 48 and bar.decode_tps_avg and bar.decode_tps_avg > 0
+            assert bar.rss_bytes and bar.rss_bytes > 1 << 20
+            # CPU-only rig: every expert tensor lives in RAM, as llama.cpp's load log said
+            assert bar.experts_total > 0 and bar.experts_ram == bar.experts_total
+            assert "tg" in str(bar.render()) and f"expert tensors in RAM {bar.experts_total}/{bar.experts_total}" in str(bar.render())
+            assert chat.history[-1] == {"role": "assistant", "content": reply.text}
+            pid = chat.model_worker.pid
+            assert psutil.pid_exists(pid)
+            await pilot.press("escape", "t")  # leave Chat (installed, not visible) before quitting
+            await wait_for(pilot, lambda: not isinstance(app.screen, ChatScreen), what="another screen")
+            assert chat.model_worker is not None and chat.model_worker.alive  # kept for a quick return
+        # the app closed: the worker process is gone (no orphans)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert worker_children() == []
+
+    asyncio.run(run())
+
+
+def test_stop_cancels_the_reply_and_new_chat_clears(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+            chat = await open_chat(app, pilot)
+            chat.max_tokens = 100_000  # would run for many seconds: only Stop ends it
+            chat.sampling = {"temperature": 0.0}
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
+            await type_and_send(pilot, "go")
+            await wait_for(pilot, lambda: chat.query_one(ChatLog).messages[-1].text != "", what="first tokens")
+            assert chat.generating and not chat.query_one("#chat-stop").disabled
+            # the live stats arrive at >= 2 Hz while it generates
+            n0, t_start = chat.stats_events, time.monotonic()
+            await pilot.pause(1.3)
+            assert chat.generating and chat.stats_events - n0 >= 2, (chat.stats_events - n0, time.monotonic() - t_start)
+            bar = chat.query_one(ChatStatsBar)
+            assert bar.phase == "generate" and bar.decode_tps and bar.tokens > 0
+            t0 = time.monotonic()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: chat.last_done is not None, timeout=10, what="the stop")
+            assert time.monotonic() - t0 < 5
+            assert chat.last_done.cancelled and 0 < chat.last_done.stats.tokens < 100_000
+            assert chat.query_one(ChatLog).messages[-1].note == "stopped"
+            assert not chat.generating and chat.query_one("#chat-stop").disabled
+            # the worker is still usable after a stop, with the system prompt applied
+            chat.max_tokens = 8
+            chat.query_one("#chat-system-input").value = "Answer in one word."
+            chat.last_done = None
+            await type_and_send(pilot, "again")
+            await wait_for(pilot, lambda: chat.last_done is not None, what="the second reply")
+            assert chat.last_done.stats.tokens == 8 and len(chat.history) == 4
+            await pilot.press("ctrl+n")
+            await pilot.pause()
+            assert chat.history == [] and chat.query_one(ChatLog).messages == []
+
+    asyncio.run(run())
+
+
+def test_a_truncated_model_shows_an_error_and_the_app_stays_up(tiny_moe: Path, cpu_rig: Rig, tmp_path: Path) -> None:
+    broken = tmp_path / "truncated.gguf"
+    broken.write_bytes(tiny_moe.read_bytes()[: tiny_moe.stat().st_size // 2])
+
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(app, pilot, RunConfig(model_path=str(broken), n_ctx=512))
+            await wait_for(pilot, lambda: isinstance(app.screen, FlowErrorDialog), what="the error dialog")
+            dialog = app.screen
+            assert "did not load" in dialog.title_text
+            assert chat.model_worker is None and chat.loaded_config is None and not chat.model_loading
+            assert "Could not load truncated.gguf" in str(chat.query_one("#chat-title").render())
+            await pilot.press("escape")
+            await pilot.pause(1.0)
+            # back on Chat, it does not retry the broken file by itself (no dialog loop)
+            assert app.screen is chat and app.is_running and not chat.model_loading
+            # the app is still usable: a good config loads and answers
+            chat.max_tokens = 4
+            app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512)))
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the good model")
+            await type_and_send(pilot, "hi")
+            await wait_for(pilot, lambda: chat.last_done is not None, what="a reply")
+            assert chat.last_done.stats.tokens == 4
+        assert worker_children() == []
+
+    asyncio.run(run())
+
+
+def test_a_worker_killed_mid_reply_is_reported_and_the_next_message_reloads(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(app, pilot, RunConfig(model_path=str(tiny_moe), n_ctx=512))
+            chat.max_tokens = 100_000
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
+            first_pid = chat.model_worker.pid
+            await type_and_send(pilot, "go")
+            await wait_for(pilot, lambda: chat.query_one(ChatLog).messages[-1].text != "", what="first tokens")
+            psutil.Process(first_pid).kill()  # what the OOM killer does
+            await wait_for(pilot, lambda: isinstance(app.screen, FlowErrorDialog), what="the error dialog")
+            assert "SIGKILL" in app.screen.message
+            await pilot.press("escape")
+            assert chat.model_worker is None and not chat.generating
+            assert chat.query_one(ChatLog).messages[-1].role == "error"
+            chat.max_tokens = 4
+            await type_and_send(pilot, "again")
+            await wait_for(pilot, lambda: chat.last_done is not None, what="a reply after the reload")
+            assert chat.model_worker.pid != first_pid and chat.last_done.stats.tokens == 4
+
+    asyncio.run(run())
+
+
+def test_draft_acceptance_shows_in_the_stats_bar(tiny_moe: Path, tiny_draft: Path, cpu_rig: Rig) -> None:
+    from moetui.config import DraftConfig
+
+    config = RunConfig(model_path=str(tiny_moe), n_ctx=512,
+                       draft=DraftConfig(kind="model", model_path=str(tiny_draft), n_gpu_layers=0, draft_max=4))
+
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(app, pilot, config)
+            chat.max_tokens = 24
+            chat.sampling = {"temperature": 0.0}
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="target + draft to load")
+            chat.send("hello")
+            await wait_for(pilot, lambda: chat.last_done is not None, what="a reply")
+            stats = chat.last_done.stats
+            assert stats.draft_proposed > 0
+            bar = chat.query_one(ChatStatsBar)
+            assert bar.acceptance == stats.acceptance and f"draft acc {stats.acceptance:.0%}" in str(bar.render())
+
+    asyncio.run(run())

@@ -1,0 +1,136 @@
+"""Tune screen through the real app: a tiny budget on a tiny MoE proxy with the real tuner and real
+llama-cpp-python workers fills the probe table, the plot and the best line, and the winner becomes the
+app's active config; cancel stops a run early; a bad budget is refused with a message."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from moetui.hardware import Rig, detect_rig
+from moetui.tuner import TuneOptions
+from moetui.ui.app import MoetuiApp
+from moetui.ui.screens.chat import ChatScreen
+from moetui.ui.screens.tune import TuneScreen
+from moetui.ui.widgets.probe_plot import ProbePlot
+from moetui.ui.widgets.probe_table import ProbeTable
+from moetui.ui.widgets.progress_eta import ProgressEta
+
+SIZE = (80, 24)
+
+
+def worker_children() -> list[psutil.Process]:
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "moetui.runtime.worker_main" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+FAST = TuneOptions(budget_s=6, n_prompt=64, n_gen=16, reps=3)
+
+
+@pytest.fixture(scope="module")
+def cpu_rig() -> Rig:
+    return detect_rig(measure_bandwidth=False)
+
+
+async def wait_for(pilot, cond, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def open_tune(app: MoetuiApp, pilot, options: TuneOptions) -> TuneScreen:  # type: ignore[no-untyped-def]
+    await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+    screen = TuneScreen(options=options)
+    app.install_screen(screen, "tune")
+    app._screens["tune"] = screen  # what MoetuiApp.screen_named caches: the "t" key now opens this one
+    if isinstance(app.screen, ChatScreen):
+        await pilot.press("escape")  # out of the message box: letter keys reach the app
+    await pilot.press("t")
+    await wait_for(pilot, lambda: app.screen is screen, what="the tune screen")
+    return screen
+
+
+def test_tune_runs_a_small_budget_and_the_best_becomes_the_config(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            # a model loaded in Chat is released before the tuner measures (it would skew or OOM the probes)
+            await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded_config is not None,
+                           what="Chat's model")
+            chat = app.screen
+            chat_pid = chat.model_worker.pid
+            tune = await open_tune(app, pilot, FAST)
+            await pilot.press("s")
+            assert tune.running
+            assert chat.model_worker is None
+            await wait_for(pilot, lambda: not psutil.pid_exists(chat_pid) or
+                           psutil.Process(chat_pid).status() == psutil.STATUS_ZOMBIE, what="Chat's model to exit")
+            await wait_for(pilot, lambda: not tune.running, timeout=30, what="the tune to finish")
+            result = tune.result
+            assert result is not None and not result.from_cache and result.stopped in ("budget", "converged", "exhausted")
+            table = tune.query_one(ProbeTable)
+            assert table.row_count == len(result.probes) >= 2
+            ok = [p for p in result.probes if p.status == "ok"]
+            assert ok and all(p.score and p.score > 0 for p in ok)
+            assert table.best_index == result.best.index
+            assert str(table.get_cell(str(result.best.index), "status")) == "★"
+            plot = tune.query_one(ProbePlot)
+            assert plot.best_index == result.best.index and len(plot.points) == len(result.probes)
+            assert "tok/s per probe, max" in str(plot.render())
+            assert tune.query_one(ProgressEta).fraction == 1.0
+            assert tune.events_seen >= 2 * len(result.probes)  # started + finished per probe, live
+            assert "Best:" in str(tune.query_one("#tune-best").render())
+            # TuneCompleted reached the App: Chat and Export now use the winner
+            await wait_for(pilot, lambda: app.state.tuned is result, what="TuneCompleted")
+            assert app.state.config == result.best.config and app.state.active_config() == result.best.config
+
+            # a second start finds the saved profile at once (retune unticked)
+            await pilot.click("#tune-start")
+            await wait_for(pilot, lambda: not tune.running and tune.result is not result, what="the cached result")
+            assert tune.result.from_cache and "saved profile" in str(tune.query_one("#tune-best").render())
+
+    asyncio.run(run())
+
+
+def test_cancel_stops_early_and_a_bad_budget_is_refused(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            tune = await open_tune(app, pilot, TuneOptions(budget_s=600, n_prompt=64, n_gen=16, reps=3))
+            tune.query_one("#tune-budget").value = "-5"
+            await pilot.press("s")
+            await pilot.pause()
+            assert not tune.running and any("budget" in n.message for n in app._notifications)
+            tune.query_one("#tune-budget").value = "600"
+            await pilot.press("s")
+            await wait_for(pilot, lambda: tune.events_seen >= 2, what="the first events")
+            t0 = time.monotonic()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not tune.running, timeout=15, what="the cancel")
+            assert time.monotonic() - t0 < 10
+            assert tune.result is None or tune.result.stopped == "cancelled"
+            assert app.state.tuned is None  # a cancelled tune does not change the config
+            assert app.is_running
+            # quitting mid-tune stops the tuner and its model process
+            assert app.screen is tune, getattr(app.screen, "message", app.screen)
+            await pilot.click("#tune-start")
+            await wait_for(pilot, lambda: tune.running and worker_children(), what="a probe's model process")
+        await asyncio.sleep(0)
+        deadline = time.monotonic() + 15
+        while worker_children() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert worker_children() == []
+
+    asyncio.run(run())
