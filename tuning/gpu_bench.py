@@ -321,6 +321,12 @@ def stage_cap(args: argparse.Namespace) -> dict[str, Any]:
                        "explanation": p.explanation, "memory": {d: asdict(m) for d, m in p.memory.items()}}
         if "plan" in want:
             res += measure("moetui-plan", p.config, P, N, R)
+        if "plan-last" in want:  # the same number of expert layers in RAM, taken from the end (as llama.cpp's fit does)
+            from moetui.sizing.overrides import cpu_expert_overrides
+
+            k_cpu = len(layers_from_overrides(p.config.overrides) or {})
+            last = {il: {"up", "gate", "down"} for il in range(n_layers - k_cpu, n_layers)}
+            res += measure("moetui-plan-last-layers", p.config.replace(overrides=cpu_expert_overrides(last)), P, N, R)
         save()
         # 4. best-of-grid: expert layers in RAM x threads x ubatch (threads/ubatch without reloading)
         k = len(layers_from_overrides(p.config.overrides) or {})
@@ -411,8 +417,10 @@ def stage_report(args: argparse.Namespace) -> None:
     stages = []
     for d in args.dirs:
         for f in sorted(Path(d).glob("*.json")):
-            stages.append(json.loads(f.read_text()))
-    print(render_report(stages))
+            st = json.loads(f.read_text())
+            st["file"] = f.name
+            stages.append(st)
+    print(render_report(stages, args.ram_gbs))
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -433,7 +441,10 @@ def render_prep(s: dict[str, Any]) -> list[str]:
              f"{gpu.get('driver_version')}, CUDA {gpu.get('cuda_version')}", "",
              f"Bandwidths measured there: GPU copy {bw.get('gpu_copy_rw_gbs', 0):.0f} GB/s (read+write), pinned "
              f"host->device {bw.get('h2d_pinned_gbs', 0):.1f} GB/s, host RAM read {bw.get('host_ram_gbs', 0):.1f} GB/s.", "",
-             "### VRAM vs experts in RAM (Qwen3-30B-A3B Q4_K_M proxy, 4K context, FA on)", "",
+             ]
+    if not s.get("vram_vs_placement"):
+        return lines + [""]
+    lines += ["### VRAM vs experts in RAM (Qwen3-30B-A3B Q4_K_M proxy, 4K context, FA on)", "",
              "| experts in RAM (layers) | NVML VRAM used GiB | predicted GiB | error | logged CUDA0 weights GiB | "
              "predicted weights GiB | logged compute MiB | predicted compute MiB | pp512 | tg32 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -452,24 +463,61 @@ def render_prep(s: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def render_report(stages: list[dict[str, Any]]) -> str:
-    lines = ["# GPU proof: moetui vs llama.cpp's fit vs --cpu-moe vs best-of-grid (capped VRAM)", ""]
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def _merge_caps(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (cap, context): a later run's variants (a tagged file: cap12_ctx8192.rerun.json)
+    replace the same variants of the first run, which are kept as '<variant> (first run)'."""
+    merged: dict[tuple[float, int], dict[str, Any]] = {}
+    for st in sorted((s for s in stages if s.get("stage") == "cap"), key=lambda s: (s["file"].count("."), s["file"])):
+        key = (st["cap_gib"], st["n_ctx"])
+        if key not in merged:
+            merged[key] = {**st, "runs": [st["file"]]}
+            continue
+        m = merged[key]
+        m["runs"].append(st["file"])
+        new = {r["variant"] for r in st["results"]}
+        kept = []
+        for r in m["results"]:
+            if r["variant"] in new:
+                r = {**r, "variant": f"{r['variant']} (first run)"}
+            kept.append(r)
+        m["results"] = kept + st["results"]
+    return list(merged.values())
+
+
+def render_report(stages: list[dict[str, Any]], ram_gbs: float | None = None) -> str:
+    from moetui.sizing.virtual import model_info_for_shape
+
+    info = model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
+    n_moe = sum(1 for layer in info.layers if layer.is_moe)
+    lines = ["# GPU proof: moetui vs llama.cpp's fit vs --cpu-moe vs best-of-grid (capped VRAM)", "",
+             "Rerun: see tuning/gpu/README.md. Qwen3-30B-A3B Q4_K_M-shaped proxy (17.28 GiB, random weights), "
+             "usable VRAM capped by a process holding the rest; every variant measured by moetui's worker "
+             "(llama-cpp-python on the CUDA build of the llama.cpp it vendors), pp2048 and tg128, median of 3.", ""]
     for s in stages:
         if s.get("stage") == "prep":
             lines += render_prep(s)
-    for s in stages:
-        if s.get("stage") != "cap":
-            continue
+    for s in _merge_caps(stages):
         by: dict[str, dict[str, Any]] = {}
         for r in s["results"]:
+            r["tg_median"] = r.get("tg_median") or _median(r.get("tg_tok_s") or [])
+            r["pp_median"] = r.get("pp_median") or _median(r.get("pp_tok_s") or [])
             by.setdefault(r["variant"], r)
             if r["variant"].startswith("grid") and (r.get("tg_median") or 0) > (by.get("best-of-grid", {}).get("tg_median") or 0):
                 by["best-of-grid"] = r
-        lines += [f"## VRAM cap {s['cap_gib']} GiB, context {s['n_ctx']}", "",
-                  "| variant | experts in RAM (layers) | pp tok/s | tg tok/s | VRAM used GiB | error |", "|---|---|---|---|---|---|"]
+        lines += [f"## VRAM cap {s['cap_gib']:g} GiB, context {s['n_ctx']} (runs: {', '.join(s['runs'])})", "",
+                  f"pp{s.get('n_prompt')} / tg{s.get('n_gen')}, {s.get('reps')} repetitions. "
+                  f"Free VRAM seen by NVML under the cap: {(s.get('gpu_free_bytes') or 0) / GiB:.2f} GiB.", "",
+                  "| variant | threads | ubatch | experts in RAM (layers) | pp tok/s | tg tok/s | VRAM used GiB | error |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in s["results"]:
-            lines.append(f"| {r['variant']} | {r.get('experts_cpu_layers')} | {r.get('pp_median') or 0:.0f} | "
-                         f"{r.get('tg_median') or 0:.1f} | {(r.get('vram_used_bytes') or 0) / GiB:.2f} | {r.get('error') or ''} |")
+            c = r.get("config") or {}
+            lines.append(f"| {r['variant']} | {c.get('n_threads') or 'default (8)'} | {c.get('n_ubatch')} | "
+                         f"{r.get('experts_cpu_layers')} | {r.get('pp_median') or 0:.0f} | {r.get('tg_median') or 0:.1f} | "
+                         f"{(r.get('vram_used_bytes') or 0) / GiB:.2f} | {r.get('error') or ''} |")
         tuned, fit, cpu, grid, planned = (by.get(k, {}) for k in ("moetui-tuned", "llama-fit", "cpu-moe", "best-of-grid", "moetui-plan"))
         lines += ["", f"- tuned / best-of-grid decode: {_ratio(tuned.get('tg_median'), grid.get('tg_median'))}",
                   f"- tuned / llama.cpp fit decode: {_ratio(tuned.get('tg_median'), fit.get('tg_median'))}; "
@@ -477,9 +525,27 @@ def render_report(stages: list[dict[str, Any]]) -> str:
                   f"- tuned / --cpu-moe decode: {_ratio(tuned.get('tg_median'), cpu.get('tg_median'))}",
                   f"- plan (untuned) / llama.cpp fit decode: {_ratio(planned.get('tg_median'), fit.get('tg_median'))}",
                   f"- predicted decode (plan) {s.get('plan', {}).get('decode_tps', 0):.1f} vs measured "
-                  f"{planned.get('tg_median') or 0:.1f} tok/s",
-                  f"- roofline decode (best fitting placement): {s.get('roofline_decode_best_fit') or 0:.1f} tok/s",
-                  f"- llama-fit-params said: `{s.get('llama_fit')}`", ""]
+                  f"{planned.get('tg_median') or 0:.1f} tok/s; predicted prompt {s.get('plan', {}).get('prompt_tps', 0):.0f}"
+                  f" (pp512 model) vs measured pp{s.get('n_prompt')} {planned.get('pp_median') or 0:.0f}"]
+        pm = {d: m for d, m in (s.get("plan", {}).get("memory") or {}).items() if d != "CPU"}
+        if pm and planned.get("vram_used_bytes"):
+            pred = sum(v for m in pm.values() for k, v in m.items() if k in ("weights", "kv", "compute", "overhead"))
+            used = planned["vram_used_bytes"]
+            lines.append(f"- plan's VRAM: predicted {pred / GiB:.2f} GiB vs NVML {used / GiB:.2f} GiB ({(pred - used) / used:+.1%})")
+        if s.get("tuner"):
+            t = s["tuner"]
+            lines.append(f"- tuner: {len(t.get('probes') or [])} probes in {t.get('seconds', 0):.0f} s, stopped by "
+                         f"{t.get('stopped')}; winner: {t.get('best_label')}")
+        bw = dict(s.get("bandwidth") or {})
+        if ram_gbs:
+            bw["host_ram_gbs"] = ram_gbs
+        k = tuned.get("experts_cpu_layers") or planned.get("experts_cpu_layers")
+        if bw.get("gpu_copy_rw_gbs") and bw.get("host_ram_gbs") and k is not None:
+            roof = roofline_decode(info, n_moe - k, bw)
+            lines.append(f"- roofline decode for {k} expert layers in RAM (GPU {bw['gpu_copy_rw_gbs'] / 2:.0f} GB/s, "
+                         f"host RAM {bw['host_ram_gbs']:.1f} GB/s): {roof:.1f} tok/s; tuned reaches "
+                         f"{_ratio(tuned.get('tg_median'), roof)} of it")
+        lines += [f"- llama-fit-params said: `{(s.get('llama_fit') or '')[:160]}...`", ""]
     return "\n".join(lines)
 
 
@@ -507,6 +573,8 @@ def main() -> None:
     c.add_argument("--bandwidth-from", type=Path, help="the prep stage's JSON, for the roofline")
     r = sub.add_parser("report")
     r.add_argument("dirs", nargs="+")
+    r.add_argument("--ram-gbs", type=float, help="host RAM read bandwidth for the roofline, when the run's own "
+                   "probe is not to be trusted")
     args = ap.parse_args()
     if args.stage == "report":
         stage_report(args)

@@ -1,7 +1,8 @@
 """Put moetui's RAM bandwidth probe beside independent measurements taken side by side (issue 3).
 
-Rerun from the repository root (writes tuning/results/ram_bandwidth.{json,md}; pass --tag to keep
-figures from several machines apart, e.g. --tag h100):
+Rerun from the repository root (writes tuning/results/ram_bandwidth-TAG.{json,md} and rebuilds the
+side-by-side tuning/results/ram_bandwidth.{json,md} from every ram_bandwidth-*.json there; TAG defaults
+to "local", e.g. --tag h100 on the GPU machine):
 
     python3 tuning/ram_bandwidth_check.py [--repeats 5] [--tag NAME]
 
@@ -27,6 +28,7 @@ doubled here for the "as copy" column and also given raw.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -115,11 +117,16 @@ def mbw() -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--tag", default="", help="suffix for the result files (ram_bandwidth[-TAG].json/md)")
+    ap.add_argument("--tag", default="", help="machine name for the result files: ram_bandwidth-TAG.json/md (default local)")
     ap.add_argument("--out-dir", default=str(REPO / "tuning" / "results"))
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="measure nothing; rebuild ram_bandwidth.{json,md} from the ram_bandwidth-*.json in --out-dir")
     ap.add_argument("--variants", action="store_true",
                     help="also run the probe with other working-set sizes and slice sizes (module constants)")
     args = ap.parse_args()
+    if args.summarize_only:
+        summarize(Path(args.out_dir))
+        return 0
 
     c = cpu.read_cpu("/")
     m = cpu.read_memory("/")
@@ -174,11 +181,43 @@ def main() -> int:
               "unit": "GB/s (1e9 B/s); copy = read+write bytes", "threads": n, "numpy_long_buffer_per_thread_mib": per_long // MIB,
               "rounds": rounds, "summary": summary}
     out = Path(args.out_dir)
-    stem = "ram_bandwidth" + (f"-{args.tag}" if args.tag else "")
+    stem = f"ram_bandwidth-{args.tag or 'local'}"
     atomic_write_json(out / f"{stem}.json", result)
     atomic_write_text(out / f"{stem}.md", render_md(result))
+    summarize(out)
     print(render_md(result))
     return 0
+
+
+def summarize(out: Path) -> None:
+    """ram_bandwidth.{json,md}: every machine's run (ram_bandwidth-TAG.json) side by side."""
+    runs = {p.stem.removeprefix("ram_bandwidth-"): json.loads(p.read_text()) for p in sorted(out.glob("ram_bandwidth-*.json"))}
+    atomic_write_json(out / "ram_bandwidth.json", runs)
+
+    def med(res: dict, k: str) -> str:
+        v = res["summary"].get(k)
+        return f"{v['median']:.1f}" if v else "–"
+
+    lines = [
+        "# RAM bandwidth: moetui's probe beside independent measurements, per machine",
+        "",
+        "Medians over interleaved rounds, GB/s (1e9 B/s); copy counts read + write bytes. What `moetui detect`",
+        "reports is the probe's best of read and copy. Details, spreads and load: ram_bandwidth-TAG.md / .json.",
+        "Rerun on a machine: `python3 tuning/ram_bandwidth_check.py --repeats 5 --tag TAG` (TAG: local, h100 ...);",
+        "rebuild this page: `python3 tuning/ram_bandwidth_check.py --summarize-only`.",
+        "",
+        "| run | machine | threads | moetui read | moetui copy | probe s | same probe code, ~1 GiB per thread, 2 s: read | numpy read (max / OR) | numpy copy | sysbench read | sysbench write ×2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tag, r in runs.items():
+        lines.append(
+            f"| {tag} ({r['measured_at'][:16]}Z, {len(r['rounds'])} rounds) | {r['machine']['cpu']}, {r['machine']['physical_cores']} cores, "
+            f"L3 {(r['machine']['l3_bytes'] or 0) // MIB} MiB | {r['threads']} | {med(r, 'moetui_read')} | {med(r, 'moetui_copy')} | "
+            f"{med(r, 'moetui_wall_s')} | {med(r, 'moetui_long_read')} | {med(r, 'numpy_long_read_max')} / {med(r, 'numpy_long_read')} | "
+            f"{med(r, 'numpy_long_copy')} | {med(r, 'sysbench_read')} | "
+            + (f"{r['summary']['sysbench_write']['median'] * 2:.1f}" if "sysbench_write" in r["summary"] else "–") + " |"
+        )
+    atomic_write_text(out / "ram_bandwidth.md", "\n".join(lines) + "\n")
 
 
 def render_md(res: dict) -> str:
