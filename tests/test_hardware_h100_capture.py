@@ -53,3 +53,21 @@ def test_real_h100_build_lists_cuda_and_its_device_memory() -> None:
     # the same hardware with this machine's CPU-only build would get the reinstall advice
     cpu_only = LlamaBuildInfo(installed=True, backends=["CPU"], devices=[d for d in b.devices if d.type == "cpu"])
     assert "-DGGML_CUDA=on" in (llama_build.advise(cpu_only, rig.gpus) or "")
+
+
+def test_fingerprint_of_the_real_capture_is_stable_and_tracks_the_build() -> None:
+    """Saved tuning profiles are keyed by this id: recomputing it from the recorded rig must give what the
+    H100 printed (a change to what the fingerprint covers orphans every saved profile), and swapping the
+    build for a CPU-only one must change it while the hardware key (bandwidth cache) stays."""
+    from moetui.hardware.fingerprint import fingerprint, hardware_key
+
+    real = json.loads((FIX / "detect_h100.json").read_text())
+    rig = Rig.from_dict(real)
+    assert fingerprint(rig) == real["fingerprint"]
+    rig.gpus[0].vram_free_bytes //= 2  # a model loaded elsewhere: same rig
+    rig.ram_bandwidth_gbs = 1.0
+    assert fingerprint(rig) == real["fingerprint"]
+    cpu_only = Rig.from_dict(real)
+    cpu_only.build.backends, cpu_only.build.gpu_offload = ["CPU"], False
+    cpu_only.build.devices = [d for d in cpu_only.build.devices if d.type == "cpu"]
+    assert fingerprint(cpu_only) != real["fingerprint"] and hardware_key(cpu_only) == hardware_key(rig)

@@ -55,13 +55,19 @@ def relocated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 PROBE = """
-import json, sys
+import dataclasses, json, sys
 from moetui.hardware import llama_build
 w = []
 b = llama_build.read_llama_build(w)
+imported = "llama_cpp" in sys.modules
+loaded = [str(p) for p in llama_build.loaded_ggml_paths()]
+import llama_cpp  # now the package itself, loading the same libraries
+w2 = []
+again = llama_build.read_llama_build(w2)
 print(json.dumps({"backends": b.backends, "devices": [d.__dict__ for d in b.devices], "lib_dir": b.lib_dir,
-                  "warnings": w, "loaded": [str(p) for p in llama_build.loaded_ggml_paths()],
-                  "pkg": __import__("llama_cpp").__file__}))
+                  "warnings": w, "loaded": loaded, "pkg": llama_cpp.__file__, "imported_by_read": imported,
+                  "light": dataclasses.asdict(b), "via_import": dataclasses.asdict(again), "warnings_via_import": w2,
+                  "loaded_after_import": [str(p) for p in llama_build.loaded_ggml_paths()]}))
 """
 
 
@@ -86,6 +92,19 @@ def test_libraries_outside_the_package_are_found_through_llama_cpp_lib_path(relo
     assert cpu["type"] == "cpu" and cpu["memory_total_bytes"] > 2**30 and cpu["memory_free_bytes"] > 0
     assert Path(out["lib_dir"]).resolve() == libs.resolve()
     assert [Path(p).resolve().parent for p in out["loaded"]] == [libs.resolve()]
+    _same_answer_both_ways(out)
+
+
+def _same_answer_both_ways(out: dict) -> None:
+    """Reading without importing llama_cpp (the fast way) and through the imported package agree, and
+    the package then loads no second libggml."""
+    assert not out["imported_by_read"], "read_llama_build must not import llama_cpp (0.4 s of imports)"
+    light, full = out["light"], out["via_import"]
+    for d in (light, full):
+        for dev in d["devices"]:
+            dev.pop("memory_free_bytes")  # moves between the two reads
+    assert light == full and out["warnings_via_import"] == []
+    assert out["loaded_after_import"] == out["loaded"]
 
 
 def test_lib_path_wins_over_the_package_copy_and_no_second_libggml_is_loaded(relocated: tuple[Path, Path]) -> None:
@@ -96,6 +115,14 @@ def test_lib_path_wins_over_the_package_copy_and_no_second_libggml_is_loaded(rel
     assert out["warnings"] == [] and out["backends"] == ["CPU"]
     assert Path(out["lib_dir"]).resolve() == libs.resolve()
     assert len(out["loaded"]) == 1 and Path(out["loaded"][0]).resolve().parent == libs.resolve()
+    _same_answer_both_ways(out)
+
+
+def test_installed_package_read_without_importing_it() -> None:
+    here = os.environ.get("LLAMA_CPP_LIB_PATH")
+    out = _probe([], Path(here) if here else None)
+    assert out["warnings"] == [] and "CPU" in out["backends"]
+    _same_answer_both_ways(out)
 
 
 def test_lib_path_without_libraries_degrades_to_a_warning(tmp_path: Path) -> None:
@@ -153,6 +180,8 @@ def test_cuda_build_that_sees_no_device_is_reported() -> None:
     seeing = LlamaBuildInfo(installed=True, gpu_offload=True, backends=["CUDA", "CPU"],
                             devices=[LlamaDevice(name="CUDA0", type="gpu"), LlamaDevice(name="CPU", type="cpu")])
     assert llama_build.advise(seeing, nv) is None
+    mig_empty = [GPUInfo(name="NVIDIA H100 80GB HBM3", vendor="nvidia", mig_enabled=True)]
+    assert "no MIG instance" in (llama_build.advise(blind, mig_empty) or "")
     # backends unread (device API missing) but the build says it offloads: no false alarm
     assert llama_build.advise(LlamaBuildInfo(installed=True, gpu_offload=True), nv) is None
     # nothing read at all and no offload: CPU-only advice, backends stated as unknown

@@ -71,6 +71,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_detect_json_schema_on_this_machine() -> None:
     p = _cli("--json", "--no-bandwidth")
     assert p.returncode == 0, p.stderr
+    assert p.stderr == "", "stdout is the JSON and stderr stays quiet (llama.cpp's registration logs are muted)"
     d = json.loads(p.stdout)
     _check(d, Rig, "rig")
     assert d["schema_version"] == SCHEMA_VERSION and d["source"] == "detected"
@@ -112,3 +113,15 @@ def test_plan_with_an_unknown_rig_is_one_line_and_exit_2(tiny_moe: Path) -> None
                        text=True, env=env, timeout=60, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0 and "no reference rig named 'gtx-9999'" in p.stderr
+
+
+def test_detect_stays_light() -> None:
+    """What keeps `moetui detect` under 2 s: no other command's modules (gguf, the tuner), no
+    `import llama_cpp` (its libllama is opened directly), no Textual."""
+    code = ("import contextlib, io, sys; from moetui.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): rc = main(['detect', '--no-bandwidth', '--json'])\n"
+            "print(rc, sorted(m for m in ('gguf', 'llama_cpp', 'textual', 'moetui.tuner', 'moetui.model.info') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=_pythonpath(REPO))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split(None, 1) == ["0", "[]\n"]

@@ -9,7 +9,10 @@ Method (STREAM-like): each thread allocates and first-touches its own buffers (f
 pages on the thread's NUMA node), then all threads copy src->dst for a fixed window, then all
 threads read (max-reduce) src for a window. Copy counts read + write bytes, as STREAM does (the
 write-allocate read is not counted). The source buffer is L3_MULTIPLE times the L3 (at least 128 MiB,
-at most 4 GiB) so caches cannot serve it.
+at most 4 GiB) so caches cannot serve it. Checked on the lent H100 box (16 cores, 300 MiB L3): this
+short probe read 117 GB/s where the same code over 16 GiB for 2 s read 128, numpy's max over 16 GiB 125
+and sysbench 90 (tuning/results/ram_bandwidth.md): 4x is not flattered by the cache, and 16x would
+cost more page faulting than the budget allows on slow-faulting VMs (0.3-2 GB/s on the dev VM).
 """
 
 from __future__ import annotations

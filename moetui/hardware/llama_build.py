@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.metadata
+import importlib.util
+import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +111,21 @@ def _dec(b: bytes | None) -> str:
 
 
 def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = True) -> LlamaBuildInfo:
-    """Never raises; an absent or broken llama-cpp-python gives installed=False and a warning."""
+    """Never raises; an absent or broken llama-cpp-python gives installed=False and a warning.
+
+    When llama_cpp is not imported yet, its libllama is opened directly (the same file, found the same
+    way llama_cpp finds it) instead of importing the package: `import llama_cpp` also imports its chat
+    formats, jinja2 and numpy, about 0.4-0.5 s of a `moetui detect` run."""
     warnings = warnings if warnings is not None else []
     info = LlamaBuildInfo()
+    if "llama_cpp" not in sys.modules and sys.platform != "win32":
+        light = _open_libllama(info, warnings)
+        if light is not None:
+            with _quiet_ggml_log(light):
+                _read_into(info, light, warnings, query_memory)
+            return info
+        if not info.installed:
+            return info
     try:
         llama_cpp = importlib.import_module("llama_cpp")
     except Exception as exc:
@@ -117,9 +133,104 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
         return info
     info.installed = True
     info.version = getattr(llama_cpp, "__version__", None)
-    lib_dir = lib_dir_for(llama_cpp)
+    info.lib_dir = str(lib_dir_for(llama_cpp))
+    # Backend registration logs at INFO through llama-cpp-python's logger, which prints everything by
+    # default ("ggml_cuda_init: found 1 CUDA devices ..." on stderr): quiet it while we look; errors still show.
+    py_logger = logging.getLogger("llama-cpp-python")
+    level = py_logger.level
+    py_logger.setLevel(max(level, logging.ERROR))
+    try:
+        _read_into(info, llama_cpp, warnings, query_memory)
+    finally:
+        py_logger.setLevel(level)
+    return info
+
+
+_LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_GGML_LOG_LEVEL_ERROR = 3
+
+
+class _LibLlama:
+    """The three libllama calls _read_into needs, straight from the shared library."""
+
+    def __init__(self, lib: Any) -> None:
+        self.lib = lib
+        lib.llama_supports_gpu_offload.restype, lib.llama_supports_gpu_offload.argtypes = ctypes.c_bool, []
+        lib.llama_print_system_info.restype, lib.llama_print_system_info.argtypes = ctypes.c_char_p, []
+        lib.llama_backend_init.restype, lib.llama_backend_init.argtypes = None, []
+        lib.llama_log_set.restype, lib.llama_log_set.argtypes = None, [_LOG_CB, ctypes.c_void_p]
+
+    def llama_backend_init(self) -> None:
+        self.lib.llama_backend_init()
+
+    def llama_supports_gpu_offload(self) -> bool:
+        return bool(self.lib.llama_supports_gpu_offload())
+
+    def llama_print_system_info(self) -> bytes:
+        return self.lib.llama_print_system_info() or b""
+
+
+def _package_version(pkg_dir: Path) -> str | None:
+    try:
+        return importlib.metadata.version("llama_cpp_python")
+    except Exception:  # a package copied without its dist-info (as on the GPU box): read __init__.py
+        try:
+            m = re.search(r'__version__\s*=\s*["\']([^"\']+)', (pkg_dir / "__init__.py").read_text())
+            return m.group(1) if m else None
+        except OSError:
+            return None
+
+
+def _open_libllama(info: LlamaBuildInfo, warnings: list[str]) -> _LibLlama | None:
+    """libllama as llama_cpp would load it (LLAMA_CPP_LIB_PATH, else the package's lib/), without
+    importing the package. None with installed=False when there is no llama-cpp-python; None with
+    installed=True when the light way fails and the caller should import llama_cpp instead."""
+    try:
+        spec = importlib.util.find_spec("llama_cpp")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        warnings.append("llama.cpp: llama-cpp-python not importable (not installed)")
+        return None
+    pkg_dir = Path(next(iter(spec.submodule_search_locations)))
+    lib_dir = Path(os.environ[LIB_PATH_ENV]) if os.environ.get(LIB_PATH_ENV) else pkg_dir / "lib"
+    names = ["libllama.so"] + (["libllama.dylib"] if sys.platform == "darwin" else [])
+    path = next((lib_dir / n for n in names if (lib_dir / n).exists()), None)
+    if path is None:
+        # llama_cpp's own import fails the same way: the package cannot be used at all
+        warnings.append(f"llama.cpp: llama-cpp-python not importable (no libllama in {lib_dir})")
+        return None
+    info.installed, info.version, info.lib_dir = True, _package_version(pkg_dir), str(lib_dir)
+    try:
+        return _LibLlama(ctypes.CDLL(str(path)))
+    except (OSError, AttributeError):
+        return None  # let the real import try, and report what it says
+
+
+class _quiet_ggml_log:
+    """Route ggml/llama logs to a filter that keeps errors only, then back to the default (stderr) logger,
+    which is what llama_cpp finds and replaces with its own when it is imported later."""
+
+    def __init__(self, api: _LibLlama) -> None:
+        self.api = api
+
+        def cb(level: int, text: bytes | None, _user: Any) -> None:
+            if level == _GGML_LOG_LEVEL_ERROR and text:
+                sys.stderr.write(text.decode("utf-8", "replace"))
+
+        self.cb = _LOG_CB(cb)  # kept referenced while installed
+
+    def __enter__(self) -> None:
+        self.api.lib.llama_log_set(self.cb, None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.lib.llama_log_set(_LOG_CB(), None)  # NULL: ggml's default logger
+
+
+def _read_into(info: LlamaBuildInfo, llama_cpp: Any, warnings: list[str], query_memory: bool) -> None:
+    """llama_cpp: the llama_cpp module or a _LibLlama. info.installed/version/lib_dir are already set."""
+    lib_dir = Path(info.lib_dir or ".")
     package_lib = not os.environ.get(LIB_PATH_ENV)
-    info.lib_dir = str(lib_dir)
     try:
         # llama_backend_init is idempotent; it registers nothing new but makes sure ggml is set up.
         llama_cpp.llama_backend_init()
@@ -143,7 +254,7 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
         info.backends = backends_from_system_info(info.system_info)
         known = f"backends from its system info: {', '.join(info.backends)}" if info.backends else "backends unknown"
         warnings.append(f"llama.cpp: ggml device API unavailable ({exc}); {known}, devices and their free memory unknown")
-        return info
+        return
     try:
         if lib.ggml_backend_reg_count() == 0 and hasattr(lib, "ggml_backend_load_all_from_path"):
             # A GGML_BACKEND_DL build keeps backends as plugins until someone loads them.
@@ -168,7 +279,6 @@ def read_llama_build(warnings: list[str] | None = None, *, query_memory: bool = 
             info.devices.append(d)
     except Exception as exc:
         warnings.append(f"llama.cpp: enumerating ggml devices failed ({type(exc).__name__}: {exc})")
-    return info
 
 
 def backends_from_system_info(text: str | None) -> list[str]:
@@ -204,6 +314,9 @@ def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
             # CUDA runtime the build was made with, or CUDA_VISIBLE_DEVICES / MIG hiding the card.
             hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
             hint = f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None and vendor == "nvidia" else ""
+            if vendor == "nvidia" and all(g.mig_enabled and not g.mig_devices for g in gpus if g.vendor == vendor):
+                return (f"This machine has {names} with MIG on but no MIG instance configured, so CUDA (and llama.cpp) "
+                        "sees no GPU: create an instance (nvidia-smi mig -cgi ... -C) or turn MIG off (nvidia-smi -mig 0)")
             return (
                 f"This machine has {names} and llama.cpp has the {', '.join(sorted(usable))} backend, but it sees "
                 f"no GPU device{hint}: check that the driver is at least as new as the toolkit the build used, "

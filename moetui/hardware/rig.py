@@ -104,7 +104,7 @@ class LlamaBuildInfo:
     backends: list[str] = field(default_factory=list)  # ggml backend registry names: "CUDA", "CPU" ...
     devices: list[LlamaDevice] = field(default_factory=list)
     system_info: str | None = None  # llama_print_system_info(): the CPU features the build uses
-    lib_dir: str | None = None
+    lib_dir: str | None = None  # folder of the libllama/libggml in use (LLAMA_CPP_LIB_PATH or the package lib/)
     # Plain-words advice when the build cannot use the hardware (e.g. CPU-only build on an NVIDIA rig).
     advice: str | None = None
 
