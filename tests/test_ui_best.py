@@ -10,21 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hub_server import fake_hub  # noqa: F401
+
 from moetui.hardware import Rig, detect_rig
 from moetui.hub.catalog import CatalogModel, QuantFile
 from moetui.tuner import TuneOptions
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.best import BestConfigScreen
-from moetui.ui.screens.best_pick import pick_from_catalog
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.widgets.chat_log import ChatLog
 from moetui.ui.widgets.flow_checklist import FlowChecklist
 from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
 
 SIZE = (80, 24)
-FAST = TuneOptions(budget_s=5, n_prompt=64, n_gen=16, reps=3, dimensions=("threads", "ubatch"))
+FAST = TuneOptions(budget_s=5, n_prompt=64, n_gen=16, reps=3, dimensions=("threads", "ubatch"), max_probes=2)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +86,12 @@ def test_best_config_from_the_catalog_downloads_through_the_hub(fake_hub, tiny_m
                                                                   tmp_path: Path) -> None:
     fake_hub.add_file("me/tiny-GGUF", "tiny-moe-Q4_K_M.gguf", tiny_moe)
     size = tiny_moe.stat().st_size
-    big = CatalogModel("too-big", "Too Big", "qwen3-235b-a22b", ["me/huge-GGUF"],
+    # same shape (sized once), a file no rig holds: the pick must skip it for the one that fits
+    big = CatalogModel("too-big", "Too Big", "qwen3-30b-a3b", ["me/huge-GGUF"],
                        [QuantFile("Q4_K_M", ["huge.gguf"], 10**15, "me/huge-GGUF")])
     tiny = CatalogModel("tiny-moe", "Tiny MoE", "qwen3-30b-a3b", ["me/tiny-GGUF"],
                         [QuantFile("Q4_K_M", ["tiny-moe-Q4_K_M.gguf"], size, "me/tiny-GGUF")])
     catalog = [big, tiny]
-    pick = pick_from_catalog(cpu_rig, catalog)
-    assert pick.ref == "me/tiny-GGUF:Q4_K_M" and "does not fit" in pick.considered[0][1][0].reason
 
     async def run() -> None:
         app = MoetuiApp(rig=cpu_rig, detect=False)

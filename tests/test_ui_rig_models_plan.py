@@ -77,7 +77,7 @@ async def test_picking_a_reference_rig_replans() -> None:
         assert "3060" in app.state.rig.name
         on_3060 = app.state.plan
         assert on_3060 is not on_4090
-        in_ram = lambda p: sum(1 for l in p.layers if l.experts_cpu)  # noqa: E731
+        in_ram = lambda p: sum(1 for ly in p.layers if ly.experts_cpu)  # noqa: E731
         assert in_ram(on_3060) > in_ram(on_4090)  # a 12 GB card keeps more expert layers in RAM
 
 
@@ -155,7 +155,7 @@ async def test_plan_draws_the_split_layer_by_layer() -> None:
         p = app.state.plan
         down = next(line for line in lines if line.strip().startswith("exp.down"))
         cells = down.split("exp.down", 1)[1].strip()
-        expected = "".join("▒" if "down" in l.experts_cpu else "█" for l in p.layers)
+        expected = "".join("▒" if "down" in ly.experts_cpu else "█" for ly in p.layers)
         assert cells == expected
         assert any("RAM (CPU)" in line for line in lines) and any("CUDA0" in line for line in lines)
         assert any(line.lstrip().startswith("CUDA0 ") and "/ 24.7 GB" in line for line in lines)  # memory bar

@@ -93,6 +93,8 @@ def tui_child(cfg_json: str, tokens: int, reps: int, out_path: str) -> None:
             self.action_open("chat")
             chat = self.screen_named("chat")
             chat.max_tokens, chat.sampling = tokens, {"temperature": 0.0}
+            while not chat.is_mounted:
+                await asyncio.sleep(0.01)
             for i in range(reps + 1):
                 before = chat.last_done
                 t0 = time.perf_counter()
@@ -120,11 +122,13 @@ def run_tui(cfg, tokens: int, reps: int, timeout: float = 900) -> dict:
     socket = f"moetui-overhead-{uuid.uuid4().hex[:8]}"
     cmd = [sys.executable, __file__, "--tui-child", json.dumps(cfg.to_dict()), "--tokens", str(tokens),
            "--reps", str(reps), "--out", str(out)]
-    tmux(socket, "new-session", "-d", "-s", "o", "-x", "80", "-y", "24", " ".join(shlex.quote(c) for c in cmd))
+    # `; sleep` keeps a crashed child's traceback on the pane for the error message
+    tmux(socket, "new-session", "-d", "-s", "o", "-x", "80", "-y", "24",
+         " ".join(shlex.quote(c) for c in cmd) + " || sleep 5")
     try:
         end = time.monotonic() + timeout
         while not out.exists():
-            if time.monotonic() > end:
+            if time.monotonic() > end or tmux(socket, "has-session", "-t", "o").returncode != 0:
                 raise TimeoutError(tmux(socket, "capture-pane", "-p", "-t", "o").stdout)
             time.sleep(0.2)
         screen = tmux(socket, "capture-pane", "-p", "-t", "o").stdout
@@ -206,8 +210,8 @@ def main() -> None:
         f"--tokens {args.tokens} --reps {args.reps} --rounds {args.rounds}`.", "",
         f"- model: {summary['model']}; config: CPU only (n_gpu_layers 0), n_ctx 2048, greedy, {args.tokens} tokens per reply",
         f"- machine: {summary['machine']}",
-        f"- TUI: `MoetuiApp` Chat screen in a real terminal (tmux, 80x24), streaming every token into the chat log "
-        f"with the live stats bar; headless: the same worker API consumed by a plain loop", "",
+        "- TUI: `MoetuiApp` Chat screen in a real terminal (tmux, 80x24), streaming every token into the chat log "
+        "with the live stats bar; headless: the same worker API consumed by a plain loop", "",
         "| | decode tok/s (median) | wall per reply, s (median) |", "|---|---|---|",
         f"| headless | {h_tps:.1f} | {h_wall:.3f} |",
         f"| TUI Chat | {t_tps:.1f} | {t_wall:.3f} |",

@@ -66,8 +66,10 @@ DEFAULT_N_PROMPT = TuneOptions.n_prompt
 MAX_ROUNDS = 3
 MAX_EXTRA_REPS = 2  # extra measurement rounds while the spread is large
 NOISY = 0.05  # relative spread of the objective above which a probe is measured again
-# failures that say something about the config on this rig (not about the moment or the user's options)
-RECORDED_KINDS = ("oom", "crash", "hang", "error", "abort", "load", "config", "context")
+# failures that say something about the config on this rig (not about the moment or the user's options);
+# a hang is not among them: on a busy machine a slow probe can look like one
+RECORDED_KINDS = ("oom", "crash", "error", "abort", "load", "config", "context")
+STALL_S = 300.0
 DRAFT_PROMPT = ("Write a numbered list of the planets of the solar system with one short sentence "
                 "about each, then repeat the list in reverse order.")
 
@@ -81,6 +83,19 @@ INTERACTS: dict[str, set[str]] = {
     "cache_type": {"flash_attn", "placement"},
     "load_mode": {"placement"},
 }
+
+
+def config_changes(a: RunConfig, b: RunConfig) -> dict[str, Any]:
+    """`b`'s settings that differ from `a`'s, in a probe's `changes` vocabulary."""
+    out: dict[str, Any] = {}
+    for k in ("n_gpu_layers", "n_threads", "n_threads_batch", "n_ubatch", "n_batch", "flash_attn", "load_mode"):
+        if getattr(a, k) != getattr(b, k):
+            out[k] = getattr(b, k)
+    if (a.cache_type_k, a.cache_type_v) != (b.cache_type_k, b.cache_type_v):
+        out["cache_type"] = b.cache_type_k if b.cache_type_k == b.cache_type_v else f"{b.cache_type_k}/{b.cache_type_v}"
+    if a.overrides != b.overrides:
+        out["overrides"] = len(b.overrides)
+    return out
 
 
 def changed_dimensions(a: RunConfig, b: RunConfig) -> set[str]:
@@ -186,13 +201,14 @@ class Tuner:
         self._emit(TuneFinished(result))
         return result
 
-    def measure(self, config: RunConfig, changes: dict[str, Any], *, role: str = "search") -> Probe:
+    def measure(self, config: RunConfig, changes: dict[str, Any], *, role: str = "search",
+                label: str | None = None) -> Probe:
         """Measure one config (or return the probe that already measured it). Never raises for a config
         that fails to load or run: the probe says so. Raises _Cancelled when the tune is cancelled."""
         key = config_key(self._effective(config))
         if key in self._by_key:
             return self._by_key[key]
-        probe = Probe(len(self.probes), config, dict(changes), short_label(changes), role=role)
+        probe = Probe(len(self.probes), config, dict(changes), label or short_label(changes), role=role)
         self.probes.append(probe)
         self._by_key[key] = probe
         if self.store.is_failed(self.rig_fingerprint, self.model_id, config):
@@ -271,7 +287,9 @@ class Tuner:
         # defaults put every expert on the GPU: only meaningful where the plan says that fits
         if self.plan.mode not in ("cpu_only", "all_gpu"):
             return None
-        return self.measure(self.default_config(start), {"defaults": "llama.cpp"}, role="baseline")
+        cfg = self.default_config(start)
+        # its changes are what differs from the plan, so candidates built on it say what they run
+        return self.measure(cfg, config_changes(start, cfg), role="baseline", label="llama.cpp defaults")
 
     # --- the search ---------------------------------------------------------------------------------------
     def dimensions(self) -> list[str]:
@@ -339,7 +357,6 @@ class Tuner:
 
     def _with(self, changes: dict[str, Any], **settings: Any) -> tuple[RunConfig, dict[str, Any]]:
         base, ch = self._base()
-        ch = {k: v for k, v in ch.items() if k != "defaults"}
         ch.update(changes)
         return base.replace(**settings), ch
 
@@ -482,7 +499,8 @@ class Tuner:
         if self._loaded is None or self._loaded.key != lkey or self._worker is None or not self._worker.alive:
             self._close_worker()
             self._check_cancel()
-            timeout = max(120.0, o.budget_s)
+            # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
+            timeout = max(STALL_S, o.budget_s)
             self._worker = ModelWorker(stall_timeout=timeout, load_timeout=timeout)
             info = self._worker.start(cfg)
             self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
@@ -512,7 +530,7 @@ class Tuner:
     def _bench(self, t: int, tb: int) -> BenchResult:
         o = self.options
         b = self._worker.bench(o.n_prompt, o.n_gen, max(1, o.reps), n_threads=t, n_threads_batch=tb,
-                               timeout=max(120.0, o.budget_s))
+                               timeout=None)
         self._check_cancel()
         if len(b.tg_tok_s) < 1 or len(b.pp_tok_s) < 1:
             raise WorkerError("the measurement returned no figures", kind="protocol")
@@ -526,7 +544,7 @@ class Tuner:
         for _ in range(max(1, o.reps)):
             self._check_cancel()
             done = collect(self._worker.generate(DRAFT_PROMPT, max_tokens=o.n_gen, temperature=0.0,
-                                                 n_threads=t, n_threads_batch=tb, timeout=max(120.0, o.budget_s)))
+                                                 n_threads=t, n_threads_batch=tb))
             if done.stats.prompt_tok_s:
                 pp.append(done.stats.prompt_tok_s)
             if done.stats.decode_tok_s_avg:

@@ -65,10 +65,8 @@ def short_label(changes: dict[str, Any]) -> str:
     """Human text for a probe's changes from the plan."""
     if not changes:
         return "plan"
-    if changes.get("defaults"):
-        return f"{changes['defaults']} defaults"
     names = {"n_cpu_moe": "experts in RAM", "boundary": "split", "n_threads": "t", "n_threads_batch": "tb",
              "n_ubatch": "ub", "n_batch": "b", "flash_attn": "fa", "cache_type": "kv", "load_mode": "load",
-             "draft_max": "draft-max", "draft": "draft", "n_gpu_layers": "ngl"}
+             "draft_max": "draft-max", "draft": "draft", "n_gpu_layers": "ngl", "overrides": "overrides"}
     return ", ".join(f"{names.get(k, k)} {v}" for k, v in changes.items())
 

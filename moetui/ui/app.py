@@ -12,7 +12,6 @@ import importlib
 import threading
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
@@ -80,7 +79,7 @@ class MoetuiApp(App):
     CSS_PATH = [ASSETS / "moetui.tcss"]
     COMMANDS = App.COMMANDS | {MoetuiCommands}
     BINDINGS = [
-        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best", show=name != "home")
+        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best")
           for name, (_, _, key, title, _) in SCREENS_BY_NAME.items()),
         Binding("q", "quit", "Quit"),
         Binding("escape", "unfocus", "Leave field", show=False),  # back from a text field to the letter keys

@@ -18,18 +18,24 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from moetui.errors import ConfigError, HubError, MoetuiError
-from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, open_screen, release_model_workers, ui_call
+from moetui.ui.screens.flow_common import (
+    FLOWS_TCSS,
+    app_state,
+    open_screen,
+    release_model_workers,
+    ui_call,
+)
 from moetui.ui.screens.tune import describe_probe
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
@@ -55,7 +61,7 @@ class FlowCancelled(MoetuiError):
 
 class BestConfigScreen(Screen):
     CSS_PATH = FLOWS_TCSS
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("g", "start", "Go"),
         Binding("escape", "cancel", "Cancel"),
     ]
@@ -212,7 +218,7 @@ class BestConfigScreen(Screen):
         except MoetuiError as exc:
             # a step interrupted by the cancel may fail on the way out ("nothing could be measured")
             say(self._stopped, current, "cancelled" if cancel.is_set() else "failed", None if cancel.is_set() else exc)
-        except Exception as exc:  # a bug in a step: report it and keep the app up
+        except Exception as exc:  # noqa: BLE001 - a bug in a step: report it and keep the app up
             say(self._stopped, current, "failed", RuntimeError(f"{type(exc).__name__}: {exc}"))
 
     def _step_rig(self, rig: Any, cancel: threading.Event, say: Any) -> Any:
@@ -313,7 +319,13 @@ class BestConfigScreen(Screen):
     def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
                    say: Any) -> Any:
         try:
-            from moetui.tuner import ProbeFinished, ProbeStarted, TuneOptions, TuneProgress, tune
+            from moetui.tuner import (
+                ProbeFinished,
+                ProbeStarted,
+                TuneOptions,
+                TuneProgress,
+                tune,
+            )
         except ImportError:  # a build without the tuner: chat with the plan
             say(self._step, "tune", "skipped", "the tuner is not available; using the plan")
             return None

@@ -5,15 +5,19 @@ speed), ties going to the faster prediction. Pure domain logic (no Textual), use
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from moetui.errors import DoesNotFit
 from moetui.hardware.rig import Rig
 from moetui.hub.catalog import CatalogModel, QuantFile, load_catalog
 from moetui.model.info import ModelInfo
 from moetui.sizing.plan import Plan, PlanOptions
-from moetui.sizing.quant_choice import DEFAULT_MIN_DECODE_TPS, QuantVerdict, choose_quant
+from moetui.sizing.quant_choice import (
+    DEFAULT_MIN_DECODE_TPS,
+    QuantVerdict,
+    choose_quant,
+)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
 switching to Export and back does not reload; it is reloaded when the active config changes and closed
 when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
-worker and reach the log in batches (at most ~10 UI updates a second, whatever the decode speed), so the
+worker and reach the log in batches (at most 5 UI updates a second, whatever the decode speed), so the
 UI costs the model nothing: the child process never waits on us.
 """
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -28,13 +28,14 @@ from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
-FLUSH_S = 0.1  # token batches reach the UI at most this often (10 Hz reads as streaming)
+FLUSH_S = 0.2  # token batches reach the UI at most this often: 5 Hz reads as streaming, and each UI
+# update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
 
 
 class ChatScreen(Screen):
     CSS_PATH = FLOWS_TCSS
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_leave_input", "Stop"),
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("f2", "system_prompt", "System prompt"),
@@ -339,8 +340,8 @@ class ChatScreen(Screen):
             while not self._shutting_down.wait(SAMPLE_S):
                 w = self.model_worker
                 pid = w.pid if w is not None and w.alive else None
-                if pid is None:
-                    continue
+                if pid is None or self.generating:
+                    continue  # while it generates, the worker's own StatsEvents carry RSS and VRAM
                 sample = sampler.sample()
                 vram, scope = None, ""
                 mine = [g.processes.get(pid) for g in sample.gpus if g.processes.get(pid) is not None]
@@ -352,7 +353,7 @@ class ChatScreen(Screen):
                 if psutil is not None:
                     try:
                         rss = psutil.Process(pid).memory_info().rss
-                    except Exception:  # the worker just exited
+                    except Exception:  # noqa: BLE001 - the worker just exited
                         rss = None
                 if not ui_call(self.app, self._sampled, vram, scope, rss):
                     return
@@ -431,7 +432,7 @@ def _placement(config: Any) -> str:
         return "CPU only"
     try:
         layers = layers_from_overrides(config.overrides)
-    except Exception:  # a hand-written override the parser does not know: say so plainly
+    except Exception:  # noqa: BLE001 - a hand-written override the parser does not know: say so plainly
         layers = None
     if layers:
         return f"experts of {len(layers)} layers in RAM"

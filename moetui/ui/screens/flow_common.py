@@ -3,10 +3,13 @@ UI from a worker thread when the app may already be gone, and opening another sc
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual.app import App
+from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.widget import Widget
 
 from moetui.paths import REPO_DIR
 
@@ -14,11 +17,25 @@ FLOWS_TCSS = str(REPO_DIR / "assets" / "flows.tcss")
 
 
 def ui_call(app: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
-    """`app.call_from_thread`, but False instead of an exception when the app has stopped (a worker thread
-    that outlives the app must wind down quietly, not print a traceback over the user's shell)."""
-    try:
-        app.call_from_thread(fn, *args, **kwargs)
+    """`app.call_from_thread`, but False instead of an exception when the app has stopped or the screen
+    that owns `fn` is being torn down (a worker thread that outlives its screen must wind down quietly,
+    not fail the app with a traceback over the user's shell)."""
+    owner = getattr(fn, "__self__", None)
+
+    def guarded() -> bool:
+        if isinstance(owner, Widget) and not owner.is_attached:
+            return False
+        try:
+            fn(*args, **kwargs)
+        except NoMatches:
+            closing = getattr(owner, "_closing", False) or getattr(owner, "_closed", False)
+            if app.is_running and not closing:
+                raise  # a live screen missing a widget is a bug: let it show
+            return False  # the app or screen is closing and its widgets are already gone
         return True
+
+    try:
+        return bool(app.call_from_thread(guarded))
     except RuntimeError:
         return False
 
@@ -27,10 +44,9 @@ def open_screen(app: App, name: str, factory: Callable[[], Screen]) -> None:
     """Show the app's screen `name` through MoetuiApp.action_open (screens installed lazily by name); in a
     host app without it, switch to an installed screen of that name or push a fresh one from `factory`."""
     opener = getattr(app, "action_open", None)
-    if callable(opener) and getattr(app, "screen_named", None) is not None:
-        if app.screen_named(name) is not None:  # type: ignore[attr-defined]
-            opener(name)
-            return
+    if callable(opener) and getattr(app, "screen_named", None) is not None and app.screen_named(name) is not None:  # type: ignore[attr-defined]
+        opener(name)
+        return
     if app.is_screen_installed(name):
         app.switch_screen(name)
     else:

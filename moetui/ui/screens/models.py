@@ -52,7 +52,7 @@ def verdict(p: Plan) -> str:
     if p.mode == "all_gpu":
         return "all in VRAM"
     if p.mode == "experts_split":
-        n = sum(1 for l in p.layers if l.experts_cpu)
+        n = sum(1 for ly in p.layers if ly.experts_cpu)
         return f"hybrid: {n} in RAM"  # N expert layers in RAM (the status line spells it out)
     if p.mode == "partial_layers":
         return "partial offload (CPU-bound)"
@@ -205,7 +205,7 @@ class ModelsScreen(Screen):
         except Exception as exc:
             row.detail = str(exc)
             return moe_shape(row.info), f"no plan: {str(exc)[:50]}", ""
-        n = sum(1 for l in p.layers if l.experts_cpu)
+        n = sum(1 for ly in p.layers if ly.experts_cpu)
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")
         return moe_shape(row.info), verdict(p), tps(p.decode_tps)

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.model.info import KV_CACHE_TYPES
-from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.format import tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
 

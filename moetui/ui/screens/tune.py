@@ -8,18 +8,23 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from moetui.errors import ConfigError, MoetuiError
-from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, release_model_workers, ui_call
+from moetui.ui.screens.flow_common import (
+    FLOWS_TCSS,
+    app_state,
+    release_model_workers,
+    ui_call,
+)
 from moetui.ui.state import ConfigChosen, TuneCompleted
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.probe_plot import ProbePlot
@@ -45,7 +50,7 @@ def describe_probe(probe: Any) -> str:
 
 class TuneScreen(Screen):
     CSS_PATH = FLOWS_TCSS
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start"),
         Binding("escape", "cancel", "Cancel tuning"),
     ]
@@ -177,7 +182,7 @@ class TuneScreen(Screen):
             # the user's cancel, not a failure
             ui_call(self.app, self._cancelled if cancel.is_set() else self._failed, exc)
             return
-        except Exception as exc:  # a tuner bug: report it, keep the app up
+        except Exception as exc:  # noqa: BLE001 - a tuner bug: report it, keep the app up
             ui_call(self.app, self._failed, RuntimeError(f"{type(exc).__name__}: {exc}"))
             return
         ui_call(self.app, self._finished, result)

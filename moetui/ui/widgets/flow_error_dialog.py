@@ -3,8 +3,10 @@ fit, a cut download): the one-line message and, when there is one, the tail of l
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
@@ -19,7 +21,7 @@ class FlowErrorDialog(ModalScreen[None]):
     FlowErrorDialog #flow-error-log { height: auto; max-height: 12; border: round $panel; }
     FlowErrorDialog Button { margin-top: 1; }
     """
-    BINDINGS = [Binding("escape", "dismiss_dialog", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_dialog", "Close")]
 
     def __init__(self, title: str, message: str, log_tail: str = "") -> None:
         super().__init__()

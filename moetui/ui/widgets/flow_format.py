@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -20,9 +22,9 @@ def fmt_rate(x: float | None, digits: int = 1) -> str:
 
 def fmt_duration(s: float | None) -> str:
     """'-', '42 s', '3 m 05 s', '1 h 02 m'."""
-    if s is None or s != s or s < 0:  # None, NaN or negative: unknown
+    if s is None or math.isnan(s) or s < 0:  # unknown
         return "-"
-    s = int(round(s))
+    s = round(s)
     if s < 60:
         return f"{s} s"
     if s < 3600:

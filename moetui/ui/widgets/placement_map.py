@@ -28,15 +28,15 @@ def cell(device: str) -> tuple[str, str]:
 
 def rows_for(layers: list[LayerSummary]) -> list[tuple[str, list[str | None]]]:
     """(row label, device per layer or None where the layer has no such tensor)."""
-    parts = sorted({p for l in layers for p in (*l.experts_gpu, *l.experts_cpu)})
-    rows: list[tuple[str, list[str | None]]] = [("attn+", [l.device for l in layers])]
+    parts = sorted({p for ly in layers for p in (*ly.experts_gpu, *ly.experts_cpu)})
+    rows: list[tuple[str, list[str | None]]] = [("attn+", [ly.device for ly in layers])]
     for part in parts:
         devs: list[str | None] = []
-        for l in layers:
-            if part in l.experts_cpu:
+        for ly in layers:
+            if part in ly.experts_cpu:
                 devs.append("CPU")
-            elif part in l.experts_gpu:
-                devs.append(l.device)
+            elif part in ly.experts_gpu:
+                devs.append(ly.device)
             else:
                 devs.append(None)
         rows.append((f"exp.{part}", devs))
