@@ -18,7 +18,7 @@ QUICK = ["-p", "32", "-n", "8", "-r", "3"]
 
 
 def moetui(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "moetui", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "moetui", *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _profiles() -> list[Path]:
@@ -71,7 +71,7 @@ def _wait_for_probe(proc: subprocess.Popen[str], n: int, timeout: float = 120) -
         lines.append(line)
         if line.startswith(f"[{n}]"):
             return lines
-    raise AssertionError("the tune never got to probe %d: %s" % (n, "".join(lines)))
+    raise AssertionError(f"the tune never got to probe {n}: {''.join(lines)}")
 
 
 def _workers(pid: int) -> list[psutil.Process]:
@@ -92,7 +92,7 @@ def test_a_killed_tune_leaves_the_store_intact(tiny_moe):
     assert not list(path.parent.rglob("*.tmp"))
     assert ProfileStore().get(*_key(before)) is not None
     # the worker notices its parent is gone and exits by itself
-    gone, alive = psutil.wait_procs(workers, timeout=15)
+    _, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive
 
 
@@ -119,7 +119,7 @@ def test_a_crashing_probe_is_recorded_and_the_tune_goes_on(tiny_moe):
     time.sleep(0.1)
     for w in _workers(proc.pid):
         w.kill()  # what the kernel's OOM killer does to a worker
-    out, err = proc.communicate(timeout=180)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     [path] = _profiles()
     d = json.loads(path.read_text())

@@ -6,7 +6,15 @@ from __future__ import annotations
 from moetui.config import RunConfig
 from moetui.model.inspect import inspect_file
 from moetui.sizing.overrides import cpu_expert_overrides, n_cpu_moe_overrides
-from moetui.tuner.placement_axis import BETTER, FAILED, SAME, STOP, WORSE, PlacementAxis, walk
+from moetui.tuner.placement_axis import (
+    BETTER,
+    FAILED,
+    SAME,
+    STOP,
+    WORSE,
+    PlacementAxis,
+    walk,
+)
 
 
 def test_axis_round_trips_positions(tiny_moe):
@@ -63,6 +71,12 @@ def test_walk_tries_more_in_ram_when_fewer_is_worse():
     tried = walk(6, True, 3, 12, try_pos, lambda: best["pos"])
     assert tried[:3] == [3, 9, 12]
     assert best["pos"] == 12
+
+
+def test_walk_from_all_experts_on_the_gpu_does_not_go_up():
+    try_pos, best = _world(fails_below=0, score=lambda p: p)
+    best["pos"] = 0
+    assert walk(0, True, 3, 12, try_pos, lambda: best["pos"]) == []
 
 
 def test_walk_stops_at_once_when_the_budget_is_spent():

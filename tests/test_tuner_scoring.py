@@ -59,7 +59,7 @@ def test_changed_dimensions():
 def test_options_are_validated():
     from moetui.errors import ConfigError
 
-    for bad in (dict(objective="speed"), dict(budget_s=0), dict(reps=0), dict(dimensions=("warp",)), dict(n_ctx=-1),
-                dict(vram_margin_bytes=-1), dict(max_probes=0), dict(n_gen=0)):
+    for bad in ({"objective": "speed"}, {"budget_s": 0}, {"reps": 0}, {"dimensions": ("warp",)}, {"n_ctx": -1},
+                {"vram_margin_bytes": -1}, {"max_probes": 0}, {"n_gen": 0}):
         with pytest.raises(ConfigError):
             TuneOptions(**bad).validate()

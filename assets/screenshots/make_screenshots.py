@@ -42,7 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         # the user's own models and data stay out of the pictures
-        os.environ.update(MOETUI_DATA_DIR=str(Path(tmp) / "moetui"), HF_HUB_CACHE=str(Path(tmp) / "hf"),
+        os.environ.update(MOETUI_DATA_DIR="/tmp/moetui-screenshots/data",  # a stable path on the Export shot
+                           HF_HUB_CACHE=str(Path(tmp) / "hf"),
                           HOME=tmp, OLLAMA_MODELS=str(Path(tmp) / "ollama"))
         from moetui.ui.screens.rig import RigScreen
 

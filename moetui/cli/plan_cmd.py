@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:
         o.vram_budget_bytes = int(args.vram_budget * GB)
+    from moetui.tuner.store import measured_efficiency
+
+    eff = measured_efficiency(rig)
+    if eff is not None:  # a tune on this rig measured how fast it really is
+        o.efficiency = eff
     p = plan(model, rig, o)
     if args.json:
         print_json({"model": model.path, "rig": rig.name, **p.to_dict()})

@@ -259,7 +259,11 @@ class Tuner:
 
         o = self.options
         margin = o.vram_margin_bytes if o.vram_margin_bytes is not None else DEFAULT_VRAM_MARGIN
-        self.plan = plan(self.info, self.rig, PlanOptions(n_ctx=o.n_ctx, vram_margin_bytes=margin, model_path=self.model_path))
+        po = PlanOptions(n_ctx=o.n_ctx, vram_margin_bytes=margin, model_path=self.model_path)
+        eff = self.store.rig_efficiency(self.rig_fingerprint)
+        if eff is not None:  # an earlier tune on this rig measured it: predict (and refit) from there
+            po.efficiency = eff
+        self.plan = plan(self.info, self.rig, po)
         cfg = self.plan.config
         if (self.plan.mode == "experts_split" and o.n_prompt == DEFAULT_N_PROMPT
                 and "ubatch" in (o.dimensions or DIMENSIONS)):
@@ -304,8 +308,12 @@ class Tuner:
                 continue
             out.append(d)
         if self._gpu_offload() and "placement" in out:
-            # on a GPU rig, where the experts live and the ubatch matter most: search them first
-            out = ["placement", *[d for d in ("ubatch",) if d in out], *[d for d in out if d not in ("placement", "ubatch")]]
+            # on a GPU rig where the experts live matters most, then (experts in RAM) the CPU threads that
+            # run them for decode and the ubatch that amortises their PCIe copies for prompts; on an H100
+            # the threads moved decode by 30-50%, the ubatch prompt speed by 2x (tuning/results/gpu_bench.md)
+            second = ("threads", "ubatch") if self.options.objective == "decode" else ("ubatch", "threads")
+            first = ["placement", *[d for d in second if d in out]]
+            out = first + [d for d in out if d not in first]
         return out
 
     def _search(self, start: RunConfig) -> str:
@@ -422,9 +430,17 @@ class Tuner:
         base, _ = self._base()
         # a ubatch of the measured prompt's length or more is one ubatch: no difference to measure
         cands = [u for u in UBATCHES if u <= self.options.n_prompt and u != base.n_ubatch]
-        # larger first: they are what helps prompt speed (most of all with experts in RAM on a GPU rig)
-        cands.sort(key=lambda u: (u < base.n_ubatch, -u if u > base.n_ubatch else u))
-        self._try(self._with({"n_ubatch": u}, n_ubatch=u, n_batch=max(base.n_batch, u)) for u in cands)
+        # larger ones help prompt speed (most of all with experts in RAM on a GPU rig); each needs more
+        # memory than the last, so the first that fails ends them
+        for u in sorted(c for c in cands if c > base.n_ubatch):
+            if self._out_of_budget():
+                return
+            if not self.measure(*self._with({"n_ubatch": u}, n_ubatch=u, n_batch=max(base.n_batch, u))).ok:
+                break
+        if self.options.objective == "decode":
+            return  # a smaller ubatch only slows prompts; the VRAM it frees is the placement walk's business
+        self._try(self._with({"n_ubatch": u}, n_ubatch=u, n_batch=max(base.n_batch, u))
+                  for u in sorted((c for c in cands if c < base.n_ubatch), reverse=True))
 
     def _dim_flash_attn(self) -> None:
         base, _ = self._base()

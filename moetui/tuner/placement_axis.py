@@ -116,7 +116,8 @@ def walk(pos0: int, start_ok: bool, per_layer: int, max_pos: int, try_pos: Calla
                 break
             first = False
             pos -= P
-        if first:
+        if first and pos0 > 0:
+            # (from all experts on the GPU, more in RAM only slows decode: nothing to look for up there)
             pos = (pos0 // P + 1) * P
             while pos <= max_pos:
                 r = at(pos)

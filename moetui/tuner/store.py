@@ -20,7 +20,9 @@ from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import ConfigError, MoetuiError
+from moetui.hardware.rig import Rig
 from moetui.paths import atomic_write_json, data_dir
+from moetui.sizing.speed import EfficiencyFactors
 from moetui.tuner.result import TuneResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -86,6 +88,13 @@ class ProfileStore:
                 out.append(r)
         return out
 
+    def rig_efficiency(self, rig_fingerprint: str) -> EfficiencyFactors | None:
+        """The efficiency factors the latest tune on this rig measured (for whichever model): plans on this
+        rig start from them instead of the defaults."""
+        tuned = [r for r in self.list() if r.rig_fingerprint == rig_fingerprint and r.efficiency]
+        latest = max(tuned, key=lambda r: r.created, default=None)
+        return EfficiencyFactors.from_dict(latest.efficiency) if latest and latest.efficiency else None
+
     # --- failed configs -------------------------------------------------------------------------------
     def _failed_dir(self, rig_fingerprint: str, model_id: str) -> Path:
         return self.root / "failed" / f"{_safe(rig_fingerprint)}__{_safe(model_id)}"
@@ -106,3 +115,14 @@ class ProfileStore:
             except (OSError, json.JSONDecodeError, UnicodeDecodeError):
                 self.warnings.append(f"{p}: corrupt failure record ignored")
         return out
+
+
+def measured_efficiency(rig: Rig, store: ProfileStore | None = None) -> EfficiencyFactors | None:
+    """This rig's measured efficiency factors, if a tune saved any; never raises (a plan without them
+    just uses the defaults)."""
+    if not rig.fingerprint:
+        return None
+    try:
+        return (store or ProfileStore()).rig_efficiency(rig.fingerprint)
+    except (OSError, MoetuiError):
+        return None

@@ -312,6 +312,11 @@ class MoetuiApp(App):
         try:
             o = replace(options) if options is not None else PlanOptions()
             o.model_path = model_path
+            from moetui.tuner.store import measured_efficiency
+
+            eff = measured_efficiency(rig)
+            if eff is not None:  # measured by a tune on this rig
+                o.efficiency = eff
             o.draft = self._draft(draft_path) if draft_path else None
             result = plan(info, rig, o)
         except Exception as exc:

@@ -64,7 +64,7 @@ class ExportScreen(Screen):
             path = Input(id="export-path", placeholder="file to save to")
             path.border_title = "save to"
             yield path
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.text = ""

@@ -25,7 +25,7 @@ class HomeScreen(Screen):
                 for name, label in (("rig", "Rig [r]"), ("models", "Models [m]"), ("plan", "Plan [p]"),
                                     ("tune", "Tune [t]"), ("chat", "Chat [c]"), ("export", "Export [e]")):
                     yield Button(label, id=f"nav-{name}", classes="nav")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_from_state()

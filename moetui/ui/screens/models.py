@@ -89,7 +89,7 @@ class ModelsScreen(Screen):
             yield Button("Rescan", id="models-rescan")
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="models-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.rows: dict[str, ModelRow] = {}
@@ -103,6 +103,17 @@ class ModelsScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.refresh_from_state()
+
+    def on_resize(self) -> None:
+        """Wider terminals show more of the model name (the other columns are as wide as they need)."""
+        table = self.query_one(DataTable)
+        fixed = sum(w + 2 for key, _, w in COLUMNS if key != "model")  # + cell padding
+        width = max(18, self.size.width - fixed - 4)  # scrollbar and margins
+        col = table.columns.get("model")  # type: ignore[call-overload]
+        if col is not None and col.width != width:
+            col.width = width
+            table._require_update_dimensions = True  # Textual re-measures columns on the next refresh
+            table.refresh(layout=True)
 
     def refresh_from_state(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
@@ -223,7 +234,7 @@ class ModelsScreen(Screen):
             if known:
                 continue
             size = ("~" if r.approx else "") + gb(r.size_bytes)
-            table.add_row(r.name[:26], r.quant or "-", size, moe_shape(r.info), "…", "", r.source, key=r.key)
+            table.add_row(r.name, r.quant or "-", size, moe_shape(r.info), "…", "", r.source, key=r.key)
         self._mark_selected()
 
     def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:

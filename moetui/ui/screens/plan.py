@@ -49,7 +49,7 @@ class PlanScreen(Screen):
             yield MemoryBars(id="plan-memory")
             yield Static("[b]Why[/b]", classes="section-title")
             yield Static("", id="plan-explanation")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         o = self.app.state.plan_options  # type: ignore[attr-defined]

@@ -77,7 +77,7 @@ class RigScreen(Screen):
                 yield Gauge("RAM", id="gauge-ram")
                 yield Gauge("CPU", unit="pct", id="gauge-cpu")
             yield Static(id="rig-details")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._sampler = None

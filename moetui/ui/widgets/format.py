@@ -9,6 +9,8 @@ def gb(n: int | float | None) -> str:
     """Decimal GB like the sizing core's explanation, so numbers on screen match `moetui plan`."""
     if n is None:
         return "?"
+    if abs(n) >= 100 * GB:
+        return f"{n / GB:.0f} GB"  # 3 digits are plenty and keep table columns narrow
     if abs(n) >= GB:
         return f"{n / GB:.1f} GB"
     if abs(n) >= 10**6:
