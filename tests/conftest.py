@@ -49,3 +49,17 @@ def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("MOETUI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MOETUI_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The Pilot tests run on anyio's pytest plugin with the asyncio backend."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def cpu_rig():  # type: ignore[no-untyped-def]
+    """This machine, detected once (no bandwidth probe: the UI flow tests do not plan by speed)."""
+    from moetui.hardware import detect_rig
+
+    return detect_rig(measure_bandwidth=False)

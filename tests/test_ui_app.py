@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ui_pilot import settle
 
 from moetui.config import RunConfig
 from moetui.hardware import load_preset
@@ -16,18 +17,6 @@ from moetui.ui.state import AppState, ConfigChosen, ModelSelected
 
 RIG = "rtx4090-ddr5-64"
 pytestmark = pytest.mark.anyio  # async tests run on anyio's pytest plugin (asyncio backend)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def settle(app: MoetuiApp, pilot, rounds: int = 3) -> None:
-    """Let workers finish and their call_from_thread/messages land (a worker may start another)."""
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 def test_state_contract_defaults() -> None:

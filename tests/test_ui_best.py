@@ -6,13 +6,12 @@ stays up."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
-import pytest
+from ui_pilot import wait_for
 from hub_server import fake_hub  # noqa: F401
 
-from moetui.hardware import Rig, detect_rig
+from moetui.hardware import Rig
 from moetui.hub.catalog import CatalogModel, QuantFile
 from moetui.tuner import TuneOptions
 from moetui.ui.app import MoetuiApp
@@ -24,19 +23,6 @@ from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
 
 SIZE = (80, 24)
 FAST = TuneOptions(budget_s=5, n_prompt=64, n_gen=16, reps=3, dimensions=("threads", "ubatch"), max_probes=2)
-
-
-@pytest.fixture(scope="module")
-def cpu_rig() -> Rig:
-    return detect_rig(measure_bandwidth=False)
-
-
-async def wait_for(pilot, cond, timeout: float = 30.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def statuses(screen: BestConfigScreen) -> dict[str, str]:

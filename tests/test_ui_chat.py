@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
+from ui_pilot import wait_for
 
 from moetui.config import RunConfig
-from moetui.hardware import Rig, detect_rig
+from moetui.hardware import Rig
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.state import ConfigChosen
@@ -21,19 +21,6 @@ from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
 SIZE = (80, 24)
-
-
-@pytest.fixture(scope="module")
-def cpu_rig() -> Rig:
-    return detect_rig(measure_bandwidth=False)
-
-
-async def wait_for(pilot, cond, timeout: float = 15.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def open_chat(app: MoetuiApp, pilot, config: RunConfig | None = None) -> ChatScreen:  # type: ignore[no-untyped-def]

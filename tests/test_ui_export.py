@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ui_pilot import wait_for
 
 from moetui.config import RunConfig
 from moetui.export.commandline import export_command
@@ -18,20 +19,6 @@ from moetui.ui.app import MoetuiApp
 from moetui.ui.state import ConfigChosen
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def wait_for(pilot, cond, timeout: float = 30.0) -> None:
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await pilot.pause(0.05)
 
 
 async def open_export(app: MoetuiApp, pilot) -> None:

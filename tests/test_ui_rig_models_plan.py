@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ui_pilot import settle, wait_for
 
 from moetui.hardware import load_preset
 from moetui.ui.app import MoetuiApp
@@ -12,27 +13,6 @@ from moetui.ui.widgets.gauge import Gauge
 
 pytestmark = pytest.mark.anyio
 SPLIT_MODEL = "qwen3-30b-a3b:Q8_0"  # 32 GB of weights: hybrid on a 24 GB card, deterministic (shape preset)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def settle(app: MoetuiApp, pilot, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def wait_for(pilot, cond, timeout: float = 30.0) -> None:
-    """Poll the UI until cond() holds: workers report back through the event loop, at their own pace."""
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not met in time"
-        await pilot.pause(0.05)
 
 
 # ---- rig ------------------------------------------------------------------------------------------

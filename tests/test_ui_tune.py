@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
+from ui_pilot import wait_for
 
-from moetui.hardware import Rig, detect_rig
+from moetui.hardware import Rig
 from moetui.tuner import TuneOptions
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.chat import ChatScreen
@@ -34,19 +34,6 @@ def worker_children() -> list[psutil.Process]:
     return out
 # ends after 3 measured probes (a time budget alone gives fewer probes when the machine is busy)
 FAST = TuneOptions(budget_s=60, n_prompt=64, n_gen=16, reps=3, max_probes=3)
-
-
-@pytest.fixture(scope="module")
-def cpu_rig() -> Rig:
-    return detect_rig(measure_bandwidth=False)
-
-
-async def wait_for(pilot, cond, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def open_tune(app: MoetuiApp, pilot, options: TuneOptions) -> TuneScreen:  # type: ignore[no-untyped-def]

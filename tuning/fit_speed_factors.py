@@ -31,6 +31,10 @@ import predict_vs_measured as pvm  # noqa: E402
 GPU_POINTS = [(24, 8192, 298.5, "cap24_ctx8192.json moetui-plan"),
               (12, 8192, 64.7, "cap12_ctx8192.rerun.json moetui-plan (16 threads)"),
               (12, 32768, 45.1, "cap12_ctx32768.json grid-ncmoe30 (16 threads, = the plan's placement)")]
+# (VRAM cap GiB, context, measured prompt tok/s (pp2048, ubatch 512), where)
+GPU_PROMPT_POINTS = [(24, 8192, 11639, "cap24_ctx8192.json moetui-plan"),
+                     (12, 8192, 2706, "cap12_ctx8192.rerun.json moetui-plan"),
+                     (12, 32768, 2278, "cap12_ctx32768.json moetui-plan")]
 GRID = {"gpu_bw": [0.4, 0.45, 0.5], "cpu_bw": [0.35, 0.4, 0.5], "token_overhead_s": [1.0e-3, 1.3e-3]}
 
 
@@ -78,6 +82,12 @@ def main() -> None:
           "| point | measured tok/s | predicted (defaults) | error | source |", "|---|---|---|---|---|"]
     md += [f"| {e['point']} | {e['measured']} | {float(e['predicted']):.1f} | {float(e['error']):+.1%} | {e['source']} |"
            for e in current]
+    info = model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
+    md += ["", f"Prompt speed with the default gpu_flops_per_bw_byte {default.gpu_flops_per_bw_byte}:", "",
+           "| point | measured pp2048 (ub 512) | predicted | error | source |", "|---|---|---|---|---|"]
+    for gib, ctx, measured, where in GPU_PROMPT_POINTS:
+        p = plan(info, h100_rig(gib), PlanOptions(n_ctx=ctx, vram_margin_bytes=1 << 30, flash_attn="on"))
+        md.append(f"| H100 cap {gib} GiB ctx {ctx} | {measured} | {p.prompt_tps:.0f} | {p.prompt_tps / measured - 1:+.1%} | {where} |")
     md += ["", "Rerun: `python3 tuning/fit_speed_factors.py` (about a minute)."]
     (HERE / "results/speed_factors.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -34,7 +34,9 @@ class EfficiencyFactors:
     hop_latency_s: float = 30e-6  # per GPU<->CPU crossing per token (sync + copy of the hidden state)
     token_overhead_s: float = 1.3e-3  # per token: sampling, graph launch, Python
     layer_overhead_s: float = 8e-6  # per layer per token: kernel launches / thread barriers
-    gpu_flops_per_bw_byte: float = 60.0  # usable FLOP/s per byte/s of GPU bandwidth for prompt matmuls
+    # usable FLOP/s per byte/s of GPU bandwidth for prompt matmuls: 24 puts the H100's measured prompt
+    # speeds (all on the GPU; 23 and 30 expert layers in RAM) at +5% / -8% / -12% (60 was +173% on the first)
+    gpu_flops_per_bw_byte: float = 24.0
     cpu_gflops_per_core: float = 25.0  # usable quantized-matmul GFLOP/s per physical core
     source: str = "defaults"  # "defaults" or what measured them (the tuner writes the rig/model)
 
@@ -119,14 +121,15 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
         t_compute = n_ubatch * flops_per_token / gpu_flops
         t_read = sum(total_by_dev.get(d, 0.0) for d in gpus) / (peak * 1e9 * eff.gpu_bw)
         t_pcie = cpu_expert_bytes / (pcie_gbs * 1e9 * eff.pcie) if (cpu_expert_bytes and pcie_gbs) else 0.0
-        t_ub = max(t_compute, t_read) + t_pcie
+        # plus one graph launch per ubatch: without it a tiny model's predicted prompt speed is unbounded
+        t_ub = max(t_compute, t_read) + t_pcie + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "pcie copies of CPU experts" if t_pcie > max(t_compute, t_read) else "gpu compute"
         if t_pcie:
             notes.append(f"prompt: {cpu_expert_bytes / 1e9:.2f} GB of CPU weights cross PCIe once per ubatch "
                          f"of {n_ubatch} tokens; a larger -ub amortises it")
     else:
         cpu_flops = max(cpu_cores, 1) * eff.cpu_gflops_per_core * 1e9
-        t_ub = n_ubatch * flops_per_token / cpu_flops + n_ubatch * eff.token_overhead_s * 0.0
+        t_ub = n_ubatch * flops_per_token / cpu_flops + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "cpu compute"
     prompt = n_ubatch / t_ub if t_ub > 0 else 0.0
     return SpeedPrediction(decode, prompt, secs, hops_per_token, bound, notes)

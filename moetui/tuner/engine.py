@@ -176,6 +176,7 @@ class Tuner:
             plan_probe.predicted_prompt_tps = self.plan.prompt_tps
             baseline = self._baseline(start)
             stopped = self._search(start)
+            self._recheck_start(plan_probe)
         except _Cancelled:
             stopped = "cancelled"
         except KeyboardInterrupt:
@@ -201,12 +202,26 @@ class Tuner:
         self._emit(TuneFinished(result))
         return result
 
+    def _recheck_start(self, plan_probe: Probe | None) -> None:
+        """Measure the plan's config once more when something else won. The first probe is the one most
+        exposed to a cold start (a model just downloaded or written: page cache, disk write-back); on a
+        2 GB proxy right after writing it, the plan measured 43 tok/s first and 78 later, and lost to a
+        worse config. One extra probe, even at the end of the budget."""
+        if plan_probe is None or not plan_probe.ok or self._best is plan_probe:
+            return
+        if self._cancel is not None and self._cancel.is_set():
+            return
+        if self.options.max_probes is not None and self._n_measured() >= self.options.max_probes:
+            return
+        self.measure(plan_probe.config, dict(plan_probe.changes), role="recheck", label="plan (measured again)",
+                     again=True)
+
     def measure(self, config: RunConfig, changes: dict[str, Any], *, role: str = "search",
-                label: str | None = None) -> Probe:
-        """Measure one config (or return the probe that already measured it). Never raises for a config
-        that fails to load or run: the probe says so. Raises _Cancelled when the tune is cancelled."""
+                label: str | None = None, again: bool = False) -> Probe:
+        """Measure one config (or return the probe that already measured it, unless `again`). Never raises
+        for a config that fails to load or run: the probe says so. Raises _Cancelled when cancelled."""
         key = config_key(self._effective(config))
-        if key in self._by_key:
+        if key in self._by_key and not again:
             return self._by_key[key]
         probe = Probe(len(self.probes), config, dict(changes), label or short_label(changes), role=role)
         self.probes.append(probe)
