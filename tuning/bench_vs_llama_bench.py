@@ -72,7 +72,7 @@ def main() -> None:
     md += [f"| {r['round']} | {r['moetui_pp']:.1f} | {r['llama_pp']:.1f} | {r['moetui_tg']:.1f} | {r['llama_tg']:.1f} |"
            for r in rows]
     md += ["", f"Median ratio moetui / llama-bench: pp512 {res['pp_ratio']:.3f}, tg128 {res['tg_ratio']:.3f}.", "",
-           "Rerun: `python3 tuning/bench_vs_llama_bench.py --threads 1 --rounds 3`."]
+           f"Rerun: `python3 tuning/bench_vs_llama_bench.py --threads {a.threads} --rounds {a.rounds} --reps {a.reps}`."]
     (HERE / "results/bench_vs_llama_bench.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
