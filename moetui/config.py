@@ -64,6 +64,9 @@ class RunConfig:
     n_batch: int = 2048
     n_ubatch: int = 512
     load_mode: str = "auto"
+    # llama.cpp's weight repacking (extra CPU buffer types: AMX, CPU_REPACK); False is `--no-repack`,
+    # which the plan picks where the probe saw repacked kernels crash (moetui.hardware.repack)
+    repack: bool = True
     n_parallel: int = 1
     seed: int = -1
     draft: DraftConfig | None = None

@@ -13,6 +13,19 @@ from moetui.model.shapes import list_shapes, load_shape, scaled
 TINY_SHAPES = [s for s in list_shapes() if s not in ("qwen3-235b-a22b", "gpt-oss-120b")]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Where llama.cpp's repacked CPU kernels crash (an AMX-advertising VM), run every llama.cpp of the
+    session with --no-repack, as moetui itself does: probed once, told to child processes by env."""
+    from moetui.hardware.repack import ENV, make_llama_cpp_safe
+
+    os.environ[ENV] = "on" if make_llama_cpp_safe().safe else "off"
+
+
+def repack_ok() -> bool:
+    """Whether configs the tests write for llama.cpp's own binaries may leave repacking on."""
+    return os.environ.get("MOETUI_REPACK", "on") == "on"
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

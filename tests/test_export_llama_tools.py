@@ -21,6 +21,8 @@ from moetui.export.llama_tools import ensure_llama_tools
 from moetui.export.parse import parse_server_text
 from moetui.sizing.overrides import ALL_PARTS, cpu_expert_overrides
 
+from conftest import repack_ok
+
 TOOLS = ["llama-server", "llama-bench", "llama-cli"]
 
 
@@ -50,7 +52,7 @@ def test_binary_flags_match_the_vendored_table(llama_bin: Path, tool: str) -> No
 
 def test_bench_line_runs_and_reports_the_same_settings(llama_bin: Path, odd_model: Path) -> None:
     cfg = RunConfig(model_path=str(odd_model), n_threads=2, n_batch=64, n_ubatch=32, cache_type_k="q8_0",
-                    cache_type_v="f16", flash_attn="on", load_mode="none",
+                    cache_type_v="f16", flash_attn="on", load_mode="none", repack=repack_ok(),
                     overrides=cpu_expert_overrides({1: ALL_PARTS, 3: {"up"}}))
     # -p/-n given to the exporter: appended again they would add test values (llama-bench's lists)
     cmd = bench_command(cfg, detect_flags("bench", llama_bin), n_prompt=8, n_gen=2, output="json")
@@ -68,6 +70,7 @@ def test_bench_line_runs_and_reports_the_same_settings(llama_bin: Path, odd_mode
     assert (r["type_k"], r["type_v"], r["flash_attn"], r["load_mode"]) == ("q8_0", "f16", 1, "none")
     assert r["tensor_buft_overrides"] == ";".join(o.to_arg() for o in cfg.overrides)
     assert r["n_gpu_layers"] == -1
+    assert r["repack"] == cfg.repack
 
 
 def _free_port() -> int:
@@ -103,6 +106,7 @@ def _serve(line: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def test_server_line_serves_with_the_config(llama_bin: Path, odd_model: Path, tmp_path: Path) -> None:
     cfg = RunConfig(model_path=str(odd_model), n_ctx=1536, n_parallel=2, n_batch=256, n_ubatch=64, n_threads=2,
+                    repack=repack_ok(),
                     cache_type_k="q8_0", flash_attn="on", overrides=cpu_expert_overrides({0: ALL_PARTS, 2: {"down"}}),
                     notes=["planned for the test"])
     cmd = export_command(cfg, "server", binary=str(llama_bin / "llama-server"))
@@ -138,7 +142,7 @@ def test_server_line_with_speculative_decoding(llama_bin: Path, tiny_moe: Path, 
                                                kind: str) -> None:
     draft = (DraftConfig(model_path=str(tiny_draft), draft_max=4, n_gpu_layers=0) if kind == "model"
              else DraftConfig(kind="ngram", draft_max=4))
-    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=1024, n_threads=2, draft=draft)
+    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=1024, n_threads=2, draft=draft, repack=repack_ok())
     text = export_command(cfg, "server", binary=str(llama_bin / "llama-server")).render("posix")
     log = tmp_path / "server.log"
     proc, base = _serve(text.splitlines()[-1], log)
@@ -157,7 +161,8 @@ def test_server_line_with_speculative_decoding(llama_bin: Path, tiny_moe: Path, 
 
 
 def test_cli_line_runs_one_turn(llama_bin: Path, odd_model: Path) -> None:
-    cfg = RunConfig(model_path=str(odd_model), n_ctx=512, n_threads=2, overrides=cpu_expert_overrides({1: ALL_PARTS}))
+    cfg = RunConfig(model_path=str(odd_model), n_ctx=512, n_threads=2, overrides=cpu_expert_overrides({1: ALL_PARTS}),
+                    repack=repack_ok())
     line = export_command(cfg, "cli", binary=str(llama_bin / "llama-server")).render("posix").splitlines()[-1]
     p = subprocess.run(["bash", "-c", line + " -p Hello -n 4 -st"], check=False, capture_output=True, text=True, timeout=300,
                        stdin=subprocess.DEVNULL)

@@ -12,6 +12,8 @@ from moetui.config import DraftConfig, RunConfig
 from moetui.export.python_snippet import python_snippet
 from moetui.sizing.overrides import ALL_PARTS, cpu_expert_overrides
 
+from conftest import repack_ok
+
 
 def _run(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "load.py"
@@ -26,7 +28,7 @@ def test_snippet_loads_with_overrides_and_settings(tiny_moe: Path, tmp_path: Pat
     model.symlink_to(tiny_moe)
     cfg = RunConfig(model_path=str(model), n_ctx=768, n_batch=256, n_ubatch=128, n_threads=2, n_threads_batch=2,
                     cache_type_k="q8_0", cache_type_v="f16", load_mode="none", flash_attn="auto", seed=7,
-                    overrides=cpu_expert_overrides({0: ALL_PARTS, 2: {"down"}}))
+                    overrides=cpu_expert_overrides({0: ALL_PARTS, 2: {"down"}}), repack=repack_ok())
     p = _run(python_snippet(cfg, max_tokens=4), tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     log = p.stderr
@@ -39,17 +41,19 @@ def test_snippet_loads_with_overrides_and_settings(tiny_moe: Path, tmp_path: Pat
     assert re.search(r"llama_context: flash_attn\s+= auto\n", log)  # Llama() alone cannot say auto
     assert "(load_mode = none)" in log  # nor the load mode
     assert re.search(r"K \(q8_0\)", log) and re.search(r"V \(f16\)", log)
+    if not cfg.repack:  # --no-repack reached llama.cpp: no repacked copies
+        assert "CPU_REPACK model buffer" not in log
 
 
 def test_snippet_with_prompt_lookup_draft_runs(tiny_moe: Path, tmp_path: Path) -> None:
-    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=512, draft=DraftConfig(kind="ngram", draft_max=4))
+    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=512, draft=DraftConfig(kind="ngram", draft_max=4), repack=repack_ok())
     p = _run(python_snippet(cfg, prompt="a b a b a b", max_tokens=4), tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
 
 
 def test_snippet_with_draft_model_runs(tiny_moe: Path, tiny_draft: Path, tmp_path: Path) -> None:
     cfg = RunConfig(model_path=str(tiny_moe), n_ctx=512,
-                    draft=DraftConfig(model_path=str(tiny_draft), draft_max=3, n_gpu_layers=0))
+                    draft=DraftConfig(model_path=str(tiny_draft), draft_max=3, n_gpu_layers=0), repack=repack_ok())
     p = _run(python_snippet(cfg, max_tokens=4), tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "without the draft model" not in p.stderr

@@ -6,6 +6,7 @@ is kept on a GPU box: the Python package in one folder, its shared libraries in 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -27,7 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 def _pythonpath(*first: Path) -> str:
     """These folders first, then whatever PYTHONPATH already holds (a GPU box brings deps that way)."""
     return os.pathsep.join([*(str(p) for p in first), *filter(None, [os.environ.get("PYTHONPATH")])])
-REINSTALL = 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+# pinned to the installed release: the runtime depends on 0.3.36 internals, an unpinned pip gets the newest
+INSTALLED = importlib.metadata.version("llama_cpp_python")
+REINSTALL = f'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={INSTALLED}'
 
 
 def _installed_build_offloads() -> bool:
@@ -186,4 +189,20 @@ def test_cuda_build_that_sees_no_device_is_reported() -> None:
     assert llama_build.advise(LlamaBuildInfo(installed=True, gpu_offload=True), nv) is None
     # nothing read at all and no offload: CPU-only advice, backends stated as unknown
     unknown = llama_build.advise(LlamaBuildInfo(installed=True), nv)
-    assert unknown and "backends: unknown" in unknown and REINSTALL in unknown
+    assert unknown and "backends: unknown" in unknown
+    # version unread: pin the release pyproject pins (the one the runtime is written against)
+    assert unknown.rstrip().endswith("llama-cpp-python==0.3.36")
+
+
+@pytest.mark.parametrize("vendor, gpu, flag", [("nvidia", "NVIDIA H100 80GB HBM3", "-DGGML_CUDA=on"),
+                                              ("amd", "AMD Radeon RX 7900 XTX", "-DGGML_HIPBLAS=on"),
+                                              ("apple", "Apple M3 Max", "-DGGML_METAL=on")])
+def test_reinstall_hint_pins_the_installed_version(vendor: str, gpu: str, flag: str) -> None:
+    """A CPU-only build of some version: the rebuild it suggests is that same version, never a bare
+    `llama-cpp-python` (which pip resolves to the newest release)."""
+    cpu_only = LlamaBuildInfo(installed=True, version="0.3.35", backends=["CPU"],
+                              devices=[LlamaDevice(name="CPU", type="cpu")])
+    msg = llama_build.advise(cpu_only, [GPUInfo(name=gpu, vendor=vendor)])
+    assert msg and "CPU-only build" in msg
+    cmd = msg.splitlines()[-1].strip()
+    assert cmd.startswith(f'CMAKE_ARGS="{flag}" pip install --force-reinstall --no-cache-dir llama-cpp-python==0.3.35')

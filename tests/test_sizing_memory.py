@@ -13,9 +13,13 @@ from moetui.sizing.llama_log import parse_load_log
 from moetui.sizing.memory import compute_buffer_bytes, kv_cache_bytes
 from moetui.sizing.placement import Assignment, MemorySettings, memory_by_device
 
+from conftest import repack_ok
+
 WORKER = r"""
 import sys, llama_cpp
 from llama_cpp import Llama
+from moetui.hardware.repack import make_llama_cpp_safe
+make_llama_cpp_safe()
 path, n_ctx, n_ub, fa, kv = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "on", sys.argv[5]
 kw = dict(model_path=path, n_ctx=n_ctx, n_batch=max(n_ub, 512), n_ubatch=n_ub, verbose=True, n_gpu_layers=0, flash_attn=fa)
 if kv != "f16":
@@ -48,7 +52,8 @@ def test_weights_kv_compute_match_llama_cpp(tiny_model, shape, n_ctx, n_ub, fa, 
     log = llama_alloc(path, n_ctx, n_ub, fa, kv)
     a = Assignment([], ["CPU"] * model.n_layers, output_device="CPU", n_gpu_layers=0)
     cpu = read_cpu()
-    mem = memory_by_device(model, a, MemorySettings(n_ctx, kv, kv, n_ub, fa == "on"), cpu.flags, cpu.arch)["CPU"]
+    flags = cpu.flags if repack_ok() else []  # --no-repack: no CPU_REPACK copies
+    mem = memory_by_device(model, a, MemorySettings(n_ctx, kv, kv, n_ub, fa == "on"), flags, cpu.arch)["CPU"]
 
     mapped = log.model["CPU_Mapped"]
     assert abs(mem.weights / mapped - 1) < 0.03, (mem.weights, mapped)

@@ -103,6 +103,8 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
         for d in b.devices:
             mem = f", {gib(d.memory_free_bytes or 0)} free / {gib(d.memory_total_bytes or 0)}" if d.memory_total_bytes else ""
             rows.append(["  device", f"{d.name} ({d.type}): {d.description}{mem}"])
+        if b.repack_safe is False:
+            rows.append(["  repacking", f"OFF: {b.repack_note}"])
     else:
         rows.append(["llama.cpp", "llama-cpp-python not installed"])
     out.append(table(rows))

@@ -143,6 +143,17 @@ def _load_mode(mode: str, flags: ToolFlags, diffs: list[str]) -> list[str]:
     return legacy
 
 
+def _repack(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    if cfg.repack:
+        return []  # llama.cpp's default
+    for flag, argv in (("-nr", ["-nr"]), ("--repack", ["--repack", "0"])):
+        if flags.has(flag):
+            return argv
+    diffs.append(f"weight repacking off: this {flags.tool} has no --no-repack; it repacks (which crashed "
+                 "on the machine this config was made for)")
+    return []
+
+
 def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     argv = ["-m", cfg.model_path, "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement(cfg.overrides, flags, ",", diffs)
@@ -155,6 +166,7 @@ def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
         argv += ["-tb", str(cfg.n_threads_batch)]
     argv += ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch)]
     argv += _load_mode(cfg.load_mode, flags, diffs)
+    argv += _repack(cfg, flags, diffs)
     if cfg.seed != -1:
         argv += ["-s", str(cfg.seed)]
     if flags.has("--swa-full"):
@@ -249,6 +261,7 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
         diffs.append(f"n_threads_batch {cfg.n_threads_batch}: llama-bench uses -t for both prompt and decode")
     argv += ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch)]
     argv += _load_mode(cfg.load_mode, flags, diffs)
+    argv += _repack(cfg, flags, diffs)
     argv += ["-p", str(n_prompt), "-n", str(n_gen)]
     if output:
         argv += ["-o", output]

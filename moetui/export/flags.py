@@ -29,13 +29,13 @@ _COMMON = {
     "-m", "-c", "-ngl", "-ot", "-cmoe", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb",
     "-b", "-ub", "-lm", "-s", "-fit", "--swa-full", "-md", "-ngld", "-otd", "--spec-draft-n-max",
     "--spec-draft-n-min", "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m",
-    "-v", "-n",
+    "-v", "-n", "-nr",
 }
 VENDORED_FLAGS = {
     "server": _COMMON | {"-np", "--host", "--port"},
     "cli": _COMMON | {"-st", "-p"},
     "bench": {"-m", "-p", "-n", "-ngl", "-ncmoe", "-ot", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-b",
-              "-ub", "-lm", "-o", "-r"},
+              "-ub", "-lm", "-o", "-r", "--repack"},
 }
 
 
@@ -119,7 +119,8 @@ def flags_from_binary(tool: str, binary: str | Path) -> ToolFlags:
                "--threads-batch": "-tb", "--batch-size": "-b", "--ubatch-size": "-ub", "--load-mode": "-lm",
                "--n-cpu-moe": "-ncmoe", "--split-mode": "-sm", "--tensor-split": "-ts", "--main-gpu": "-mg",
                "--model-draft": "-md", "--n-gpu-layers-draft": "-ngld", "--gpu-layers-draft": "-ngld",
-               "--override-tensor-draft": "-otd", "--parallel": "-np", "--seed": "-s", "--fit": "-fit"}
+               "--override-tensor-draft": "-otd", "--parallel": "-np", "--seed": "-s", "--fit": "-fit",
+               "--no-repack": "-nr"}
     for long, short in aliases.items():
         if long in flags:
             flags.add(short)

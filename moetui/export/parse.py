@@ -23,11 +23,12 @@ _ALIASES = {
     "--spec-draft-model": "-md", "--model-draft": "-md", "--spec-draft-ngl": "-ngld",
     "--gpu-layers-draft": "-ngld", "--n-gpu-layers-draft": "-ngld", "--spec-draft-override-tensor": "-otd",
     "--override-tensor-draft": "-otd", "--draft-max": "--spec-draft-n-max", "--draft-min": "--spec-draft-n-min",
+    "--no-repack": "-nr",
 }
 _VALUED = {"-m", "-c", "-ngl", "-ot", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb", "-b",
            "-ub", "-lm", "-s", "-np", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
            "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port"}
-_SWITCHES = {"--swa-full", "--no-mmap", "--mlock", "-v", "--verbose"}
+_SWITCHES = {"--swa-full", "--no-mmap", "--mlock", "-v", "--verbose", "-nr"}
 
 
 def _ngl(value: str) -> int:
@@ -90,6 +91,7 @@ def parse_server_argv(argv: list[str], notes: list[str] | None = None) -> RunCon
         if "-ot" in vals:
             overrides += _overrides(vals["-ot"])
         kw["overrides"] = overrides
+        kw["repack"] = "-nr" not in switches
         if "-lm" not in vals and switches & {"--no-mmap", "--mlock"}:
             kw["load_mode"] = {frozenset({"--no-mmap"}): "none", frozenset({"--mlock"}): "mmap+mlock",
                                frozenset({"--no-mmap", "--mlock"}): "mlock"}[frozenset(switches & {"--no-mmap", "--mlock"})]

@@ -53,7 +53,7 @@ def _override_array(overrides):
 
 
 @contextlib.contextmanager
-def _llama_params(overrides, load_mode, flash_attn):
+def _llama_params(overrides, load_mode, flash_attn, repack=REPACK):
     """While loading: set what Llama() cannot express on llama.cpp's own params."""
     orig_load, orig_init = L.llama_model_load_from_file, L.llama_init_from_model
 
@@ -61,6 +61,7 @@ def _llama_params(overrides, load_mode, flash_attn):
         if overrides is not None:
             params.tensor_buft_overrides = ctypes.addressof(overrides)
         params.load_mode = load_mode
+        params.use_extra_bufts = repack
         return orig_load(path, params)
 
     def init(model, params):
@@ -121,6 +122,7 @@ def python_snippet(cfg: RunConfig, prompt: str = "Hello", max_tokens: int = 32) 
         f"OVERRIDES = {[(o.pattern, o.device) for o in cfg.overrides]!r}  # llama.cpp -ot PATTERN=BUFFER_TYPE",
         f"LOAD_MODE = {LOAD_MODES[cfg.load_mode]}  # -lm {cfg.load_mode}",
         f"FLASH_ATTN = {FLASH_ATTN[cfg.flash_attn]}  # -fa {cfg.flash_attn}",
+        f"REPACK = {cfg.repack!r}" + ("" if cfg.repack else "  # --no-repack"),
         _HOOKS,
         "",
         "def load():",

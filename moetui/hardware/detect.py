@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from moetui.hardware import amd, apple, bandwidth, cpu, llama_build, nvidia
+from moetui.hardware import amd, apple, bandwidth, cpu, llama_build, nvidia, repack
 from moetui.hardware.fingerprint import fingerprint, hardware_key
 from moetui.hardware.rig import GPUInfo, Rig
 
@@ -70,6 +70,11 @@ def detect_rig(
     # -- llama.cpp build ---------------------------------------------------------------------
     if llama:
         rig.build = llama_build.read_llama_build(warnings)
+        if rig.build.installed:
+            check = repack.repack_safe(rig.build.system_info or "", rig.build.lib_dir)
+            rig.build.repack_safe, rig.build.repack_note = check.safe, check.reason
+            if not check.safe:
+                warnings.append(check.reason)
         _reconcile(rig, warnings)
         rig.build.advice = llama_build.advise(rig.build, rig.gpus)
         if rig.build.advice and rig.build.installed:

@@ -25,11 +25,21 @@ from moetui.hardware.rig import GPUInfo, LlamaBuildInfo, LlamaDevice
 
 LIB_PATH_ENV = "LLAMA_CPP_LIB_PATH"
 
-REINSTALL = {
-    "nvidia": 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python',
-    "amd": 'CMAKE_ARGS="-DGGML_HIPBLAS=on" pip install --force-reinstall --no-cache-dir llama-cpp-python  (or -DGGML_VULKAN=on)',
-    "apple": 'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir llama-cpp-python',
+# The version pyproject pins: moetui.runtime reaches into this release's internals (ctypes structs, _ctx).
+SUPPORTED_VERSION = "0.3.36"
+_REINSTALL = {
+    "nvidia": 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={v}',
+    "amd": 'CMAKE_ARGS="-DGGML_HIPBLAS=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={v}'
+           "  (or -DGGML_VULKAN=on)",
+    "apple": 'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir llama-cpp-python=={v}',
 }
+
+
+def reinstall_command(vendor: str, version: str | None) -> str:
+    """The GPU rebuild, pinned: an unpinned `pip install llama-cpp-python` fetches the newest release,
+    whose internals the runtime does not match. Pin what is installed (what the user has been running);
+    the supported version when that is unknown."""
+    return _REINSTALL[vendor].format(v=version or SUPPORTED_VERSION)
 # which ggml backend names serve which GPU vendor
 _VENDOR_BACKENDS = {"nvidia": {"CUDA", "Vulkan"}, "amd": {"ROCm", "HIP", "Vulkan"}, "apple": {"Metal", "MTL"}}
 
@@ -296,7 +306,7 @@ def backends_from_system_info(text: str | None) -> list[str]:
 def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
     """Plain advice when the machine has a GPU the installed build cannot use. None if all is well."""
     if not build.installed:
-        return "llama-cpp-python is not installed: pip install llama-cpp-python==0.3.36"
+        return f"llama-cpp-python is not installed: pip install llama-cpp-python=={SUPPORTED_VERSION}"
     gpu_devices = [d for d in build.devices if d.type in ("gpu", "igpu")]
     for vendor in ("nvidia", "amd", "apple"):
         if not any(g.vendor == vendor for g in gpus):
@@ -307,7 +317,7 @@ def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
             return (
                 f"This machine has {names}, but the installed llama-cpp-python is a CPU-only build "
                 f"(backends: {', '.join(build.backends) or 'unknown'}), so nothing can be offloaded to the GPU. "
-                f"Reinstall with GPU support:\n  {REINSTALL[vendor]}"
+                f"Reinstall with GPU support:\n  {reinstall_command(vendor, build.version)}"
             )
         if usable and build.devices and not gpu_devices:
             # The GPU backend is compiled in but found no device: typically a driver older than the
@@ -320,6 +330,6 @@ def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
             return (
                 f"This machine has {names} and llama.cpp has the {', '.join(sorted(usable))} backend, but it sees "
                 f"no GPU device{hint}: check that the driver is at least as new as the toolkit the build used, "
-                f"or rebuild against this driver:\n  {REINSTALL[vendor]}"
+                f"or rebuild against this driver:\n  {reinstall_command(vendor, build.version)}"
             )
     return None

@@ -105,6 +105,9 @@ class LlamaBuildInfo:
     devices: list[LlamaDevice] = field(default_factory=list)
     system_info: str | None = None  # llama_print_system_info(): the CPU features the build uses
     lib_dir: str | None = None  # folder of the libllama/libggml in use (LLAMA_CPP_LIB_PATH or the package lib/)
+    # whether llama.cpp's repacked CPU weights (AMX, CPU_REPACK) run here; None: not checked (a preset rig)
+    repack_safe: bool | None = None
+    repack_note: str | None = None
     # Plain-words advice when the build cannot use the hardware (e.g. CPU-only build on an NVIDIA rig).
     advice: str | None = None
 

@@ -34,7 +34,7 @@ class ProxyResult:
         return self.bytes_written / 1e9 / max(self.seconds, 1e-9)
 
 
-def metadata_for(shape: Shape, mix: str) -> dict[str, Any]:
+def metadata_for(shape: Shape, mix: str, vocab_variant: int = 0) -> dict[str, Any]:
     a = shape.architecture
     md: dict[str, Any] = {
         "general.architecture": a,
@@ -86,7 +86,7 @@ def metadata_for(shape: Shape, mix: str) -> dict[str, Any]:
         })
         if shape.q_lora_rank:
             md[f"{a}.attention.q_lora_rank"] = shape.q_lora_rank
-    md.update(make_vocab(shape.n_vocab))
+    md.update(make_vocab(shape.n_vocab, vocab_variant))
     return md
 
 
@@ -107,12 +107,14 @@ def plan_tensors(shape: Shape, mix: str, seed: int = 0) -> list[PlannedTensor]:
 
 
 def write_proxy(shape: Shape, path: str | Path, mix: str = "Q4_K_M", seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> ProxyResult:
+                progress: Callable[[int, int], None] | None = None, vocab_variant: int = 0) -> ProxyResult:
+    """vocab_variant: 0 is the shared vocabulary; others are the same size with other token texts
+    (see make_vocab), for a draft that must be refused."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = plan_tensors(shape, mix, seed)
     t0 = time.perf_counter()
-    n = write_gguf(path, metadata_for(shape, mix), tensors, progress)
+    n = write_gguf(path, metadata_for(shape, mix, vocab_variant), tensors, progress)
     return ProxyResult(path, n, time.perf_counter() - t0, len(tensors))
 
 

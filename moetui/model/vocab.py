@@ -1,6 +1,7 @@
 """A synthetic SentencePiece-style vocabulary that llama.cpp accepts: control tokens, ChatML markers, 256
 byte-fallback tokens, then deterministic word pieces up to the requested size. The same size always gives
-the same tokens, so a draft proxy and its target share a vocabulary exactly."""
+the same tokens, so a draft proxy and its target share a vocabulary exactly; a nonzero `variant` gives a
+vocabulary of the same size whose word pieces differ (to test that a mismatched draft is refused)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,19 @@ def _pieces() -> Any:
             yield w
 
 
-def make_vocab(n_vocab: int) -> dict[str, Any]:
+def make_vocab(n_vocab: int, variant: int = 0) -> dict[str, Any]:
+    """variant k > 0 leaves out the first k word pieces: the control and byte tokens stay the same (so
+    the tokenizer still loads and BOS/EOS match), every later token id names another piece."""
     if n_vocab < len(SPECIAL) + 256 + 16:
         raise ValueError(f"vocabulary of {n_vocab} is too small (needs > {len(SPECIAL) + 256 + 16})")
+    if variant < 0:
+        raise ValueError(f"vocabulary variant must be >= 0, not {variant}")
     tokens = list(SPECIAL)
     types = [UNKNOWN, CONTROL, CONTROL, CONTROL, CONTROL]
     tokens += [f"<0x{i:02X}>" for i in range(256)]
     types += [BYTE] * 256
     seen = set(tokens)
-    for piece in _pieces():
+    for piece in itertools.islice(_pieces(), variant, None):
         if len(tokens) >= n_vocab:
             break
         if piece in seen:

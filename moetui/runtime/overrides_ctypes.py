@@ -127,9 +127,11 @@ def load_hooks(
     overrides: OverrideArray | None,
     load_mode: str,
     adjust_context: Callable[[Any], None] | None = None,
+    repack: bool = True,
 ) -> Iterator[None]:
-    """While active, every model load gets `overrides` and `load_mode`, and every new context is passed
-    through `adjust_context(params)` first. Restores the originals on exit. Worker-process only."""
+    """While active, every model load gets `overrides`, `load_mode` and `repack` (use_extra_bufts), and
+    every new context is passed through `adjust_context(params)` first. Restores the originals on exit.
+    Worker-process only."""
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
     orig_load = L.llama_model_load_from_file
@@ -139,6 +141,7 @@ def load_hooks(
         if overrides is not None:
             params.tensor_buft_overrides = overrides.address
         params.load_mode = LOAD_MODES[load_mode]
+        params.use_extra_bufts = bool(repack)
         return orig_load(path_model, params)
 
     def init(model: Any, params: Any) -> Any:

@@ -39,12 +39,28 @@ def check_vocab_compatible(target: Any, draft: Any, draft_name: str = "draft") -
     for what, fn in (("BOS", L.llama_vocab_bos), ("EOS", L.llama_vocab_eos)):
         if fn(tv) != fn(dv):
             raise DraftMismatch(f"{draft_name}: {what} token {fn(dv)} differs from the target's {fn(tv)}")
-    for i in range(VOCAB_CHECK_START_TOKEN_ID, min(n_t, n_d)):
-        a, b = L.llama_vocab_get_text(tv, i), L.llama_vocab_get_text(dv, i)
+    first: tuple[int, bytes, bytes] | None = None
+    n_diff = 0
+    shared = range(VOCAB_CHECK_START_TOKEN_ID, min(n_t, n_d))
+    for i in shared:
+        a, b = L.llama_vocab_get_text(tv, i) or b"", L.llama_vocab_get_text(dv, i) or b""
         if a != b:
-            raise DraftMismatch(
-                f"{draft_name}: token {i} is {b!r} in the draft but {a!r} in the target (vocabularies differ)"
-            )
+            first = first or (i, a, b)
+            n_diff += 1  # keep counting: "1 token" and "every token" call for different fixes
+    if first is not None:
+        i, a, b = first
+        raise DraftMismatch(
+            f"{draft_name}: its vocabulary differs from the target's (same tokenizer type, {n_d} vs {n_t} "
+            f"tokens, but {n_diff} of the {len(shared)} token texts compared differ); the first is token {i}: "
+            f"{_token_text(b)} in the draft, {_token_text(a)} in the target. Use a draft model from the "
+            "target's family, which shares its tokenizer"
+        )
+
+
+def _token_text(raw: bytes) -> str:
+    """A token's text as the user would recognise it: decoded, quoted, control characters escaped
+    (repr of a str, not of bytes, so '▁the' reads as such rather than as b'\\xe2\\x96\\x81the')."""
+    return repr(raw.decode("utf-8", "replace"))
 
 
 class ModelDraft(LlamaDraftModel):
@@ -146,5 +162,21 @@ class CountingDraft(LlamaDraftModel):
         return self.accepted / self.proposed if self.proposed else None
 
 
-def prompt_lookup_draft(draft_max: int, ngram: int = 2) -> LlamaDraftModel:
-    return LlamaPromptLookupDecoding(max_ngram_size=ngram, num_pred_tokens=draft_max)
+class PromptLookupDraft(LlamaPromptLookupDecoding):
+    """llama-cpp-python's prompt-lookup decoding, plus draft_min as ModelDraft applies it: a continuation
+    shorter than draft_min is not proposed (it would cost a batched target pass for too little gain).
+    The parent only knows num_pred_tokens, the upper bound."""
+
+    def __init__(self, draft_max: int, draft_min: int = 0, ngram: int = 2) -> None:
+        super().__init__(max_ngram_size=ngram, num_pred_tokens=draft_max)
+        self.draft_min = draft_min
+
+    def __call__(self, input_ids: npt.NDArray[np.intc], /, **kwargs: Any) -> npt.NDArray[np.intc]:
+        out = super().__call__(input_ids, **kwargs)
+        if len(out) < self.draft_min:
+            return np.array([], dtype=np.intc)
+        return out
+
+
+def prompt_lookup_draft(draft_max: int, draft_min: int = 0, ngram: int = 2) -> LlamaDraftModel:
+    return PromptLookupDraft(draft_max, draft_min, ngram)

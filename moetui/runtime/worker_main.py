@@ -163,6 +163,7 @@ class Worker:
         from moetui.runtime.speculative import (  # noqa: PLC0415
             CountingDraft, ModelDraft, check_vocab_compatible, prompt_lookup_draft,
         )
+        from moetui.hardware.repack import repack_safe  # noqa: PLC0415
         from moetui.runtime.stats import parse_load_log  # noqa: PLC0415
 
         cfg = RunConfig.from_dict(req["config"])
@@ -172,12 +173,15 @@ class Worker:
         def adjust(params: Any) -> None:
             params.flash_attn_type = FLASH_ATTN[cfg.flash_attn]
 
+        # a config written for another machine may ask for repacking where it kills the process
+        repack = cfg.repack and repack_safe().safe
+
         t0 = time.perf_counter()
         self.counting = CountingDraft(None) if cfg.draft else None  # the inner draft is set below
         arr = build_override_array(cfg.overrides)
         self.keep_alive.append(arr)
         start = self.log_size()
-        with load_hooks(arr, cfg.load_mode, adjust):
+        with load_hooks(arr, cfg.load_mode, adjust, repack):
             self.llm = Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
         buffers = parse_load_log(self.log_since(start))
         draft_buffers = None
@@ -188,19 +192,20 @@ class Worker:
             darr = build_override_array(d.overrides)
             self.keep_alive.append(darr)
             start = self.log_size()
-            with load_hooks(darr, cfg.load_mode, adjust):
+            with load_hooks(darr, cfg.load_mode, adjust, repack):
                 dcfg = cfg.replace(draft=None, overrides=[])
                 self.draft_llm = Llama(d.model_path, **llama_kwargs(dcfg, n_gpu_layers=d.n_gpu_layers, n_ctx=d.n_ctx or cfg.n_ctx))
             draft_buffers = parse_load_log(self.log_since(start))
             check_vocab_compatible(self.llm, self.draft_llm, os.path.basename(d.model_path))
             self.counting.inner = ModelDraft(self.draft_llm, d.draft_max, d.draft_min)
         elif cfg.draft:
-            self.counting.inner = prompt_lookup_draft(cfg.draft.draft_max)
+            self.counting.inner = prompt_lookup_draft(cfg.draft.draft_max, cfg.draft.draft_min)
         self.send({
             "ev": "loaded", "id": req.get("id"), "load_s": time.perf_counter() - t0, "pid": os.getpid(),
             "n_vocab": self.llm.n_vocab(), "n_ctx": self.llm.n_ctx(), "n_ctx_train": self.llm._model.n_ctx_train(),
             "buffers": buffers.to_dict(), "draft_buffers": draft_buffers.to_dict() if draft_buffers else None,
             "n_threads": self.llm.context_params.n_threads, "n_threads_batch": self.llm.context_params.n_threads_batch,
+            "repack": repack,
         })
 
     def _need_model(self) -> None:
@@ -233,7 +238,7 @@ class Worker:
         self.send({"ev": "ok", "id": req.get("id"), "buffers": parse_load_log(self.log_since(start)).to_dict(),
                    "n_ctx": self.llm.n_ctx()})
 
-    def _stopping(self) -> Any:
+    def _stopping(self, budget: Any) -> Any:
         def stop(input_ids: Any, logits: Any) -> bool:
             now = time.perf_counter()
             if self.t_first is None:
@@ -243,12 +248,15 @@ class Worker:
             self.rate.add(now)
             self.tokens += 1
             self._last_ids = input_ids
-            return self.cancel.is_set()
+            # budget: llama-cpp-python's own max_tokens check can be skipped (see completion_guard)
+            return budget(input_ids, logits) or self.cancel.is_set()
 
         return stop
 
     def _complete(self, req: dict[str, Any], prompt: Any, stop: list[str]) -> None:
         from llama_cpp import StoppingCriteriaList  # noqa: PLC0415
+
+        from moetui.runtime.completion_guard import TokenBudget  # noqa: PLC0415
 
         self._need_model()
         self._threads(req)
@@ -262,15 +270,18 @@ class Worker:
         kw = {k: req[k] for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed") if req.get(k) is not None}
         text: list[str] = []
         finish = None
+        budget = TokenBudget(self.max_tokens, self.llm.n_ctx())
         for chunk in self.llm.create_completion(
             prompt, max_tokens=self.max_tokens, stream=True, stop=stop or None,
-            stopping_criteria=StoppingCriteriaList([self._stopping()]), **kw,
+            stopping_criteria=StoppingCriteriaList([self._stopping(budget)]), **kw,
         ):
             choice = chunk["choices"][0]
             if choice["text"]:
                 text.append(choice["text"])
                 self.send({"ev": "token", "id": rid, "text": choice["text"]})
             finish = choice.get("finish_reason") or finish
+        if budget.hit and not self.cancel.is_set():
+            finish = "length"  # create_completion calls it "stop" when a stopping criterion ended it
         if self.counting is not None and self._last_ids is not None:
             self.counting.finish(self._last_ids)
         import psutil  # noqa: PLC0415

@@ -162,7 +162,8 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
     why += gnotes
     ram = ram_budget(rig, o)
     budgets_all = {**budgets, "CPU": ram}
-    flags, arch = rig.cpu.flags, rig.cpu.arch
+    # with repacking off (--no-repack) llama.cpp makes no CPU_REPACK copies: no flag enables one
+    flags, arch = (rig.cpu.flags if rig.build.repack_safe is not False else []), rig.cpu.arch
     native = model.context_length or 4096
     explicit = o.n_ctx is not None
     target = (o.n_ctx if explicit else min(native, DEFAULT_TARGET_CTX)) * o.n_parallel
@@ -221,7 +222,10 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
         flash_attn=flash, cache_type_k=choice.cache_type, cache_type_v=choice.cache_type,
         n_batch=o.n_batch, n_ubatch=o.n_ubatch, n_parallel=o.n_parallel,
         n_threads=math_threads(rig), n_threads_batch=math_threads(rig),
+        repack=rig.build.repack_safe is not False,
     )
+    if not cfg.repack:
+        why.append(f"Weight repacking off (--no-repack): {rig.build.repack_note or 'it crashes on this CPU'}.")
     if r.mode == "partial_layers":
         # experts of GPU layers must be forced to CPU too (non-expert tensors of those layers stay on GPU)
         cfg.overrides = cpu_expert_overrides({il: {"up", "gate", "down"} for il in range(model.n_layers)
