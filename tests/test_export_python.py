@@ -46,9 +46,13 @@ def test_snippet_loads_with_overrides_and_settings(tiny_moe: Path, tmp_path: Pat
 
 
 def test_snippet_with_prompt_lookup_draft_runs(tiny_moe: Path, tmp_path: Path) -> None:
-    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=512, draft=DraftConfig(kind="ngram", draft_max=4), repack=repack_ok())
-    p = _run(python_snippet(cfg, prompt="a b a b a b", max_tokens=4), tmp_path)
-    assert p.returncode == 0, p.stderr[-3000:]
+    for draft_min in (0, 2):
+        cfg = RunConfig(model_path=str(tiny_moe), n_ctx=512, draft=DraftConfig(kind="ngram", draft_max=4, draft_min=draft_min),
+                        repack=repack_ok())
+        script = python_snippet(cfg, prompt="a b a b a b", max_tokens=4)
+        assert ("PromptLookupDraft(draft_max=4, draft_min=2)" in script) == (draft_min == 2)
+        p = _run(script, tmp_path)
+        assert p.returncode == 0, p.stderr[-3000:]
 
 
 def test_snippet_with_draft_model_runs(tiny_moe: Path, tiny_draft: Path, tmp_path: Path) -> None:

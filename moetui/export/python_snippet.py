@@ -129,8 +129,16 @@ def python_snippet(cfg: RunConfig, prompt: str = "Hello", max_tokens: int = 32) 
         "    draft = None",
     ]
     if d is not None and d.kind == "ngram":
-        lines += ["    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding",
-                  f"    draft = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens={d.draft_max})"]
+        if d.draft_min:
+            lines += ["    try:  # moetui's prompt lookup honours draft_min; llama-cpp-python's has only the maximum",
+                      "        from moetui.runtime.speculative import PromptLookupDraft",
+                      f"        draft = PromptLookupDraft(draft_max={d.draft_max}, draft_min={d.draft_min})",
+                      "    except ImportError:",
+                      "        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding",
+                      f"        draft = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens={d.draft_max})"]
+        else:
+            lines += ["    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding",
+                      f"    draft = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens={d.draft_max})"]
     elif d is not None:
         lines += [
             f"    draft_overrides = _override_array({[(o.pattern, o.device) for o in d.overrides]!r})",
