@@ -46,7 +46,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_moe, tmp_path):
     for args, words in ((["tune", str(tmp_path / "nope.gguf")], "no such model file"),
                         (["tune", str(tiny_moe), "--dimensions", "warp"], "unknown tuning dimension"),
                         (["tune", str(tiny_moe), "--budget", "0"], "budget must be positive"),
-                        (["tune", str(tiny_moe), "-r", "0"], "reps must be >= 1"),
+                        (["tune", str(tiny_moe), "-r", "2"], "reps must be >= 3"),
                         (["tune", str(tiny_moe), "--rig", "rtx-4090"], "--rig must be 'auto'")):
         r = moetui(*args)
         assert r.returncode == 2, (args, r.stderr)
@@ -75,7 +75,14 @@ def _wait_for_probe(proc: subprocess.Popen[str], n: int, timeout: float = 120) -
 
 
 def _workers(pid: int) -> list[psutil.Process]:
-    return [c for c in psutil.Process(pid).children(recursive=True) if "worker_main" in " ".join(c.cmdline())]
+    out = []
+    for c in psutil.Process(pid).children(recursive=True):
+        try:
+            if "worker_main" in " ".join(c.cmdline()):
+                out.append(c)
+        except psutil.Error:  # gone, or a zombie not yet reaped
+            pass
+    return out
 
 
 def test_a_killed_tune_leaves_the_store_intact(tiny_moe):

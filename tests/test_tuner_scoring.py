@@ -59,7 +59,8 @@ def test_changed_dimensions():
 def test_options_are_validated():
     from moetui.errors import ConfigError
 
-    for bad in ({"objective": "speed"}, {"budget_s": 0}, {"reps": 0}, {"dimensions": ("warp",)}, {"n_ctx": -1},
+    for bad in ({"objective": "speed"}, {"budget_s": 0}, {"reps": 0}, {"reps": 2}, {"dimensions": ("warp",)}, {"n_ctx": -1},
                 {"vram_margin_bytes": -1}, {"max_probes": 0}, {"n_gen": 0}):
         with pytest.raises(ConfigError):
             TuneOptions(**bad).validate()
+    TuneOptions(reps=3).validate()  # the median of three is the least the issue allows

@@ -99,3 +99,33 @@ def test_two_tunes_at_once_do_not_corrupt_the_store(tmp_path):
     assert store.get("rig-x", "model-same", "0.3.36") is not None
     assert len(store.failures("rig-x", "model-same")) == 60  # same configs from both: one record each
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_profile_answers_only_what_it_was_tuned_for(tmp_path):
+    r = _result()
+    r.best.config = r.best.config.replace(n_ctx=4096)
+    r.n_ctx_requested, r.vram_margin_bytes = 4096, 512 << 20
+    store = ProfileStore(tmp_path)
+    store.put(r)
+    back = store.get("rig-x", "model-a", "0.3.36")
+    assert (back.n_ctx, back.n_ctx_requested, back.vram_margin_bytes) == (4096, 4096, 512 << 20)
+    assert back.reuse_problem("decode", 4096, 512 << 20, margin_matters=True) is None
+    assert back.reuse_problem("decode", 2048, 0, margin_matters=True) is None  # less asked: it still holds
+    assert "context 4096, below the 8192" in back.reuse_problem("decode", 8192, 512 << 20, margin_matters=True)
+    assert "VRAM free" in back.reuse_problem("decode", 4096, 1 << 30, margin_matters=True)
+    assert back.reuse_problem("decode", 4096, 1 << 30, margin_matters=False) is None  # no GPU: no VRAM to keep
+    assert "balanced" in back.reuse_problem("balanced", 4096, 0, margin_matters=True)
+    back.stopped = "cancelled"
+    assert "cancelled" in back.reuse_problem("decode", 512, 0, margin_matters=False)
+
+
+def test_a_profile_saved_before_the_margin_was_recorded_is_not_trusted_with_vram(tmp_path):
+    store = ProfileStore(tmp_path)
+    path = store.put(_result())
+    d = json.loads(path.read_text())
+    del d["vram_margin_bytes"], d["n_ctx_requested"]  # what a profile of the first release holds
+    path.write_text(json.dumps(d))
+    old = store.get("rig-x", "model-a", "0.3.36")
+    assert old is not None and old.vram_margin_bytes is None
+    assert "unknown" in old.reuse_problem("decode", 512, 0, margin_matters=True)
+    assert old.reuse_problem("decode", 512, 0, margin_matters=False) is None

@@ -3,8 +3,9 @@
 1. A ~2 GB Qwen3-30B-A3B-like MoE proxy (16 layers, 128 experts, 4 used; Q4_K_M), cached.
 2. The tuner (moetui.tuner.Tuner) with a time budget: its probes and seconds.
 3. The grid: every combination of the same dimensions' values the tuner draws from (threads, ubatch,
-   flash attention, KV type, load mode), measured the same way (same worker, same bench, same reps):
-   its probes and seconds.
+   flash attention, KV type, load mode incl. mlock where the tuner would try it), measured the same way
+   (same worker, same bench, same reps): its probes and seconds. The tuner's count includes its final
+   round (the winner, the defaults and an overlapping runner-up measured again side by side).
 4. Confirmation: llama.cpp's defaults, the tuned winner and the grid winner re-measured interleaved
    (A B C A B C ...), each in a fresh worker, so drift from other load on this shared machine hits
    all three alike. The headline figures are these.
@@ -73,9 +74,10 @@ def grid_configs(tuner: Tuner, start: RunConfig, n_prompt: int) -> list[tuple[Ru
     logical = max(cores, rig.cpu.logical_cores or cores)
     threads = sorted({t for t in (cores, max(1, cores // 2), logical, cores - 1, 1 if cores <= 4 else cores // 4) if t >= 1})
     ubs = sorted({start.n_ubatch, *(u for u in UBATCHES if u <= n_prompt)})
+    modes = ("auto", "none", "mmap+mlock") if tuner._mlock_possible() else ("auto", "none")
     out = []
     # load mode outermost: consecutive configs then share the loaded model (context-level changes only)
-    for lm, t, tb, ub, fa, kv in itertools.product(("auto", "none"), threads, threads, ubs, ("auto", "on", "off"),
+    for lm, t, tb, ub, fa, kv in itertools.product(modes, threads, threads, ubs, ("auto", "on", "off"),
                                                    ("f16", "q8_0")):
         if kv != "f16" and fa == "off":
             continue  # a quantized V cache needs flash attention

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")
     p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens per pp measurement (default 512)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="tokens per tg measurement (default 128)")
-    p.add_argument("-r", "--reps", type=int, default=3, help="repetitions per probe, median taken (default 3)")
+    p.add_argument("-r", "--reps", type=int, default=3, help="repetitions per probe, median taken (default 3, at least 3)")
     p.add_argument("--max-probes", type=int, default=None, help="stop after this many measured configs")
     p.add_argument("--rig", default="auto", help="'auto' (this machine); a tune measures, so only a real rig makes sense")
     p.add_argument("--save-config", metavar="FILE", help="also write the winning config to FILE (for `moetui run --config`)")

@@ -7,7 +7,10 @@ Order of work:
      position in both directions, then split the boundary layer part by part), threads, ubatch, flash
      attention, KV type, load mode, draft -- each keeping a candidate only when it beats the best beyond
      the noise; a round that improves nothing ends the search ("converged");
-  3. the time budget (checked before each probe) or max_probes ends it early ("budget").
+  3. the time budget (checked before each probe) or max_probes ends it early ("budget");
+  4. the final round (final.py): the winner, the start it must beat (defaults, else the plan) and an
+     overlapping runner-up measured again in interleaved turns; the highest median wins. So the tune never
+     hands back a config that, measured side by side, is slower than where it started.
 
 A candidate that changes only context-level settings (threads, batch sizes, flash attention, KV type)
 reuses the loaded model (ModelWorker.reconfigure / bench threads); others reload. A failed probe (OOM,
@@ -35,7 +38,7 @@ from moetui.errors import (
 from moetui.hardware.rig import Rig
 from moetui.model.info import ModelInfo
 from moetui.runtime.bench import BenchResult
-from moetui.tuner import scoring
+from moetui.tuner import final, scoring
 from moetui.tuner.events import (
     ProbeFinished,
     ProbeStarted,
@@ -43,7 +46,7 @@ from moetui.tuner.events import (
     TuneFinished,
     TuneProgress,
 )
-from moetui.tuner.options import DIMENSIONS, TuneOptions
+from moetui.tuner.options import DIMENSIONS, MIN_REPS, TuneOptions
 from moetui.tuner.placement_axis import (
     BETTER,
     FAILED,
@@ -70,6 +73,9 @@ NOISY = 0.05  # relative spread of the objective above which a probe is measured
 # a hang is not among them: on a busy machine a slow probe can look like one
 RECORDED_KINDS = ("oom", "crash", "error", "abort", "load", "config", "context")
 STALL_S = 300.0
+FINAL_BUDGET_SHARE = 0.25  # the final round may run this share of the budget past it, no more
+SPARE_RAM_FRACTION = 0.5  # the final round keeps one worker per contender loaded while they fit in this much RAM
+MLOCK_RAM_HEADROOM = 1.25  # mlock is tried only when RAM holds the model this many times over
 DRAFT_PROMPT = ("Write a numbered list of the planets of the solar system with one short sentence "
                 "about each, then repeat the list in reverse order.")
 
@@ -151,6 +157,10 @@ class Tuner:
         self._by_key: dict[str, Probe] = {}
         self._worker: Any = None
         self._loaded: _Loaded | None = None
+        # loaded workers set aside while another runs (the final round only; CPU rigs with RAM to spare)
+        self._spares: dict[tuple[Any, ...], tuple[Any, _Loaded]] = {}
+        self._keep_spares = False
+        self._final_skipped: str | None = None
         self._best: Probe | None = None
         self._t0 = 0.0
         self._on_event: Callable[[TuneEvent], None] | None = None
@@ -176,7 +186,10 @@ class Tuner:
             plan_probe.predicted_prompt_tps = self.plan.prompt_tps
             baseline = self._baseline(start)
             stopped = self._search(start)
-            self._recheck_start(plan_probe)
+            start_probe = baseline if baseline is not None and baseline.ok else plan_probe
+            again = self._final_round(start_probe)
+            if again is not None and start_probe is baseline:
+                baseline = again  # the winner and the defaults as measured side by side: like with like
         except _Cancelled:
             stopped = "cancelled"
         except KeyboardInterrupt:
@@ -184,6 +197,7 @@ class Tuner:
             stopped = "cancelled"
         finally:
             self._close_worker()
+            self._close_spares()
             done.set()  # ends the watcher
             for p in self.probes:
                 if p.status == "running":  # interrupted mid-measurement
@@ -196,25 +210,126 @@ class Tuner:
             probes=list(self.probes), rig_fingerprint=self.rig_fingerprint, model_id=self.model_id,
             llama_version=self.llama_version, objective=self.options.objective, elapsed_s=self._elapsed(),
             stopped=stopped, model_path=self.model_path, efficiency=self._refit(plan_probe), created=time.time(),
-            notes=self._notes(),
+            notes=self._notes(), n_ctx_requested=self.options.n_ctx, vram_margin_bytes=self.vram_margin(),
         )
         self.store.put(result)
         self._emit(TuneFinished(result))
         return result
 
-    def _recheck_start(self, plan_probe: Probe | None) -> None:
-        """Measure the plan's config once more when something else won. The first probe is the one most
-        exposed to a cold start (a model just downloaded or written: page cache, disk write-back); on a
-        2 GB proxy right after writing it, the plan measured 43 tok/s first and 78 later, and lost to a
-        worse config. One extra probe, even at the end of the budget."""
-        if plan_probe is None or not plan_probe.ok or self._best is plan_probe:
-            return
+    def _final_round(self, start: Probe | None) -> Probe | None:
+        """Measure the winner again side by side with the start (llama.cpp's defaults, else the plan) and
+        the runner-up whose spread overlaps it, in interleaved turns, and keep the highest median
+        (final.py says why). Returns the start's final probe when it took part. Runs past the time budget
+        (a few seconds; the answer matters more) but within max_probes: each contender is one probe."""
+        best = self._best
+        if best is None or not best.ok or best.role not in final.COMPARABLE_ROLES or best.config.draft is not None:
+            return None  # a draft won: it was timed by generation, against a reference timed the same way
         if self._cancel is not None and self._cancel.is_set():
-            return
-        if self.options.max_probes is not None and self._n_measured() >= self.options.max_probes:
-            return
-        self.measure(plan_probe.config, dict(plan_probe.changes), role="recheck", label="plan (measured again)",
-                     again=True)
+            return None
+        who = final.contenders(best, start, self.probes, self._not_worse, self._probe_key)
+        o = self.options
+        rounds = max(MIN_REPS, o.reps)
+        rounds += rounds % 2  # whole mirrored pairs: a linear drift cancels
+        keep = self._spares_fit(len(who))
+        allowed = FINAL_BUDGET_SHARE * o.budget_s
+        if len(who) > 2 and self._final_cost(who, rounds, keep) > allowed:
+            who = who[:2]  # the winner and the start: the one comparison the answer must survive
+        if len(who) < 2 or (o.max_probes is not None and self._n_measured() + len(who) > o.max_probes):
+            return None
+        cost = self._final_cost(who, rounds, keep)
+        if cost > allowed:  # e.g. a large model on a GPU rig that reloads at every turn
+            self._final_skipped = f"the final side-by-side round was skipped: it would take ~{cost:.0f} s"
+            return None
+        self._emit(TuneProgress(self._fraction(), self._elapsed(), self._eta(),
+                                "final: " + " vs ".join(p.label for p in who) + ", measured side by side"))
+        finals = [Probe(len(self.probes) + i, p.config, dict(p.changes), f"{p.label} (final)", role="final")
+                  for i, p in enumerate(who)]
+        pp: list[list[float]] = [[] for _ in finals]
+        tg: list[list[float]] = [[] for _ in finals]
+        for p in finals:
+            self.probes.append(p)
+            p.status, p.seconds, p.reloaded = "running", 0.0, False
+            self._emit(ProbeStarted(p, self._n_done(), self._eta()))
+        # with one worker per contender kept loaded, a turn costs a measurement, not a reload
+        self._keep_spares = keep
+        try:
+            for i in final.order(len(finals), rounds):
+                p = finals[i]
+                if p.status != "running":
+                    continue  # it failed in an earlier turn
+                self._check_cancel()
+                t0 = time.monotonic()
+                try:
+                    p.reloaded = self._ensure_loaded(p.config) or p.reloaded
+                    t, tb = self._threads(p.config)
+                    b = self._bench(t, tb, reps=1)
+                except (WorkerError, ModelFileError, ConfigError) as exc:
+                    self._close_worker()
+                    self._check_cancel()
+                    # it ran in the search, so this says more about the moment than the config: not recorded
+                    p.status, p.error_kind = "failed", _kind(exc)
+                    p.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    continue
+                finally:
+                    p.seconds = (p.seconds or 0.0) + time.monotonic() - t0
+                pp[i] += b.pp_tok_s
+                tg[i] += b.tg_tok_s
+        except _Cancelled:
+            for p in finals:  # every started probe gets its finished event, as in measure()
+                if p.status == "running":
+                    p.status, p.error, p.error_kind = "skipped", "cancelled", "cancelled"
+                self._emit(ProbeFinished(p, self._best, self._n_done(), self._eta(), self._elapsed()))
+            raise
+        finally:
+            self._keep_spares = False
+            self._close_spares()
+        for i, p in enumerate(finals):
+            if p.status == "running" and tg[i] and pp[i]:
+                c = p.config
+                p.bench = BenchResult(n_prompt=o.n_prompt, n_gen=o.n_gen, reps=len(tg[i]), pp_tok_s=pp[i], tg_tok_s=tg[i],
+                                      n_threads=self._threads(c)[0], n_threads_batch=self._threads(c)[1],
+                                      n_batch=c.n_batch, n_ubatch=c.n_ubatch, flash_attn=c.flash_attn,
+                                      cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v)
+                p.status = "ok"
+                p.score = scoring.score(p.bench, o.objective, o.n_prompt, o.n_gen)  # type: ignore[arg-type]
+            elif p.status == "running":
+                p.status, p.error_kind, p.error = "failed", "protocol", "the final round returned no figures"
+        if any(p.ok for p in finals):
+            self._best = final.pick(finals, self._better)
+        for p in finals:
+            self._emit(ProbeFinished(p, self._best, self._n_done(), self._eta(), self._elapsed()))
+        start_final = next((f for f, p in zip(finals, who) if p is start), None)
+        return start_final if start_final is not None and start_final.ok else None
+
+    def _final_cost(self, who: list[Probe], rounds: int, keep_loaded: bool) -> float:
+        """Seconds the final round would take, from what the search's probes of the same configs took."""
+        keys = {_load_key(p.config) for p in who}
+        total = 0.0
+        for p in who:
+            load = p.load_s or 0.0
+            per_rep = max(0.0, (p.seconds or 0.0) - load) / max(1, p.bench.reps if p.bench else 1)
+            loads = 1 if keep_loaded or len(keys) == 1 else rounds  # without spares, every turn reloads
+            total += rounds * per_rep + loads * load
+        return total
+
+    def _probe_key(self, p: Probe) -> str:
+        return config_key(self._effective(p.config))
+
+    def _spares_fit(self, n: int) -> bool:
+        """Can n copies of the model stay loaded at once? Only on a CPU rig (VRAM holds one) with RAM to
+        spare: a config without mmap holds its own copy of the weights."""
+        if self._gpu_offload():
+            return False
+        avail = self.rig.memory.available_bytes or 0
+        return self._model_bytes() * n <= SPARE_RAM_FRACTION * avail
+
+    def _model_bytes(self) -> int:
+        import os
+
+        try:
+            return os.path.getsize(self.model_path)
+        except OSError:
+            return 0
 
     def measure(self, config: RunConfig, changes: dict[str, Any], *, role: str = "search",
                 label: str | None = None, again: bool = False) -> Probe:
@@ -269,16 +384,37 @@ class Tuner:
         return probe
 
     # --- start points -----------------------------------------------------------------------------------
-    def _start_config(self) -> RunConfig:
-        from moetui.sizing.plan import DEFAULT_VRAM_MARGIN, PlanOptions, plan
+    def vram_margin(self) -> int:
+        """The VRAM headroom this tune keeps free per GPU (the user's, else the sizing default)."""
+        from moetui.sizing.plan import DEFAULT_VRAM_MARGIN
 
+        m = self.options.vram_margin_bytes
+        return m if m is not None else DEFAULT_VRAM_MARGIN
+
+    def make_plan(self) -> Any:
+        """The sizing core's plan for the user's context and margin (pure and quick; made once)."""
+        from moetui.sizing.plan import PlanOptions, plan
+
+        if self.plan is None:
+            po = PlanOptions(n_ctx=self.options.n_ctx, vram_margin_bytes=self.vram_margin(), model_path=self.model_path)
+            eff = self.store.rig_efficiency(self.rig_fingerprint)
+            if eff is not None:  # an earlier tune on this rig measured it: predict (and refit) from there
+                po.efficiency = eff
+            self.plan = plan(self.info, self.rig, po)
+        return self.plan
+
+    def min_ctx(self) -> int:
+        """The smallest context the result must run at: the user's --ctx, else the context the plan picks."""
+        return self.options.n_ctx if self.options.n_ctx is not None else self.make_plan().config.n_ctx
+
+    def reuse_problem(self, saved: TuneResult) -> str | None:
+        """Why a saved profile does not answer this tune (None: it does). The margin only matters where
+        a GPU holds weights."""
+        return saved.reuse_problem(self.options.objective, self.min_ctx(), self.vram_margin(), self._gpu_offload())
+
+    def _start_config(self) -> RunConfig:
         o = self.options
-        margin = o.vram_margin_bytes if o.vram_margin_bytes is not None else DEFAULT_VRAM_MARGIN
-        po = PlanOptions(n_ctx=o.n_ctx, vram_margin_bytes=margin, model_path=self.model_path)
-        eff = self.store.rig_efficiency(self.rig_fingerprint)
-        if eff is not None:  # an earlier tune on this rig measured it: predict (and refit) from there
-            po.efficiency = eff
-        self.plan = plan(self.info, self.rig, po)
+        self.make_plan()
         cfg = self.plan.config
         if (self.plan.mode == "experts_split" and o.n_prompt == DEFAULT_N_PROMPT
                 and "ubatch" in (o.dimensions or DIMENSIONS)):
@@ -474,9 +610,29 @@ class Tuner:
             self._try([self._with(ch, cache_type_k=kv, cache_type_v=kv, flash_attn=fa)])
 
     def _dim_load_mode(self) -> None:
+        # mmap (llama.cpp's default) vs a private copy (none) vs mmap with the pages locked in RAM
+        # (--mlock: the kernel can no longer evict or lazily fault expert pages decode touches at random)
         base, _ = self._base()
-        cands = ["none"] if base.load_mode in ("auto", "mmap") else ["mmap"]
+        mapped = "auto" if base.load_mode == "mmap" else base.load_mode  # auto is mmap where the file allows it
+        cands = [m for m in ("auto", "none", "mmap+mlock") if m != mapped]
+        if "mmap+mlock" in cands and not self._mlock_possible():
+            cands.remove("mmap+mlock")
         self._try(self._with({"load_mode": m}, load_mode=m) for m in cands)
+
+    def _mlock_possible(self) -> bool:
+        """Locking the weights only helps, and only works, where RAM holds them with room to spare and
+        the memlock limit allows it (else llama.cpp warns, locks nothing, and the probe measures noise)."""
+        import os
+        import resource
+
+        size = self._model_bytes()
+        avail = self.rig.memory.available_bytes or 0
+        if not size or size * MLOCK_RAM_HEADROOM > avail:
+            return False
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            return True  # CAP_IPC_LOCK: no limit applies
+        soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        return soft == resource.RLIM_INFINITY or soft >= size
 
     def _dim_draft(self) -> None:
         """Speculative decoding. bench() times random tokens (no draft can help there), so draft on/off is
@@ -521,31 +677,15 @@ class Tuner:
 
     # --- measuring ----------------------------------------------------------------------------------------
     def _measure_into(self, probe: Probe, generate: bool = False) -> None:
-        from moetui.runtime.client import ModelWorker
-
         cfg = probe.config
         generate = generate or cfg.draft is not None
-        lkey = _load_key(cfg)
         o = self.options
-        if self._loaded is None or self._loaded.key != lkey or self._worker is None or not self._worker.alive:
-            self._close_worker()
-            self._check_cancel()
-            # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
-            timeout = max(STALL_S, o.budget_s)
-            self._worker = ModelWorker(stall_timeout=timeout, load_timeout=timeout)
-            info = self._worker.start(cfg)
-            self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
-            self._default_threads = self._default_threads or self._loaded.default_threads
-            probe.load_s, probe.reloaded = info.load_s, True
+        if self._ensure_loaded(cfg):
+            probe.load_s, probe.reloaded = self._worker.load_info.load_s if self._worker.load_info else None, True
         else:
-            ctx = {k: getattr(cfg, k) for k in CONTEXT_KEYS if getattr(cfg, k) != getattr(self._loaded.config, k)}
-            if ctx:
-                self._worker.reconfigure(**ctx)
-            self._loaded.config = cfg
             probe.reloaded = False
         self._check_cancel()
-        t = cfg.n_threads or self._loaded.default_threads[0]
-        tb = cfg.n_threads_batch or cfg.n_threads or self._loaded.default_threads[1]
+        t, tb = self._threads(cfg)
         bench = self._generate_bench(t, tb) if generate else self._bench(t, tb)
         for _ in range(MAX_EXTRA_REPS):
             # more repetitions while the spread is large (and time allows)
@@ -558,9 +698,46 @@ class Tuner:
         probe.bench = bench
         probe.vram_bytes = self._vram()
 
-    def _bench(self, t: int, tb: int) -> BenchResult:
+    def _ensure_loaded(self, cfg: RunConfig) -> bool:
+        """Make the current worker run `cfg`: change context-level settings on the loaded model, take a
+        spare worker that has its weights loaded, or load them. True when it loaded the model."""
+        from moetui.runtime.client import ModelWorker
+
+        lkey = _load_key(cfg)
+        if self._loaded is not None and self._loaded.key == lkey and self._worker is not None and self._worker.alive:
+            ctx = {k: getattr(cfg, k) for k in CONTEXT_KEYS if getattr(cfg, k) != getattr(self._loaded.config, k)}
+            if ctx:
+                self._worker.reconfigure(**ctx)
+            self._loaded.config = cfg
+            return False
+        if self._keep_spares and self._worker is not None and self._loaded is not None and self._worker.alive:
+            self._spares[self._loaded.key] = (self._worker, self._loaded)
+            self._worker, self._loaded = None, None
+        else:
+            self._close_worker()
+        spare = self._spares.pop(lkey, None)
+        if spare is not None and spare[0].alive:
+            self._worker, self._loaded = spare
+            return self._ensure_loaded(cfg)  # its context may differ
+        if spare is not None:
+            spare[0].close()
+        self._check_cancel()
+        # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
+        timeout = max(STALL_S, self.options.budget_s)
+        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=timeout)
+        info = self._worker.start(cfg)
+        self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
+        self._default_threads = self._default_threads or self._loaded.default_threads
+        return True
+
+    def _threads(self, cfg: RunConfig) -> tuple[int, int]:
+        """The thread counts a config runs with (its own, else what the loaded model defaulted to)."""
+        dt = self._loaded.default_threads if self._loaded else (self._default_threads or (1, 1))
+        return cfg.n_threads or dt[0], cfg.n_threads_batch or cfg.n_threads or dt[1]
+
+    def _bench(self, t: int, tb: int, reps: int | None = None) -> BenchResult:
         o = self.options
-        b = self._worker.bench(o.n_prompt, o.n_gen, max(1, o.reps), n_threads=t, n_threads_batch=tb,
+        b = self._worker.bench(o.n_prompt, o.n_gen, max(1, reps or o.reps), n_threads=t, n_threads_batch=tb,
                                timeout=None)
         self._check_cancel()
         if len(b.tg_tok_s) < 1 or len(b.pp_tok_s) < 1:
@@ -688,6 +865,11 @@ class Tuner:
         if w is not None:
             w.kill() if (self._interrupted or (self._cancel is not None and self._cancel.is_set())) else w.close()
 
+    def _close_spares(self) -> None:
+        spares, self._spares = self._spares, {}
+        for w, _ in spares.values():
+            w.kill() if (self._interrupted or (self._cancel is not None and self._cancel.is_set())) else w.close()
+
     def _nothing_worked(self) -> MoetuiError:
         tried = [p for p in self.probes if p.status in ("failed", "skipped")]
         if not tried:
@@ -725,7 +907,7 @@ class Tuner:
         return d
 
     def _notes(self) -> list[str]:
-        out = []
+        out = [self._final_skipped] if self._final_skipped else []
         if "ubatch" in self.dimensions() and self.options.n_prompt < UBATCHES[-1]:
             out.append(f"ubatch was searched up to {self.options.n_prompt} (the measured prompt length); "
                        "a longer prompt (n_prompt) explores larger ubatches")
@@ -785,7 +967,9 @@ def _identity(model_path: str) -> str:
 def tune(model_path: str, rig: Rig | None = None, options: TuneOptions | None = None, on_event=None, cancel=None,
          store: ProfileStore | None = None) -> TuneResult:
     """Tune MODEL on this rig, or return the saved profile at once (from_cache=True) unless options.retune.
-    A profile saved by a cancelled tune is not final: it is tuned again."""
+    A saved profile is reused only when it was tuned for the same objective, at a context >= the one asked
+    for (--ctx, else the plan's) and, on a GPU rig, with at least the VRAM headroom asked for (--margin);
+    a profile saved by a cancelled tune is not final. Otherwise it is tuned again (and replaced)."""
     from moetui.hardware import detect_rig
 
     options = options or TuneOptions()
@@ -795,12 +979,16 @@ def tune(model_path: str, rig: Rig | None = None, options: TuneOptions | None = 
     tuner = Tuner(model_path, rig, options, store=store)
     if not options.retune:
         saved = store.get(tuner.rig_fingerprint, tuner.model_id, tuner.llama_version)
-        if saved is not None and saved.stopped != "cancelled" and saved.objective == options.objective:
+        # reused only where it honours this tune's objective, minimum context and VRAM headroom
+        why = tuner.reuse_problem(saved) if saved is not None else "no saved profile"
+        if saved is not None and why is None:
             saved.from_cache = True
             saved.best.config = saved.best.config.replace(model_path=str(model_path))
             if on_event:
                 on_event(TuneFinished(saved))
             return saved
+        if saved is not None and on_event:
+            on_event(TuneProgress(0.0, 0.0, None, f"{why}: tuning again"))
     return tuner.run(on_event, cancel)
 
 

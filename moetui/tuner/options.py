@@ -8,6 +8,7 @@ from moetui.errors import ConfigError
 
 DIMENSIONS = ("placement", "threads", "ubatch", "flash_attn", "cache_type", "load_mode", "draft")
 OBJECTIVES = ("decode", "balanced", "prefill")
+MIN_REPS = 3  # a median needs at least three figures: with two, one stalled repetition decides it
 
 
 @dataclass
@@ -35,8 +36,8 @@ class TuneOptions:
             raise ConfigError("the VRAM margin must be >= 0")
         if self.n_prompt < 1 or self.n_gen < 1:
             raise ConfigError("n_prompt and n_gen must be >= 1 (the tuner measures both)")
-        if self.reps < 1:
-            raise ConfigError("reps must be >= 1")
+        if self.reps < MIN_REPS:
+            raise ConfigError(f"reps must be >= {MIN_REPS} (each probe is the median of its repetitions)")
         if self.max_probes is not None and self.max_probes < 1:
             raise ConfigError("max_probes must be >= 1")
         bad = [d for d in (self.dimensions or ()) if d not in DIMENSIONS]

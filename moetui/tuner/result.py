@@ -29,6 +29,32 @@ class TuneResult:
     efficiency: dict[str, Any] | None = None  # EfficiencyFactors refit from the measurements (to_dict)
     created: float = 0.0  # unix time
     notes: list[str] = field(default_factory=list)
+    # what the tune was asked to respect; a later tune may reuse this profile only where it still holds
+    n_ctx_requested: int | None = None  # --ctx (None: the plan's default context)
+    vram_margin_bytes: int | None = None  # the VRAM headroom it kept (the sizing default filled in); None: unknown
+
+    @property
+    def n_ctx(self) -> int:
+        """The context the winner was tuned (and runs) at."""
+        return self.best.config.n_ctx
+
+    def reuse_problem(self, objective: str, min_ctx: int, vram_margin_bytes: int | None,
+                      margin_matters: bool) -> str | None:
+        """Why this saved profile cannot answer a tune asked for (objective, min_ctx, margin); None when it
+        can. A profile tuned at a larger context or with more VRAM headroom also satisfies smaller asks:
+        its config runs there too (a smaller context only frees memory)."""
+        if self.stopped == "cancelled":
+            return "the saved tune was cancelled"
+        if self.objective != objective:
+            return f"the saved profile was tuned for {self.objective}, not {objective}"
+        if self.n_ctx < min_ctx:
+            return f"the saved profile was tuned at context {self.n_ctx}, below the {min_ctx} asked for"
+        if margin_matters and vram_margin_bytes is not None:
+            if self.vram_margin_bytes is None or self.vram_margin_bytes < vram_margin_bytes:
+                kept = "an unknown" if self.vram_margin_bytes is None else f"{self.vram_margin_bytes / 1e9:.2f} GB"
+                return (f"the saved profile kept {kept} of VRAM free, less than the "
+                        f"{vram_margin_bytes / 1e9:.2f} GB asked for")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         # probes are stored once; best/baseline/plan_probe refer to them by index
@@ -40,6 +66,7 @@ class TuneResult:
             "rig_fingerprint": self.rig_fingerprint, "model_id": self.model_id, "llama_version": self.llama_version,
             "objective": self.objective, "elapsed_s": self.elapsed_s, "stopped": self.stopped,
             "model_path": self.model_path, "efficiency": self.efficiency, "created": self.created, "notes": list(self.notes),
+            "n_ctx_requested": self.n_ctx_requested, "vram_margin_bytes": self.vram_margin_bytes,
         }
 
     @classmethod
@@ -60,6 +87,11 @@ class TuneResult:
                 model_id=str(d["model_id"]), llama_version=str(d["llama_version"]), objective=str(d["objective"]),
                 elapsed_s=float(d["elapsed_s"]), stopped=str(d["stopped"]), model_path=str(d.get("model_path") or ""),
                 efficiency=d.get("efficiency"), created=float(d.get("created") or 0.0), notes=list(d.get("notes") or []),
+                n_ctx_requested=_opt_int(d.get("n_ctx_requested")), vram_margin_bytes=_opt_int(d.get("vram_margin_bytes")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"not a moetui tuning profile ({type(exc).__name__}: {exc})") from None
+
+
+def _opt_int(x: Any) -> int | None:
+    return None if x is None else int(x)
