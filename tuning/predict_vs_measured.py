@@ -1,10 +1,12 @@
 """Predicted vs measured tok/s.
 
-1. This machine: a tiny Qwen3-30B-A3B-shaped proxy run by llama-cpp-python on the CPU (decode of 64
-   tokens, prompt of 256), next to what moetui.sizing predicts for the detected rig.
+1. This machine: a small (~1 GB; `--scale tiny` for a quick look) Qwen3-30B-A3B-shaped proxy run by
+   llama-cpp-python on the CPU (decode of 64 tokens, prompt of 256), next to what moetui.sizing predicts
+   for the detected rig. A 5 MB tiny proxy measures Python overhead, not memory bandwidth.
 2. tuning/reference.toml: published measurements (rig, model, flags, tok/s, source), each predicted
    with the same placement (-ngl 99, --n-cpu-moe N) on a rig built from the entry.
 Writes tuning/results/predict_vs_measured.json and .md.   Run: python3 tuning/predict_vs_measured.py
+The H100 points (capped VRAM, full-scale proxy) are fitted and reported by tuning/fit_speed_factors.py.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from moetui.sizing.virtual import model_info_for_shape
 HERE = Path(__file__).resolve().parent
 
 
-def measure_local(path: Path, n_gen: int = 64, n_prompt: int = 256, reps: int = 3) -> dict:
+def measure_local(path: Path, n_threads: int, n_gen: int = 64, n_prompt: int = 256, reps: int = 3) -> dict:
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_ubatch=512, n_gpu_layers=0, verbose=False, seed=1)
+    from moetui.hardware.repack import make_llama_cpp_safe
+
+    make_llama_cpp_safe()  # --no-repack where this CPU's AMX kernels crash, as the plan says
+    llm = Llama(model_path=str(path), n_ctx=2048, n_batch=512, n_ubatch=512, n_gpu_layers=0, verbose=False, seed=1,
+                n_threads=n_threads, n_threads_batch=n_threads)
     toks = [(i % 1000) + 10 for i in range(n_prompt)]
     pp, tg = [], []
     for _ in range(reps):
@@ -61,19 +67,26 @@ def predict_reference(e: dict) -> float:
 
 
 def main() -> int:
+    import argparse
+
     from moetui.hardware import load_rig
 
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", choices=("tiny", "small"), default="small")
+    scale = ap.parse_args().scale
     out: dict = {"local": {}, "reference": []}
     rig = load_rig("auto")
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "tiny.gguf"
-        write_proxy(scaled(load_shape("qwen3-30b-a3b"), "tiny"), path, "Q4_K_M")
+        path = Path(d) / f"{scale}.gguf"
+        write_proxy(scaled(load_shape("qwen3-30b-a3b"), scale), path, "Q4_K_M")
         model = inspect_file(path)
         p = plan(model, rig, PlanOptions(n_ctx=2048))
-        meas = measure_local(path)
+        meas = measure_local(path, p.config.n_threads or rig.cpu.physical_cores)
+        path_size = path.stat().st_size
     out["local"] = {
         "rig": rig.name, "cpu": rig.cpu.model, "physical_cores": rig.cpu.physical_cores,
-        "ram_bandwidth_gbs": rig.ram_bandwidth_gbs, "model": "qwen3-30b-a3b tiny proxy Q4_K_M (5 MB)",
+        "ram_bandwidth_gbs": rig.ram_bandwidth_gbs, "model": f"qwen3-30b-a3b {scale} proxy Q4_K_M ({path_size / 1e6:,.0f} MB)",
+        "repack": p.config.repack, "threads": p.config.n_threads,
         "predicted_decode_tps": p.decode_tps, "measured_decode_tps": meas["decode_tps"],
         "decode_error": p.decode_tps / meas["decode_tps"] - 1,
         "predicted_prompt_tps": p.prompt_tps, "measured_prompt_tps": meas["prompt_tps"],
@@ -89,6 +102,7 @@ def main() -> int:
     L = out["local"]
     lines = ["# Predicted vs measured tok/s", "", "Default EfficiencyFactors (moetui/sizing/speed.py). Error = predicted/measured - 1.", "",
              f"## This machine ({L['cpu']}, {L['physical_cores']} cores, RAM bw {L['ram_bandwidth_gbs']} GB/s), {L['model']}", "",
+             f"{L['threads']} threads, repacking {'on' if L['repack'] else 'off (--no-repack: this CPU AMX-traps)'}.", "",
              "| | predicted | measured (median of 3) | error |", "|---|---|---|---|",
              f"| decode tok/s | {L['predicted_decode_tps']:.1f} | {L['measured_decode_tps']:.1f} | {L['decode_error']:+.0%} |",
              f"| prompt tok/s | {L['predicted_prompt_tps']:.1f} | {L['measured_prompt_tps']:.1f} | {L['prompt_error']:+.0%} |", "",
