@@ -102,3 +102,14 @@ def test_corrupt_cache_file_is_ignored() -> None:
     assert bandwidth.load_cached("anything") is None
     bandwidth.store_cached("k", BandwidthResult(read_gbs=2.0))
     assert bandwidth.load_cached("k").read_gbs == 2.0
+
+
+def test_slow_first_touch_cuts_the_buffer_not_the_budget() -> None:
+    # 2 x 3 GiB cannot be page-faulted in 0.4 s of a 1 s budget on any machine here: the probe must
+    # stream over what it touched in time (at least MIN_TOUCH_BYTES) and still end within the budget
+    t = time.perf_counter()
+    r = bandwidth.measure_ram_bandwidth(physical_cores=1, threads=1, buffer_bytes=3 * 2**30, budget_s=1.0)
+    wall = time.perf_counter() - t
+    assert bandwidth.MIN_TOUCH_BYTES <= r.buffer_bytes < 3 * 2**30
+    assert r.read_gbs and r.copy_gbs
+    assert wall < 1.5, f"probe took {wall:.2f} s"
