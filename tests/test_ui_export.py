@@ -18,6 +18,8 @@ from moetui.hardware import load_preset
 from moetui.ui.app import MoetuiApp
 from moetui.ui.state import ConfigChosen
 
+from conftest import repack_ok
+
 pytestmark = pytest.mark.anyio
 
 
@@ -70,7 +72,7 @@ async def test_save_writes_the_file_and_copy_uses_the_clipboard(tiny_moe: Path, 
     app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx4090-ddr5-64"))
     async with app.run_test(size=(80, 24)) as pilot:
         await open_export(app, pilot)
-        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0)))
+        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0, repack=repack_ok())))
         await wait_for(pilot, lambda: "-c 512" in app.screen.text)
         py = await choose(app, pilot, "python")
         # the default path is in the user's data dir (isolated per test), named after the model

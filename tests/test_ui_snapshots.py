@@ -1,5 +1,6 @@
-"""Snapshot tests of the UI-core screens at 80x24 (and the plan in the light theme), on reference rigs and
-shape presets so every picture is deterministic. Update with `pytest tests/test_ui_snapshots.py --snapshot-update`
+"""Snapshot tests of every screen at 80x24 (and the plan in the light theme), on reference rigs and
+shape presets so every picture is deterministic; Chat, Tune and Best config in their idle states (no model
+process, no tuner run). Update with `pytest tests/test_ui_snapshots.py --snapshot-update`
 after checking the new SVGs by eye."""
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from moetui.hardware import load_preset
+from textual.screen import Screen
+
 from moetui.ui.app import MoetuiApp
+from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.rig import RigScreen
 
 MODEL = "qwen3-30b-a3b:Q8_0"  # hybrid on a 24 GB card: the placement drawing shows both sides
@@ -25,21 +29,31 @@ def _deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RigScreen, "LIVE", False)  # live gauges change every sample
 
 
-def make_app(light: bool = False) -> MoetuiApp:
-    return MoetuiApp(model_path=MODEL, rig=load_preset("rtx4090-ddr5-64"), light=light)
+def make_app(light: bool = False, model: str | None = MODEL) -> MoetuiApp:
+    return MoetuiApp(model_path=model, rig=load_preset("rtx4090-ddr5-64"), light=light)
 
 
-def settle_then(*keys: str):
+async def settle(app: MoetuiApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    """Let workers finish and report; Chat's 2 Hz sampler runs until the screen closes, so not that one."""
+    for _ in range(3):
+        finite = [w for w in app.workers if w.group != "chat-sampler"]
+        if finite:  # an empty list would mean "all of them" to Textual
+            await app.workers.wait_for_complete(finite)
+        await pilot.pause()
+
+
+def settle_then(*keys: str, screens: dict[str, Screen] | None = None):
+    """run_before: let detection/inspection/planning land, then press `keys`. `screens` replaces the
+    app's screen for a name (as MoetuiApp.screen_named would build it) before any key is pressed."""
     async def run_before(pilot) -> None:
         app = pilot.app
-        for _ in range(3):
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+        for name, screen in (screens or {}).items():
+            app.install_screen(screen, name)
+            app._screens[name] = screen
+        await settle(app, pilot)
         for key in keys:
             await pilot.press(key)
-            for _ in range(3):
-                await app.workers.wait_for_complete()
-                await pilot.pause()
+            await settle(app, pilot)
         await pilot.pause(0.2)
 
     return run_before
@@ -67,3 +81,18 @@ def test_plan_light_theme_wide(snap_compare) -> None:
 
 def test_export(snap_compare) -> None:
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle_then("e"))
+
+
+def test_chat_idle_without_a_model(snap_compare) -> None:
+    # no model selected: Chat starts no model process (a shape preset's plan would try to load a file
+    # that does not exist), so the picture is its deterministic "pick a model" state
+    assert snap_compare(make_app(model=None), terminal_size=(80, 24), run_before=settle_then("c"))
+
+
+def test_tune_idle(snap_compare) -> None:
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle_then("t"))
+
+
+def test_best_config_idle(snap_compare) -> None:
+    best = BestConfigScreen(autostart=False)  # shown, not started: no download, plan or tune runs
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle_then("b", screens={"best": best}))

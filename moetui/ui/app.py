@@ -1,5 +1,6 @@
 """The moetui terminal app: screens by name (installed lazily, so a screen that fails to import costs only
-that screen), one key and one command-palette entry per screen, and the shared AppState.
+that screen), one key and one command-palette entry per screen and per action (moetui.ui.keys and
+moetui.ui.commands), and the shared AppState.
 
 Data flow: screens read `self.app.state` and post messages (moetui.ui.state) to change it; the App
 updates the state and calls `refresh_from_state()` on the screens that define it. Everything blocking
@@ -17,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
 from moetui.paths import REPO_DIR
+from moetui.ui.commands import MoetuiCommands, PaletteCommand
+from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
 
 if TYPE_CHECKING:
@@ -48,39 +50,16 @@ SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
 _KEEP: Any = object()  # sentinel: "leave this setting as it is"
 
 
-class MoetuiCommands(Provider):
-    """Every screen and app action in the command palette (ctrl+p), same callbacks as the keys."""
-
-    def _commands(self) -> list[tuple[str, Any, str]]:
-        app = self.app
-        assert isinstance(app, MoetuiApp)
-        out = [(f"Open {title}" if name != "best" else title, partial(app.action_open, name), f"[{key}] {help}")
-               for name, (_, _, key, title, help) in SCREENS_BY_NAME.items()]
-        out += [("Re-detect the rig", app.action_redetect, "run hardware detection again"),
-                ("Re-plan the selected model", app.action_replan, "plan again with the current knobs"),
-                ("Toggle dark/light theme", app.action_toggle_theme, "switch between the dark and light theme")]
-        return out
-
-    async def discover(self) -> Hits:
-        for title, callback, help in self._commands():
-            yield DiscoveryHit(title, callback, help=help)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, callback, help in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help)
-
-
 class MoetuiApp(App):
     TITLE = "moetui"
     SUB_TITLE = "MoE models, as fast as your rig allows"
     CSS_PATH = [ASSETS / "moetui.tcss"]
     COMMANDS = App.COMMANDS | {MoetuiCommands}
     BINDINGS = [
-        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best")
+        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best", group=SCREEN_KEYS)
           for name, (_, _, key, title, _) in SCREENS_BY_NAME.items()),
+        # hidden here, shown by the screens where they matter (app_action_bindings)
+        *(Binding(key, action, label, show=False) for key, action, label, _, _ in APP_ACTIONS),
         Binding("q", "quit", "Quit"),
         Binding("escape", "unfocus", "Leave field", show=False),  # back from a text field to the letter keys
     ]
@@ -155,6 +134,24 @@ class MoetuiApp(App):
             except Exception as exc:  # one screen's bug must not take the others down
                 self.log.error(f"{s!r}.refresh_from_state failed: {exc!r}")
                 self.notify(f"{type(s).__name__}: {type(exc).__name__}: {exc}", severity="error")
+
+    def screen_title(self, screen: Screen) -> str | None:
+        """'Tune' for the installed Tune screen; None for a screen moetui did not install (a dialog)."""
+        for name, installed in self._screens.items():
+            if installed is screen:
+                return SCREENS_BY_NAME[name][3].split(" ")[0] if name != "best" else "Best config"
+        return None
+
+    def app_commands(self) -> list[PaletteCommand]:
+        """The palette's app-wide commands: open each screen, then the other app actions; the help names
+        the key."""
+        out = [PaletteCommand(f"Open {title}" if name != "best" else title, partial(self.action_open, name),
+                              f"[{key}] {help}")
+               for name, (_, _, key, title, help) in SCREENS_BY_NAME.items()]
+        out += [PaletteCommand(title, getattr(self, f"action_{action}"),
+                               f"[{self.get_key_display(Binding(key, action))}] {help}")
+                for key, action, _, title, help in APP_ACTIONS]
+        return out
 
     def screen_text(self) -> str:
         """The current screen as plain text, line by line (tests and the tmux check compare against it)."""

@@ -37,9 +37,9 @@ class ChatScreen(Screen):
     CSS_PATH = FLOWS_TCSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_leave_input", "Stop"),
-        Binding("ctrl+n", "new_chat", "New chat"),
-        Binding("f2", "system_prompt", "System prompt"),
-        Binding("ctrl+r", "reload", "Reload model"),
+        Binding("ctrl+n", "new_chat", "New"),
+        Binding("f2", "system_prompt", "System"),
+        Binding("ctrl+r", "reload", "Reload"),
     ]
 
     status_line: reactive[str] = reactive("")

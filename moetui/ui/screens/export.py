@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
@@ -47,6 +48,11 @@ def default_save_path(cfg: RunConfig, tool: str, shell: str) -> Path:
 
 
 class ExportScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "copy", "Copy", tooltip="copy the text to the clipboard (OSC 52)"),
+        Binding("s", "save", "Save", tooltip="save the text to the file in the 'save to' box"),
+    ]
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="export-top"):
@@ -135,6 +141,12 @@ class ExportScreen(Screen):
             self.copy()
         elif event.button.id == "export-save":
             self.save()
+
+    def action_copy(self) -> None:
+        self.copy()
+
+    def action_save(self) -> None:
+        self.save()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "export-path":

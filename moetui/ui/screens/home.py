@@ -5,26 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.markup import escape
+from typing import ClassVar
+
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gb, tps
 
 
 class HomeScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = app_action_bindings("home")
+
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="home-body"):
-            yield Button("★ Best config for my rig", id="best", variant="success")
+            yield Button(r"★ Best config for my rig \[b]", id="best", variant="success")
             yield Static(id="home-rig", classes="card")
             yield Static(id="home-model", classes="card")
             yield Static(id="home-plan", classes="card")
             with Horizontal(id="home-nav"):
                 for name, label in (("rig", "Rig [r]"), ("models", "Models [m]"), ("plan", "Plan [p]"),
                                     ("tune", "Tune [t]"), ("chat", "Chat [c]"), ("export", "Export [e]")):
-                    yield Button(label, id=f"nav-{name}", classes="nav")
+                    # the key in brackets is the footer's "screens" key; escaped, or markup eats it as a style
+                    yield Button(label.replace("[", r"\["), id=f"nav-{name}", classes="nav")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
@@ -81,6 +82,11 @@ def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
 
 class ModelsScreen(Screen):
     AUTO_FOCUS = "#models-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "add", "Add path", tooltip="add the GGUF file or folder typed in the path box"),
+        Binding("s", "rescan", "Rescan", tooltip="list the local models again and judge them for this rig"),
+    ]
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="models-top"):
@@ -269,9 +275,20 @@ class ModelsScreen(Screen):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "models-add":
-            self._add(self.query_one("#models-path", Input).value)
+            self.action_add()
         elif event.button.id == "models-rescan":
-            self.scan()
+            self.action_rescan()
+
+    def action_add(self) -> None:
+        """Add what the path box holds; an empty box gets the focus, so the key means "type a path now"."""
+        box = self.query_one("#models-path", Input)
+        if box.value.strip():
+            self._add(box.value)
+        else:
+            box.focus()
+
+    def action_rescan(self) -> None:
+        self.scan()
 
     def _add(self, text: str) -> None:
         """A file is selected right away (the App inspects it and reports a bad one); a folder is scanned

@@ -5,13 +5,16 @@ in the App's plan worker (newest request wins), so typing in a knob never blocks
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.model.info import KV_CACHE_TYPES
+from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
@@ -21,6 +24,7 @@ GIB = 2**30
 
 
 class PlanScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = app_action_bindings("plan")
     AUTO_FOCUS = "#plan-body"  # not a knob: single-letter keys keep switching screens until one is clicked
     SHOWS_PLAN_ERRORS = True  # the App does not pop a notification for each bad keystroke here
 

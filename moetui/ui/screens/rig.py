@@ -4,15 +4,17 @@ answer "what if I had ..."."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
+from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
 from moetui.ui.widgets.format import gb
 from moetui.ui.widgets.gauge import Gauge
@@ -62,6 +64,7 @@ def rig_details(rig: Rig) -> str:
 
 
 class RigScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = app_action_bindings("rig")
     LIVE = True  # poll this machine's gauges; snapshot tests turn it off so the picture is deterministic
     def compose(self) -> ComposeResult:
         from moetui.hardware import list_presets

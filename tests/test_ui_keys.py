@@ -1,0 +1,155 @@
+"""Every action is on a key (shown in the footer) and in the command palette: the real app, driven by Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.binding import Binding
+from ui_pilot import settle, wait_for
+
+from moetui.config import RunConfig
+from moetui.hardware import load_preset
+from moetui.ui.app import SCREENS_BY_NAME, MoetuiApp
+from moetui.ui.commands import MoetuiCommands
+from moetui.ui.keys import APP_ACTIONS, SHOWN_ON
+from moetui.ui.screens.best import BestConfigScreen
+from moetui.ui.state import ConfigChosen
+
+RIG = "rtx4090-ddr5-64"
+pytestmark = pytest.mark.anyio
+
+# the screen actions the issue names, as the palette titles them
+EXPECTED = {
+    "tune": ["Tune: Start", "Tune: Cancel tuning"],
+    "chat": ["Chat: Stop", "Chat: New", "Chat: System", "Chat: Reload"],
+    "best": ["Best config: Go", "Best config: Cancel"],
+    "export": ["Export: Copy", "Export: Save"],
+    "models": ["Models: Add path", "Models: Rescan"],
+}
+
+
+def idle_app(**kw) -> MoetuiApp:  # type: ignore[no-untyped-def]
+    """No model, a reference rig, and a Best config screen that does not start by itself when shown (the
+    one-click flow would pick and download a catalog model)."""
+    app = MoetuiApp(rig=load_preset(RIG), detect=False, **kw)
+    best = BestConfigScreen(autostart=False)
+    app._screens["best"] = best
+    app.install_screen(best, "best")
+    return app
+
+
+async def palette_titles(app: MoetuiApp) -> dict[str, str]:
+    provider = MoetuiCommands(app.screen)
+    return {str(hit.text): hit.help or "" async for hit in provider.discover()}
+
+
+async def test_the_palette_lists_each_screens_actions_with_their_keys() -> None:
+    app = idle_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for name in SCREENS_BY_NAME:
+            await pilot.press("escape", SCREENS_BY_NAME[name][2])  # Esc: out of Chat's message box first
+            await wait_for(pilot, lambda: app.screen is app.screen_named(name), what=f"the {name} screen")
+            titles = await palette_titles(app)
+            # the app-wide commands are there on every screen, each with its key
+            for key, _, _, title, _ in APP_ACTIONS:
+                assert titles.get(title, "").startswith(f"[{app.get_key_display(Binding(key, ''))}]"), (name, title)
+            for _, (_, _, key, title, _) in SCREENS_BY_NAME.items():
+                assert any(title in t and help.startswith(f"[{key}]") for t, help in titles.items()), title
+            for title in EXPECTED.get(name, []):
+                assert title in titles, (name, title, sorted(titles))
+            # and every key the screen itself binds has its entry (the palette is built from the bindings)
+            screen = app.screen
+            for _, b in screen._bindings:
+                if b.show and b.description and not b.action.startswith("app."):
+                    entry = f"{app.screen_title(screen)}: {b.description}"
+                    assert titles[entry].startswith(f"[{app.get_key_display(b)}]"), entry
+        # a screen's actions are offered on that screen only
+        await pilot.press("h")
+        await pilot.pause()
+        assert not any(t.startswith("Export:") for t in await palette_titles(app))
+
+
+async def test_footers_show_the_screen_keys_and_the_app_keys_where_they_matter() -> None:
+    app = idle_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for name, shown in (("home", ["R Re-detect", "P Re-plan", "^t Theme", "screens", "q Quit"]),
+                            ("rig", ["R Re-detect"]), ("plan", ["P Re-plan"]),
+                            ("models", ["a Add path", "s Rescan"]), ("export", ["y Copy", "s Save"]),
+                            ("tune", ["s Start", "esc Cancel tuning"]), ("best", ["g Go", "esc Cancel"])):
+            await pilot.press(SCREENS_BY_NAME[name][2])
+            await wait_for(pilot, lambda: app.screen is app.screen_named(name), what=f"the {name} screen")
+            await pilot.pause(0.1)
+            footer = app.screen_text().splitlines()[-1]
+            for label in shown:
+                assert label in footer, (name, label, footer)
+            assert "^p palette" in footer  # nothing pushed the palette key off the 80 columns
+        for action, screens in SHOWN_ON.items():
+            assert screens, action
+
+
+async def test_export_saves_and_copies_by_key_and_from_the_palette(tiny_moe: Path, tmp_path: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0)))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "-c 512" in getattr(app.screen, "text", ""), what="the export text")
+        export = app.screen
+        target = tmp_path / "by-key" / "serve.sh"
+        export.query_one("#export-path").value = str(target)
+        assert app.focused is not None and app.focused.id == "export-tool"  # not a text box: keys reach the screen
+        await pilot.press("s")
+        await wait_for(pilot, target.exists, what="the file saved by the s key")
+        assert target.read_text() == export.text
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.clipboard == export.text
+
+        # the same action from the command palette, typed as a user would
+        again = tmp_path / "from-palette.sh"
+        export.query_one("#export-path").value = str(again)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"export: save")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, again.exists, what="the file saved from the palette")
+        assert again.read_text() == export.text
+        assert app.screen is export
+
+
+async def test_app_actions_have_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = idle_app(light=True)
+    calls: list[str] = []
+    monkeypatch.setattr(app, "detect", lambda: calls.append("detect"))
+    monkeypatch.setattr(app, "request_plan", lambda *a, **k: calls.append("plan"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert app.current_theme.dark
+        await pilot.press("R")
+        await pilot.press("P")
+        await pilot.pause()
+        assert calls == ["detect", "plan"]
+        await pilot.press("t")  # the keys are app-wide: they work where the footer does not show them
+        await pilot.pause()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert not app.current_theme.dark
+
+
+async def test_palette_runs_a_screen_action_on_tune() -> None:
+    app = idle_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"tune: start")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        # no model selected: the Start action answers with its warning, as the s key does
+        await wait_for(pilot, lambda: any("Select a local model first" in str(n.message)
+                                          for n in app._notifications), what="Tune's start warning")
