@@ -56,6 +56,22 @@ def measure_local(path: Path, n_threads: int, n_gen: int = 64, n_prompt: int = 2
             "decode_runs": tg, "prompt_runs": pp}
 
 
+def plan_after_a_tune(path: Path, data: Path) -> dict:
+    """What `moetui plan` predicts once one short tune has measured this rig's efficiency factors (the
+    tuner saves them per rig; later plans start from them): the defaults are only a starting point."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "MOETUI_DATA_DIR": str(data)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "moetui", *a], capture_output=True, text=True,  # noqa: E731
+                                    check=True, env=env).stdout
+    run("tune", str(path), "--json", "--budget", "120", "--dimensions", "flash_attn", "--max-probes", "1",
+        "-p", "256", "-n", "64", "-r", "3", "--ctx", "2048")
+    after = json.loads(run("plan", str(path), "--json", "--ctx", "2048"))
+    return {"decode_tps": after["decode_tps"], "prompt_tps": after["prompt_tps"],
+            "efficiency_source": after["efficiency"]["source"]}
+
+
 def predict_reference(e: dict) -> float:
     model = model_info_for_shape(e["model_shape"], e["quant"])
     n = model.n_layers
@@ -83,6 +99,7 @@ def main() -> int:
         p = plan(model, rig, PlanOptions(n_ctx=2048))
         meas = measure_local(path, p.config.n_threads or rig.cpu.physical_cores)
         path_size = path.stat().st_size
+        tuned = plan_after_a_tune(path, Path(d) / "data")
     out["local"] = {
         "rig": rig.name, "cpu": rig.cpu.model, "physical_cores": rig.cpu.physical_cores,
         "ram_bandwidth_gbs": rig.ram_bandwidth_gbs, "model": f"qwen3-30b-a3b {scale} proxy Q4_K_M ({path_size / 1e6:,.0f} MB)",
@@ -91,6 +108,8 @@ def main() -> int:
         "decode_error": p.decode_tps / meas["decode_tps"] - 1,
         "predicted_prompt_tps": p.prompt_tps, "measured_prompt_tps": meas["prompt_tps"],
         "prompt_error": p.prompt_tps / meas["prompt_tps"] - 1, "runs": meas,
+        "after_tune": {**tuned, "decode_error": tuned["decode_tps"] / meas["decode_tps"] - 1,
+                       "prompt_error": tuned["prompt_tps"] / meas["prompt_tps"] - 1},
     }
     ref = tomllib.loads((HERE / "reference.toml").read_text())
     for e in ref.get("entry", []):
@@ -105,7 +124,12 @@ def main() -> int:
              f"{L['threads']} threads, repacking {'on' if L['repack'] else 'off (--no-repack: this CPU AMX-traps)'}.", "",
              "| | predicted | measured (median of 3) | error |", "|---|---|---|---|",
              f"| decode tok/s | {L['predicted_decode_tps']:.1f} | {L['measured_decode_tps']:.1f} | {L['decode_error']:+.0%} |",
-             f"| prompt tok/s | {L['predicted_prompt_tps']:.1f} | {L['measured_prompt_tps']:.1f} | {L['prompt_error']:+.0%} |", "",
+             f"| prompt tok/s | {L['predicted_prompt_tps']:.1f} | {L['measured_prompt_tps']:.1f} | {L['prompt_error']:+.0%} |",
+             f"| decode tok/s, after one tune on this rig | {L['after_tune']['decode_tps']:.1f} | {L['measured_decode_tps']:.1f} | {L['after_tune']['decode_error']:+.0%} |",
+             f"| prompt tok/s, after one tune on this rig | {L['after_tune']['prompt_tps']:.1f} | {L['measured_prompt_tps']:.1f} | {L['after_tune']['prompt_error']:+.0%} |",
+             "",
+             "'After one tune': `moetui tune` (one probe, pp256/tg64) saved this rig's efficiency factors; `moetui plan` "
+             "then predicted again (the tuner's factors replace the defaults on the rig where they were measured).", "",
              "## Published measurements (tuning/reference.toml)", "", "| entry | flags | measured | predicted | error | source |",
              "|---|---|---|---|---|---|"]
     for r in out["reference"]:
