@@ -56,6 +56,17 @@ def tiny_draft(model_dir: Path) -> Path:
     return _tiny(model_dir, "qwen3-0.6b", "Q8_0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_dirs(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same for module- and session-scoped fixtures, which run before any per-test patch."""
+    mp = pytest.MonkeyPatch()
+    base = tmp_path_factory.mktemp("user-dirs")
+    mp.setenv("MOETUI_DATA_DIR", str(base / "data"))
+    mp.setenv("MOETUI_CACHE_DIR", str(base / "cache"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the real user's data/cache dirs from tests."""
