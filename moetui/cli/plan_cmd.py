@@ -17,7 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vram-budget", type=float, default=None, metavar="GB", help="cap the GPU memory used, GB")
     p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--kv", choices=["f16", "q8_0"], default=None, help="force the KV cache type")
-    p.add_argument("--ubatch", type=int, default=512, help="n_ubatch (prompt chunk size)")
+    p.add_argument("--ubatch", type=int, default=None,
+                   help="n_ubatch (prompt chunk size; default: the one that pays for itself on the workload)")
+    p.add_argument("--workload", default=None, metavar="NAME|P,D,R",
+                   help="what a turn looks like: chat (default), long-prompt, decode, or PROMPT,DEPTH,REPLY tokens")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -39,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--ctx must be positive")
     model = load_model(args.model)
     rig = load_rig(args.rig)
-    o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch, n_batch=max(2048, args.ubatch))
+    from moetui.sizing.workload import parse_workload
+
+    if args.ubatch is not None and args.ubatch <= 0:
+        raise ConfigError("--ubatch must be positive")
+    o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch,
+                    n_batch=max(2048, args.ubatch) if args.ubatch else None, workload=parse_workload(args.workload))
     if args.margin is not None:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:

@@ -122,6 +122,27 @@ def compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn
     return int(max(mask + max(attn, out, ffn), mla))
 
 
+# A GPU running a MoE graph held more than the formula above at short contexts: an H200 (CUDA 13, FA on,
+# Qwen3-30B-A3B Q4_K_M proxy, 24 layers' experts in RAM, tuning/results/speed_vs_fit/prep.json) logged a
+# CUDA0 compute buffer of exactly 699,475 bytes per ubatch token at 4K and 8K context for ubatch 512, 2048
+# and 4096 (linear in the ubatch), 8-10% above the formula, while at 32K it logged 615,936 (logits + one
+# hidden state, the formula's output term). The floor: logits + hidden state + 3.75 routed-FFN widths of
+# f32 per token, +1.2% over the 8K measurements; at 32K it over-predicts the compute buffer by 15%, the
+# whole GPU by 1.3%. A plan must never predict less than the GPU really holds: a floor, not a fit.
+MOE_GPU_FFN_FLOOR = 3.75
+
+
+def gpu_compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn: bool,
+                             with_output: bool = True) -> int:
+    """compute_buffer_bytes for a GPU, with the floor measured on CUDA for MoE graphs."""
+    base = compute_buffer_bytes(model, n_ctx, n_ubatch, flash_attn, with_output)
+    if not (model.is_moe and with_output):
+        return base
+    floor = n_ubatch * 4 * (model.n_vocab + model.n_embd
+                            + MOE_GPU_FFN_FLOOR * model.n_expert_used * model.expert_ffn)
+    return int(max(base, floor))
+
+
 def _has_dense_ffn(model: ModelInfo) -> bool:
     return not model.is_moe or model.leading_dense_layers > 0 or model.bytes_by_role.get("dense_ffn", 0) > 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from moetui.hardware.rig import GPUInfo, Rig
 from moetui.model.info import ModelInfo, TensorRecord
 from moetui.sizing.memory import (
-    CPU_RUNTIME_OVERHEAD, GPU_RUNTIME_OVERHEAD, MemoryBreakdown, compute_buffer_bytes,
+    CPU_RUNTIME_OVERHEAD, GPU_RUNTIME_OVERHEAD, MemoryBreakdown, compute_buffer_bytes, gpu_compute_buffer_bytes,
     host_compute_bytes, kv_layer_bytes, repack_enabled,
 )
 from moetui.sizing.overrides import ALL_PARTS
@@ -93,8 +93,8 @@ def memory_by_device(model: ModelInfo, a: Assignment, s: MemorySettings, cpu_fla
         # compute buffer did not grow with experts in RAM (H200: 358 MB with 0, 16 and 32 layers' experts
         # in RAM), so no weight-copy term is added.
         for g in used_gpus:
-            out[g].compute = compute_buffer_bytes(model, s.n_ctx, s.n_ubatch, s.flash_attn,
-                                                  with_output=(g == a.output_device))
+            out[g].compute = gpu_compute_buffer_bytes(model, s.n_ctx, s.n_ubatch, s.flash_attn,
+                                                      with_output=(g == a.output_device))
         out["CPU"].compute = host_compute_bytes(model, s.n_ubatch)
         if "CPU" in a.layer_device or a.output_device == "CPU":
             out["CPU"].compute = max(out["CPU"].compute, compute_buffer_bytes(

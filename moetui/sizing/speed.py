@@ -30,7 +30,16 @@ class EfficiencyFactors:
     # tuning/results/speed_factors.md). The earlier 0.5 / 0.6 / 1.0 ms were 27-48% high on the H100.
     gpu_bw: float = 0.45  # fraction of the GPU's peak memory bandwidth decode reaches
     cpu_bw: float = 0.4  # fraction of the measured/typical RAM bandwidth
-    pcie: float = 0.8  # fraction of the PCIe link for weight copies
+    # Per-ubatch copies of RAM-resident weights to the GPU, as a multiple of the PCIe link's rate if every
+    # CPU-resident expert byte crossed once per ubatch. Fitted, not derived: on the H200 (PCIe 5 x16,
+    # 54 GB/s pinned host->device measured) ubatches of 1024 and 2048 with 8.95 GB of experts in pinned
+    # RAM took 0.10 and 0.17 s (llama-bench pp2048, tuning/results/speed_vs_fit/prep.json), which leaves
+    # 0.047 s for the copies: 3x the link rate, so llama.cpp evidently moves less than all of them.
+    pcie: float = 3.0
+    # The same copies from pageable memory (mmap, the default load mode): the driver stages them through
+    # a bounce buffer. 3.0 puts llama.cpp's mmap default at 2.2x the pinned time per 512-token ubatch, as
+    # measured on the H200 at 12 GiB (2867 against 6056 tok/s, issue #17's table).
+    pageable_copy_slowdown: float = 3.0
     hop_latency_s: float = 30e-6  # per GPU<->CPU crossing per token (sync + copy of the hidden state)
     token_overhead_s: float = 1.3e-3  # per token: sampling, graph launch, Python
     layer_overhead_s: float = 8e-6  # per layer per token: kernel launches / thread barriers
@@ -80,8 +89,11 @@ def bytes_per_param(model: ModelInfo) -> float:
 def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_device: dict[str, int],
             bandwidths_gbs: dict[str, float], cpu_cores: int, hops_per_token: int,
             pcie_gbs: float | None, n_ubatch: int, eff: EfficiencyFactors,
-            kv_bytes_by_device: dict[str, float] | None = None, gpu_peak_bw_gbs: float | None = None) -> SpeedPrediction:
-    """placement: (tensor name, device) for every tensor; bandwidths_gbs: peak GB/s per device."""
+            kv_bytes_by_device: dict[str, float] | None = None, gpu_peak_bw_gbs: float | None = None,
+            pinned: bool = False) -> SpeedPrediction:
+    """placement: (tensor name, device) for every tensor; bandwidths_gbs: peak GB/s per device;
+    kv_bytes_by_device: KV bytes each device reads per decoded token (the context depth); pinned: the
+    RAM-resident weights are in pinned host buffers (load mode none), so the GPU copies them at full rate."""
     frac = model.n_expert_used / model.n_expert if model.n_expert else 1.0
     by_name = {t.name: t for t in model.tensors}
     loads: dict[str, DeviceLoad] = {}
@@ -121,12 +133,16 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
         t_compute = n_ubatch * flops_per_token / gpu_flops
         t_read = sum(total_by_dev.get(d, 0.0) for d in gpus) / (peak * 1e9 * eff.gpu_bw)
         t_pcie = cpu_expert_bytes / (pcie_gbs * 1e9 * eff.pcie) if (cpu_expert_bytes and pcie_gbs) else 0.0
+        if not pinned:
+            t_pcie *= eff.pageable_copy_slowdown
         # plus one graph launch per ubatch: without it a tiny model's predicted prompt speed is unbounded
         t_ub = max(t_compute, t_read) + t_pcie + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "pcie copies of CPU experts" if t_pcie > max(t_compute, t_read) else "gpu compute"
         if t_pcie:
-            notes.append(f"prompt: {cpu_expert_bytes / 1e9:.2f} GB of CPU weights cross PCIe once per ubatch "
-                         f"of {n_ubatch} tokens; a larger -ub amortises it")
+            notes.append(f"prompt: {cpu_expert_bytes / 1e9:.2f} GB of RAM-resident weights are copied to the GPU "
+                         f"per ubatch of {n_ubatch} tokens"
+                         + ("" if pinned else ", from pageable memory (about 3x slower than pinned)")
+                         + "; a larger -ub amortises the copies")
     else:
         cpu_flops = max(cpu_cores, 1) * eff.cpu_gflops_per_core * 1e9
         t_ub = n_ubatch * flops_per_token / cpu_flops + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s

@@ -1,0 +1,379 @@
+"""moetui against llama.cpp's own fit, measured by llama.cpp's own llama-bench from the lines moetui exports.
+
+Runs on the lent GPU (one NVIDIA GPU whose usable VRAM is capped by a process holding the rest, see
+tuning/gpu/vram_hold.py), in stages that each fit one 10-minute call:
+
+    source tuning/gpu/setup.sh
+    python3 tuning/speed_vs_fit.py prep --out $OUT      # proxy, bandwidths, llama-fit-params per cap, memory calibration
+    python3 tuning/speed_vs_fit.py cell --gib 12 --ctx 8192 --out $OUT   # fit / --cpu-moe / plan / tuned / grid
+    python3 tuning/speed_vs_fit.py report DIR > tuning/results/speed_vs_fit.md   # here: merges, writes the JSON
+
+Every speed figure comes from llama-bench (one CUDA build, 5 repetitions, configs interleaved: A B C ... A B
+C ...), prompt and decode at the workload's sizes; memory from NVML with the full context allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tuning"))
+
+from gpu_bench import GiB, MARGIN_MIB, MODEL, VramCap, gpu_free_bytes, gpu_process_memory, log, measure_bandwidths  # noqa: E402
+
+from moetui.config import RunConfig  # noqa: E402
+from moetui.sizing.overrides import n_cpu_moe_overrides  # noqa: E402
+
+BIN = Path(os.environ.get("MOETUI_GPU_BIN", "/tmp/lcpp/build/bin"))
+CAPS = (8, 12, 24)
+CTXS = (8192, 32768)
+
+
+def fit_params(n_ctx: int) -> dict[str, Any]:
+    """llama.cpp's own placement at the same margin as moetui's plan."""
+    t0 = time.perf_counter()
+    cmd = [str(BIN / "llama-fit-params"), "-m", str(MODEL), "-c", str(n_ctx), "-fa", "on", "-fitt", str(MARGIN_MIB)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    return {"cmd": shlex.join(cmd), "rc": r.returncode, "line": line, "seconds": time.perf_counter() - t0,
+            "stderr_tail": r.stderr[-1500:]}
+
+
+def llama_bench(args: list[str], timeout: float = 400) -> list[dict[str, Any]]:
+    cmd = [str(BIN / "llama-bench"), "-m", str(MODEL), "-o", "json", *args]
+    log("llama-bench", shlex.join(cmd[3:]))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode:
+        return [{"error": f"rc {r.returncode}: {r.stderr[-800:]}", "args": args}]
+    rows = json.loads(r.stdout or "[]")
+    for row in rows:
+        row["args"] = args
+        log(f"  n_prompt {row.get('n_prompt')} n_gen {row.get('n_gen')} ub {row.get('n_ubatch')} "
+            f"lm {row.get('load_mode', row.get('use_mmap'))}: {row.get('avg_ts', 0):.1f} ± {row.get('stddev_ts', 0):.1f} tok/s")
+    return rows
+
+
+def calibrate_memory(n_ctx: int, n_cpu_moe: int, ubatches: list[int]) -> list[dict[str, Any]]:
+    """llama.cpp's logged buffers and NVML's process memory at each ubatch, full context allocated."""
+    from moetui.runtime.client import ModelWorker
+
+    rows: list[dict[str, Any]] = []
+    cfg = RunConfig(str(MODEL), n_ctx=n_ctx, overrides=n_cpu_moe_overrides(n_cpu_moe), flash_attn="on",
+                    load_mode="none", repack=False, n_batch=max(ubatches), n_ubatch=ubatches[0])
+    try:
+        with ModelWorker() as w:
+            t0 = time.perf_counter()
+            info = w.start(cfg)
+            load_s = time.perf_counter() - t0
+            for i, ub in enumerate(ubatches):
+                buffers = info.buffers if i == 0 else w.reconfigure(n_ubatch=ub, n_batch=max(ubatches))
+                row = {"n_ctx": n_ctx, "n_cpu_moe": n_cpu_moe, "n_ubatch": ub, "load_s": load_s,
+                       "buffers": buffers.to_dict(), "nvml_process_bytes": gpu_process_memory(info.pid)}
+                log(f"calib ctx {n_ctx} ncmoe {n_cpu_moe} ub {ub}: NVML {(row['nvml_process_bytes'] or 0) / GiB:.3f} GiB, "
+                    f"compute {buffers.compute}")
+                rows.append(row)
+    except Exception as exc:  # a failed load is a result too
+        rows.append({"n_ctx": n_ctx, "n_cpu_moe": n_cpu_moe, "error": f"{type(exc).__name__}: {exc}"[:800]})
+    return rows
+
+
+def stage_prep(args: argparse.Namespace) -> dict[str, Any]:
+    from moetui.hardware import detect_rig
+    from moetui.model.proxy import write_proxy
+    from moetui.model.shapes import load_shape
+
+    out: dict[str, Any] = {"stage": "prep"}
+    path = args.out / "prep.json"
+
+    def save() -> None:
+        path.write_text(json.dumps(out, indent=1, default=str))
+
+    MODEL.parent.mkdir(parents=True, exist_ok=True)
+    if not MODEL.exists():
+        r = write_proxy(load_shape("qwen3-30b-a3b"), MODEL, "Q4_K_M")
+        out["proxy_write_s"] = r.seconds
+        log(f"proxy {r.bytes_written / 1e9:.2f} GB in {r.seconds:.1f} s")
+    out["bandwidth"] = measure_bandwidths()
+    log("bandwidth", out["bandwidth"])
+    out["rig_uncapped"] = detect_rig().to_dict()
+    save()
+    out["caps"] = {}
+    for gib in args.caps:
+        with VramCap(gib):
+            cell: dict[str, Any] = {"gpu_free_bytes": gpu_free_bytes(), "rig": detect_rig().to_dict(), "fit": {}}
+            for ctx in args.ctxs:
+                cell["fit"][str(ctx)] = f = fit_params(ctx)
+                log(f"cap {gib} ctx {ctx}: fit {f['line'][:200]} ({f['seconds']:.1f} s)")
+            if gib == args.bench_cap:
+                bench_fit = fit_bench_args(cell["fit"][str(args.ctxs[0])]["line"])
+                common = ["-fa", "on", "-p", "2048", "-n", "128", "-r", "3"]
+                cell["bench"] = (
+                    llama_bench([*bench_fit, *common, "-lm", "none", "--repack", "0,1", "-ub", "2048", "-b", "2048"])
+                    + llama_bench([*bench_fit, *common, "-lm", "none", "--repack", "0", "-ub", "1024,4096", "-b", "4096"])
+                    + llama_bench(["-ngl", "999", "-ncmoe", str(fit_cpu_layers(cell["fit"][str(args.ctxs[0])]["line"])),
+                                   *common, "-lm", "none", "--repack", "0", "-ub", "2048", "-b", "2048"])
+                )
+            out["caps"][str(gib)] = cell
+            save()
+    out["memory"] = []
+    for ctx in args.ctxs:
+        out["memory"] += calibrate_memory(ctx, args.calib_ncmoe, [512, 2048, 4096])
+        save()
+    return out
+
+
+def _fit_overrides(line: str) -> tuple[str, list[str]]:
+    """(-ngl value, override entries) of a llama-fit-params line: `-c N -ngl M -ot "p1=CPU,p2=CPU"`."""
+    argv = shlex.split(line)
+    ngl = argv[argv.index("-ngl") + 1] if "-ngl" in argv else "999"
+    ots: list[str] = []
+    for i, a in enumerate(argv):
+        if a in ("-ot", "--override-tensor") and i + 1 < len(argv):
+            ots += [x for x in argv[i + 1].split(",") if x]
+    return ngl, ots
+
+
+def fit_bench_args(line: str) -> list[str]:
+    """llama-fit-params' placement as llama-bench flags: several overrides are joined by ';' there."""
+    ngl, ots = _fit_overrides(line)
+    return ["-ngl", ngl, *(["-ot", ";".join(ots)] if ots else [])]
+
+
+def fit_cpu_layers(line: str) -> int:
+    """How many layers' experts llama.cpp's fit put in RAM (its patterns name the layers)."""
+    import re
+
+    layers: set[int] = set()
+    for o in _fit_overrides(line)[1]:
+        for m in re.finditer(r"blk\\?\.(\d+)", o):
+            layers.add(int(m.group(1)))
+    return len(layers)
+
+
+# ---- one cell: a VRAM cap and a context -------------------------------------------------------------
+def bench_argv(cfg: RunConfig) -> list[str]:
+    """The llama-bench line moetui exports for a config, without the model and the test sizes (the cell
+    sets those the same for every variant)."""
+    from moetui.export.commandline import export_command
+
+    argv = export_command(cfg, "bench", binary=str(BIN / "llama-bench")).argv[1:]
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a in ("-m", "-p", "-n", "-o", "-r"):
+            skip = True
+            continue
+        out.append(a)
+    return out
+
+
+def workloads_for(ctx: int) -> list[str]:
+    """The workloads a context can hold: long-prompt (16K prompt) needs more than 16K."""
+    from moetui.sizing.workload import WORKLOADS
+
+    return [w for w, wl in WORKLOADS.items() if wl.context_needed <= ctx]
+
+
+def prove_memory(cfg: RunConfig) -> dict[str, Any]:
+    """Load a config with its full context allocated: NVML's process memory, to set beside the plan's."""
+    from moetui.runtime.client import ModelWorker
+
+    try:
+        with ModelWorker() as w:
+            info = w.start(cfg)
+            return {"nvml_process_bytes": gpu_process_memory(info.pid), "buffers": info.buffers.to_dict(),
+                    "load_s": info.load_s}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:600]}
+
+
+def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]:
+    """moetui's tuner within its budget, from scratch; its winner is measured below by llama-bench like every
+    other variant, so no figure rests on the tuner's own measurements."""
+    from moetui.tuner import ProfileStore, TuneOptions, Tuner
+
+    t0 = time.perf_counter()
+    probes: list[str] = []
+
+    def on_event(ev: Any) -> None:
+        probe = getattr(ev, "probe", None)
+        if type(ev).__name__ == "ProbeFinished" and probe is not None:
+            probes.append(f"{probe.label}: {probe.status}")
+            log("tuner", probes[-1])
+
+    opts = tune_options(TuneOptions, budget, ctx, workload)
+    store = ProfileStore(Path(f"/tmp/moetui-data/profiles-{time.time_ns()}"))
+    result = Tuner(str(MODEL), rig, opts, store=store).run(on_event)
+    best = result.best
+    return {"config": best.config.to_dict() if best else None, "seconds": time.perf_counter() - t0,
+            "stopped": result.stopped, "probes": probes, "label": best.label if best else None,
+            "predicted": getattr(result, "predicted", None)}
+
+
+def tune_options(cls: Any, budget: float, ctx: int, workload: str) -> Any:
+    """TuneOptions for this run, whichever tuner version is installed (the workload objective is new)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kw: dict[str, Any] = {"budget_s": budget, "n_ctx": ctx, "vram_margin_bytes": MARGIN_MIB << 20, "retune": True}
+    if "workload" in fields:
+        from moetui.sizing.workload import parse_workload
+
+        kw["workload"] = parse_workload(workload)
+    return cls(**{k: v for k, v in kw.items() if k in fields})
+
+
+def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
+    from moetui.hardware import detect_rig
+    from moetui.model.inspect import inspect_file
+    from moetui.sizing.plan import PlanOptions, plan
+    from moetui.sizing.workload import WORKLOADS
+
+    info = inspect_file(MODEL)
+    out: dict[str, Any] = {"stage": "cell", "cap_gib": args.gib, "ctx": args.ctx, "margin_mib": MARGIN_MIB,
+                           "variants": {}, "runs": []}
+    path = args.out / f"cell{args.gib:g}_ctx{args.ctx}.json"
+
+    def save() -> None:
+        path.write_text(json.dumps(out, indent=1, default=str))
+
+    t_cell = time.perf_counter()
+    with VramCap(args.gib) if not args.no_cap else _NoCap():
+        rig = detect_rig()
+        out["gpu_free_bytes"] = rig.gpus[0].vram_free_bytes if rig.gpus else None
+        variants: dict[str, list[str]] = {}
+        fit = fit_params(args.ctx)
+        out["fit"] = fit
+        if fit["rc"] == 0 and fit["line"].startswith("-c"):
+            variants["llama-fit (llama.cpp defaults)"] = fit_bench_args(fit["line"])
+        if args.cpu_moe:
+            variants["--cpu-moe (llama.cpp defaults)"] = ["-ngl", "999", "-ncmoe", "999"]
+        plans: dict[str, Any] = {}
+        for w in workloads_for(args.ctx):
+            p = plan(info, rig, PlanOptions(n_ctx=args.ctx, vram_margin_bytes=MARGIN_MIB << 20, workload=WORKLOADS[w],
+                                            model_path=str(MODEL)))
+            plans[w] = p
+            out.setdefault("plans", {})[w] = {
+                "config": p.config.to_dict(), "prompt_tps": p.prompt_tps, "decode_tps": p.decode_tps,
+                "turn_seconds": p.turn_seconds, "n_cpu_moe": p.n_cpu_moe, "explanation": p.explanation,
+                "memory": {d: {"weights": m.weights, "kv": m.kv, "compute": m.compute, "overhead": m.overhead,
+                               "total": m.total} for d, m in p.memory.items()}}
+            argv = bench_argv(p.config)
+            if argv not in variants.values():
+                variants[f"moetui plan ({w})"] = argv
+        save()
+        if args.prove_memory:
+            out["memory_proof"] = prove_memory(plans[workloads_for(args.ctx)[0]].config)
+            log("memory proof", {k: v for k, v in out["memory_proof"].items() if k != "buffers"})
+            save()
+        if args.tune_budget > 0:
+            out["tune"] = run_tune(rig, args.ctx, args.tune_budget, args.tune_workload)
+            if out["tune"]["config"]:
+                variants["moetui tuned"] = bench_argv(RunConfig.from_dict(out["tune"]["config"]))
+            save()
+        if args.grid:  # placement (llama.cpp's fit, moetui's plan) x load mode x ubatch
+            base_plan = plans[workloads_for(args.ctx)[0]]
+            placements = {"fit": fit_bench_args(fit["line"]) if fit["rc"] == 0 else None,
+                          "plan": [a for a in bench_argv(base_plan.config)]}
+            for pname, pargs in placements.items():
+                if not pargs:
+                    continue
+                pl = _placement_only(pargs)
+                for lm, ub in (("none", 512), ("none", 2048), ("auto", 2048)):
+                    argv = [*pl, "-fa", "on", "-lm", lm, "-ub", str(ub), "-b", str(max(2048, ub))]
+                    if not any(_same_test(argv, v) for v in variants.values()):
+                        variants[f"grid: {pname} placement, -lm {lm}, -ub {ub}"] = argv
+        out["variants"] = variants
+        tests = ["-p", str(args.n_prompt), "-n", str(args.n_gen)]
+        if args.ctx > WORKLOADS["long-prompt"].context_needed:
+            tests = ["-p", f"{args.n_prompt},{WORKLOADS['long-prompt'].prompt_tokens}", "-n", str(args.n_gen)]
+        names = list(variants)
+        for rnd in range(args.rounds):  # interleaved: A B C ... then ... C B A
+            for name in (names if rnd % 2 == 0 else names[::-1]):
+                rows = llama_bench([*variants[name], *tests, "-r", str(args.reps)], timeout=300)
+                out["runs"].append({"variant": name, "round": rnd, "rows": rows})
+                save()
+    out["seconds"] = time.perf_counter() - t_cell
+    return out
+
+
+class _NoCap:  # a dry run of the cell on a machine with no GPU to cap (the script's own test)
+    def __enter__(self) -> "_NoCap":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _placement_only(argv: list[str]) -> list[str]:
+    keep, out, i = {"-ngl", "-ot", "-ncmoe", "-ts", "-sm", "-mg"}, [], 0
+    while i < len(argv):
+        if argv[i] in keep and i + 1 < len(argv):
+            out += argv[i:i + 2]
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+def _same_test(a: list[str], b: list[str]) -> bool:
+    def norm(v: list[str]) -> dict[str, str]:
+        d = {v[i]: v[i + 1] for i in range(0, len(v) - 1, 2) if v[i].startswith("-")}
+        d.setdefault("-lm", "auto")
+        d.setdefault("-ub", "512")
+        d.setdefault("-fa", "on")
+        d.pop("-b", None)
+        d.pop("-t", None)
+        d.pop("--repack", None)  # with -lm none llama.cpp uses the GPU's host buffers, never CPU_REPACK
+        d.pop("-ctk", None) if d.get("-ctk") == "f16" else None
+        d.pop("-ctv", None) if d.get("-ctv") == "f16" else None
+        return d
+
+    return norm(a) == norm(b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="stage", required=True)
+    p = sub.add_parser("prep")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--caps", type=float, nargs="*", default=list(CAPS))
+    p.add_argument("--ctxs", type=int, nargs="*", default=list(CTXS))
+    p.add_argument("--bench-cap", type=float, default=12)
+    p.add_argument("--calib-ncmoe", type=int, default=24)
+    c = sub.add_parser("cell")
+    c.add_argument("--gib", type=float, required=True)
+    c.add_argument("--ctx", type=int, default=8192)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--n-prompt", type=int, default=2048)
+    c.add_argument("--n-gen", type=int, default=128)
+    c.add_argument("--rounds", type=int, default=2)
+    c.add_argument("--reps", type=int, default=3, help="llama-bench repetitions per round")
+    c.add_argument("--tune-budget", type=float, default=90)
+    c.add_argument("--tune-workload", default="chat")
+    c.add_argument("--cpu-moe", action="store_true")
+    c.add_argument("--grid", action="store_true")
+    c.add_argument("--prove-memory", action="store_true")
+    c.add_argument("--no-cap", action="store_true", help="no VRAM cap (a dry run without a GPU)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "prep":
+        stage_prep(args)
+    elif args.stage == "cell":
+        stage_cell(args)
+
+
+if __name__ == "__main__":
+    main()
