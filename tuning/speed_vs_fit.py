@@ -43,7 +43,10 @@ def fit_params(n_ctx: int) -> dict[str, Any]:
     """llama.cpp's own placement at the same margin as moetui's plan."""
     t0 = time.perf_counter()
     cmd = [str(BIN / "llama-fit-params"), "-m", str(MODEL), "-c", str(n_ctx), "-fa", "on", "-fitt", str(MARGIN_MIB)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except OSError as exc:
+        return {"cmd": shlex.join(cmd), "rc": -1, "line": "", "seconds": 0.0, "stderr_tail": str(exc)}
     line = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     return {"cmd": shlex.join(cmd), "rc": r.returncode, "line": line, "seconds": time.perf_counter() - t0,
             "stderr_tail": r.stderr[-1500:]}
@@ -180,10 +183,11 @@ def bench_argv(cfg: RunConfig) -> list[str]:
 
 
 def workloads_for(ctx: int) -> list[str]:
-    """The workloads a context can hold: long-prompt (16K prompt) needs more than 16K."""
+    """The workloads planned for a context: long-prompt (a 16K prompt) only where the context holds it; chat
+    and decode always (at 8K the chat workload's 8K depth is clipped to what the context holds)."""
     from moetui.sizing.workload import WORKLOADS
 
-    return [w for w, wl in WORKLOADS.items() if wl.context_needed <= ctx]
+    return [w for w, wl in WORKLOADS.items() if w != "long-prompt" or wl.context_needed <= ctx]
 
 
 def prove_memory(cfg: RunConfig) -> dict[str, Any]:
@@ -217,7 +221,9 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
     store = ProfileStore(Path(f"/tmp/moetui-data/profiles-{time.time_ns()}"))
     result = Tuner(str(MODEL), rig, opts, store=store).run(on_event)
     best = result.best
+    bench = getattr(best, "bench", None)
     return {"config": best.config.to_dict() if best else None, "seconds": time.perf_counter() - t0,
+            "tuner_measured": {"pp": getattr(bench, "pp_median", None), "tg": getattr(bench, "tg_median", None)},
             "stopped": result.stopped, "probes": probes, "label": best.label if best else None,
             "predicted": getattr(result, "predicted", None)}
 
@@ -271,7 +277,10 @@ def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
                 "memory": {d: {"weights": m.weights, "kv": m.kv, "compute": m.compute, "overhead": m.overhead,
                                "total": m.total} for d, m in p.memory.items()}}
             argv = bench_argv(p.config)
-            if argv not in variants.values():
+            same = next((k for k, v in variants.items() if k.startswith("moetui plan") and v == argv), None)
+            if same:
+                variants[same[:-1] + f", {w})"] = variants.pop(same)
+            else:
                 variants[f"moetui plan ({w})"] = argv
         save()
         if args.prove_memory:
@@ -344,6 +353,116 @@ def _same_test(a: list[str], b: list[str]) -> bool:
     return norm(a) == norm(b)
 
 
+# ---- report -------------------------------------------------------------------------------------------
+def _samples(rows: list[dict[str, Any]], n_prompt: int, n_gen: int) -> list[float]:
+    out: list[float] = []
+    for r in rows:
+        if r.get("n_prompt") == n_prompt and r.get("n_gen") == n_gen:
+            out += [float(x) for x in r.get("samples_ts") or [r.get("avg_ts", 0.0)]]
+    return out
+
+
+def summarise_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """Per variant: every sample of every round (interleaved), median and range, seconds per turn."""
+    from moetui.sizing.workload import WORKLOADS
+
+    long_p = WORKLOADS["long-prompt"].prompt_tokens
+    by: dict[str, dict[str, list[float]]] = {}
+    n_prompt = 2048
+    for run in cell["runs"]:
+        v = by.setdefault(run["variant"], {"pp": [], "pp_long": [], "tg": []})
+        for r in run["rows"]:
+            if r.get("error"):
+                v.setdefault("errors", []).append(r["error"])  # type: ignore[arg-type]
+        v["pp"] += _samples(run["rows"], n_prompt, 0)
+        v["pp_long"] += _samples(run["rows"], long_p, 0)
+        v["tg"] += _samples(run["rows"], 0, 128)
+    out: dict[str, Any] = {}
+    for name, v in by.items():
+        med = {k: statistics.median(x) if x else None for k, x in v.items() if k != "errors"}
+        rng = {k: [min(x), max(x)] if x else None for k, x in v.items() if k != "errors"}
+        chat, long_w = WORKLOADS["chat"], WORKLOADS["long-prompt"]
+        out[name] = {"median": med, "range": rng, "n": {k: len(x) for k, x in v.items() if k != "errors"},
+                     "errors": v.get("errors", []),
+                     "turn_chat_s": chat.turn_seconds(med["pp"], med["tg"]) if med["pp"] and med["tg"] else None,
+                     "turn_long_prompt_s": (long_w.turn_seconds(med["pp_long"], med["tg"])
+                                            if med["pp_long"] and med["tg"] else None)}
+    return out
+
+
+def _r(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def stage_report(args: argparse.Namespace) -> None:
+    cells = [json.loads(f.read_text()) for d in args.dirs for f in sorted(Path(d).glob("cell*.json"))]
+    rows, lines = [], ["# moetui vs llama.cpp's own fit, measured by llama-bench", "",
+                       "Rerun: `tuning/gpu/README.md` (speed_vs_fit section). Qwen3-30B-A3B Q4_K_M-shaped proxy "
+                       "(17.28 GiB, random weights) on one H200 whose usable VRAM is capped by a process holding the "
+                       "rest; every figure is llama-bench's own (one CUDA build of the llama.cpp that llama-cpp-python "
+                       "0.3.36 vendors), variants interleaved (A B C ... C B A), pp2048 / tg128 at depth 0 "
+                       "(+ pp16384 where the context holds it); ranges are min-max over every repetition. Seconds per "
+                       "turn: chat = 2048 prompt tokens / pp2048 + 256 reply tokens / tg128 (the chat workload's 8K "
+                       "depth is not applied to the measurement), long-prompt = 16384 / pp16384 + 256 / tg128.", ""]
+    for cell in sorted(cells, key=lambda c: (c["ctx"], c["cap_gib"])):
+        summ = summarise_cell(cell)
+        fit = summ.get("llama-fit (llama.cpp defaults)", {})
+        lines += [f"## {cell['cap_gib']:g} GiB usable VRAM, context {cell['ctx']}", "",
+                  "| variant | pp2048 tok/s | pp16384 tok/s | tg128 tok/s | chat turn s | long-prompt turn s | vs fit: prompt | decode | chat turn |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+
+        def fmt(v: dict[str, Any], k: str, nd: int = 0) -> str:
+            m, rg = v["median"].get(k), v["range"].get(k)
+            return f"{m:.{nd}f} ({rg[0]:.{nd}f}-{rg[1]:.{nd}f})" if m else "-"
+
+        for name, v in summ.items():
+            f = fit.get("median", {})
+            lines.append(f"| {name} | {fmt(v, 'pp')} | {fmt(v, 'pp_long')} | {fmt(v, 'tg', 1)} | "
+                         f"{v['turn_chat_s'] or 0:.2f} | {v['turn_long_prompt_s'] or 0:.2f} | "
+                         f"{_r(v['median'].get('pp'), f.get('pp')) or '-'} | {_r(v['median'].get('tg'), f.get('tg')) or '-'} | "
+                         f"{_r(v['turn_chat_s'], fit.get('turn_chat_s')) or '-'} |"
+                         + (f" errors: {v['errors'][0][:80]}" if v["errors"] else ""))
+        tuned = summ.get("moetui tuned") or {}
+        planned = next((summ[k] for k in summ if k.startswith("moetui plan")), {})
+        grid = [v for k, v in summ.items() if k.startswith(("grid", "llama-fit", "--cpu-moe", "moetui plan"))]
+        best_grid = min(grid, key=lambda v: v["turn_chat_s"] or 1e9) if grid else {}
+        subject = tuned or planned
+        row = {"cap_gib": cell["cap_gib"], "ctx": cell["ctx"],
+               "subject": "moetui tuned" if tuned else "moetui plan (no tune in this run)",
+               "prompt_ratio": _r((subject.get("median") or {}).get("pp"), fit.get("median", {}).get("pp")),
+               "decode_ratio": _r((subject.get("median") or {}).get("tg"), fit.get("median", {}).get("tg")),
+               "turn_ratio_chat": _r(subject.get("turn_chat_s"), fit.get("turn_chat_s")),
+               "turn_ratio_long_prompt": _r(subject.get("turn_long_prompt_s"), fit.get("turn_long_prompt_s")),
+               "tuned_vs_grid": _r(best_grid.get("turn_chat_s"), tuned.get("turn_chat_s")) if tuned else None,
+               "plan_vs_tuned": _r(tuned.get("turn_chat_s"), planned.get("turn_chat_s")) if tuned and planned else None,
+               "tune_seconds": round(cell["tune"]["seconds"], 1) if cell.get("tune") else None}
+        rows.append(row)
+        chat_plan = (cell.get("plans") or {}).get("chat") or {}
+        mp = cell.get("memory_proof") or {}
+        if chat_plan and mp.get("nvml_process_bytes"):
+            pred = sum(m["total"] for d, m in chat_plan["memory"].items() if d != "CPU")
+            used = mp["nvml_process_bytes"]
+            lines += ["", f"- memory: the chat plan predicted {pred / GiB:.3f} GiB on the GPU, NVML measured "
+                          f"{used / GiB:.3f} GiB with its full {cell['ctx']}-token context loaded ({(pred - used) / used:+.2%})"]
+        if chat_plan and planned:
+            lines.append(f"- plan's own prediction (default factors): prompt {chat_plan['prompt_tps']:.0f} vs measured "
+                         f"{planned['median'].get('pp') or 0:.0f} tok/s, decode {chat_plan['decode_tps']:.1f} vs "
+                         f"{planned['median'].get('tg') or 0:.1f}")
+        if cell.get("tune"):
+            t = cell["tune"]
+            lines.append(f"- tune: {len(t['probes'])} probes in {t['seconds']:.0f} s ({t['stopped']}); winner {t['label']}")
+            tm = t.get("tuner_measured") or {}
+            if tm.get("tg") and tuned:
+                lines.append(f"- the tuner's own measurement of its winner (moetui's worker) vs llama-bench of the "
+                             f"exported line: decode {tm['tg']:.1f} vs {tuned['median'].get('tg') or 0:.1f} tok/s "
+                             f"({_r(tuned['median'].get('tg'), tm['tg'])}x)")
+        lines += [f"- llama-fit-params: `{(cell.get('fit') or {}).get('line', '')[:150]}...`",
+                  f"- summary row: `{json.dumps(row)}`", ""]
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -367,7 +486,13 @@ def main() -> None:
     c.add_argument("--grid", action="store_true")
     c.add_argument("--prove-memory", action="store_true")
     c.add_argument("--no-cap", action="store_true", help="no VRAM cap (a dry run without a GPU)")
+    r = sub.add_parser("report")
+    r.add_argument("dirs", nargs="+")
+    r.add_argument("--json", help="write the summary rows here (tuning/results/speed_vs_fit.json)")
     args = ap.parse_args()
+    if args.stage == "report":
+        stage_report(args)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "prep":
         stage_prep(args)
