@@ -34,7 +34,7 @@ def default_config(model: str) -> RunConfig:
     not exist yet (the user is about to download it) gets llama.cpp-like defaults; the exported line
     carries a warning about the path."""
     from moetui.hardware import detect_rig
-    from moetui.model.resolve import resolve_model
+    from moetui.hub.resolve import resolve_model
     from moetui.sizing.plan import PlanOptions, plan
 
     if model.lower().endswith(".gguf") and not Path(model).expanduser().exists():

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(ref: str):
-    from moetui.model.resolve import resolve_model
+    from moetui.hub.resolve import resolve_model
 
     return resolve_model(ref)
 

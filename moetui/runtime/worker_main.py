@@ -345,7 +345,7 @@ class Worker:
     def op_debug_abort(self, req: dict[str, Any]) -> None:
         import ctypes  # noqa: PLC0415
 
-        from moetui.runtime.overrides_ctypes import llama_lib_dir  # noqa: PLC0415
+        from moetui.hardware.llama_build import llama_lib_dir  # noqa: PLC0415
 
         base = ctypes.CDLL(os.path.join(llama_lib_dir(), "libggml-base.so"))
         base.ggml_abort(b"moetui-debug.c", 1, b"GGML_ASSERT(%s) failed", b"debug_abort")  # what a real assert does

@@ -270,7 +270,7 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def _inspect_worker(self, path: str) -> None:
-        from moetui.model.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model
 
         try:
             info = resolve_model(path)
@@ -325,7 +325,7 @@ class MoetuiApp(App):
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
-        from moetui.model.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model
 
         if self._draft_info is None or self._draft_info[0] != path:
             self._draft_info = (path, resolve_model(path))

@@ -2,7 +2,7 @@
 
 1. the rig (the app's, or detected now),
 2. the model and quant: the selected local model, a selected hub reference, or else the catalog's best
-   fit for this rig (moetui.hub.catalog + moetui.sizing.quant_choice, see best_pick.py),
+   fit for this rig (moetui.hub.catalog + moetui.sizing.quant_choice, see moetui/hub/best_pick.py),
 3. the download, when the file is not local yet (resumable; progress with speed and ETA),
 4. the plan (placement, context, KV type),
 5. the tune, within a time budget (a saved profile for this rig and model answers at once),
@@ -258,7 +258,7 @@ class BestConfigScreen(Screen):
         if selected:
             raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
                               "pick one in Models (m), or clear it to use the catalog")
-        from moetui.ui.screens.best_pick import pick_from_catalog
+        from moetui.hub.best_pick import pick_from_catalog
 
         say(self._step, "model", "running", "sizing the catalog for this rig …")
 

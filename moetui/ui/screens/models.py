@@ -71,9 +71,9 @@ def moe_shape(info: ModelInfo | None) -> str:
 def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
     """A catalog quant as a virtual model: the shape preset's exact header scaled to the quant's size."""
     from moetui.sizing.quant_choice import scaled_model
-    from moetui.sizing.virtual import model_info_for_shape
+    from moetui.model.virtual import model_info_for_shape, shape_mix
 
-    mix = "MXFP4" if shape.startswith("gpt-oss") else "Q4_K_M"
+    mix = shape_mix(shape)
     with _shape_lock:
         if (shape, mix) not in _shape_cache:
             _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
