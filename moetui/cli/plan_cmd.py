@@ -6,6 +6,7 @@ import argparse
 
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
+from moetui.hardware import load_rig
 
 GB = 1e9
 
@@ -28,7 +29,6 @@ def load_model(ref: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.hardware import load_rig
     from moetui.sizing.plan import PlanOptions, plan
 
     for name in ("vram_budget", "margin"):

@@ -9,8 +9,11 @@ import os
 import sys
 from typing import Any
 
+from moetui.cli.export_cmd import tuned_config
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
-from moetui.errors import ConfigError
+from moetui.errors import ConfigError, ModelFileError
+from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
+from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,12 +59,9 @@ def _parse_ot(values: list[str]) -> list[TensorOverride]:
 def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) -> RunConfig:
     """--config, else (prefer_tuned) the profile `moetui tune` saved for this rig and model, else defaults;
     the flags on top."""
-    from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 
     cfg = RunConfig.load(args.config) if args.config else None
     if cfg is None and prefer_tuned and os.path.isfile(args.model):
-        from moetui.cli.export_cmd import tuned_config
-
         cfg = tuned_config(args.model)
     cfg = cfg or RunConfig(model_path=args.model)
     changes: dict[str, Any] = {"model_path": args.model}
@@ -96,8 +96,6 @@ def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) ->
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
     if not os.path.isfile(args.model):
-        from moetui.errors import ModelFileError
-
         raise ModelFileError(f"{args.model}: no such model file")
     return cfg.replace(**changes)
 
@@ -137,8 +135,6 @@ class _StatsPrinter:
 
 
 def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
-    from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
-
     text = []
     try:
         for ev in events:
@@ -168,8 +164,6 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.runtime.client import ModelWorker
-
     cfg = config_from_args(args, prefer_tuned=not args.untuned)
     printer = _StatsPrinter(not args.no_stats)
     sampling = {"temperature": args.temp, "repeat_penalty": args.repeat_penalty}

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from moetui.hardware.rig import BandwidthResult
+from moetui.paths import atomic_write_json, cache_dir
 
 CACHE_FILE = "ram_bandwidth.json"
 CACHE_MAX_AGE_S = 30 * 86400
@@ -174,8 +175,6 @@ def measure_ram_bandwidth(
 
 
 def _cache_path() -> Any:
-    from moetui.paths import cache_dir
-
     return cache_dir() / CACHE_FILE
 
 
@@ -193,8 +192,6 @@ def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S) -> BandwidthRes
 
 
 def store_cached(key: str, result: BandwidthResult) -> None:
-    from moetui.paths import atomic_write_json
-
     path = _cache_path()
     try:
         data = json.loads(path.read_text())

@@ -22,6 +22,8 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
+from moetui.hardware import detect_rig
+from moetui.hardware.fingerprint import fingerprint
 from moetui.paths import REPO_DIR
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
@@ -223,8 +225,6 @@ class MoetuiApp(App):
         except ImportError:  # a build without the tuner: plans only
             return
         try:
-            from moetui.hardware.fingerprint import fingerprint
-
             saved = ProfileStore().get(rig.fingerprint or fingerprint(rig), info.identity, llama_version(rig))
         except Exception as exc:  # a damaged profile must not stop the app: it just is not used
             self.call_from_thread(self.log.warning, f"tuned profile lookup failed: {exc!r}")
@@ -247,8 +247,6 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
     def _detect_worker(self) -> None:
-        from moetui.hardware import detect_rig
-
         try:
             rig = detect_rig(stop=self._stop)
         except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI

@@ -28,7 +28,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError
+from moetui.errors import ConfigError, HubError, MoetuiError, first_line
+from moetui.hardware import detect_rig
+from moetui.hub.cache import cached_model_path
+from moetui.hub.listing import looks_like_hub_ref
+from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -233,7 +237,6 @@ class BestConfigScreen(Screen):
         if cancel.is_set():
             raise FlowCancelled("cancelled")
         say(self._step, "rig", "running", "detecting …")
-        from moetui.hardware import detect_rig
 
         rig = detect_rig(stop=cancel)
         say(self.app.post_message, RigChanged(rig))
@@ -243,7 +246,6 @@ class BestConfigScreen(Screen):
     def _step_model(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any,
                     say: Any) -> tuple[Path | None, str | None, Any]:
         """(local path or None, hub ref to download or None, ModelInfo when already known)."""
-        from moetui.hub.listing import looks_like_hub_ref
 
         if selected and Path(selected).expanduser().is_file():
             path = Path(selected).expanduser()
@@ -277,7 +279,6 @@ class BestConfigScreen(Screen):
             say(self._step, "download", "skipped", "local file")
             return path
         assert ref is not None
-        from moetui.hub.cache import cached_model_path
         from moetui.hub.download import DownloadCancelled, download_model
 
         cached = cached_model_path(ref)
@@ -363,7 +364,6 @@ class BestConfigScreen(Screen):
         if result is not None:
             self._detail(f"Best: {describe_probe(result.best)}")
         # after TuneCompleted (queued before this) has set the config, so Chat loads the winner
-        from moetui.ui.screens.chat import ChatScreen
 
         self.app.call_later(open_screen, self.app, "chat", ChatScreen)
 
@@ -371,7 +371,7 @@ class BestConfigScreen(Screen):
         self.outcome = outcome
         self.running = False
         checklist = self.query_one(FlowChecklist)
-        reason = "cancelled" if exc is None else str(exc).splitlines()[0][:160]
+        reason = "cancelled" if exc is None else first_line(exc, 160)
         checklist.set_step(step, "failed" if exc is not None else "skipped", reason)
         for s in checklist.steps:
             if s.status == "pending":

@@ -16,6 +16,8 @@ from textual.widgets import Button, Footer, Header, Input, Select, Static, TextA
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
+from moetui.export.commandline import export_command
+from moetui.export.python_snippet import python_snippet
 from moetui.paths import atomic_write_text, data_dir
 
 if TYPE_CHECKING:
@@ -30,12 +32,9 @@ EXTENSIONS = {"python": ".py", "config": ".json"}
 def render_export(cfg: RunConfig, tool: str, shell: str = "posix") -> tuple[str, list[str]]:
     """(text, warnings) for one tool. Blocking: finding a llama.cpp binary may run its --help."""
     if tool == "python":
-        from moetui.export.python_snippet import python_snippet
-
         return python_snippet(cfg), []
     if tool == "config":
         return json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", []
-    from moetui.export.commandline import export_command
 
     cmd = export_command(cfg, tool)
     return cmd.render(shell) + "\n", list(cmd.warnings)
