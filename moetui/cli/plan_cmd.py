@@ -29,7 +29,8 @@ def load_model(ref: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.sizing.plan import PlanOptions, plan
+    from moetui.sizing.plan import PlanOptions
+    from moetui.tuner.active import plan_for_rig
 
     for name in ("vram_budget", "margin"):
         v = getattr(args, name)
@@ -44,12 +45,7 @@ def run(args: argparse.Namespace) -> int:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:
         o.vram_budget_bytes = int(args.vram_budget * GB)
-    from moetui.tuner.store import measured_efficiency
-
-    eff = measured_efficiency(rig)
-    if eff is not None:  # a tune on this rig measured how fast it really is
-        o.efficiency = eff
-    p = plan(model, rig, o)
+    p = plan_for_rig(model, rig, o)  # with what a tune on this rig measured
     if args.json:
         print_json({"model": model.path, "rig": rig.name, **p.to_dict()})
         return 0

@@ -261,13 +261,14 @@ class BestConfigScreen(Screen):
             raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
                               "pick one in Models (m), or clear it to use the catalog")
         from moetui.hub.best_pick import pick_from_catalog
+        from moetui.tuner.active import plan_options_for
 
         say(self._step, "model", "running", "sizing the catalog for this rig …")
 
         def progress(i: int, n: int, name: str) -> None:
             say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
-        pick = pick_from_catalog(rig, self.catalog, plan_options, progress=progress)
+        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), progress=progress)
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
             f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
@@ -303,14 +304,12 @@ class BestConfigScreen(Screen):
 
     def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
         from moetui.model.inspect import inspect_file
-        from moetui.sizing.plan import PlanOptions, plan
+        from moetui.tuner.active import plan_for_rig
 
         say(self._step, "plan", "running", "inspecting and placing …")
         if info is None or Path(getattr(info, "path", "") or "") != path:
             info = inspect_file(path)
-        o = replace(plan_options) if plan_options is not None else PlanOptions()
-        o.model_path = str(path)
-        p = plan(info, rig, o)
+        p = plan_for_rig(info, rig, plan_options, str(path))  # as the Plan screen plans: measured efficiency
         self.model_path = str(path)
         say(self.app.post_message, ModelSelected(str(path), info))
         say(self.app.post_message, PlanChanged(p, plan_options))

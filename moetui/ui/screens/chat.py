@@ -23,7 +23,6 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
-from moetui.config import RunConfig
 from moetui.errors import MoetuiError, first_line
 from moetui.hardware import Sampler
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
@@ -119,11 +118,8 @@ class ChatScreen(Screen):
 
     # --- model worker lifecycle -------------------------------------------------------------------
     def active_config(self) -> Any:
-        state = app_state(self.app)
-        cfg = state.active_config()
-        if cfg is None and state.model_path and Path(state.model_path).is_file():
-            cfg = RunConfig(model_path=state.model_path)  # no plan yet: llama.cpp's defaults
-        return cfg
+        active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
+        return active.config if active else None
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""

@@ -91,7 +91,8 @@ class ExportScreen(Screen):
 
     def render_choice(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
-        cfg = s.active_config()
+        active = s.active()
+        cfg = active.config if active else None
         tool, shell = self.choice()
         notes = self.query_one("#export-notes", Static)
         if cfg is None:
@@ -103,7 +104,7 @@ class ExportScreen(Screen):
         if key == self._shown:
             return
         self._shown = key
-        source = "tuned" if s.tuned is not None and cfg is s.config else ("chosen" if cfg is s.config else "planned")
+        source = str(active.source)
         notes.update(f"the {source} config for {Path(cfg.model_path).name} — rendering…")
         self.query_one("#export-path", Input).value = str(default_save_path(cfg, tool, shell))
         self._render_worker(cfg, tool, shell, source)
