@@ -16,6 +16,8 @@ from moetui.hardware.detect import describe
 from moetui.paths import data_dir
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, TokenEvent
 
+# gguf and textual: imported inside the functions that need them, to keep start-up fast
+
 DEMO_SHAPE = "qwen3-30b-a3b"
 DEMO_MIX = "Q4_K_M"
 

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_info(ref: str) -> ModelInfo:
+    # numpy: loaded when this runs, not at start-up
     from moetui.hub.resolve import resolve_model
 
     return resolve_model(ref)

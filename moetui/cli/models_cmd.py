@@ -100,6 +100,7 @@ def _list_repo(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    # gguf: loaded when this runs, not at start-up
     from moetui.hub.download import DownloadProgress, download_model
 
     tty = sys.stderr.isatty() and not args.json

@@ -8,6 +8,8 @@ from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 from moetui.hardware import load_rig
 
+# gguf (via model, sizing, tuner): imported inside the functions that need it, to keep start-up fast
+
 GB = 1e9
 
 

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     rig = None
     if getattr(args, "rig", "auto") not in (None, "auto"):
         rig = load_preset(args.rig)  # a bad name raises ConfigError: one line, exit 2, before the screen opens
+    # textual: loaded when this runs, not at start-up
     from moetui.ui.app import run_app
 
     run_app(getattr(args, "model", None), rig=rig)

@@ -64,6 +64,7 @@ def measure_ram_bandwidth(
     slack under the promised 1 s for threads winding down on a busy machine): when page faulting the
     buffers is slow (memory pressure), the measuring windows shrink, to 0.05 s each at the least.
     `stop` lets a caller (the TUI) cancel; Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
+    # numpy: loaded when this runs, not at start-up
     import numpy as np
 
     n, per = _plan(threads, buffer_bytes, physical_cores, l3_bytes, available_bytes)

@@ -27,6 +27,8 @@ from moetui.hub.connection import auth_headers, endpoint, hf_cache_dir, hub_erro
 from moetui.hub.listing import HubRef, QuantGroup, RemoteFile, parse_ref
 from moetui.hub.remote import remote_group
 
+# huggingface_hub and httpx2: imported inside the functions that need them, to keep start-up fast
+
 DISK_MARGIN = 256 << 20  # keep a little free space beyond the file itself
 HASH_CHUNK = 8 << 20
 
