@@ -32,15 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from moetui.config import RunConfig
-from moetui.errors import (
-    ConfigError,
-    DraftMismatch,
-    ErrorKind,
-    ModelFileError,
-    MoetuiError,
-    WorkerError,
-    classify_failure,
-)
+from moetui.errors import (ConfigError, DraftMismatch, ErrorKind, ModelFileError, MoetuiError, WorkerError,
+                           classify_failure)
 from moetui.paths import cache_dir
 from moetui.runtime.bench import BenchResult
 from moetui.runtime.stats import BufferSizes, LiveStats
