@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,34 @@ class TensorOverride:
 
     def to_arg(self) -> str:
         return f"{self.pattern}={self.device}"
+
+
+# Routed-expert overrides as moetui (moetui.sizing.overrides) and llama.cpp's --n-cpu-moe write them.
+ALL_PARTS = frozenset({"up", "gate", "down"})
+_WHOLE = re.compile(r"^blk\\\.\(?([0-9|]+)\)?\\\.ffn_\(up\|down\|gate(?:\|gate_up)?\)_(?:\(ch\|\))?exps$")
+_PART = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_(up|down|gate|gate_up)_exps$")
+_NCMOE = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_\(up\|down\|gate\|gate_up\)_\(ch\|\)exps$")
+
+
+def layers_from_overrides(overrides: list[TensorOverride]) -> dict[int, set[str]] | None:
+    """Parse moetui's (and --n-cpu-moe's) expert overrides back to layer -> parts on the CPU.
+    None if some override is not of that form (a hand-written regex)."""
+    cpu: dict[int, set[str]] = {}
+    for o in overrides:
+        if o.device.upper() != "CPU":
+            return None
+        m = _WHOLE.match(o.pattern) or _NCMOE.match(o.pattern)
+        if m:
+            for il in m.group(1).split("|"):
+                cpu.setdefault(int(il), set()).update(ALL_PARTS)
+            continue
+        m = _PART.match(o.pattern)
+        if m:
+            part = m.group(2)
+            cpu.setdefault(int(m.group(1)), set()).update({"up", "gate"} if part == "gate_up" else {part})
+            continue
+        return None
+    return cpu
 
 
 @dataclass
@@ -140,9 +169,7 @@ class RunConfig:
         return cls.from_dict(data)
 
     # --- placement helpers ----------------------------------------------------------------------------
-    def expert_layers_on_cpu(self) -> set[int] | None:
-        """Layers whose routed experts (all parts) are overridden to CPU, when overrides are per-layer
-        expert patterns as moetui writes them; None if the overrides are of another form."""
-        from moetui.sizing.overrides import layers_from_overrides
-
+    def expert_layers_on_cpu(self) -> dict[int, set[str]] | None:
+        """Layer -> expert parts overridden to CPU, when overrides are per-layer expert patterns as moetui
+        writes them; None if the overrides are of another form."""
         return layers_from_overrides(self.overrides)

@@ -12,7 +12,7 @@ from moetui.export.parse import parse_server_text
 from moetui.hardware import load_preset
 from moetui.hardware.repack import ENV, repack_safe, run_probe
 from moetui.sizing.plan import PlanOptions, plan
-from moetui.sizing.virtual import model_info_for_shape
+from moetui.model.virtual import model_info_for_shape
 
 
 def test_verdict_matches_what_llama_cpp_really_does(monkeypatch: pytest.MonkeyPatch) -> None:

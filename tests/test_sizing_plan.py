@@ -17,7 +17,7 @@ from moetui.sizing.memory import GIB
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.plan import PlanOptions, plan
 from moetui.sizing.quant_choice import choose_quant
-from moetui.sizing.virtual import model_info_for_shape
+from moetui.model.virtual import model_info_for_shape
 
 
 def make_rig(vram_gib: list[float], ram_gib: float = 64, offload: bool = True) -> Rig:

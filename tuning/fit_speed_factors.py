@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 from moetui.hardware.rig import Rig  # noqa: E402
 from moetui.sizing.plan import PlanOptions, plan  # noqa: E402
 from moetui.sizing.speed import EfficiencyFactors  # noqa: E402
-from moetui.sizing.virtual import model_info_for_shape  # noqa: E402
+from moetui.model.virtual import model_info_for_shape  # noqa: E402
 
 import predict_vs_measured as pvm  # noqa: E402
 

@@ -431,7 +431,7 @@ def render_prep(s: dict[str, Any]) -> list[str]:
     """VRAM used vs experts moved to RAM: NVML per process, llama.cpp's logged CUDA0 buffers, and the sizing
     core's prediction (recomputed here with the current code, from the same model header)."""
     from moetui.hardware.rig import Rig
-    from moetui.sizing.virtual import model_info_for_shape
+    from moetui.model.virtual import model_info_for_shape
 
     info = model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
     rig = Rig.from_dict(s["rig"])
@@ -489,7 +489,7 @@ def _merge_caps(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_report(stages: list[dict[str, Any]], ram_gbs: float | None = None) -> str:
-    from moetui.sizing.virtual import model_info_for_shape
+    from moetui.model.virtual import model_info_for_shape
 
     info = model_info_for_shape("qwen3-30b-a3b", "Q4_K_M")
     n_moe = sum(1 for layer in info.layers if layer.is_moe)

@@ -27,7 +27,7 @@ from moetui.paths import atomic_write_json, atomic_write_text
 from moetui.sizing.placement import Assignment, hops_per_token, tensor_placement
 from moetui.sizing.plan import PlanOptions, plan
 from moetui.sizing.speed import EfficiencyFactors, predict
-from moetui.sizing.virtual import model_info_for_shape
+from moetui.model.virtual import model_info_for_shape
 
 HERE = Path(__file__).resolve().parent
 

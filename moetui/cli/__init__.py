@@ -7,6 +7,7 @@ import argparse
 import importlib
 import sys
 
+from moetui import __version__
 from moetui.errors import MoetuiError
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
@@ -30,7 +31,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """only: the subcommand being run; the other commands' modules are then not imported (some pull in
     gguf or the tuner, about 1 s of imports that `moetui detect` would otherwise pay)."""
     parser = argparse.ArgumentParser(prog="moetui", description=__doc__.splitlines()[0])
-    from moetui import __version__
 
     parser.add_argument("--version", action="version", version=f"moetui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -9,6 +9,7 @@ import argparse
 from moetui.cli.output import print_json, table
 from moetui.cli.run_cmd import add_config_arguments, config_from_args
 from moetui.errors import ConfigError
+from moetui.runtime.client import ModelWorker
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,8 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.runtime.client import ModelWorker
-
     if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
         raise ConfigError("need -r >= 1 and at least one of -p / -n above 0")
     cfg = config_from_args(args)

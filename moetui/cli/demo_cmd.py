@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from moetui.cli.output import human_bytes, print_json
+from moetui.hardware import detect_rig
+from moetui.hardware.detect import describe
 from moetui.paths import data_dir
+from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, TokenEvent
+
+# gguf and textual: imported inside the functions that need them, to keep start-up fast
 
 DEMO_SHAPE = "qwen3-30b-a3b"
 DEMO_MIX = "Q4_K_M"
@@ -39,10 +44,7 @@ def ensure_demo_model(scale: str = "tiny") -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.hardware import detect_rig
-    from moetui.hardware.detect import describe
     from moetui.model.inspect import inspect_file
-    from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, TokenEvent
     from moetui.sizing.plan import PlanOptions, plan
 
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from moetui.cli.output import gib, print_json, table
+from moetui.hardware.nvidia import capture_nvml
+from moetui.hardware.presets import list_presets, load_rig
+from moetui.paths import atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,16 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.hardware.presets import list_presets, load_rig
-
     if args.rig and args.rig.lower() == "list":
         for name in list_presets():
             print(name)
         return 0
     if args.capture_nvml:
-        from moetui.hardware.nvidia import capture_nvml
-        from moetui.paths import atomic_write_json
-
         atomic_write_json(Path(args.capture_nvml), capture_nvml())
         print(f"NVML capture written to {args.capture_nvml}", file=sys.stderr)
     if args.rig:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moetui.config import RunConfig
 from moetui.export.commandline import export_command
 from moetui.export.python_snippet import python_snippet
 from moetui.export.quoting import SHELLS
+
+if TYPE_CHECKING:
+    from moetui.tuner.active import ActiveConfig
 
 TOOLS = ("server", "cli", "bench", "python", "config")
 
@@ -29,33 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def default_config(model: str) -> RunConfig:
-    """The config moetui would run MODEL with on this rig: the sizing core's plan. A .gguf path that does
-    not exist yet (the user is about to download it) gets llama.cpp-like defaults; the exported line
-    carries a warning about the path."""
-    from moetui.hardware import detect_rig
-    from moetui.model.resolve import resolve_model
-    from moetui.sizing.plan import PlanOptions, plan
-
-    if model.lower().endswith(".gguf") and not Path(model).expanduser().exists():
-        return RunConfig(model_path=model)
-    tuned = tuned_config(model)
-    if tuned is not None:
-        return tuned
-    return plan(resolve_model(model), detect_rig(), PlanOptions(model_path=model)).config
-
-
-def tuned_config(model: str) -> RunConfig | None:
-    """The config `moetui tune` saved for MODEL on this rig (same llama.cpp), if there is one: measured
-    beats predicted. Said on stderr so the user knows where the settings come from."""
-    if not Path(model).expanduser().is_file():
-        return None
-    from moetui.tuner import latest_config
-
-    cfg = latest_config(model)
-    if cfg is not None:
+def announce(active: ActiveConfig, model: str) -> RunConfig:
+    """Say on stderr when a tuned profile is used, so the user knows where the settings come from."""
+    if active.source == "tuned":
         print(f"moetui: using the tuned profile for {model} (`moetui tune {model} --retune` to redo it)", file=sys.stderr)
-    return cfg
+    return active.config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = RunConfig.load(args.config)
         if cfg.model_path != args.model:
             cfg = cfg.replace(model_path=args.model)  # MODEL on the command line wins over the file's
-    else:
-        cfg = default_config(args.model)
+    else:  # the tuned profile, else the plan for this rig
+        from moetui.tuner.active import active_for_model  # the tuner and gguf: only when it runs
+
+        cfg = announce(active_for_model(args.model), args.model)
     tools = args.tool or ["server", "cli", "bench"]
     results: list[dict[str, object]] = []
     texts: list[str] = []

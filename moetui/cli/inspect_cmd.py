@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_info(ref: str) -> ModelInfo:
-    from moetui.model.resolve import resolve_model
+    # numpy: loaded when this runs, not at start-up
+    from moetui.hub.resolve import resolve_model
 
     return resolve_model(ref)
 

@@ -8,6 +8,11 @@ import sys
 import time
 
 from moetui.cli.output import human_bytes, print_json, table, to_jsonable
+from moetui.errors import HubError
+from moetui.hub.cache import cached_listing, cached_model_path
+from moetui.hub.catalog import load_catalog
+from moetui.hub.discovery import add_folder, discover_local, remove_folder
+from moetui.hub.listing import list_repo, parse_ref
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if action == "download":
         return _download(args)
     if action == "add-folder":
-        from moetui.hub.discovery import add_folder
-
         path = add_folder(args.path)
         print_json({"added": str(path)}) if args.json else print(f"added {path}")
         return 0
     if action == "remove-folder":
-        from moetui.hub.discovery import remove_folder
-
         removed = remove_folder(args.path)
         if args.json:
             print_json({"removed": removed, "path": args.path})
@@ -51,11 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _overview(args: argparse.Namespace) -> int:
-    from moetui.hub.catalog import load_catalog
-    from moetui.hub.discovery import discover_local
-
-    from moetui.hub.cache import cached_model_path
-
     catalog = load_catalog()
     local = discover_local()
     # catalog quants already complete in the HF cache (read from refs/ and snapshots/, no request)
@@ -81,10 +77,6 @@ def _overview(args: argparse.Namespace) -> int:
 
 
 def _list_repo(args: argparse.Namespace) -> int:
-    from moetui.errors import HubError
-    from moetui.hub.cache import cached_listing
-    from moetui.hub.listing import list_repo, parse_ref
-
     r = parse_ref(args.repo)
     try:
         listing = list_repo(r.repo, r.revision)
@@ -108,6 +100,7 @@ def _list_repo(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    # gguf: loaded when this runs, not at start-up
     from moetui.hub.download import DownloadProgress, download_model
 
     tty = sys.stderr.isatty() and not args.json

@@ -6,6 +6,9 @@ import argparse
 
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
+from moetui.hardware import load_rig
+
+# gguf (via model, sizing, tuner): imported inside the functions that need it, to keep start-up fast
 
 GB = 1e9
 
@@ -25,14 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(ref: str):
-    from moetui.model.resolve import resolve_model
+    from moetui.hub.resolve import resolve_model
 
     return resolve_model(ref)
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.hardware import load_rig
-    from moetui.sizing.plan import PlanOptions, plan
+    from moetui.sizing.plan import PlanOptions
+    from moetui.tuner.active import plan_for_rig
 
     for name in ("vram_budget", "margin"):
         v = getattr(args, name)
@@ -52,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:
         o.vram_budget_bytes = int(args.vram_budget * GB)
-    from moetui.tuner.store import measured_efficiency
-
-    eff = measured_efficiency(rig)
-    if eff is not None:  # a tune on this rig measured how fast it really is
-        o.efficiency = eff
-    p = plan(model, rig, o)
+    p = plan_for_rig(model, rig, o)  # with what a tune on this rig measured
     if args.json:
         print_json({"model": model.path, "rig": rig.name, **p.to_dict()})
         return 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from moetui.cli.inspect_cmd import load_info
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 from moetui.model.proxy import predicted_size, write_proxy
@@ -28,8 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_shape(args: argparse.Namespace) -> Shape:
     if args.like:
-        from moetui.cli.inspect_cmd import load_info
-
         return shape_from_info(load_info(args.like))
     if not args.shape:
         raise ConfigError("name a shape preset or --like a GGUF (see `moetui proxy --list`)")
@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
         result = {"path": str(out), "bytes": size, "shape": shape.to_dict(), "mix": mix}
         print_json(result) if args.json else print(f"{shape.name} {mix}: {human_bytes(size)} -> {out}")
         return 0
-    import shutil
 
     free = shutil.disk_usage(out.parent if out.parent.exists() else Path.cwd()).free
     if size > free:

@@ -9,8 +9,11 @@ import os
 import sys
 from typing import Any
 
+from moetui.cli.export_cmd import announce
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
-from moetui.errors import ConfigError
+from moetui.errors import ConfigError, ModelFileError
+from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
+from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,17 +56,22 @@ def _parse_ot(values: list[str]) -> list[TensorOverride]:
     return out
 
 
-def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) -> RunConfig:
-    """--config, else (prefer_tuned) the profile `moetui tune` saved for this rig and model, else defaults;
-    the flags on top."""
-    from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
+def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_tuned: bool = False) -> RunConfig:
+    """--config; else (planned) what is in force for this model on this rig (moetui.tuner.active: the
+    profile `moetui tune` saved when prefer_tuned, else the plan); else llama.cpp's defaults. The flags on
+    top."""
+    if not os.path.isfile(args.model):
+        raise ModelFileError(f"{args.model}: no such model file")
+    if args.config:
+        cfg = RunConfig.load(args.config)
+    elif planned:
+        from moetui.sizing.plan import PlanOptions  # noqa: PLC0415  (with the tuner: gguf, not for `bench`)
+        from moetui.tuner.active import active_for_model  # noqa: PLC0415
 
-    cfg = RunConfig.load(args.config) if args.config else None
-    if cfg is None and prefer_tuned and os.path.isfile(args.model):
-        from moetui.cli.export_cmd import tuned_config
-
-        cfg = tuned_config(args.model)
-    cfg = cfg or RunConfig(model_path=args.model)
+        options = PlanOptions(n_ctx=args.n_ctx) if args.n_ctx else None  # place for the context asked for
+        cfg = announce(active_for_model(args.model, use_tuned=prefer_tuned, options=options), args.model)
+    else:
+        cfg = RunConfig(model_path=args.model)
     changes: dict[str, Any] = {"model_path": args.model}
     for name in ("n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch", "n_ubatch", "flash_attn",
                  "cache_type_k", "cache_type_v", "load_mode", "main_gpu", "seed"):
@@ -95,10 +103,6 @@ def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) ->
             if v is not None:
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
-    if not os.path.isfile(args.model):
-        from moetui.errors import ModelFileError
-
-        raise ModelFileError(f"{args.model}: no such model file")
     return cfg.replace(**changes)
 
 
@@ -109,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
     p.add_argument("--repeat-penalty", type=float, default=1.0)
     p.add_argument("--no-stats", action="store_true", help="no stats on stderr")
-    p.add_argument("--untuned", action="store_true", help="ignore the profile `moetui tune` saved for this model")
+    p.add_argument("--untuned", action="store_true", help="ignore the profile `moetui tune` saved for this model: run the plan")
 
 
 class _StatsPrinter:
@@ -137,8 +141,6 @@ class _StatsPrinter:
 
 
 def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
-    from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
-
     text = []
     try:
         for ev in events:
@@ -168,9 +170,7 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.runtime.client import ModelWorker
-
-    cfg = config_from_args(args, prefer_tuned=not args.untuned)
+    cfg = config_from_args(args, planned=True, prefer_tuned=not args.untuned)
     printer = _StatsPrinter(not args.no_stats)
     sampling = {"temperature": args.temp, "repeat_penalty": args.repeat_penalty}
     with ModelWorker() as worker:

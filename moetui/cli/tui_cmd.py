@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from moetui.hardware import load_preset
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", metavar="MODEL",
@@ -15,9 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rig = None
     if getattr(args, "rig", "auto") not in (None, "auto"):
-        from moetui.hardware import load_preset
-
         rig = load_preset(args.rig)  # a bad name raises ConfigError: one line, exit 2, before the screen opens
+    # textual: loaded when this runs, not at start-up
     from moetui.ui.app import run_app
 
     run_app(getattr(args, "model", None), rig=rig)

@@ -5,18 +5,23 @@ is shown at once unless --retune. Ctrl-C stops the search and keeps the best so 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from moetui.cli.output import print_json, table
-from moetui.errors import ConfigError
+from moetui.errors import ConfigError, ModelFileError
+from moetui.hardware import load_rig
+from moetui.tuner.engine import tune
+from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneProgress
+from moetui.tuner.options import DIMENSIONS, OBJECTIVES, TuneOptions
+from moetui.tuner.scoring import robust_spread
+from moetui.tuner.store import ProfileStore
 
 GB = 1e9
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from moetui.tuner.options import DIMENSIONS, OBJECTIVES
-
     p.add_argument("model", metavar="MODEL", help="a local GGUF file")
     p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
     p.add_argument("--objective", choices=OBJECTIVES, default="decode",
@@ -37,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    from moetui.tuner.options import TuneOptions
-
     dims = tuple(d.strip() for d in args.dimensions.split(",") if d.strip()) if args.dimensions else None
     if args.margin is not None and args.margin < 0:
         raise ConfigError("--margin must be >= 0")
@@ -51,8 +54,6 @@ def options_from_args(args: argparse.Namespace):
 
 
 def _progress(quiet: bool):
-    from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneProgress
-
     def on_event(ev: Any) -> None:
         if quiet:
             return
@@ -73,8 +74,6 @@ def _progress(quiet: bool):
 
 
 def _fig(p: Any, which: str) -> str:
-    from moetui.tuner.scoring import robust_spread
-
     b = p.bench
     if b is None:
         return "-"
@@ -84,13 +83,6 @@ def _fig(p: Any, which: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from moetui.errors import ModelFileError
-    from moetui.hardware import load_rig
-    from moetui.tuner.engine import tune
-    from moetui.tuner.store import ProfileStore
-
     if not os.path.isfile(args.model):
         raise ModelFileError(f"{args.model}: no such model file")
     if args.rig != "auto":

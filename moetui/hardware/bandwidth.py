@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from moetui.hardware.rig import BandwidthResult
+from moetui.paths import atomic_write_json, cache_dir
 
 CACHE_FILE = "ram_bandwidth.json"
 CACHE_MAX_AGE_S = 30 * 86400
@@ -63,6 +64,7 @@ def measure_ram_bandwidth(
     slack under the promised 1 s for threads winding down on a busy machine): when page faulting the
     buffers is slow (memory pressure), the measuring windows shrink, to 0.05 s each at the least.
     `stop` lets a caller (the TUI) cancel; Ctrl-C also cancels. An interrupted probe returns what it measured with interrupted=True."""
+    # numpy: loaded when this runs, not at start-up
     import numpy as np
 
     n, per = _plan(threads, buffer_bytes, physical_cores, l3_bytes, available_bytes)
@@ -174,8 +176,6 @@ def measure_ram_bandwidth(
 
 
 def _cache_path() -> Any:
-    from moetui.paths import cache_dir
-
     return cache_dir() / CACHE_FILE
 
 
@@ -193,8 +193,6 @@ def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S) -> BandwidthRes
 
 
 def store_cached(key: str, result: BandwidthResult) -> None:
-    from moetui.paths import atomic_write_json
-
     path = _cache_path()
     try:
         data = json.loads(path.read_text())

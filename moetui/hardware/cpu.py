@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from moetui.hardware.rig import CPUInfo, MemoryInfo
 
 # /proc/cpuinfo flag (x86 "flags", ARM "Features") -> the name llama.cpp's system info uses.
@@ -131,10 +133,8 @@ def read_cpu(root: str | Path = "/", warnings: list[str] | None = None) -> CPUIn
     physical = parsed["physical_cores"]
     if live:
         try:
-            import psutil
-
             physical = psutil.cpu_count(logical=False) or physical
-        except Exception as exc:  # psutil missing or denied
+        except Exception as exc:  # psutil denied (a sandbox)
             warnings.append(f"CPU: psutil could not count physical cores ({exc}); using /proc/cpuinfo")
     info.physical_cores = physical or info.logical_cores
     if physical is None:
@@ -190,8 +190,6 @@ def read_memory(root: str | Path = "/", warnings: list[str] | None = None, *, us
     mem = MemoryInfo()
     if use_psutil and root == Path("/"):
         try:
-            import psutil
-
             vm = psutil.virtual_memory()
             sw = psutil.swap_memory()
             mem.total_bytes, mem.available_bytes = int(vm.total), int(vm.available)

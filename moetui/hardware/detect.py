@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from moetui.hardware import amd, apple, bandwidth, cpu, llama_build, nvidia, repack
 from moetui.hardware.fingerprint import fingerprint, hardware_key
 from moetui.hardware.rig import GPUInfo, Rig
@@ -111,8 +113,6 @@ def _guard(fn: Any, warnings: list[str], what: str, default: Any) -> Any:
 
 def _with_live_memory(mem: Any, warnings: list[str]) -> Any:
     try:
-        import psutil
-
         vm, sw = psutil.virtual_memory(), psutil.swap_memory()
         mem.available_bytes = int(vm.available)
         mem.swap_total_bytes, mem.swap_free_bytes = int(sw.total), int(sw.free)

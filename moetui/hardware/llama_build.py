@@ -74,6 +74,17 @@ def lib_dir_for(llama_cpp: Any) -> Path:
     return Path(getattr(llama_cpp, "__file__", None) or ".").parent / "lib"
 
 
+def llama_lib_dir() -> str:
+    """lib_dir_for the installed llama_cpp, as a string; imports llama_cpp only when LLAMA_CPP_LIB_PATH
+    is not set."""
+    override = os.environ.get(LIB_PATH_ENV)
+    if override:
+        return override
+    import llama_cpp  # noqa: PLC0415  (heavy: only when asked)
+
+    return str(lib_dir_for(llama_cpp))
+
+
 _GGML_NAME = re.compile(r"^(lib)?ggml\.(so(\.\d+)*|dylib|dll)$")  # libggml itself, not ggml-base/-cpu/-cuda
 
 

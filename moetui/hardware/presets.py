@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from moetui.errors import ConfigError
+from moetui.hardware.detect import detect_rig
 from moetui.hardware.fingerprint import fingerprint
 from moetui.hardware.rig import Rig
+from moetui.paths import presets_dir
 
 
 def rigs_dir() -> Path:
-    from moetui.paths import presets_dir
-
     return presets_dir() / "rigs"
 
 
@@ -63,8 +63,6 @@ def _check(rig: Rig, path: Path) -> None:
 def load_rig(name_or_auto: str = "auto", **detect_kwargs: Any) -> Rig:
     """'auto' (or '') detects this machine (detect_rig kwargs pass through); else a preset name."""
     if not name_or_auto or name_or_auto.strip().lower() in ("auto", "this", "local"):
-        from moetui.hardware.detect import detect_rig
-
         return detect_rig(**detect_kwargs)
     return load_preset(name_or_auto)
 

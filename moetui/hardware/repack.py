@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from moetui.hardware.llama_build import llama_lib_dir
 from moetui.paths import atomic_write_json
 
 ENV = "MOETUI_REPACK"
@@ -63,8 +64,6 @@ def _cache_file() -> Path:
 
 def _key(system_info: str, lib_dir: str | None) -> str:
     if lib_dir is None:
-        from moetui.runtime.overrides_ctypes import llama_lib_dir  # noqa: PLC0415
-
         lib_dir = llama_lib_dir()
     lib = Path(lib_dir)
     stamp = [f"{p.name}:{p.stat().st_mtime_ns}" for p in sorted(lib.glob("libggml*.so*"))] if lib.is_dir() else []

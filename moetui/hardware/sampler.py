@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from moetui.hardware import nvidia
 
 
@@ -65,8 +67,6 @@ class Sampler:
         except Exception as exc:
             self.error = nvidia.describe_nvml_error(exc)
         try:
-            import psutil
-
             psutil.cpu_percent(None)  # prime: the first call returns 0.0 by definition
         except Exception:
             pass
@@ -99,8 +99,6 @@ class Sampler:
                 g.processes = {int(pr.pid): (int(pr.usedGpuMemory) if pr.usedGpuMemory is not None else None) for pr in procs}
             s.gpus.append(g)
         try:
-            import psutil
-
             vm = psutil.virtual_memory()
             s.ram_used_bytes, s.ram_available_bytes = int(vm.total - vm.available), int(vm.available)
             s.cpu_pct = psutil.cpu_percent(None)

@@ -14,6 +14,8 @@ from typing import Iterator
 
 from moetui.errors import HubError
 
+# huggingface_hub and httpx2: imported inside the functions that need them, to keep start-up fast
+
 _TRUE = {"1", "on", "yes", "true"}
 
 

@@ -149,6 +149,7 @@ def hf_cache_models(cache: Path | None = None) -> list[LocalModel]:
     """Models in one hub-layout cache (default: every one hf_cache_dirs names)."""
     if cache is None:
         return [m for c in hf_cache_dirs() for m in hf_cache_models(c)]
+    # huggingface_hub: loaded when this runs, not at start-up
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 

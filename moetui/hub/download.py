@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urljoin, urlparse
 
-from moetui.errors import HubError
+from moetui.errors import HubError, first_line
 from moetui.hub.cache import blob_path, link_pointer, pointer_path, repo_dir, write_ref
 from moetui.hub.connection import auth_headers, endpoint, hf_cache_dir, hub_errors, require_online
 from moetui.hub.listing import HubRef, QuantGroup, RemoteFile, parse_ref
 from moetui.hub.remote import remote_group
+
+# huggingface_hub and httpx2: imported inside the functions that need them, to keep start-up fast
 
 DISK_MARGIN = 256 << 20  # keep a little free space beyond the file itself
 HASH_CHUNK = 8 << 20
@@ -231,14 +233,14 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                             http_get(location, fh, resume_size=already, headers=dl_headers, expected_size=size,
                                      displayed_filename=f.path, tqdm_class=_tqdm_for(tracker))
                     except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
-                        raise HubError(f"downloading {repo}/{f.path}: {str(exc).splitlines()[0]}") from exc
+                        raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
                     except OSError as exc:
                         import httpx2
 
                         if isinstance(exc, httpx2.HTTPError):
                             raise  # hub_errors words it
                         # a size mismatch from http_get, or the disk filled up: the partial stays for a resume
-                        raise HubError(f"downloading {repo}/{f.path}: {str(exc).splitlines()[0]}") from exc
+                        raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
                 _verify(partial, expected_sha, size, f, repo, tracker)
                 if expected_sha:
                     verified.append(f.path)

@@ -144,6 +144,7 @@ def group_quants(files: list[RemoteFile]) -> list[QuantGroup]:
 def list_repo(repo: str, revision: str | None = None) -> RepoListing:
     """One request (model_info with files_metadata): every file's size and LFS sha256, and the commit."""
     require_online(f"listing {repo}")
+    # huggingface_hub: loaded when this runs, not at start-up
     from huggingface_hub import HfApi
 
     with hub_errors(f"listing {repo}"):

@@ -19,6 +19,8 @@ from moetui.model.gguf_header import read_header
 from moetui.model.info import ModelInfo
 from moetui.model.inspect import inspect_headers, inspect_file
 
+# huggingface_hub: imported inside the functions that need them, to keep start-up fast
+
 READAHEAD = 4 << 20  # one request covers a typical header (a 150k-token vocabulary is ~3-5 MB)
 TIMEOUT_S = 30.0
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from gguf import GGMLQuantizationType as T
 
-from moetui.model.gguf_writer import PlannedTensor, const_writer, repeat_writer, write_gguf
+from moetui.model.gguf_writer import PlannedTensor, const_writer, header_bytes, repeat_writer, write_gguf
 from moetui.model.quant_mix import MIXES, quant_type
 from moetui.model.random_blocks import pattern
 from moetui.model.shapes import Shape
@@ -119,8 +119,6 @@ def write_proxy(shape: Shape, path: str | Path, mix: str = "Q4_K_M", seed: int =
 
 
 def predicted_size(shape: Shape, mix: str) -> int:
-    from moetui.model.gguf_writer import header_bytes
-
     tensors = plan_tensors(shape, mix)
     head, _ = header_bytes(metadata_for(shape, mix), tensors)
     return len(head) + sum(-(-t.nbytes // 32) * 32 for t in tensors)

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from moetui.config import RunConfig
-from moetui.errors import ConfigError, DraftMismatch, ModelFileError, MoetuiError, WorkerError
+from moetui.errors import (ConfigError, DraftMismatch, ErrorKind, ModelFileError, MoetuiError, WorkerError,
+                           classify_failure)
 from moetui.paths import cache_dir
 from moetui.runtime.bench import BenchResult
 from moetui.runtime.stats import BufferSizes, LiveStats
@@ -284,7 +285,7 @@ class ModelWorker:
         if bad:
             raise ConfigError(f"not a context-level setting: {', '.join(sorted(bad))}")
         if self.config is None:
-            raise WorkerError("no model loaded", kind="state")
+            raise WorkerError("no model loaded", kind=ErrorKind.STATE)
         new_cfg = self.config.replace(**settings)  # validates
         keys = ("flash_attn", "cache_type_k", "cache_type_v")
         payload = {"settings": settings, "current": {k: getattr(self.config, k) for k in keys}}
@@ -330,9 +331,9 @@ class ModelWorker:
         if cur is not None:
             cur.events.put(None)  # EOF: the worker died
 
-    def _failure(self, kind: str, message: str) -> WorkerError:
+    def _failure(self, kind: ErrorKind, message: str) -> WorkerError:
         tail = self.log_tail()
-        if kind == "crash" and self.proc is not None:
+        if kind == ErrorKind.CRASH and self.proc is not None:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -347,29 +348,27 @@ class ModelWorker:
                     message = "llama.cpp aborted (GGML_ASSERT or similar)"
             elif rc is not None:
                 message = f"the model worker exited unexpectedly (code {rc})"
-            if any(s in tail.lower() for s in ("out of memory", "cudamalloc failed", "failed to allocate")):
-                kind, message = "oom", message + ": out of memory"
+        if classify_failure(kind=kind, log_tail=tail) == ErrorKind.OOM:
+            kind, message = ErrorKind.OOM, message + ": out of memory"
         return WorkerError(f"{message}; log: {self.log_path}", log_tail=tail, kind=kind)
 
     def _error_from(self, ev: dict[str, Any]) -> MoetuiError:
-        kind, msg = ev.get("kind", "error"), ev.get("message", "worker error")
-        if kind == "draft_mismatch":
+        msg, tail = ev.get("message", "worker error"), self.log_tail()
+        kind = classify_failure(kind=ev.get("kind", ErrorKind.ERROR), log_tail=tail)
+        if kind == ErrorKind.DRAFT_MISMATCH:
             return DraftMismatch(msg)
-        if kind == "config":
+        if kind == ErrorKind.CONFIG:
             return ConfigError(msg)
-        tail = self.log_tail()
-        if kind == "load":
+        if kind == ErrorKind.LOAD:
             first = _first_error_line(tail)
             return ModelFileError(f"{msg}{': ' + first if first else ''} (log: {self.log_path})")
-        if any(s in tail.lower() for s in ("out of memory", "failed to allocate", "cudamalloc failed")):
-            kind = "oom"
         return WorkerError(f"{msg} (log: {self.log_path})", log_tail=tail, kind=kind)
 
     def _events(self, req: dict[str, Any], timeout: float | None) -> Iterator[dict[str, Any]]:
         """Send one request and yield its raw events until a terminal one; raise on death or hang.
         Holds the request lock throughout."""
         if not self.alive:
-            raise WorkerError("the model worker is not running", self.log_tail(), kind="state")
+            raise WorkerError("the model worker is not running", self.log_tail(), kind=ErrorKind.STATE)
         with self._lock:
             rid = next(self._ids)
             cur = _Request(rid)
@@ -388,19 +387,19 @@ class ModelWorker:
                     now = time.monotonic()
                     if ev is None:
                         finished = True
-                        raise self._failure("crash", "the model worker died")
+                        raise self._failure(ErrorKind.CRASH, "the model worker died")
                     if ev["ev"] == "_tick":
                         if not self.alive and not (self._reader and self._reader.is_alive()) and cur.events.empty():
                             finished = True  # died, and the reader is gone too: no EOF marker will come
-                            raise self._failure("crash", "the model worker died")
+                            raise self._failure(ErrorKind.CRASH, "the model worker died")
                         if stall is not None and now - last_progress > stall:
                             self.kill()
                             finished = True
-                            raise self._failure("hang", f"the model worker made no progress for {stall:.0f} s and was killed")
+                            raise self._failure(ErrorKind.HANG, f"the model worker made no progress for {stall:.0f} s and was killed")
                         if timeout is not None and now - start > timeout:
                             self.kill()
                             finished = True
-                            raise self._failure("hang", f"the request took over {timeout:.0f} s; the worker was killed")
+                            raise self._failure(ErrorKind.HANG, f"the request took over {timeout:.0f} s; the worker was killed")
                         continue
                     if ev["ev"] == "stats":
                         key = (ev.get("phase"), ev.get("tokens"), ev.get("n_prompt"))
@@ -441,7 +440,7 @@ class ModelWorker:
         for ev in self._events(req, timeout):
             if ev["ev"] == expect:
                 return ev
-        raise WorkerError(f"the model worker gave no {expect!r} reply", self.log_tail(), kind="protocol")
+        raise WorkerError(f"the model worker gave no {expect!r} reply", self.log_tail(), kind=ErrorKind.PROTOCOL)
 
     def _stats(self, ev: dict[str, Any]) -> LiveStats:
         names = LiveStats.__dataclass_fields__
@@ -505,5 +504,5 @@ def collect(events: Iterator[Event]) -> DoneEvent:
         if isinstance(ev, DoneEvent):
             done = ev
     if done is None:
-        raise WorkerError("the generation ended without a result", kind="protocol")
+        raise WorkerError("the generation ended without a result", kind=ErrorKind.PROTOCOL)
     return done

@@ -4,10 +4,12 @@ Worker-process only: importing llama_cpp here is fine, callers are in worker_mai
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from llama_cpp import _internals as internals
 from llama_cpp import llama_cpp as L
 
 from moetui.config import RunConfig
@@ -89,8 +91,6 @@ def recreate_context(llm: Any, settings: ContextSettings) -> None:
     """Replace a Llama's llama_context, keeping its model: the old context (KV cache, compute buffers)
     is freed first so both never hold memory at once. On failure the old settings are restored and the
     error re-raised. Reaches into llama-cpp-python 0.3.36's internals (_ctx, _batch, scores): pinned."""
-    from llama_cpp import _internals as internals  # noqa: PLC0415
-
     old_params = llm.context_params
     params = L.llama_context_params()
     ctypes_copy(params, old_params)
@@ -118,6 +118,4 @@ def recreate_context(llm: Any, settings: ContextSettings) -> None:
 
 
 def ctypes_copy(dst: Any, src: Any) -> None:
-    import ctypes  # noqa: PLC0415
-
     ctypes.memmove(ctypes.addressof(dst), ctypes.addressof(src), ctypes.sizeof(src))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from moetui.config import TensorOverride
 from moetui.errors import ConfigError
+from moetui.hardware.llama_build import llama_lib_dir
 
 GGML_BACKEND_DEVICE_TYPE_CPU = 0
 
@@ -35,17 +36,6 @@ class BuftOverride(ctypes.Structure):
 
 
 _ggml_lib: ctypes.CDLL | None = None
-
-
-def llama_lib_dir() -> str:
-    """Where llama-cpp-python loads its shared libraries from: LLAMA_CPP_LIB_PATH when set (its own
-    override, e.g. a CUDA build beside a CPU wheel), else the package's lib/ folder."""
-    override = os.environ.get("LLAMA_CPP_LIB_PATH")
-    if override:
-        return override
-    import llama_cpp  # noqa: PLC0415
-
-    return os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
 
 
 def ggml() -> ctypes.CDLL:

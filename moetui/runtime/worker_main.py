@@ -14,6 +14,7 @@ ticking); a watchdog exits when the parent is gone, so a worker never outlives i
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -21,6 +22,17 @@ import sys
 import threading
 import time
 from typing import Any, TextIO
+
+import psutil
+
+from moetui.config import RunConfig
+from moetui.errors import ErrorKind, ModelFileError, classify_failure
+from moetui.hardware.llama_build import llama_lib_dir
+from moetui.hardware.repack import repack_safe
+from moetui.runtime.bench import measure
+from moetui.runtime.completion_guard import TokenBudget
+from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, load_hooks
+from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
 
 STATS_PERIOD_S = 0.4
 
@@ -76,10 +88,6 @@ class Worker:
                 os._exit(0)
 
     def stats_loop(self) -> None:
-        import psutil  # noqa: PLC0415
-
-        from moetui.runtime.stats import process_vram_bytes  # noqa: PLC0415
-
         proc = psutil.Process()
         while True:
             time.sleep(STATS_PERIOD_S)
@@ -130,20 +138,18 @@ class Worker:
                 return
             handler = getattr(self, f"op_{op}", None)
             if handler is None:
-                self.send({"ev": "error", "id": rid, "kind": "protocol", "message": f"unknown request {op!r}"})
+                self.send({"ev": "error", "id": rid, "kind": ErrorKind.PROTOCOL, "message": f"unknown request {op!r}"})
                 continue
             self.cancel.clear()
             try:
                 handler(req)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an event; the parent decides
-                self.send({"ev": "error", "id": rid, "kind": error_kind(exc, self), "message": error_message(exc)})
+                self.send({"ev": "error", "id": rid, "kind": classify_failure(exc), "message": error_message(exc)})
             finally:
                 self.req_id = None
                 self.phase = "idle"
 
     def begin(self, rid: Any, phase: str) -> None:
-        from moetui.runtime.stats import DecodeRate  # noqa: PLC0415
-
         self.t_start = time.perf_counter()
         self.t_first = None
         self.n_prompt = 0
@@ -156,15 +162,10 @@ class Worker:
     def op_load(self, req: dict[str, Any]) -> None:
         from llama_cpp import Llama  # noqa: PLC0415
 
-        from moetui.config import RunConfig  # noqa: PLC0415
-        from moetui.errors import ModelFileError  # noqa: PLC0415
         from moetui.runtime.llama_setup import llama_kwargs  # noqa: PLC0415
-        from moetui.runtime.overrides_ctypes import build_override_array, load_hooks, FLASH_ATTN  # noqa: PLC0415
         from moetui.runtime.speculative import (  # noqa: PLC0415
             CountingDraft, ModelDraft, check_vocab_compatible, prompt_lookup_draft,
         )
-        from moetui.hardware.repack import repack_safe  # noqa: PLC0415
-        from moetui.runtime.stats import parse_load_log  # noqa: PLC0415
 
         cfg = RunConfig.from_dict(req["config"])
         if not os.path.isfile(cfg.model_path):
@@ -226,7 +227,6 @@ class Worker:
 
     def op_reconfigure(self, req: dict[str, Any]) -> None:
         from moetui.runtime.llama_setup import ContextSettings, recreate_context  # noqa: PLC0415
-        from moetui.runtime.stats import parse_load_log  # noqa: PLC0415
 
         self._need_model()
         p = self.llm.context_params
@@ -256,8 +256,6 @@ class Worker:
     def _complete(self, req: dict[str, Any], prompt: Any, stop: list[str]) -> None:
         from llama_cpp import StoppingCriteriaList  # noqa: PLC0415
 
-        from moetui.runtime.completion_guard import TokenBudget  # noqa: PLC0415
-
         self._need_model()
         self._threads(req)
         rid = req.get("id")
@@ -284,10 +282,6 @@ class Worker:
             finish = "length"  # create_completion calls it "stop" when a stopping criterion ended it
         if self.counting is not None and self._last_ids is not None:
             self.counting.finish(self._last_ids)
-        import psutil  # noqa: PLC0415
-
-        from moetui.runtime.stats import process_vram_bytes  # noqa: PLC0415
-
         final = self.live_stats(psutil.Process(), process_vram_bytes)
         final["phase"] = "done"
         cancelled = self.cancel.is_set()
@@ -319,8 +313,6 @@ class Worker:
         self._complete(req, tokens, stop + list(req.get("stop") or []))
 
     def op_bench(self, req: dict[str, Any]) -> None:
-        from moetui.runtime.bench import measure  # noqa: PLC0415
-
         self._need_model()
         self._threads(req)
         rid = req.get("id")
@@ -343,29 +335,8 @@ class Worker:
         self.send({"ev": "ok", "id": req.get("id")})
 
     def op_debug_abort(self, req: dict[str, Any]) -> None:
-        import ctypes  # noqa: PLC0415
-
-        from moetui.runtime.overrides_ctypes import llama_lib_dir  # noqa: PLC0415
-
         base = ctypes.CDLL(os.path.join(llama_lib_dir(), "libggml-base.so"))
         base.ggml_abort(b"moetui-debug.c", 1, b"GGML_ASSERT(%s) failed", b"debug_abort")  # what a real assert does
-
-
-def error_kind(exc: BaseException, worker: Worker) -> str:
-    from moetui.errors import ConfigError, DraftMismatch, ModelFileError  # noqa: PLC0415
-
-    if isinstance(exc, DraftMismatch):
-        return "draft_mismatch"
-    if isinstance(exc, ConfigError):
-        return "config"
-    if isinstance(exc, ModelFileError):
-        return "load"
-    msg = str(exc)
-    if "Failed to load model" in msg:
-        return "load"
-    if "llama_context" in msg:
-        return "context"
-    return "error"
 
 
 def error_message(exc: BaseException) -> str:

@@ -7,17 +7,12 @@ each. llama.cpp matches with regex_search, so `blk\\.1\\.` never matches `blk.10
 
 from __future__ import annotations
 
-import re
+# The parser (layers_from_overrides) lives beside TensorOverride in moetui.config, since RunConfig uses
+# it too; re-exported here beside the writers.
+from moetui.config import ALL_PARTS, TensorOverride, layers_from_overrides  # noqa: F401
 
-from moetui.config import TensorOverride
-
-ALL_PARTS = frozenset({"up", "gate", "down"})
 # The same expert regex llama.cpp's --cpu-moe / --n-cpu-moe use (common.h LLM_FFN_EXPS_REGEX).
 LLAMA_EXPS_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
-
-_WHOLE = re.compile(r"^blk\\\.\(?([0-9|]+)\)?\\\.ffn_\(up\|down\|gate(?:\|gate_up)?\)_(?:\(ch\|\))?exps$")
-_PART = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_(up|down|gate|gate_up)_exps$")
-_NCMOE = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_\(up\|down\|gate\|gate_up\)_\(ch\|\)exps$")
 
 
 def cpu_expert_overrides(cpu: dict[int, set[str] | frozenset[str]], device: str = "CPU") -> list[TensorOverride]:
@@ -33,27 +28,6 @@ def cpu_expert_overrides(cpu: dict[int, set[str] | frozenset[str]], device: str 
         for part in sorted(parts):
             out.append(TensorOverride(rf"blk\.{il}\.ffn_{part}_exps", device))
     return out
-
-
-def layers_from_overrides(overrides: list[TensorOverride]) -> dict[int, set[str]] | None:
-    """Parse moetui's (and --n-cpu-moe's) expert overrides back to layer -> parts on the CPU.
-    None if some override is not of that form (a hand-written regex)."""
-    cpu: dict[int, set[str]] = {}
-    for o in overrides:
-        if o.device.upper() != "CPU":
-            return None
-        m = _WHOLE.match(o.pattern) or _NCMOE.match(o.pattern)
-        if m:
-            for il in m.group(1).split("|"):
-                cpu.setdefault(int(il), set()).update(ALL_PARTS)
-            continue
-        m = _PART.match(o.pattern)
-        if m:
-            part = m.group(2)
-            cpu.setdefault(int(m.group(1)), set()).update({"up", "gate"} if part == "gate_up" else {part})
-            continue
-        return None
-    return cpu
 
 
 def n_cpu_moe_equivalent(cpu: dict[int, set[str]]) -> int | None:

@@ -10,7 +10,7 @@ from moetui.errors import ConfigError, DoesNotFit
 from moetui.hardware.rig import Rig
 from moetui.model.info import KV_CACHE_TYPES, ModelInfo
 from moetui.sizing import explain
-from moetui.sizing.context import DEFAULT_TARGET_CTX, choose_context
+from moetui.sizing.context import DEFAULT_TARGET_CTX, choose_context, largest_fitting
 from moetui.sizing.memory import GIB, MemoryBreakdown, compute_buffer_bytes, kv_cache_bytes
 from moetui.sizing.overrides import cpu_expert_overrides, n_cpu_moe_equivalent
 from moetui.sizing.placement import (
@@ -385,8 +385,6 @@ def _rec(model: ModelInfo, il: int, part: str):  # the first expert tensor of th
 
 
 def _max_ctx(native: int, kv: str, good) -> int | None:
-    from moetui.sizing.context import largest_fitting
-
     return largest_fitting(256, native, lambda c: good(c, kv))
 
 

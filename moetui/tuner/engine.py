@@ -918,17 +918,9 @@ _OOM_WORDS = ("out of memory", "failed to allocate", "cudamalloc failed", "unabl
 
 
 def _kind(exc: BaseException) -> str:
-    if isinstance(exc, WorkerError):
-        return exc.kind or "error"  # the client already tells OOM from other deaths
-    if any(w in str(exc).lower() for w in _OOM_WORDS):
-        return "oom"  # a load that runs out of VRAM comes back as a load error (ModelFileError)
-    if isinstance(exc, ModelFileError):
-        return "load"
-    if isinstance(exc, DraftMismatch):
-        return "draft_mismatch"
-    if isinstance(exc, ConfigError):
-        return "config"
-    return "error"
+    from moetui.errors import classify_failure  # here, not at the top: this file is being split
+
+    return classify_failure(exc)
 
 
 def _load_key(cfg: RunConfig) -> tuple[Any, ...]:

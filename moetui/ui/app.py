@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
+from moetui.hardware import detect_rig
 from moetui.paths import REPO_DIR
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
@@ -217,22 +217,15 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="tuned", exit_on_error=False)
     def _tuned_worker(self, rig: Rig, info: ModelInfo, model_path: str | None) -> None:
-        try:
-            from moetui.tuner import ProfileStore
-            from moetui.tuner.engine import llama_version
-        except ImportError:  # a build without the tuner: plans only
-            return
-        try:
-            from moetui.hardware.fingerprint import fingerprint
+        from moetui.tuner.active import saved_profile  # the tuner loads gguf: not at the app's start
 
-            saved = ProfileStore().get(rig.fingerprint or fingerprint(rig), info.identity, llama_version(rig))
+        try:
+            saved = saved_profile(rig, info.identity, model_path)
         except Exception as exc:  # a damaged profile must not stop the app: it just is not used
             self.call_from_thread(self.log.warning, f"tuned profile lookup failed: {exc!r}")
             return
         if saved is None or get_current_worker().is_cancelled:
             return
-        if model_path and saved.best.config.model_path != model_path:
-            saved.best.config = saved.best.config.replace(model_path=model_path)  # same model, maybe moved
         self.call_from_thread(self._tuned_loaded, saved, model_path)
 
     def _tuned_loaded(self, result: Any, model_path: str | None) -> None:
@@ -247,8 +240,6 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False)
     def _detect_worker(self) -> None:
-        from moetui.hardware import detect_rig
-
         try:
             rig = detect_rig(stop=self._stop)
         except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI
@@ -270,7 +261,7 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def _inspect_worker(self, path: str) -> None:
-        from moetui.model.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model
 
         try:
             info = resolve_model(path)
@@ -304,16 +295,11 @@ class MoetuiApp(App):
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def _plan_worker(self, info: ModelInfo, rig: Rig, options: PlanOptions | None, draft_path: str | None,
                      model_path: str | None) -> None:
-        from moetui.sizing.plan import PlanOptions, plan
+        from moetui.sizing.plan import plan  # gguf and the tuner: not at the app's start
+        from moetui.tuner.active import plan_options_for
 
         try:
-            o = replace(options) if options is not None else PlanOptions()
-            o.model_path = model_path
-            from moetui.tuner.store import measured_efficiency
-
-            eff = measured_efficiency(rig)
-            if eff is not None:  # measured by a tune on this rig
-                o.efficiency = eff
+            o = plan_options_for(rig, options, model_path)  # with the efficiency a tune measured here
             o.draft = self._draft(draft_path) if draft_path else None
             result = plan(info, rig, o)
         except Exception as exc:
@@ -325,7 +311,7 @@ class MoetuiApp(App):
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
-        from moetui.model.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model
 
         if self._draft_info is None or self._draft_info[0] != path:
             self._draft_info = (path, resolve_model(path))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # annotations only: keeps `import moetui.ui.state` cheap and 
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan, PlanOptions
     from moetui.tuner import TuneResult
+    from moetui.tuner.active import ActiveConfig
 
 
 @dataclass
@@ -30,8 +31,18 @@ class AppState:
     tuned: TuneResult | None = None  # moetui.tuner.TuneResult, when tuned (or loaded from the profile store)
     config: RunConfig | None = None  # what Chat/Export use: tuned.best.config, else plan.config
 
+    def active(self, *, defaults: bool = False) -> ActiveConfig | None:
+        """Which config is in force and why (moetui.tuner.active): chosen, tuned, planned. defaults:
+        llama.cpp's own for a selected model file not planned yet (what Chat loads then)."""
+        from moetui.tuner.active import choose  # the tuner loads gguf: `import moetui.ui.state` stays cheap
+
+        tuned = self.tuned if self.tuned is not None and self.config is self.tuned.best.config else None
+        return choose(chosen=None if tuned else self.config, tuned=tuned, planned=self.plan,
+                      defaults_for=self.model_path if defaults else None)
+
     def active_config(self) -> RunConfig | None:
-        return self.config or (self.plan.config if self.plan else None)
+        active = self.active()
+        return active.config if active else None
 
 
 class ModelSelected(Message):

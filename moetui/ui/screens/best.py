@@ -2,7 +2,7 @@
 
 1. the rig (the app's, or detected now),
 2. the model and quant: the selected local model, a selected hub reference, or else the catalog's best
-   fit for this rig (moetui.hub.catalog + moetui.sizing.quant_choice, see best_pick.py),
+   fit for this rig (moetui.hub.catalog + moetui.sizing.quant_choice, see moetui/hub/best_pick.py),
 3. the download, when the file is not local yet (resumable; progress with speed and ETA),
 4. the plan (placement, context, KV type),
 5. the tune, within a time budget (a saved profile for this rig and model answers at once),
@@ -28,7 +28,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError
+from moetui.errors import ConfigError, HubError, MoetuiError, first_line
+from moetui.hardware import detect_rig
+from moetui.hub.cache import cached_model_path
+from moetui.hub.listing import looks_like_hub_ref
+from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -233,7 +237,6 @@ class BestConfigScreen(Screen):
         if cancel.is_set():
             raise FlowCancelled("cancelled")
         say(self._step, "rig", "running", "detecting …")
-        from moetui.hardware import detect_rig
 
         rig = detect_rig(stop=cancel)
         say(self.app.post_message, RigChanged(rig))
@@ -243,7 +246,6 @@ class BestConfigScreen(Screen):
     def _step_model(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any,
                     say: Any) -> tuple[Path | None, str | None, Any]:
         """(local path or None, hub ref to download or None, ModelInfo when already known)."""
-        from moetui.hub.listing import looks_like_hub_ref
 
         if selected and Path(selected).expanduser().is_file():
             path = Path(selected).expanduser()
@@ -258,14 +260,15 @@ class BestConfigScreen(Screen):
         if selected:
             raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
                               "pick one in Models (m), or clear it to use the catalog")
-        from moetui.ui.screens.best_pick import pick_from_catalog
+        from moetui.hub.best_pick import pick_from_catalog
+        from moetui.tuner.active import plan_options_for
 
         say(self._step, "model", "running", "sizing the catalog for this rig …")
 
         def progress(i: int, n: int, name: str) -> None:
             say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
-        pick = pick_from_catalog(rig, self.catalog, plan_options, progress=progress)
+        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), progress=progress)
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
             f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
@@ -277,7 +280,6 @@ class BestConfigScreen(Screen):
             say(self._step, "download", "skipped", "local file")
             return path
         assert ref is not None
-        from moetui.hub.cache import cached_model_path
         from moetui.hub.download import DownloadCancelled, download_model
 
         cached = cached_model_path(ref)
@@ -302,14 +304,12 @@ class BestConfigScreen(Screen):
 
     def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
         from moetui.model.inspect import inspect_file
-        from moetui.sizing.plan import PlanOptions, plan
+        from moetui.tuner.active import plan_for_rig
 
         say(self._step, "plan", "running", "inspecting and placing …")
         if info is None or Path(getattr(info, "path", "") or "") != path:
             info = inspect_file(path)
-        o = replace(plan_options) if plan_options is not None else PlanOptions()
-        o.model_path = str(path)
-        p = plan(info, rig, o)
+        p = plan_for_rig(info, rig, plan_options, str(path))  # as the Plan screen plans: measured efficiency
         self.model_path = str(path)
         say(self.app.post_message, ModelSelected(str(path), info))
         say(self.app.post_message, PlanChanged(p, plan_options))
@@ -363,7 +363,6 @@ class BestConfigScreen(Screen):
         if result is not None:
             self._detail(f"Best: {describe_probe(result.best)}")
         # after TuneCompleted (queued before this) has set the config, so Chat loads the winner
-        from moetui.ui.screens.chat import ChatScreen
 
         self.app.call_later(open_screen, self.app, "chat", ChatScreen)
 
@@ -371,7 +370,7 @@ class BestConfigScreen(Screen):
         self.outcome = outcome
         self.running = False
         checklist = self.query_one(FlowChecklist)
-        reason = "cancelled" if exc is None else str(exc).splitlines()[0][:160]
+        reason = "cancelled" if exc is None else first_line(exc, 160)
         checklist.set_step(step, "failed" if exc is not None else "skipped", reason)
         for s in checklist.steps:
             if s.status == "pending":

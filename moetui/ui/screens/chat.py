@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+import psutil
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -22,7 +23,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, first_line
+from moetui.hardware import Sampler
+from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
+from moetui.sizing.overrides import layers_from_overrides
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
@@ -114,13 +118,8 @@ class ChatScreen(Screen):
 
     # --- model worker lifecycle -------------------------------------------------------------------
     def active_config(self) -> Any:
-        state = app_state(self.app)
-        cfg = state.active_config()
-        if cfg is None and state.model_path and Path(state.model_path).is_file():
-            from moetui.config import RunConfig
-
-            cfg = RunConfig(model_path=state.model_path)  # no plan yet: llama.cpp's defaults
-        return cfg
+        active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
+        return active.config if active else None
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
@@ -149,8 +148,6 @@ class ChatScreen(Screen):
 
     @work(thread=True, group="chat-load")
     def _load(self, config: Any, old: Any, seq: int) -> None:
-        from moetui.runtime.client import ModelWorker
-
         if old is not None:
             old.close(timeout=3)
         worker = ModelWorker()
@@ -188,8 +185,8 @@ class ChatScreen(Screen):
         self.model_loading = False
         self.model_worker = self.load_info = self.loaded_config = None
         self._pending = None
-        self.status_line = f"Could not load {Path(config.model_path).name}: {str(exc).splitlines()[0][:120]}"
-        self.query_one(ChatLog).add_message("error", str(exc).splitlines()[0])
+        self.status_line = f"Could not load {Path(config.model_path).name}: {first_line(exc, 120)}"
+        self.query_one(ChatLog).add_message("error", first_line(exc))
         show_error(self, "The model did not load", exc)
 
     def close_worker(self) -> None:
@@ -235,8 +232,6 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-generate")
     def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
-        from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
-
         buf: list[str] = []
         last = time.monotonic()
 
@@ -319,7 +314,7 @@ class ChatScreen(Screen):
             self._reply = None
         if self.history and self.history[-1]["role"] == "user":
             self.history.pop()  # let the user send it again after a reload
-        self.query_one(ChatLog).add_message("error", str(exc).splitlines()[0])
+        self.query_one(ChatLog).add_message("error", first_line(exc))
         if not worker.alive:  # crashed or killed: the next message reloads
             if self.model_worker is worker:
                 self.model_worker, self.loaded_config = None, None
@@ -330,12 +325,6 @@ class ChatScreen(Screen):
     # --- live sampling (VRAM via NVML, RSS via psutil) at 2 Hz ------------------------------------
     @work(thread=True, group="chat-sampler")
     def _sample_loop(self) -> None:
-        from moetui.hardware import Sampler
-
-        try:
-            import psutil
-        except ImportError:  # psutil is a dependency; without it the bar just shows "-"
-            psutil = None  # type: ignore[assignment]
         with Sampler() as sampler:
             while not self._shutting_down.wait(SAMPLE_S):
                 w = self.model_worker
@@ -349,12 +338,10 @@ class ChatScreen(Screen):
                     vram, scope = sum(mine), "proc"  # type: ignore[arg-type]
                 elif sample.gpus and any(g.vram_used_bytes for g in sample.gpus):
                     vram, scope = sum(g.vram_used_bytes or 0 for g in sample.gpus), "gpu"
-                rss = None
-                if psutil is not None:
-                    try:
-                        rss = psutil.Process(pid).memory_info().rss
-                    except Exception:  # noqa: BLE001 - the worker just exited
-                        rss = None
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except Exception:  # noqa: BLE001 - the worker just exited
+                    rss = None
                 if not ui_call(self.app, self._sampled, vram, scope, rss):
                     return
 
@@ -426,7 +413,6 @@ class ChatScreen(Screen):
 
 def _placement(config: Any) -> str:
     """'all on GPU', 'CPU only' or 'experts of 12 layers in RAM', from the config itself."""
-    from moetui.sizing.overrides import layers_from_overrides
 
     if config.n_gpu_layers == 0:
         return "CPU only"

@@ -16,6 +16,8 @@ from textual.widgets import Button, Footer, Header, Input, Select, Static, TextA
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
+from moetui.export.commandline import export_command
+from moetui.export.python_snippet import python_snippet
 from moetui.paths import atomic_write_text, data_dir
 
 if TYPE_CHECKING:
@@ -30,12 +32,9 @@ EXTENSIONS = {"python": ".py", "config": ".json"}
 def render_export(cfg: RunConfig, tool: str, shell: str = "posix") -> tuple[str, list[str]]:
     """(text, warnings) for one tool. Blocking: finding a llama.cpp binary may run its --help."""
     if tool == "python":
-        from moetui.export.python_snippet import python_snippet
-
         return python_snippet(cfg), []
     if tool == "config":
         return json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", []
-    from moetui.export.commandline import export_command
 
     cmd = export_command(cfg, tool)
     return cmd.render(shell) + "\n", list(cmd.warnings)
@@ -92,7 +91,8 @@ class ExportScreen(Screen):
 
     def render_choice(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
-        cfg = s.active_config()
+        active = s.active()
+        cfg = active.config if active else None
         tool, shell = self.choice()
         notes = self.query_one("#export-notes", Static)
         if cfg is None:
@@ -104,7 +104,7 @@ class ExportScreen(Screen):
         if key == self._shown:
             return
         self._shown = key
-        source = "tuned" if s.tuned is not None and cfg is s.config else ("chosen" if cfg is s.config else "planned")
+        source = str(active.source)
         notes.update(f"the {source} config for {Path(cfg.model_path).name} — rendering…")
         self.query_one("#export-path", Input).value = str(default_save_path(cfg, tool, shell))
         self._render_worker(cfg, tool, shell, source)

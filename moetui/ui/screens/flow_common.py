@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from moetui.paths import REPO_DIR
+from moetui.ui.state import AppState
 
 FLOWS_TCSS = str(REPO_DIR / "assets" / "flows.tcss")
 
@@ -57,8 +58,6 @@ def app_state(app: App) -> Any:
     """The app's AppState; a bare one for a host app that has none (the flows then say what is missing)."""
     state = getattr(app, "state", None)
     if state is None:
-        from moetui.ui.state import AppState
-
         state = AppState()
         app.state = state  # type: ignore[attr-defined]
     return state

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gb, tps
 
@@ -48,8 +49,6 @@ class HomeScreen(Screen):
         app = self.app
         s = app.state  # type: ignore[attr-defined]
         if s.rig is not None:
-            from moetui.hardware.detect import describe
-
             rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [dim]({s.rig.source})[/dim]" if s.rig.source != "detected" else "")
             if s.rig.ram_bandwidth_gbs:
                 rig += f"\n      RAM bandwidth {s.rig.ram_bandwidth_gbs:.0f} GB/s"

@@ -19,7 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import DoesNotFit, MoetuiError
+from moetui.hub.catalog import load_catalog
+from moetui.hub.discovery import add_folder, discover_local
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.format import gb, tps
 
@@ -71,9 +73,9 @@ def moe_shape(info: ModelInfo | None) -> str:
 def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
     """A catalog quant as a virtual model: the shape preset's exact header scaled to the quant's size."""
     from moetui.sizing.quant_choice import scaled_model
-    from moetui.sizing.virtual import model_info_for_shape
+    from moetui.model.virtual import model_info_for_shape, shape_mix
 
-    mix = "MXFP4" if shape.startswith("gpt-oss") else "Q4_K_M"
+    mix = shape_mix(shape)
     with _shape_lock:
         if (shape, mix) not in _shape_cache:
             _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
@@ -159,9 +161,6 @@ class ModelsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False)
     def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None) -> None:
-        from moetui.hub.catalog import load_catalog
-        from moetui.hub.discovery import discover_local
-
         worker = get_current_worker()
         rows: list[ModelRow] = []
         if selected and Path(selected).expanduser().exists():
@@ -196,7 +195,6 @@ class ModelsScreen(Screen):
 
     def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
         """(MoE shape, verdict, tok/s) for one row (worker thread)."""
-        from moetui.errors import DoesNotFit
         from moetui.sizing.plan import PlanOptions, plan
 
         try:
@@ -298,8 +296,6 @@ class ModelsScreen(Screen):
             return
         path = Path(text).expanduser()
         if path.is_dir():
-            from moetui.hub.discovery import add_folder
-
             try:
                 add_folder(path)
             except MoetuiError as exc:

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.model.info import KV_CACHE_TYPES
+from moetui.sizing.plan import PlanOptions
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import tps
 from moetui.ui.widgets.memory_bars import MemoryBars
@@ -122,7 +123,6 @@ class PlanScreen(Screen):
 
     def options_from_knobs(self):
         """PlanOptions from the knobs; ValueError with a plain message for a value that is not usable."""
-        from moetui.sizing.plan import PlanOptions
 
         base = self.app.state.plan_options or PlanOptions()  # type: ignore[attr-defined]
         ctx_text = self.query_one("#plan-ctx", Input).value.strip()

@@ -14,6 +14,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
+from moetui.errors import MoetuiError
+from moetui.hardware import Sampler, list_presets, load_preset
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
 from moetui.ui.widgets.format import gb
@@ -67,8 +69,6 @@ class RigScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = app_action_bindings("rig")
     LIVE = True  # poll this machine's gauges; snapshot tests turn it off so the picture is deterministic
     def compose(self) -> ComposeResult:
-        from moetui.hardware import list_presets
-
         yield Header()
         with VerticalScroll(id="rig-body"):
             with Horizontal(id="rig-top"):
@@ -106,8 +106,6 @@ class RigScreen(Screen):
     # ---- live gauges: the sampler is built and polled off the event loop ------------------------
     @work(thread=True, exclusive=True, group="sampler-init", exit_on_error=False)
     def _start_sampler(self) -> None:
-        from moetui.hardware import Sampler
-
         try:
             sampler = Sampler()
         except Exception as exc:  # the gauges are a nicety: show n/a, keep going
@@ -160,8 +158,6 @@ class RigScreen(Screen):
         if event.value == DETECTED:
             self.app.action_redetect()  # type: ignore[attr-defined]
             return
-        from moetui.errors import MoetuiError
-        from moetui.hardware import load_preset
 
         try:
             rig = load_preset(str(event.value))  # a small TOML file: fast enough for the event loop

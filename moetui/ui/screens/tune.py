@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, MoetuiError
+from moetui.errors import ConfigError, MoetuiError, first_line
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -254,7 +254,7 @@ class TuneScreen(Screen):
     def _failed(self, exc: BaseException) -> None:
         self.running = False
         self.query_one(ProgressEta).message = "failed"
-        self.query_one("#tune-best", Static).update(f"Tuning failed: {str(exc).splitlines()[0]}")
+        self.query_one("#tune-best", Static).update(f"Tuning failed: {first_line(exc)}")
         show_error(self, "Tuning failed", exc)
 
     @on(ProbeTable.ProbePicked)

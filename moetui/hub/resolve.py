@@ -9,8 +9,10 @@ from pathlib import Path
 from moetui.errors import ModelFileError
 from moetui.model.info import ModelInfo
 from moetui.model.inspect import inspect_file
+from moetui.hub.remote import inspect_ref
 from moetui.model.quant_mix import MIXES
 from moetui.model.shapes import list_shapes
+from moetui.model.virtual import model_info_for_shape, shape_mix
 
 
 def _as_shape_ref(ref: str) -> tuple[str, str] | None:
@@ -18,7 +20,7 @@ def _as_shape_ref(ref: str) -> tuple[str, str] | None:
     shapes = {s.lower(): s for s in list_shapes()}
     if name.lower() not in shapes:
         return None
-    mix = (mix or "").upper() or ("MXFP4" if name.lower().startswith("gpt-oss") else "Q4_K_M")
+    mix = (mix or "").upper() or shape_mix(name)
     if mix not in MIXES:
         raise ModelFileError(f"{ref}: unknown quant mix {mix!r} (one of {', '.join(MIXES)})")
     return shapes[name.lower()], mix
@@ -30,9 +32,5 @@ def resolve_model(ref: str) -> ModelInfo:
         return inspect_file(path)
     shape = _as_shape_ref(ref)
     if shape:
-        from moetui.sizing.virtual import model_info_for_shape
-
         return model_info_for_shape(*shape)
-    from moetui.hub.remote import inspect_ref
-
     return inspect_ref(ref)

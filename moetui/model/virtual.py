@@ -26,6 +26,11 @@ class _HeaderOnly:
         return self.data[offset:offset + n]
 
 
+def shape_mix(shape_name: str) -> str:
+    """The quant mix a shape preset is sized with when none is named (gpt-oss ships MXFP4 experts)."""
+    return "MXFP4" if shape_name.lower().startswith("gpt-oss") else "Q4_K_M"
+
+
 def model_info_for_shape(shape_name: str, mix: str = "Q4_K_M", scale: str = "full") -> ModelInfo:
     shape = load_shape(shape_name)
     if scale != "full":

@@ -1,7 +1,7 @@
 """Which catalog model and quant suit this rig best: for every target model in the catalog, the largest
 quant that fits RAM + VRAM and reaches the minimum decode speed (moetui.sizing.quant_choice); among
 those, the largest file wins (more parameters or more bits: the best model this rig runs at a usable
-speed), ties going to the faster prediction. Pure domain logic (no Textual), used by Best config."""
+speed), ties going to the faster prediction. Used by the Best config screen."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from moetui.errors import DoesNotFit
 from moetui.hardware.rig import Rig
 from moetui.hub.catalog import CatalogModel, QuantFile, load_catalog
 from moetui.model.info import ModelInfo
+from moetui.model.virtual import model_info_for_shape, shape_mix
 from moetui.sizing.plan import Plan, PlanOptions
 from moetui.sizing.quant_choice import (
     DEFAULT_MIN_DECODE_TPS,
@@ -32,11 +33,6 @@ class CatalogPick:
         return self.quant.ref
 
 
-def shape_mix(shape: str) -> str:
-    """The quant mix a shape preset is sized with (gpt-oss ships MXFP4 experts)."""
-    return "MXFP4" if shape.startswith("gpt-oss") else "Q4_K_M"
-
-
 def _quants(model: CatalogModel) -> list[QuantFile]:
     """One QuantFile per quant label, the model's first repo preferred (its main publisher)."""
     primary = model.repos[0] if model.repos else ""
@@ -50,8 +46,6 @@ def pick_from_catalog(rig: Rig, catalog: list[CatalogModel] | None = None, optio
                       min_decode_tps: float = DEFAULT_MIN_DECODE_TPS,
                       progress: Callable[[int, int, str], None] | None = None) -> CatalogPick:
     """The catalog's best fit for `rig`. Raises DoesNotFit (with each model's reason) when none fits."""
-    from moetui.sizing.virtual import model_info_for_shape
-
     models = [m for m in (catalog if catalog is not None else load_catalog()) if m.role == "target" and m.shape and m.quants]
     infos: dict[str, ModelInfo] = {}
     best: CatalogPick | None = None
