@@ -7,6 +7,7 @@ import argparse
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 from moetui.hardware import load_rig
+from moetui.sizing.workload import parse_workload
 
 # gguf (via model, sizing, tuner): imported inside the functions that need it, to keep start-up fast
 
@@ -45,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--ctx must be positive")
     model = load_model(args.model)
     rig = load_rig(args.rig)
-    from moetui.sizing.workload import parse_workload
-
     if args.ubatch is not None and args.ubatch <= 0:
         raise ConfigError("--ubatch must be positive")
     o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch,
