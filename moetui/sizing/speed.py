@@ -29,7 +29,16 @@ class EfficiencyFactors:
     # the three published figures in tuning/reference.toml (tuning/fit_speed_factors.py, results in
     # tuning/results/speed_factors.md). The earlier 0.5 / 0.6 / 1.0 ms were 27-48% high on the H100.
     gpu_bw: float = 0.45  # fraction of the GPU's peak memory bandwidth decode reaches
-    cpu_bw: float = 0.4  # fraction of the measured/typical RAM bandwidth
+    # CPU-resident weights stream at cpu_bw x the harmonic mean of two limits: the RAM read bandwidth (what
+    # moetui's detect probe measures) and what the threads can consume (cpu_thread_gbs per thread, threads
+    # capped at the physical cores: hyperthreads share one core's load/dequantise units). With few threads
+    # llama.cpp's CPU matmuls are compute-bound and scale with threads; with many they saturate the
+    # memory. Both fitted on tuning/reference.toml (tuning/fit_speed_factors.py).
+    cpu_bw: float = 0.4
+    cpu_thread_gbs: float = 1e9  # GB/s one thread streams; 1e9 = no thread limit (profiles saved before it)
+    # What a read probe reaches of the channels x transfer-rate spec, for rigs whose RAM bandwidth is only
+    # known from the spec (the probe did not run, or a published rig states DDR type and channels).
+    probe_of_theoretical: float = 0.75
     # Per-ubatch copies of RAM-resident weights to the GPU, as a multiple of the PCIe link's rate if every
     # CPU-resident expert byte crossed once per ubatch. Fitted, not derived: on the H200 (PCIe 5 x16,
     # 54 GB/s pinned host->device measured) ubatches of 1024 and 2048 with 8.95 GB of experts in pinned
@@ -86,14 +95,35 @@ def bytes_per_param(model: ModelInfo) -> float:
     return model.total_bytes / model.n_params if model.n_params else 0.6
 
 
+def cpu_decode_bandwidth_gbs(ram_bw_gbs: float, eff: EfficiencyFactors, cpu_cores: int, n_threads: int | None = None,
+                             ram_bw_theoretical: bool = False) -> float:
+    """GB/s at which decode streams CPU-resident weights: never lower with more threads or more RAM bandwidth."""
+    ram = ram_bw_gbs * (eff.probe_of_theoretical if ram_bw_theoretical else 1.0)
+    threads = max(1, min(n_threads or cpu_cores or 1, max(cpu_cores, 1)))
+    compute = threads * eff.cpu_thread_gbs
+    if ram <= 0:
+        return 0.0
+    return eff.cpu_bw / (1.0 / ram + 1.0 / compute)
+
+
+def decode_bandwidth_gbs(dev: str, bandwidths_gbs: dict[str, float], eff: EfficiencyFactors, cpu_cores: int,
+                         n_threads: int | None, ram_bw_theoretical: bool) -> float:
+    if dev == "CPU":
+        return cpu_decode_bandwidth_gbs(bandwidths_gbs.get("CPU", 0.0), eff, cpu_cores, n_threads, ram_bw_theoretical)
+    return bandwidths_gbs.get(dev, 0.0) * eff.gpu_bw
+
+
 def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_device: dict[str, int],
             bandwidths_gbs: dict[str, float], cpu_cores: int, hops_per_token: int,
             pcie_gbs: float | None, n_ubatch: int, eff: EfficiencyFactors,
             kv_bytes_by_device: dict[str, float] | None = None, gpu_peak_bw_gbs: float | None = None,
-            pinned: bool = False) -> SpeedPrediction:
+            pinned: bool = False, n_threads: int | None = None,
+            ram_bw_theoretical: bool = False) -> SpeedPrediction:
     """placement: (tensor name, device) for every tensor; bandwidths_gbs: peak GB/s per device;
     kv_bytes_by_device: KV bytes each device reads per decoded token (the context depth); pinned: the
-    RAM-resident weights are in pinned host buffers (load mode none), so the GPU copies them at full rate."""
+    RAM-resident weights are in pinned host buffers (load mode none), so the GPU copies them at full rate;
+    n_threads: llama.cpp's decode threads (None: one per physical core, llama.cpp's default);
+    ram_bw_theoretical: bandwidths_gbs["CPU"] is the channels x rate spec, not a probe reading."""
     frac = model.n_expert_used / model.n_expert if model.n_expert else 1.0
     by_name = {t.name: t for t in model.tensors}
     loads: dict[str, DeviceLoad] = {}
@@ -109,14 +139,14 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
             active = t.nbytes * frac
         else:
             active = t.nbytes
-        eff_bw = bandwidths_gbs.get(dev, 0.0) * (eff.cpu_bw if dev == "CPU" else eff.gpu_bw)
-        load = loads.setdefault(dev, DeviceLoad(dev, eff_bw))
+        load = loads.setdefault(dev, DeviceLoad(dev, decode_bandwidth_gbs(dev, bandwidths_gbs, eff, cpu_cores, n_threads,
+                                                                         ram_bw_theoretical)))
         load.active_bytes += active
         total_by_dev[dev] = total_by_dev.get(dev, 0.0) + t.nbytes
         if dev == "CPU" and not name.startswith("token_embd.") and len(t.shape) >= 2:
             cpu_expert_bytes += t.nbytes
     for dev, kvb in (kv_bytes_by_device or {}).items():
-        eff_bw = bandwidths_gbs.get(dev, 0.0) * (eff.cpu_bw if dev == "CPU" else eff.gpu_bw)
+        eff_bw = decode_bandwidth_gbs(dev, bandwidths_gbs, eff, cpu_cores, n_threads, ram_bw_theoretical)
         loads.setdefault(dev, DeviceLoad(dev, eff_bw)).active_bytes += kvb
     secs = {d: l.seconds for d, l in loads.items()}
     t_token = sum(secs.values()) + hops_per_token * eff.hop_latency_s + eff.token_overhead_s \
