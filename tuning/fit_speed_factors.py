@@ -157,7 +157,8 @@ def main() -> None:
     md = ["# Decode-speed factors fitted to measured figures", "",
           f"{len(fit_rows)} entries of tuning/reference.toml fitted ({len(rows) - len(fit_rows)} reported only, "
           "their notes say why): published runs on other rigs and this project's H100/H200 leases.", "",
-          "Fitted (now the defaults in moetui/sizing/speed.py): " + ", ".join(f"{k} {v:g}" for k, v in f.items()) + ".", "",
+          "Fitted: " + ", ".join(f"{k} {v:g}" for k, v in f.items()) + ". Defaults in moetui/sizing/speed.py: "
+          + ", ".join(f"{k} {v:g}" for k, v in rounded(EfficiencyFactors()).items()) + ".", "",
           "Model: CPU-resident weights stream at cpu_bw x 1/(1/RAM + 1/(threads x cpu_thread_gbs)), threads capped at "
           "the physical cores, RAM = the probe's read bandwidth, or probe_of_theoretical x the spec where only the "
           "DDR type and channels are known; GPU weights at gpu_bw x the spec bandwidth; plus per-token, per-layer "

@@ -20,25 +20,27 @@ from moetui.model.info import ModelInfo
 # llama.cpp moves matmuls of CPU weights to the GPU only for batches of at least this many tokens
 # (ggml-cuda: get_op_batch_size >= 32 for op offload).
 OP_OFFLOAD_MIN_BATCH = 32
+NO_THREAD_LIMIT_GBS = 1e9  # a cpu_thread_gbs that leaves only the RAM limit
 
 
 @dataclass
 class EfficiencyFactors:
-    # gpu_bw, cpu_bw and token_overhead_s fit six measured decode speeds within +-14%: three on an H100
-    # with capped VRAM (all on the GPU, 23 and 30 expert layers in RAM; tuning/results/gpu_bench.md) and
-    # the three published figures in tuning/reference.toml (tuning/fit_speed_factors.py, results in
-    # tuning/results/speed_factors.md). The earlier 0.5 / 0.6 / 1.0 ms were 27-48% high on the H100.
-    gpu_bw: float = 0.45  # fraction of the GPU's peak memory bandwidth decode reaches
+    # gpu_bw, cpu_bw, cpu_thread_gbs, probe_of_theoretical, token_overhead_s and layer_overhead_s are fitted
+    # together on the 18 measured decode speeds of tuning/reference.toml (published hybrid and CPU-only runs on
+    # other rigs, this project's H100 and H200 leases at 8 and 16 threads): worst error 37%, median 14%,
+    # leave-one-out worst 42% (tuning/fit_speed_factors.py; tuning/results/speed_factors.md). The previous
+    # 0.45 / 0.4 / 1.3 ms with no thread term were off by up to 69% on the same set (8 threads on 16 cores).
+    gpu_bw: float = 0.598  # fraction of the GPU's peak memory bandwidth decode reaches
     # CPU-resident weights stream at cpu_bw x the harmonic mean of two limits: the RAM read bandwidth (what
     # moetui's detect probe measures) and what the threads can consume (cpu_thread_gbs per thread, threads
     # capped at the physical cores: hyperthreads share one core's load/dequantise units). With few threads
-    # llama.cpp's CPU matmuls are compute-bound and scale with threads; with many they saturate the
-    # memory. Both fitted on tuning/reference.toml (tuning/fit_speed_factors.py).
-    cpu_bw: float = 0.4
-    cpu_thread_gbs: float = 1e9  # GB/s one thread streams; 1e9 = no thread limit (profiles saved before it)
+    # llama.cpp's CPU matmuls are compute-bound and scale with threads; with many they saturate the memory.
+    cpu_bw: float = 0.594
+    cpu_thread_gbs: float = 13.9  # GB/s of weights one thread streams; NO_THREAD_LIMIT_GBS = none
     # What a read probe reaches of the channels x transfer-rate spec, for rigs whose RAM bandwidth is only
-    # known from the spec (the probe did not run, or a published rig states DDR type and channels).
-    probe_of_theoretical: float = 0.75
+    # known from the spec (the probe did not run, or a published rig states DDR type and channels). The fit
+    # ran into its upper bound (1.0): the three spec-only entries do not pin it down.
+    probe_of_theoretical: float = 1.0
     # Per-ubatch copies of RAM-resident weights to the GPU, as a multiple of the PCIe link's rate if every
     # CPU-resident expert byte crossed once per ubatch. Fitted, not derived: on the H200 (PCIe 5 x16,
     # 54 GB/s pinned host->device measured) ubatches of 1024 and 2048 with 8.95 GB of experts in pinned
@@ -50,8 +52,8 @@ class EfficiencyFactors:
     # measured on the H200 at 12 GiB (2867 against 6056 tok/s, issue #17's table).
     pageable_copy_slowdown: float = 3.0
     hop_latency_s: float = 30e-6  # per GPU<->CPU crossing per token (sync + copy of the hidden state)
-    token_overhead_s: float = 1.3e-3  # per token: sampling, graph launch, Python
-    layer_overhead_s: float = 8e-6  # per layer per token: kernel launches / thread barriers
+    token_overhead_s: float = 1.67e-3  # per token: sampling, graph launch, Python
+    layer_overhead_s: float = 8.4e-6  # per layer per token: kernel launches / thread barriers
     # usable FLOP/s per byte/s of GPU bandwidth for prompt matmuls: 24 puts the H100's measured prompt
     # speeds (all on the GPU; 23 and 30 expert layers in RAM) at +5% / -8% / -12% (60 was +173% on the first)
     gpu_flops_per_bw_byte: float = 24.0
@@ -64,6 +66,11 @@ class EfficiencyFactors:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EfficiencyFactors":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "cpu_bw" in known and "cpu_thread_gbs" not in known:
+            # a profile saved before the thread term: its cpu_bw was refit without one, so it keeps
+            # predicting as it did (no thread limit, its RAM bandwidth taken as measured)
+            known["cpu_thread_gbs"] = NO_THREAD_LIMIT_GBS
+            known.setdefault("probe_of_theoretical", 1.0)
         return cls(**known)
 
 
