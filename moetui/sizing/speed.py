@@ -27,16 +27,16 @@ NO_THREAD_LIMIT_GBS = 1e9  # a cpu_thread_gbs that leaves only the RAM limit
 class EfficiencyFactors:
     # gpu_bw, cpu_bw, cpu_thread_gbs, probe_of_theoretical, token_overhead_s and layer_overhead_s are fitted
     # together on the 18 measured decode speeds of tuning/reference.toml (published hybrid and CPU-only runs on
-    # other rigs, this project's H100 and H200 leases at 8 and 16 threads): worst error 37%, median 14%,
-    # leave-one-out worst 42% (tuning/fit_speed_factors.py; tuning/results/speed_factors.md). The previous
+    # other rigs, this project's H100 and H200 leases at 8 and 16 threads): worst error 30%, median 12%,
+    # leave-one-out worst 34% (tuning/fit_speed_factors.py; tuning/results/speed_factors.md). The previous
     # 0.45 / 0.4 / 1.3 ms with no thread term were off by up to 69% on the same set (8 threads on 16 cores).
-    gpu_bw: float = 0.598  # fraction of the GPU's peak memory bandwidth decode reaches
+    gpu_bw: float = 0.584  # fraction of the GPU's peak memory bandwidth decode reaches
     # CPU-resident weights stream at cpu_bw x the harmonic mean of two limits: the RAM read bandwidth (what
     # moetui's detect probe measures) and what the threads can consume (cpu_thread_gbs per thread, threads
     # capped at the physical cores: hyperthreads share one core's load/dequantise units). With few threads
     # llama.cpp's CPU matmuls are compute-bound and scale with threads; with many they saturate the memory.
-    cpu_bw: float = 0.594
-    cpu_thread_gbs: float = 13.9  # GB/s of weights one thread streams; NO_THREAD_LIMIT_GBS = none
+    cpu_bw: float = 0.849
+    cpu_thread_gbs: float = 6.55  # GB/s of weights one thread streams; NO_THREAD_LIMIT_GBS = none
     # What a read probe reaches of the channels x transfer-rate spec, for rigs whose RAM bandwidth is only
     # known from the spec (the probe did not run, or a published rig states DDR type and channels). The fit
     # ran into its upper bound (1.0): the three spec-only entries do not pin it down.
@@ -52,8 +52,11 @@ class EfficiencyFactors:
     # measured on the H200 at 12 GiB (2867 against 6056 tok/s, issue #17's table).
     pageable_copy_slowdown: float = 3.0
     hop_latency_s: float = 30e-6  # per GPU<->CPU crossing per token (sync + copy of the hidden state)
-    token_overhead_s: float = 1.67e-3  # per token: sampling, graph launch, Python
-    layer_overhead_s: float = 8.4e-6  # per layer per token: kernel launches / thread barriers
+    # Fixed costs per token. The fit puts them per layer (kernel launches, thread-pool barriers, the
+    # synchronisations of each layer) and leaves the per-token part (sampling, Python) at its floor; the
+    # reference set has only three layer counts (24, 36, 48), so the split between the two is loosely pinned.
+    token_overhead_s: float = 1.0e-4
+    layer_overhead_s: float = 4.09e-5
     # usable FLOP/s per byte/s of GPU bandwidth for prompt matmuls: 24 puts the H100's measured prompt
     # speeds (all on the GPU; 23 and 30 expert layers in RAM) at +5% / -8% / -12% (60 was +173% on the first)
     gpu_flops_per_bw_byte: float = 24.0
