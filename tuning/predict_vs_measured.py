@@ -24,10 +24,8 @@ from moetui.model.inspect import inspect_file
 from moetui.model.proxy import write_proxy
 from moetui.model.shapes import load_shape, scaled
 from moetui.paths import atomic_write_json, atomic_write_text
-from moetui.sizing.placement import Assignment, hops_per_token, tensor_placement
 from moetui.sizing.plan import PlanOptions, plan
-from moetui.sizing.speed import EfficiencyFactors, predict
-from moetui.model.virtual import model_info_for_shape
+from moetui.sizing.speed import EfficiencyFactors
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,13 +71,10 @@ def plan_after_a_tune(path: Path, data: Path) -> dict:
 
 
 def predict_reference(e: dict) -> float:
-    model = model_info_for_shape(e["model_shape"], e["quant"])
-    n = model.n_layers
-    a = Assignment(["CUDA0"], ["CUDA0"] * n, {il: {"up", "gate", "down"} for il in range(min(e["n_cpu_moe"], n))},
-                   "CUDA0", -1)
-    sp = predict(model, tensor_placement(model, a), {"CUDA0": n}, {"CUDA0": e["gpu_bw_gbs"], "CPU": e["ram_bw_gbs"]},
-                 8, hops_per_token(model, a), e["pcie_gbs"], 512, EfficiencyFactors())
-    return sp.decode_tps
+    """The entry's rig (cores, threads, probe or spec RAM bandwidth) and placement, as the fit sees it."""
+    from fit_speed_factors import predict_entry
+
+    return predict_entry(e, EfficiencyFactors())
 
 
 def main() -> int:

@@ -312,6 +312,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
         layers.append(LayerSummary(il, a.layer_device[il], li.is_moe, [p for p in parts if p not in cpu_parts], cpu_parts))
 
     bws = {"CPU": rig.ram_bandwidth_gbs or rig.memory.theoretical_bandwidth_gbs or FALLBACK_RAM_BW_GBS}
+    ram_bw_theoretical = not rig.ram_bandwidth_gbs and bool(rig.memory.theoretical_bandwidth_gbs)
     pcie = None
     for i, g in enumerate(rig.gpus):
         name = gpu_device_name(g, i)
@@ -324,7 +325,8 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
     depth = min(cfg.n_ctx, workload.depth + (workload.prompt_tokens + workload.reply_tokens) // 2)
     kv_read = {d: m.kv * depth / max(cfg.n_ctx, 1) for d, m in memory.items() if m.kv}
     sp = predict(model, placement, n_by_dev, bws, rig.cpu.physical_cores, hops_per_token(model, a),
-                 pcie, o.n_ubatch, o.efficiency, kv_bytes_by_device=kv_read, pinned=pinned)
+                 pcie, o.n_ubatch, o.efficiency, kv_bytes_by_device=kv_read, pinned=pinned,
+                 n_threads=cfg.n_threads, ram_bw_theoretical=ram_bw_theoretical)
 
     # explanation
     frac = experts_on_cpu_fraction(model, a)

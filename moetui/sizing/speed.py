@@ -20,16 +20,27 @@ from moetui.model.info import ModelInfo
 # llama.cpp moves matmuls of CPU weights to the GPU only for batches of at least this many tokens
 # (ggml-cuda: get_op_batch_size >= 32 for op offload).
 OP_OFFLOAD_MIN_BATCH = 32
+NO_THREAD_LIMIT_GBS = 1e9  # a cpu_thread_gbs that leaves only the RAM limit
 
 
 @dataclass
 class EfficiencyFactors:
-    # gpu_bw, cpu_bw and token_overhead_s fit six measured decode speeds within +-14%: three on an H100
-    # with capped VRAM (all on the GPU, 23 and 30 expert layers in RAM; tuning/results/gpu_bench.md) and
-    # the three published figures in tuning/reference.toml (tuning/fit_speed_factors.py, results in
-    # tuning/results/speed_factors.md). The earlier 0.5 / 0.6 / 1.0 ms were 27-48% high on the H100.
-    gpu_bw: float = 0.45  # fraction of the GPU's peak memory bandwidth decode reaches
-    cpu_bw: float = 0.4  # fraction of the measured/typical RAM bandwidth
+    # gpu_bw, cpu_bw, cpu_thread_gbs, probe_of_theoretical, token_overhead_s and layer_overhead_s are fitted
+    # together on the 18 measured decode speeds of tuning/reference.toml (published hybrid and CPU-only runs on
+    # other rigs, this project's H100 and H200 leases at 8 and 16 threads): worst error 30%, median 12%,
+    # leave-one-out worst 34% (tuning/fit_speed_factors.py; tuning/results/speed_factors.md). The previous
+    # 0.45 / 0.4 / 1.3 ms with no thread term were off by up to 69% on the same set (8 threads on 16 cores).
+    gpu_bw: float = 0.584  # fraction of the GPU's peak memory bandwidth decode reaches
+    # CPU-resident weights stream at cpu_bw x the harmonic mean of two limits: the RAM read bandwidth (what
+    # moetui's detect probe measures) and what the threads can consume (cpu_thread_gbs per thread, threads
+    # capped at the physical cores: hyperthreads share one core's load/dequantise units). With few threads
+    # llama.cpp's CPU matmuls are compute-bound and scale with threads; with many they saturate the memory.
+    cpu_bw: float = 0.849
+    cpu_thread_gbs: float = 6.55  # GB/s of weights one thread streams; NO_THREAD_LIMIT_GBS = none
+    # What a read probe reaches of the channels x transfer-rate spec, for rigs whose RAM bandwidth is only
+    # known from the spec (the probe did not run, or a published rig states DDR type and channels). The fit
+    # ran into its upper bound (1.0): the three spec-only entries do not pin it down.
+    probe_of_theoretical: float = 1.0
     # Per-ubatch copies of RAM-resident weights to the GPU, as a multiple of the PCIe link's rate if every
     # CPU-resident expert byte crossed once per ubatch. Fitted, not derived: on the H200 (PCIe 5 x16,
     # 54 GB/s pinned host->device measured) ubatches of 1024 and 2048 with 8.95 GB of experts in pinned
@@ -41,8 +52,11 @@ class EfficiencyFactors:
     # measured on the H200 at 12 GiB (2867 against 6056 tok/s, issue #17's table).
     pageable_copy_slowdown: float = 3.0
     hop_latency_s: float = 30e-6  # per GPU<->CPU crossing per token (sync + copy of the hidden state)
-    token_overhead_s: float = 1.3e-3  # per token: sampling, graph launch, Python
-    layer_overhead_s: float = 8e-6  # per layer per token: kernel launches / thread barriers
+    # Fixed costs per token. The fit puts them per layer (kernel launches, thread-pool barriers, the
+    # synchronisations of each layer) and leaves the per-token part (sampling, Python) at its floor; the
+    # reference set has only three layer counts (24, 36, 48), so the split between the two is loosely pinned.
+    token_overhead_s: float = 1.0e-4
+    layer_overhead_s: float = 4.09e-5
     # usable FLOP/s per byte/s of GPU bandwidth for prompt matmuls: 24 puts the H100's measured prompt
     # speeds (all on the GPU; 23 and 30 expert layers in RAM) at +5% / -8% / -12% (60 was +173% on the first)
     gpu_flops_per_bw_byte: float = 24.0
@@ -55,6 +69,11 @@ class EfficiencyFactors:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EfficiencyFactors":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "cpu_bw" in known and "cpu_thread_gbs" not in known:
+            # a profile saved before the thread term: its cpu_bw was refit without one, so it keeps
+            # predicting as it did (no thread limit, its RAM bandwidth taken as measured)
+            known["cpu_thread_gbs"] = NO_THREAD_LIMIT_GBS
+            known.setdefault("probe_of_theoretical", 1.0)
         return cls(**known)
 
 
@@ -86,14 +105,35 @@ def bytes_per_param(model: ModelInfo) -> float:
     return model.total_bytes / model.n_params if model.n_params else 0.6
 
 
+def cpu_decode_bandwidth_gbs(ram_bw_gbs: float, eff: EfficiencyFactors, cpu_cores: int, n_threads: int | None = None,
+                             ram_bw_theoretical: bool = False) -> float:
+    """GB/s at which decode streams CPU-resident weights: never lower with more threads or more RAM bandwidth."""
+    ram = ram_bw_gbs * (eff.probe_of_theoretical if ram_bw_theoretical else 1.0)
+    threads = max(1, min(n_threads or cpu_cores or 1, max(cpu_cores, 1)))
+    compute = threads * eff.cpu_thread_gbs
+    if ram <= 0:
+        return 0.0
+    return eff.cpu_bw / (1.0 / ram + 1.0 / compute)
+
+
+def decode_bandwidth_gbs(dev: str, bandwidths_gbs: dict[str, float], eff: EfficiencyFactors, cpu_cores: int,
+                         n_threads: int | None, ram_bw_theoretical: bool) -> float:
+    if dev == "CPU":
+        return cpu_decode_bandwidth_gbs(bandwidths_gbs.get("CPU", 0.0), eff, cpu_cores, n_threads, ram_bw_theoretical)
+    return bandwidths_gbs.get(dev, 0.0) * eff.gpu_bw
+
+
 def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_device: dict[str, int],
             bandwidths_gbs: dict[str, float], cpu_cores: int, hops_per_token: int,
             pcie_gbs: float | None, n_ubatch: int, eff: EfficiencyFactors,
             kv_bytes_by_device: dict[str, float] | None = None, gpu_peak_bw_gbs: float | None = None,
-            pinned: bool = False) -> SpeedPrediction:
+            pinned: bool = False, n_threads: int | None = None,
+            ram_bw_theoretical: bool = False) -> SpeedPrediction:
     """placement: (tensor name, device) for every tensor; bandwidths_gbs: peak GB/s per device;
     kv_bytes_by_device: KV bytes each device reads per decoded token (the context depth); pinned: the
-    RAM-resident weights are in pinned host buffers (load mode none), so the GPU copies them at full rate."""
+    RAM-resident weights are in pinned host buffers (load mode none), so the GPU copies them at full rate;
+    n_threads: llama.cpp's decode threads (None: one per physical core, llama.cpp's default);
+    ram_bw_theoretical: bandwidths_gbs["CPU"] is the channels x rate spec, not a probe reading."""
     frac = model.n_expert_used / model.n_expert if model.n_expert else 1.0
     by_name = {t.name: t for t in model.tensors}
     loads: dict[str, DeviceLoad] = {}
@@ -109,14 +149,14 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
             active = t.nbytes * frac
         else:
             active = t.nbytes
-        eff_bw = bandwidths_gbs.get(dev, 0.0) * (eff.cpu_bw if dev == "CPU" else eff.gpu_bw)
-        load = loads.setdefault(dev, DeviceLoad(dev, eff_bw))
+        load = loads.setdefault(dev, DeviceLoad(dev, decode_bandwidth_gbs(dev, bandwidths_gbs, eff, cpu_cores, n_threads,
+                                                                         ram_bw_theoretical)))
         load.active_bytes += active
         total_by_dev[dev] = total_by_dev.get(dev, 0.0) + t.nbytes
         if dev == "CPU" and not name.startswith("token_embd.") and len(t.shape) >= 2:
             cpu_expert_bytes += t.nbytes
     for dev, kvb in (kv_bytes_by_device or {}).items():
-        eff_bw = bandwidths_gbs.get(dev, 0.0) * (eff.cpu_bw if dev == "CPU" else eff.gpu_bw)
+        eff_bw = decode_bandwidth_gbs(dev, bandwidths_gbs, eff, cpu_cores, n_threads, ram_bw_theoretical)
         loads.setdefault(dev, DeviceLoad(dev, eff_bw)).active_bytes += kvb
     secs = {d: l.seconds for d, l in loads.items()}
     t_token = sum(secs.values()) + hops_per_token * eff.hop_latency_s + eff.token_overhead_s \
