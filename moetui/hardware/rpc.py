@@ -189,3 +189,15 @@ def alive(endpoint: str, timeout: float = 1.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def dead_server_message(servers: list[str], message: str) -> tuple[str, str] | None:
+    """("rpc", a message naming the server) when one of `servers` no longer accepts connections: what a
+    model worker that died mid-run with RPC devices is told (libggml aborts with "Remote RPC server
+    crashed" and no name)."""
+    dead = [s for s in servers if not alive(s)]
+    if not dead:
+        return None
+    which = ", ".join(dead)
+    return "rpc", (f"rpc-server {which} stopped answering (connection refused now); {message}. "
+                   "Restart it (moetui rpc-server) and load again")

@@ -349,6 +349,10 @@ class ModelWorker:
                 message = f"the model worker exited unexpectedly (code {rc})"
             if any(s in tail.lower() for s in ("out of memory", "cudamalloc failed", "failed to allocate")):
                 kind, message = "oom", message + ": out of memory"
+            if self.config is not None and self.config.rpc_servers:  # name the RPC server that went away
+                from moetui.hardware.rpc import dead_server_message
+
+                kind, message = dead_server_message(self.config.rpc_servers, message) or (kind, message)
         return WorkerError(f"{message}; log: {self.log_path}", log_tail=tail, kind=kind)
 
     def _error_from(self, ev: dict[str, Any]) -> MoetuiError:

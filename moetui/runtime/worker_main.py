@@ -177,6 +177,10 @@ class Worker:
         repack = cfg.repack and repack_safe().safe
 
         t0 = time.perf_counter()
+        if cfg.rpc_servers:  # register the RPC servers' devices first: -ts counts them, -ot may name them
+            from moetui.runtime.rpc_ctypes import register_servers  # noqa: PLC0415
+
+            register_servers(",".join(cfg.rpc_servers))
         self.counting = CountingDraft(None) if cfg.draft else None  # the inner draft is set below
         arr = build_override_array(cfg.overrides)
         self.keep_alive.append(arr)
@@ -353,7 +357,10 @@ class Worker:
 
 def error_kind(exc: BaseException, worker: Worker) -> str:
     from moetui.errors import ConfigError, DraftMismatch, ModelFileError  # noqa: PLC0415
+    from moetui.hardware.rpc import RpcServerError  # noqa: PLC0415
 
+    if isinstance(exc, RpcServerError):
+        return "rpc"
     if isinstance(exc, DraftMismatch):
         return "draft_mismatch"
     if isinstance(exc, ConfigError):

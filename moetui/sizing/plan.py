@@ -72,7 +72,8 @@ class Plan:
     def llama_args(self) -> list[str]:
         """Placement flags for llama-server/llama-cli: `-ngl` plus `--n-cpu-moe N` or `-ot` overrides."""
         c = self.config
-        args = ["-ngl", "999" if c.n_gpu_layers < 0 else str(c.n_gpu_layers)]
+        args = ["--rpc", ",".join(c.rpc_servers)] if c.rpc_servers else []  # before -ot: it names RPC buffers
+        args += ["-ngl", "999" if c.n_gpu_layers < 0 else str(c.n_gpu_layers)]
         if self.n_cpu_moe:
             args += ["--n-cpu-moe", str(self.n_cpu_moe)]
         else:
@@ -157,6 +158,9 @@ def math_threads(rig: Rig) -> int | None:
 def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan:
     o = options or PlanOptions()
     _validate(model, o)
+    if rig.remotes:  # RPC servers on other hosts (detect --rpc): moetui.sizing.remote splits across them
+        from moetui.sizing.remote import plan_across_hosts
+        return plan_across_hosts(model, rig, o)
     why: list[str] = []
     gpus, budgets, fractions, gnotes = gpu_budgets(rig, o)
     why += gnotes
