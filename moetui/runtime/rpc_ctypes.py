@@ -29,13 +29,31 @@ _api: dict[str, Any] | None = None
 _registered: dict[str, list[RemoteDevice]] = {}
 
 
+def loaded_library(stem: str) -> str:
+    """The file of `stem` (e.g. "libggml") that this process has mapped. The wheel ships libggml.so,
+    libggml.so.0 and libggml.so.0.x as three copies, not links, and libllama loads the .so.0 one: opening
+    libggml.so would give a second ggml with its own device registry, where registered RPC servers are
+    invisible to model loads."""
+    from moetui.runtime.overrides_ctypes import llama_lib_dir  # noqa: PLC0415
+
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1] if "/" in line else ""
+                if os.path.basename(path).startswith(stem + ".so"):
+                    return path
+    except OSError:
+        pass  # no /proc (macOS): the dynamic linker resolves by the same name libllama asked for
+    return os.path.join(llama_lib_dir(), stem + ".so")
+
+
 def _lib() -> dict[str, Any]:
     global _api
     if _api is None:
-        from moetui.runtime.overrides_ctypes import ggml, llama_lib_dir  # noqa: PLC0415
+        import llama_cpp  # noqa: F401, PLC0415 - loads libllama and, with it, the ggml the loads use
 
-        lib = ggml()  # imports llama_cpp first: the same libggml and device registry the loads use
-        base = ctypes.CDLL(os.path.join(llama_lib_dir(), "libggml-base.so"))
+        lib = ctypes.CDLL(loaded_library("libggml"))
+        base = ctypes.CDLL(loaded_library("libggml-base"))
         vp, cp, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
         for fn, args, res in ((lib.ggml_backend_reg_by_name, [cp], vp), (lib.ggml_backend_register, [vp], None),
                               (lib.ggml_backend_load_all, [], None),
@@ -50,7 +68,7 @@ def _lib() -> dict[str, Any]:
             raise RpcServerError("(all)", "this llama-cpp-python has no RPC backend: reinstall it with "
                                           "CMAKE_ARGS=\"-DGGML_RPC=on\" (see the README)")
 
-        rpc_so = os.path.join(llama_lib_dir(), "libggml-rpc.so")
+        rpc_so = loaded_library("libggml-rpc")
         rpc = ctypes.CDLL(rpc_so) if os.path.exists(rpc_so) else None
 
         def proc(name: str, restype: Any, argtypes: list[Any]) -> Any:
