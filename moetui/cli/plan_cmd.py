@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--kv", choices=["f16", "q8_0"], default=None, help="force the KV cache type")
     p.add_argument("--ubatch", type=int, default=512, help="n_ubatch (prompt chunk size)")
+    p.add_argument("--rpc", metavar="HOST:PORT[=CAP],...", help="plan across this host and these ggml-rpc-servers (asked for their memory)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -39,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--ctx must be positive")
     model = load_model(args.model)
     rig = load_rig(args.rig)
+    if args.rpc:
+        from moetui.runtime.rpc_ctypes import probe
+
+        rig.remotes = probe(args.rpc)
     o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch, n_batch=max(2048, args.ubatch))
     if args.margin is not None:
         o.vram_margin_bytes = int(args.margin * GB)

@@ -29,6 +29,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("-lm", "--load-mode", choices=LOAD_MODES, dest="load_mode")
     g.add_argument("-mg", "--main-gpu", type=int, dest="main_gpu")
     g.add_argument("-ts", "--tensor-split", dest="tensor_split", help="e.g. 3,1")
+    g.add_argument("--rpc", metavar="HOST:PORT,...", help="llama.cpp RPC servers whose devices join the load (see moetui rpc-server)")
     g.add_argument("--seed", type=int)
     g.add_argument("-ot", "--override-tensor", action="append", dest="ot", metavar="PATTERN=DEV",
                    help="tensor buffer override (repeatable; comma-separated lists too)")
@@ -95,6 +96,10 @@ def config_from_args(args: argparse.Namespace, *, prefer_tuned: bool = False) ->
             if v is not None:
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
+    if getattr(args, "rpc", None):
+        from moetui.hardware.rpc import parse_endpoints
+
+        changes["rpc_servers"] = [e.address for e in parse_endpoints(args.rpc)]
     if not os.path.isfile(args.model):
         from moetui.errors import ModelFileError
 
