@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.runtime.rpc_server import RpcServerSettings, rpc_server_binary, server_argv, start_rpc_server
+    from moetui.runtime.rpc_server import (
+        RpcServerSettings, data_limit, rpc_server_binary, server_argv, start_rpc_server,
+    )
 
     binary = rpc_server_binary()
     if args.build_only:
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
                           cache=not args.no_cache, cache_dir=args.cache_dir, threads=args.threads, devices=args.device)
     if args.print_command:
         env = f"LLAMA_CACHE={shlex.quote(s.cache_dir)} " if s.cache_dir else ""
-        cap = f"ulimit -d {(s.mem_bytes + (256 << 20)) // 1024} && " if s.mem_bytes else ""
+        limit = data_limit(s)
+        cap = f"ulimit -d {limit // 1024} && " if limit else ""
         print(f"{cap}{env}{shlex.join(server_argv(binary, s))}")
         return 0
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -22,7 +22,10 @@ from typing import TextIO
 from moetui.hardware.rpc import RpcEndpoint, RpcServerError, alive
 
 RPC_SERVER_BINARY = "ggml-rpc-server"
-SERVER_SLACK = 256 * 1024 * 1024  # the server process beyond its buffers: thread stacks, heap, libraries' data
+# the server process beyond its buffers: an idle ggml-rpc-server has about 1 MiB of private writable
+# data (VmData); each compute thread adds its 8 MiB stack
+SERVER_SLACK = 32 * 1024 * 1024
+THREAD_STACK = 8 * 1024 * 1024
 START_TIMEOUT_S = 30.0
 
 
@@ -66,10 +69,17 @@ def server_env(s: RpcServerSettings) -> dict[str, str]:
     return env
 
 
-def _limit(mem_bytes: int | None):  # type: ignore[no-untyped-def]
-    if mem_bytes is None:
+def data_limit(s: RpcServerSettings) -> int | None:
+    """The RLIMIT_DATA given to the server: the cap plus what the process itself needs."""
+    if s.mem_bytes is None:
         return None
-    cap = mem_bytes + SERVER_SLACK
+    threads = s.threads or max(1, (os.cpu_count() or 2) // 2)  # the server's default: half the cores
+    return s.mem_bytes + SERVER_SLACK + threads * THREAD_STACK
+
+
+def _limit(cap: int | None):  # type: ignore[no-untyped-def]
+    if cap is None:
+        return None
 
     def apply() -> None:  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
@@ -88,7 +98,7 @@ def start_rpc_server(s: RpcServerSettings, binary: Path | str | None = None, log
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(server_argv(binary, s), stdout=out, stderr=subprocess.STDOUT, env=server_env(s),
-                                preexec_fn=_limit(s.mem_bytes), start_new_session=True)
+                                preexec_fn=_limit(data_limit(s)), start_new_session=True)
     finally:
         if log:
             out.close()  # type: ignore[union-attr]

@@ -39,7 +39,9 @@ ROUND_TRIPS_PER_HOP = 2
 CACHE_HASH_THRESHOLD = 10 * MIB  # ggml-rpc.cpp HASH_THRESHOLD: bigger weight tensors go by hash
 CACHE_READ_GBS = 1.0  # the server reading its tensor cache from disk (an assumption: a SATA/NVMe SSD)
 HASH_GBS = 1.5  # the client hashing those tensors (FNV-1a, one core)
-SERVER_MARGIN = 256 * MIB  # what a server process needs beyond the buffers (its runtime, the graph)
+# of a server's usable memory, kept free: buffer alignment and fragmentation (the server process's own
+# needs are outside the cap: moetui rpc-server adds them to the limit it sets)
+SERVER_MARGIN_FRACTION = 0.05
 
 
 @dataclass
@@ -123,7 +125,7 @@ def split_layers(model: ModelInfo, local_budget: int, remotes: list[RemoteDevice
     for r in remotes:
         if il >= model.n_layers:
             break
-        share = DeviceShare(r.buffer_type or f"RPC[{r.endpoint}]", r.endpoint, budget=max(0, r.usable_bytes - SERVER_MARGIN),
+        share = DeviceShare(r.buffer_type or f"RPC[{r.endpoint}]", r.endpoint, budget=int(r.usable_bytes * (1 - SERVER_MARGIN_FRACTION)),
                             memory=MemoryBreakdown(r.buffer_type or r.endpoint, compute=compute))
         take(share)
         if share.layers:
@@ -134,7 +136,7 @@ def split_layers(model: ModelInfo, local_budget: int, remotes: list[RemoteDevice
         have = sum(s.budget for s in shares[1:]) if len(shares) > 1 else 0
         raise DoesNotFit(f"{model.name or model.path} does not fit this host plus {len(remotes)} RPC server(s): "
                          f"{explain.gb(left)} of layers {il}-{model.n_layers - 1} and the output head have no room "
-                         f"(servers used: {explain.gb(have)}); add a host with at least {explain.gb(left + SERVER_MARGIN)} free")
+                         f"(servers used: {explain.gb(have)}); add a host with at least {explain.gb(left / (1 - SERVER_MARGIN_FRACTION))} free")
     m = last.memory
     assert m is not None
     m.weights += head
