@@ -29,28 +29,12 @@ _api: dict[str, Any] | None = None
 _registered: dict[str, list[RemoteDevice]] = {}
 
 
-def loaded_library(stem: str) -> str:
-    """The file of `stem` (e.g. "libggml") that this process has mapped. The wheel ships libggml.so,
-    libggml.so.0 and libggml.so.0.x as three copies, not links, and libllama loads the .so.0 one: opening
-    libggml.so would give a second ggml with its own device registry, where registered RPC servers are
-    invisible to model loads."""
-    from moetui.runtime.overrides_ctypes import llama_lib_dir  # noqa: PLC0415
-
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.rsplit(None, 1)[-1] if "/" in line else ""
-                if os.path.basename(path).startswith(stem + ".so"):
-                    return path
-    except OSError:
-        pass  # no /proc (macOS): the dynamic linker resolves by the same name libllama asked for
-    return os.path.join(llama_lib_dir(), stem + ".so")
-
-
 def _lib() -> dict[str, Any]:
     global _api
     if _api is None:
         import llama_cpp  # noqa: F401, PLC0415 - loads libllama and, with it, the ggml the loads use
+
+        from moetui.runtime.overrides_ctypes import loaded_library  # noqa: PLC0415
 
         lib = ctypes.CDLL(loaded_library("libggml"))
         base = ctypes.CDLL(loaded_library("libggml-base"))

@@ -209,12 +209,15 @@ def run_config(base: RunConfig, shares: list[DeviceShare], n_layers: int) -> Run
     return base.replace(rpc_servers=servers, n_gpu_layers=ngl, tensor_split=split, overrides=[], split_mode="layer")
 
 
+def _binary_size(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
 def remote_line(r: RemoteDevice) -> str:
-    gib = 1 << 30
-    cap = f", capped at {r.limit_bytes / gib:.1f} GiB" if r.limit_bytes else ""
+    cap = f", capped at {_binary_size(r.limit_bytes)}" if r.limit_bytes else ""
     rtt = f", round trip {r.rtt_s * 1e3:.2f} ms" if r.rtt_s else ""
-    return (f"{r.buffer_type or r.endpoint}: {r.backend}, {r.memory_free_bytes / gib:.1f} GiB free / "
-            f"{r.memory_total_bytes / gib:.1f} GiB{cap}{rtt} (RPC {r.protocol or '?'})")
+    return (f"{r.buffer_type or r.endpoint}: {r.backend}, {_binary_size(r.memory_free_bytes)} free / "
+            f"{_binary_size(r.memory_total_bytes)}{cap}{rtt} (RPC {r.protocol or '?'})")
 
 
 def plan_across_hosts(model: ModelInfo, rig: Rig, options):  # type: ignore[no-untyped-def]
