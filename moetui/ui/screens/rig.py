@@ -56,6 +56,12 @@ def rig_details(rig: Rig) -> str:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
         lines.append(f"[yellow]{b.advice}[/yellow]")
+    if rig.remotes:  # RPC servers on other hosts (moetui detect --rpc): plans may place layers there
+        from rich.markup import escape
+
+        from moetui.sizing.remote import remote_line
+
+        lines += [f"remote {escape(remote_line(r))}" for r in rig.remotes]
     for w in rig.warnings:
         lines.append(f"[dim]! {w}[/dim]")
     if rig.notes:
