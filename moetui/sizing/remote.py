@@ -107,11 +107,15 @@ def split_layers(model: ModelInfo, local_budget: int, remotes: list[RemoteDevice
     shares = [local]
     il = 0
 
+    def tail(share: DeviceShare, layer: int) -> int:
+        """A server that takes the last layer takes the output head too (llama.cpp's layout)."""
+        return head + compute_out - compute if share.endpoint and layer == model.n_layers - 1 else 0
+
     def take(share: DeviceShare) -> None:
         nonlocal il
         m = share.memory
         assert m is not None
-        while il < model.n_layers and m.total + weights[il] + kv[il] <= share.budget:
+        while il < model.n_layers and m.total + weights[il] + kv[il] + tail(share, il) <= share.budget:
             m.weights += weights[il]
             m.kv += kv[il]
             share.layers.append(il)
@@ -134,8 +138,9 @@ def split_layers(model: ModelInfo, local_budget: int, remotes: list[RemoteDevice
     if il < model.n_layers or last.memory.total + head + (compute_out - compute) > last.budget:  # type: ignore[union-attr]
         left = sum(weights[il:]) + sum(kv[il:]) + head
         have = sum(s.budget for s in shares[1:]) if len(shares) > 1 else 0
+        what = f"layers {il}-{model.n_layers - 1} and the output head" if il < model.n_layers else "the output head"
         raise DoesNotFit(f"{model.name or model.path} does not fit this host plus {len(remotes)} RPC server(s): "
-                         f"{explain.gb(left)} of layers {il}-{model.n_layers - 1} and the output head have no room "
+                         f"{explain.gb(left)} of {what} have no room "
                          f"(servers used: {explain.gb(have)}); add a host with at least {explain.gb(left / (1 - SERVER_MARGIN_FRACTION))} free")
     m = last.memory
     assert m is not None
