@@ -114,3 +114,15 @@ def test_experts_go_to_a_named_server_buffer_with_ot(servers, model: Path) -> No
     text, log = _generate(cfg)
     assert re.search(rf"blk\.1\.ffn_up_exps\.weight.*buffer type overridden to RPC0\[{re.escape(addr)}\]", log)
     assert text == _generate(_base(model))[0]
+
+
+def test_moetui_run_with_rpc_prints_what_one_host_prints(servers, model: Path) -> None:  # type: ignore[no-untyped-def]
+    def run(*extra: str) -> str:
+        p = subprocess.run([sys.executable, "-m", "moetui", "run", str(model), "-p", PROMPT, "-n", "12", "--temp", "0",
+                            "-t", "1", "-c", "512", "--untuned", "--no-stats", *extra],
+                           capture_output=True, text=True, timeout=300, check=False)
+        assert p.returncode == 0, p.stderr[-2000:]
+        return p.stdout
+
+    addrs = ",".join(a for a, _ in servers)
+    assert run("--rpc", addrs, "-ngl", "7", "-ts", "3,4") == run()
