@@ -53,10 +53,20 @@ def run(args: argparse.Namespace) -> int:
           + (f", capped at {args.mem}" if args.mem else "") + (", tensor cache on" if s.cache else "") + ")", file=sys.stderr)
     print(f"on the main host: moetui detect --rpc {s.endpoint.spec()}    (llama.cpp: --rpc {s.endpoint.address})",
           file=sys.stderr)
-    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    stopped = []
+
+    def stop(*_: object) -> None:
+        stopped.append(True)
+        proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        return proc.wait()
+        rc = proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait(10)
         return 130
+    if stopped:
+        return 0
+    print(f"moetui: error: ggml-rpc-server {s.endpoint.address} exited with code {rc}", file=sys.stderr)
+    return 2 if rc else 0
