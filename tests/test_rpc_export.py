@@ -54,12 +54,10 @@ def test_server_line_with_rpc_answers_completion(rpc_bin: Path, setup, tmp_path:
     assert parse_server_text(text).rpc_servers == addrs
     log = tmp_path / "server.log"
     proc, base = _serve(text.splitlines()[-1], log)
+    body = json.dumps({"prompt": "Hello", "n_predict": 8, "temperature": 0}).encode()
     try:
-        req = urllib.request.Request(base + "/completion", data=json.dumps({"prompt": "Hello", "n_predict": 8}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            out = json.loads(r.read())
-        assert out["tokens_predicted"] >= 1
+        with urllib.request.urlopen(urllib.request.Request(base + "/completion", data=body), timeout=120) as r:
+            assert json.loads(r.read())["tokens_predicted"] >= 1
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -105,3 +105,19 @@ def test_a_server_dying_mid_run_is_named_and_the_app_carries_on(tiny_moe: Path, 
         with ModelWorker() as w:
             w.start(_cfg(tiny_moe, [], 0))
             assert collect(w.generate("Hello", max_tokens=4)).text
+
+
+def test_a_server_of_another_protocol_version_is_named() -> None:
+    import struct
+
+    def handle(conn: socket.socket) -> None:  # answers HELLO as a protocol 6 server would
+        conn.recv(64)
+        conn.sendall(struct.pack("<Q", 28) + bytes([6, 1, 0, 0]) + bytes(24))
+        conn.close()
+
+    addr, srv = _listener(handle)
+    try:
+        with pytest.raises(RpcServerError, match=rf"rpc-server {addr}: speaks RPC protocol 6\.1\.0; .* needs 7\.x"):
+            preflight(addr)
+    finally:
+        srv.close()
