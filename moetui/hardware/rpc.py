@@ -165,6 +165,10 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
     with sock:
         try:
             hello = _call(sock, RPC_CMD_HELLO, bytes(RPC_CONN_CAPS_SIZE), 4 + RPC_CONN_CAPS_SIZE)
+            major, minor, patch = hello[0], hello[1], hello[2]
+            if major != RPC_PROTO_MAJOR:
+                raise RpcServerError(addr, f"speaks RPC protocol {major}.{minor}.{patch}; this llama.cpp needs "
+                                           f"{RPC_PROTO_MAJOR}.x (run the ggml-rpc-server of the same llama.cpp)")
             rtt = float("inf")
             for _ in range(RTT_SAMPLES):  # the fastest of a few: the first answers of a fresh server are slow
                 t0 = time.perf_counter()
@@ -175,10 +179,6 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
                                        "(busy: ggml-rpc-server serves one client at a time)") from None
         except (ConnectionError, ValueError, struct.error) as exc:
             raise RpcServerError(addr, f"not a compatible ggml-rpc-server (handshake failed: {exc})") from None
-    major, minor, patch = hello[0], hello[1], hello[2]
-    if major != RPC_PROTO_MAJOR:
-        raise RpcServerError(addr, f"speaks RPC protocol {major}.{minor}.{patch}; this llama.cpp needs "
-                                   f"{RPC_PROTO_MAJOR}.x (run the ggml-rpc-server of the same llama.cpp)")
     if count == 0:
         raise RpcServerError(addr, "exposes no devices")
     return Preflight(addr, f"{major}.{minor}.{patch}", count, rtt)
