@@ -259,6 +259,9 @@ def plan_across_hosts(model: ModelInfo, rig: Rig, options):  # type: ignore[no-u
            + f" makes it fit: layers {shares[0].layers[0] if shares[0].layers else '-'}-"
              f"{shares[0].layers[-1] if shares[0].layers else '-'} here (-ngl {cfg.n_gpu_layers} -ts "
            + ",".join(f"{x:g}" for x in cfg.tensor_split or []) + ")"]
+    if rig.gpus:
+        why.append(f"this host's GPU(s) ({', '.join(g.name for g in rig.gpus)}) hold nothing in a split across hosts: "
+                   "moetui plans layers over RAM and the servers only (a limit of this planner, not of llama.cpp)")
     for s in shares:
         m = s.memory
         assert m is not None
