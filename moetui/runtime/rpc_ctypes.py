@@ -74,14 +74,6 @@ def _lib() -> dict[str, Any]:
     return _api
 
 
-def rpc_supported() -> bool:
-    try:
-        _lib()
-        return True
-    except RpcServerError:
-        return False
-
-
 def device_memory(address: str, device: int) -> tuple[int, int]:
     """(free, total) bytes of device `device` on the server at `address`, as the server reports them."""
     api = _lib()
