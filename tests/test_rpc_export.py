@@ -62,7 +62,8 @@ def test_server_line_with_rpc_answers_completion(rpc_bin: Path, setup, tmp_path:
         proc.terminate()
         proc.wait(timeout=30)
     text = log.read_text(errors="replace")
-    assert _placed(text) == {0: "CPU", 1: "CPU", 2: "RPC0", 3: "RPC0", 4: "RPC0", 5: "RPC1", 6: "RPC1", 7: "RPC1"}
+    assert _placed(text) == {0: "CPU", 1: "CPU", 2: "RPC0", 3: "RPC0", 4: "RPC0", 5: "RPC1", 6: "RPC1", 7: "RPC1",
+                              8: "RPC1"}  # slot 8: the output head
     for a in addrs:
         assert re.search(rf"RPC0\[{re.escape(a)}\] model buffer size", text)
 
