@@ -4,6 +4,7 @@ a one-line error naming the host, and the caller (the app) carries on."""
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -61,8 +62,12 @@ def _listener(handle) -> tuple[str, socket.socket]:  # type: ignore[no-untyped-d
     return f"127.0.0.1:{srv.getsockname()[1]}", srv
 
 
-@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
-def test_a_server_that_refuses_or_is_not_an_rpc_server_is_named(reply: bytes) -> None:
+@pytest.mark.parametrize(("reply", "says"), [
+    (b"", "not a compatible ggml-rpc-server"),  # accepts, then hangs up
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "not a compatible ggml-rpc-server"),  # some other service
+    (struct.pack("<Q", 28) + bytes([6, 1, 0, 0]) + bytes(24), r"speaks RPC protocol 6\.1\.0; .* needs 7\.x"),
+])
+def test_a_server_that_refuses_or_speaks_something_else_is_named(reply: bytes, says: str) -> None:
     def handle(conn: socket.socket) -> None:
         conn.recv(64)
         conn.sendall(reply)
@@ -70,7 +75,7 @@ def test_a_server_that_refuses_or_is_not_an_rpc_server_is_named(reply: bytes) ->
 
     addr, srv = _listener(handle)
     try:
-        with pytest.raises(RpcServerError, match=rf"rpc-server {addr}: not a compatible ggml-rpc-server"):
+        with pytest.raises(RpcServerError, match=rf"rpc-server {addr}: {says}"):
             probe(addr)
     finally:
         srv.close()
@@ -106,18 +111,3 @@ def test_a_server_dying_mid_run_is_named_and_the_app_carries_on(tiny_moe: Path, 
             w.start(_cfg(tiny_moe, [], 0))
             assert collect(w.generate("Hello", max_tokens=4)).text
 
-
-def test_a_server_of_another_protocol_version_is_named() -> None:
-    import struct
-
-    def handle(conn: socket.socket) -> None:  # answers HELLO as a protocol 6 server would
-        conn.recv(64)
-        conn.sendall(struct.pack("<Q", 28) + bytes([6, 1, 0, 0]) + bytes(24))
-        conn.close()
-
-    addr, srv = _listener(handle)
-    try:
-        with pytest.raises(RpcServerError, match=rf"rpc-server {addr}: speaks RPC protocol 6\.1\.0; .* needs 7\.x"):
-            preflight(addr)
-    finally:
-        srv.close()

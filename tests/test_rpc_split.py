@@ -126,3 +126,11 @@ def test_moetui_run_with_rpc_prints_what_one_host_prints(servers, model: Path) -
 
     addrs = ",".join(a for a, _ in servers)
     assert run("--rpc", addrs, "-ngl", "7", "-ts", "3,4") == run()
+
+
+def test_moetui_plan_with_rpc_asks_the_servers_and_keeps_a_fitting_model_here(servers, model: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = ",".join(f"{a}=40MiB" for a, _ in servers)
+    p = subprocess.run([sys.executable, "-m", "moetui", "plan", str(model), "--rpc", spec, "--ctx", "512"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "the 2 RPC server(s) are not used" in p.stdout and "--rpc" not in p.stdout.splitlines()[-1]
