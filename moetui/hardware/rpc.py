@@ -37,8 +37,8 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 class RpcServerError(MoetuiError):
     """An RPC server that is down, refuses, is busy, speaks another protocol, or died mid-run."""
 
-    def __init__(self, endpoint: str, message: str) -> None:
-        super().__init__(f"rpc-server {endpoint}: {message}")
+    def __init__(self, endpoint: str | None, message: str) -> None:
+        super().__init__(f"rpc-server {endpoint}: {message}" if endpoint else message)
         self.endpoint = endpoint
 
 

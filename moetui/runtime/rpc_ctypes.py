@@ -49,7 +49,7 @@ def _lib() -> dict[str, Any]:
         lib.ggml_backend_load_all()  # a GGML_BACKEND_DL build registers RPC only here; harmless otherwise
         reg = lib.ggml_backend_reg_by_name(b"RPC")
         if not reg:
-            raise RpcServerError("(all)", "this llama-cpp-python has no RPC backend: reinstall it with "
+            raise RpcServerError(None, "this llama-cpp-python has no RPC backend: reinstall it with "
                                           "CMAKE_ARGS=\"-DGGML_RPC=on\" (see the README)")
 
         rpc_so = loaded_library("libggml-rpc")
@@ -62,7 +62,7 @@ def _lib() -> dict[str, Any]:
             if not addr and rpc is not None and hasattr(rpc, name):
                 addr = ctypes.cast(getattr(rpc, name), ctypes.c_void_p).value
             if not addr:
-                raise RpcServerError("(all)", f"the RPC backend has no {name}")
+                raise RpcServerError(None, f"the RPC backend of this llama-cpp-python has no {name}")
             return ctypes.CFUNCTYPE(restype, *argtypes)(addr)
 
         _api = {
