@@ -99,6 +99,8 @@ class RunConfig:
     n_parallel: int = 1
     seed: int = -1
     draft: DraftConfig | None = None
+    # llama.cpp RPC servers ("host:port") whose devices join the load, what `--rpc` lists (moetui.hardware.rpc)
+    rpc_servers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # why: the planner's or tuner's explanation
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ class ErrorKind(StrEnum):
     DRAFT_MISMATCH = "draft_mismatch"  # the draft model's vocabulary is not the target's
     STATE = "state"  # asked of a worker that has no model or is not running
     PROTOCOL = "protocol"  # the worker's reply was missing or incomplete
+    RPC = "rpc"  # an RPC server (another host's backend) is down, refused, busy, or stopped answering
     ERROR = "error"  # any other error the worker reported
     # a tuner probe that was not measured for a reason of its own
     HEADROOM = "headroom"  # it measured, but left less free memory than the margin asks
@@ -39,7 +40,7 @@ class ErrorKind(StrEnum):
 OOM_WORDS = ("out of memory", "failed to allocate", "cudamalloc failed", "unable to allocate")
 # kinds a log's OOM lines do not override: the cause is known and is not memory (a load error's own
 # message is checked instead, where it carries the log's first error line)
-_KNOWN_CAUSE = {ErrorKind.HANG, ErrorKind.STATE, ErrorKind.LOAD, ErrorKind.CONFIG, ErrorKind.DRAFT_MISMATCH,
+_KNOWN_CAUSE = {ErrorKind.RPC, ErrorKind.HANG, ErrorKind.STATE, ErrorKind.LOAD, ErrorKind.CONFIG, ErrorKind.DRAFT_MISMATCH,
                 ErrorKind.CANCELLED}
 
 
@@ -59,6 +60,8 @@ def classify_failure(exc: BaseException | None = None, *, kind: ErrorKind | str 
     if kind is not None:
         known = ErrorKind.parse(kind)
         return ErrorKind.OOM if known not in _KNOWN_CAUSE and _says_oom(log_tail) else known
+    if isinstance(exc, RemoteHostError):
+        return ErrorKind.RPC
     if isinstance(exc, DraftMismatch):
         return ErrorKind.DRAFT_MISMATCH
     if isinstance(exc, ConfigError):
@@ -85,6 +88,10 @@ def first_line(exc: BaseException | str, limit: int | None = None) -> str:
 
 class MoetuiError(Exception):
     """Base class: a problem the user can understand and act on."""
+
+
+class RemoteHostError(MoetuiError):
+    """Another host's backend (an RPC server) cannot be used: down, refusing, busy, or gone mid-run."""
 
 
 class ModelFileError(MoetuiError):

@@ -10,6 +10,7 @@ from moetui.cli.output import gib, print_json, table
 from moetui.hardware.nvidia import capture_nvml
 from moetui.hardware.presets import list_presets, load_rig
 from moetui.paths import atomic_write_json
+from moetui.runtime.rpc_ctypes import probe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bandwidth", action="store_true", help="skip the RAM bandwidth probe (about 0.7 s)")
     parser.add_argument("--rebench", action="store_true", help="re-measure RAM bandwidth instead of using the cached figure")
     parser.add_argument("--rig", metavar="NAME", help="show a reference rig from presets/rigs instead ('list' lists them)")
+    parser.add_argument("--rpc", metavar="HOST:PORT[=CAP],...",
+                        help="also ask these ggml-rpc-servers for their devices and memory (=CAP: the memory cap it runs with)")
     parser.add_argument(
         "--capture-nvml", metavar="FILE",
         help="also record raw NVML values to FILE (the fixture format tests replay; see moetui.hardware.fake_nvml)",
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         rig = load_rig(args.rig)
     else:
         rig = load_rig("auto", measure_bandwidth=not args.no_bandwidth, use_cache=not args.rebench)
+    if args.rpc:
+        rig.remotes = probe(args.rpc)
     if args.json:
         print_json(rig.to_dict())
         return 0
@@ -105,6 +110,9 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
             rows.append(["  repacking", f"OFF: {b.repack_note}"])
     else:
         rows.append(["llama.cpp", "llama-cpp-python not installed"])
+    from moetui.sizing.remote import remote_line
+
+    rows += [["remote", remote_line(r)] for r in rig.remotes]
     out.append(table(rows))
     if b.advice:
         out.append("")

@@ -8,6 +8,7 @@ from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 from moetui.hardware import load_rig
 from moetui.sizing.workload import parse_workload
+from moetui.runtime.rpc_ctypes import probe
 
 # gguf (via model, sizing, tuner): imported inside the functions that need it, to keep start-up fast
 
@@ -25,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="n_ubatch (prompt chunk size; default: the one that pays for itself on the workload)")
     p.add_argument("--workload", default=None, metavar="NAME|P,D,R",
                    help="what a turn looks like: chat (default), long-prompt, decode, or PROMPT,DEPTH,REPLY tokens")
+    p.add_argument("--rpc", metavar="HOST:PORT[=CAP],...", help="plan across this host and these ggml-rpc-servers (asked for their memory)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--ctx must be positive")
     model = load_model(args.model)
     rig = load_rig(args.rig)
+    if args.rpc:
+        rig.remotes = probe(args.rpc)
     if args.ubatch is not None and args.ubatch <= 0:
         raise ConfigError("--ubatch must be positive")
     o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch,

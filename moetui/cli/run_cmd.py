@@ -14,6 +14,7 @@ from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunC
 from moetui.errors import ConfigError, ModelFileError
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
+from moetui.hardware.rpc import parse_endpoints
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("-lm", "--load-mode", choices=LOAD_MODES, dest="load_mode")
     g.add_argument("-mg", "--main-gpu", type=int, dest="main_gpu")
     g.add_argument("-ts", "--tensor-split", dest="tensor_split", help="e.g. 3,1")
+    g.add_argument("--rpc", metavar="HOST:PORT,...", help="llama.cpp RPC servers whose devices join the load (see moetui rpc-server)")
     g.add_argument("--seed", type=int)
     g.add_argument("-ot", "--override-tensor", action="append", dest="ot", metavar="PATTERN=DEV",
                    help="tensor buffer override (repeatable; comma-separated lists too)")
@@ -103,6 +105,8 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
             if v is not None:
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
+    if getattr(args, "rpc", None):
+        changes["rpc_servers"] = [e.address for e in parse_endpoints(args.rpc)]
     return cfg.replace(**changes)
 
 

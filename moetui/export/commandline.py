@@ -154,8 +154,24 @@ def _repack(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     return []
 
 
+def _rpc(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    """`--rpc host:port,...`, first: llama.cpp registers the servers' devices while parsing it, and the
+    `-ot` that follows may name their buffers (RPC0[host:port])."""
+    if not cfg.rpc_servers:
+        return []
+    flag = flags.first("--rpc", "-rpc")
+    if flag is None and not flags.help_text:  # the vendored table: the flag exists in builds with RPC
+        flag = "--rpc"
+        diffs.append("--rpc needs llama.cpp built with -DGGML_RPC=ON (moetui rpc-server builds one)")
+    if flag is None:
+        diffs.append(f"this {flags.tool} was built without RPC (-DGGML_RPC=ON): the servers "
+                     f"{','.join(cfg.rpc_servers)} and the layers placed on them are left out")
+        return []
+    return [flag, ",".join(cfg.rpc_servers)]
+
+
 def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
-    argv = ["-m", cfg.model_path, "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
+    argv = ["-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement(cfg.overrides, flags, ",", diffs)
     argv += _split(cfg, flags, ",")
     argv += _flash_attn(cfg.flash_attn, flags, diffs)
@@ -250,7 +266,7 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
     """llama-bench: `,` separates test values, so several -ot overrides are joined with `;` and a tensor
     split with `/`. It sizes its context to the test itself (-p/-n), and runs no draft model."""
     diffs: list[str] = []
-    argv = [flags.binary, "-m", cfg.model_path, "-ngl", _ngl(cfg.n_gpu_layers, flags)]
+    argv = [flags.binary, "-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement(cfg.overrides, flags, ";", diffs)
     argv += _split(cfg, flags, "/")
     argv += _flash_attn(cfg.flash_attn, flags, diffs)

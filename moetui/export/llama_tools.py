@@ -32,6 +32,9 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )
+# A variant is a second build beside the plain one, with its own folder and extra cmake flags:
+# "rpc" adds llama.cpp's RPC backend (ggml-rpc-server, and --rpc in llama-server/-cli/-bench).
+VARIANT_FLAGS: dict[str, tuple[str, ...]] = {"": (), "rpc": ("-DGGML_RPC=ON",)}
 
 
 class LlamaToolsError(MoetuiError):
@@ -45,19 +48,20 @@ def installed_llama_cpp_python_version() -> str:
         raise LlamaToolsError("llama-cpp-python is not installed: cannot tell which llama.cpp to build") from None
 
 
-def tools_dir(version: str | None = None) -> Path:
+def tools_dir(version: str | None = None, variant: str = "") -> Path:
+    suffix = f"-{variant}" if variant else ""
     env = os.environ.get("MOETUI_LLAMA_TOOLS_DIR")
     if env:
-        return Path(env)
-    return Path.home() / ".cache" / "moetui" / f"llama-tools-{version or installed_llama_cpp_python_version()}"
+        return Path(env + suffix)
+    return Path.home() / ".cache" / "moetui" / f"llama-tools-{version or installed_llama_cpp_python_version()}{suffix}"
 
 
-def bin_dir(version: str | None = None) -> Path:
-    return tools_dir(version) / "build" / "bin"
+def bin_dir(version: str | None = None, variant: str = "") -> Path:
+    return tools_dir(version, variant) / "build" / "bin"
 
 
-def missing_targets(targets: Iterable[str], version: str | None = None) -> list[str]:
-    bdir = bin_dir(version)
+def missing_targets(targets: Iterable[str], version: str | None = None, variant: str = "") -> list[str]:
+    bdir = bin_dir(version, variant)
     return [t for t in targets if not os.access(bdir / t, os.X_OK)]
 
 
@@ -110,20 +114,23 @@ def llama_source(version: str, root: Path, log_path: Path, out: TextIO | None = 
 
 
 def ensure_llama_tools(targets: Iterable[str] = DEFAULT_TARGETS, version: str | None = None,
-                       jobs: int | None = None, out: TextIO | None = sys.stderr) -> Path:
+                       jobs: int | None = None, out: TextIO | None = sys.stderr, variant: str = "") -> Path:
     """The folder holding the llama.cpp binaries `targets` (e.g. "llama-server", "llama-bench"), building
-    them first if they are not cached. Raises LlamaToolsError when they cannot be built."""
+    them first if they are not cached. `variant`: a key of VARIANT_FLAGS ("rpc": with the RPC backend).
+    Raises LlamaToolsError when they cannot be built."""
     targets = list(targets)
     version = version or installed_llama_cpp_python_version()
-    root = tools_dir(version)
-    if not missing_targets(targets, version):
-        return bin_dir(version)
+    if variant not in VARIANT_FLAGS:
+        raise LlamaToolsError(f"unknown llama.cpp tools variant {variant!r} (one of {', '.join(map(repr, VARIANT_FLAGS))})")
+    root = tools_dir(version, variant)
+    if not missing_targets(targets, version, variant):
+        return bin_dir(version, variant)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building: wait for it, then recheck
-        todo = missing_targets(targets, version)
+        todo = missing_targets(targets, version, variant)
         if not todo:
-            return bin_dir(version)
+            return bin_dir(version, variant)
         log_path = root / "build.log"
         src = llama_source(version, root, log_path, out)
         build = root / "build"
@@ -131,16 +138,17 @@ def ensure_llama_tools(targets: Iterable[str] = DEFAULT_TARGETS, version: str | 
         t0 = time.monotonic()
         if not (build / "CMakeCache.txt").is_file():
             _log(out, f"configuring llama.cpp ({src}) in {build}")
-            _run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS], log_path, "cmake configure")
+            _run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS, *VARIANT_FLAGS[variant]], log_path,
+                 "cmake configure")
         _log(out, f"building {' '.join(todo)} with -j{jobs} (several minutes the first time; log: {log_path})")
         _run(["cmake", "--build", str(build), f"-j{jobs}", "--target", *todo], log_path, "cmake build")
         elapsed = time.monotonic() - t0
-        still = missing_targets(targets, version)
+        still = missing_targets(targets, version, variant)
         if still:
-            raise LlamaToolsError(f"the build finished but {', '.join(still)} is missing from {bin_dir(version)}")
+            raise LlamaToolsError(f"the build finished but {', '.join(still)} is missing from {bin_dir(version, variant)}")
         (root / "build-time.txt").write_text(f"{' '.join(todo)} jobs={jobs} seconds={elapsed:.0f}\n")
         _log(out, f"built {' '.join(todo)} in {elapsed:.0f} s")
-    return bin_dir(version)
+    return bin_dir(version, variant)
 
 
 if __name__ == "__main__":  # python -m moetui.export.llama_tools [TARGET ...]

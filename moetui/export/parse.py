@@ -27,7 +27,7 @@ _ALIASES = {
 }
 _VALUED = {"-m", "-c", "-ngl", "-ot", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb", "-b",
            "-ub", "-lm", "-s", "-np", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
-           "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port"}
+           "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port", "--rpc"}
 _SWITCHES = {"--swa-full", "--no-mmap", "--mlock", "-v", "--verbose", "-nr"}
 
 
@@ -85,6 +85,8 @@ def parse_server_argv(argv: list[str], notes: list[str] | None = None) -> RunCon
                 kw[name] = vals[flag]
         if "-ts" in vals:
             kw["tensor_split"] = [float(x) for x in vals["-ts"].replace("/", ",").split(",") if x]
+        if "--rpc" in vals:
+            kw["rpc_servers"] = [x for x in vals["--rpc"].split(",") if x]
         overrides: list[TensorOverride] = []
         if "-ncmoe" in vals:
             overrides += cpu_expert_overrides({i: ALL_PARTS for i in range(int(vals["-ncmoe"]))})

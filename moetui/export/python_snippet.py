@@ -93,6 +93,9 @@ def python_snippet(cfg: RunConfig, prompt: str = "Hello", max_tokens: int = 32) 
     d = cfg.draft
     if d is not None and d.n_ctx is not None:
         diffs.append(f"draft n_ctx {d.n_ctx} used for the draft Llama")
+    if cfg.rpc_servers:
+        diffs.append(f"the RPC servers {','.join(cfg.rpc_servers)} are not registered by this script, so the layers "
+                     "-ngl/-ts place on them land elsewhere: use the llama-server line or `moetui run --rpc`")
     head = [f"# moetui export for {_target_line()}"]
     head += [f"# differs: {x}" for x in diffs]
     head += [f"# warning: {w}" for w in _path_warnings(cfg)]

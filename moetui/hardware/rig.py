@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from moetui.hardware.rpc import RemoteDevice
+
 SCHEMA_VERSION = 1
 
 
@@ -147,6 +149,7 @@ class Rig:
     notes: str | None = None  # presets: where the figures come from
     warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    remotes: list[RemoteDevice] = field(default_factory=list)  # devices of RPC servers (detect --rpc)
 
     # ---- convenience for the sizing core --------------------------------------------------
     @property
@@ -186,6 +189,7 @@ class Rig:
         rig.build = build
         rig.bandwidth_probe = _build(BandwidthResult, probe) if probe else None
         rig.warnings = list(rig.warnings or [])
+        rig.remotes = [_build(RemoteDevice, r) for r in d.get("remotes") or []]
         return rig
 
 

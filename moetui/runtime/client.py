@@ -37,6 +37,7 @@ from moetui.errors import (ConfigError, DraftMismatch, ErrorKind, ModelFileError
 from moetui.paths import cache_dir
 from moetui.runtime.bench import BenchResult
 from moetui.runtime.stats import BufferSizes, LiveStats
+from moetui.hardware.rpc import dead_server_message
 
 LOG_TAIL_LINES = 40
 KEEP_LOGS = 20
@@ -350,6 +351,8 @@ class ModelWorker:
                 message = f"the model worker exited unexpectedly (code {rc})"
         if classify_failure(kind=kind, log_tail=tail) == ErrorKind.OOM:
             kind, message = ErrorKind.OOM, message + ": out of memory"
+        if self.config is not None and self.config.rpc_servers:  # name the RPC server that went away
+            kind, message = dead_server_message(self.config.rpc_servers, message) or (kind, message)
         return WorkerError(f"{message}; log: {self.log_path}", log_tail=tail, kind=kind)
 
     def _error_from(self, ev: dict[str, Any]) -> MoetuiError:

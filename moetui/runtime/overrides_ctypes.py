@@ -38,6 +38,22 @@ class BuftOverride(ctypes.Structure):
 _ggml_lib: ctypes.CDLL | None = None
 
 
+def loaded_library(stem: str) -> str:
+    """The file of `stem` (e.g. "libggml") that this process has mapped. The wheel ships libggml.so,
+    libggml.so.0 and libggml.so.0.x as three copies, not links, and libllama loads the .so.0 one: opening
+    libggml.so would give a second ggml with its own device registry, where registered RPC servers are
+    invisible to model loads."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1] if "/" in line else ""
+                if os.path.basename(path).startswith(stem + ".so"):
+                    return path
+    except OSError:
+        pass  # no /proc (macOS): the dynamic linker resolves by the same name libllama asked for
+    return os.path.join(llama_lib_dir(), stem + ".so")
+
+
 def ggml() -> ctypes.CDLL:
     """The libggml that llama-cpp-python loaded (same file, so the same device registry)."""
     global _ggml_lib
@@ -46,9 +62,8 @@ def ggml() -> ctypes.CDLL:
         # library and its device registry; heavy, so only the worker process does this
         importlib.import_module("llama_cpp")
 
-        libdir = llama_lib_dir()
-        lib = ctypes.CDLL(os.path.join(libdir, "libggml.so"))
-        base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"))
+        lib = ctypes.CDLL(loaded_library("libggml"))
+        base = ctypes.CDLL(loaded_library("libggml-base"))
         lib.ggml_backend_dev_count.restype = ctypes.c_size_t
         lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
         lib.ggml_backend_dev_get.restype = ctypes.c_void_p

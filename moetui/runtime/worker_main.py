@@ -33,6 +33,7 @@ from moetui.runtime.bench import measure
 from moetui.runtime.completion_guard import TokenBudget
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, load_hooks
 from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
+from moetui.runtime.rpc_ctypes import register_servers
 
 STATS_PERIOD_S = 0.4
 
@@ -178,6 +179,8 @@ class Worker:
         repack = cfg.repack and repack_safe().safe
 
         t0 = time.perf_counter()
+        if cfg.rpc_servers:  # register the RPC servers' devices first: -ts counts them, -ot may name them
+            register_servers(",".join(cfg.rpc_servers))
         self.counting = CountingDraft(None) if cfg.draft else None  # the inner draft is set below
         arr = build_override_array(cfg.overrides)
         self.keep_alive.append(arr)

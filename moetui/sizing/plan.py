@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from moetui.config import LOAD_MODES, DraftConfig, RunConfig
 from moetui.errors import ConfigError, DoesNotFit
@@ -11,19 +10,20 @@ from moetui.hardware.rig import Rig
 from moetui.model.info import KV_CACHE_TYPES, ModelInfo
 from moetui.sizing import explain
 from moetui.sizing.context import DEFAULT_TARGET_CTX, choose_context, largest_fitting
-from moetui.sizing.memory import GIB, MemoryBreakdown, compute_buffer_bytes, kv_cache_bytes
+from moetui.sizing.memory import MemoryBreakdown, compute_buffer_bytes, kv_cache_bytes
 from moetui.sizing.overrides import cpu_expert_overrides, n_cpu_moe_equivalent
 from moetui.sizing.placement import (
-    Assignment, MemorySettings, SearchResult, cpu_expert_map, experts_on_cpu_fraction, gpu_device_name,
+    MemorySettings, SearchResult, cpu_expert_map, experts_on_cpu_fraction, gpu_device_name,
     hops_per_token, place, tensor_placement,
 )
-from moetui.sizing.speed import EfficiencyFactors, SpeedPrediction, predict
+from moetui.sizing.speed import predict
 from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload
+from moetui.sizing.plan_types import (  # noqa: F401  (re-exported: the plan's types live there)
+    DEFAULT_RAM_RESERVE, DEFAULT_VRAM_MARGIN, FALLBACK_GPU_BW_GBS, FALLBACK_RAM_BW_GBS, LayerSummary, Plan,
+    PlanOptions, math_threads, ram_budget,
+)
+from moetui.sizing.remote import plan_across_hosts
 
-DEFAULT_VRAM_MARGIN = GIB // 2  # headroom for the desktop, fragmentation, other processes
-DEFAULT_RAM_RESERVE = 2 * GIB  # what the OS and other programs keep
-FALLBACK_RAM_BW_GBS = 20.0  # a rig without any RAM bandwidth figure (never for presets: they must have one)
-FALLBACK_GPU_BW_GBS = 300.0
 # ubatch sizes the plan weighs against each other for the workload (llama.cpp's default is 512)
 UBATCH_CANDIDATES = (512, 1024, 2048, 4096)
 # a larger ubatch must save this share of the turn to be worth its compute-buffer VRAM
@@ -31,84 +31,6 @@ UBATCH_MIN_GAIN = 0.03
 # pinned host memory cannot be swapped or reclaimed: pin RAM-resident weights only while they leave
 # this share of the machine's RAM to everything else
 PINNED_MAX_SHARE = 0.7
-
-
-@dataclass
-class PlanOptions:
-    n_ctx: int | None = None  # target context (per sequence); None: min(native, 32768)
-    vram_margin_bytes: int = DEFAULT_VRAM_MARGIN
-    ram_reserve_bytes: int = DEFAULT_RAM_RESERVE
-    vram_budget_bytes: int | None = None  # cap the total GPU budget ("what if I had X GB")
-    cache_type: str | None = None  # force K/V type; None: f16, q8_0 when needed for the context
-    n_ubatch: int | None = None  # None: the ubatch that pays for itself on the workload
-    n_batch: int | None = None  # None: max(2048, n_ubatch)
-    workload: Workload | None = None  # what a turn looks like; None: the "chat" workload
-    load_mode: str | None = None  # None: pinned host buffers ("none") for RAM-resident weights on a GPU rig
-    flash_attn: str = "auto"
-    draft: ModelInfo | None = None
-    n_parallel: int = 1
-    swa_full: bool = True  # llama-cpp-python's default
-    efficiency: EfficiencyFactors = field(default_factory=EfficiencyFactors)
-    model_path: str | None = None  # what RunConfig.model_path says; default ModelInfo.path
-
-
-@dataclass
-class LayerSummary:
-    """For the TUI's layer drawing."""
-
-    index: int
-    device: str  # non-expert tensors
-    is_moe: bool
-    experts_gpu: list[str]  # parts on the layer's GPU
-    experts_cpu: list[str]
-
-
-@dataclass
-class Plan:
-    config: RunConfig
-    mode: str  # "cpu_only" | "all_gpu" | "experts_split" | "partial_layers"
-    memory: dict[str, MemoryBreakdown]
-    budgets: dict[str, int]
-    placement: list[tuple[str, str]]
-    layers: list[LayerSummary]
-    decode_tps: float
-    prompt_tps: float
-    n_cpu_moe: int | None  # --n-cpu-moe N when exactly equivalent
-    max_ctx: int | None  # largest context that keeps the non-expert weights on the GPU (or fits RAM)
-    explanation: list[str]
-    speed: SpeedPrediction
-    efficiency: EfficiencyFactors
-    workload: Workload = field(default_factory=lambda: WORKLOADS[DEFAULT_WORKLOAD])
-    turn_seconds: float = 0.0  # predicted seconds for one turn of the workload
-
-    def llama_args(self) -> list[str]:
-        """Placement flags for llama-server/llama-cli: `-ngl` plus `--n-cpu-moe N` or `-ot` overrides."""
-        c = self.config
-        args = ["-ngl", "999" if c.n_gpu_layers < 0 else str(c.n_gpu_layers)]
-        if self.n_cpu_moe:
-            args += ["--n-cpu-moe", str(self.n_cpu_moe)]
-        else:
-            for o in c.overrides:
-                args += ["-ot", o.to_arg()]
-        if c.tensor_split:
-            args += ["-ts", ",".join(f"{x:g}" for x in c.tensor_split)]
-        args += ["-c", str(c.n_ctx), "-fa", c.flash_attn, "-ctk", c.cache_type_k, "-ctv", c.cache_type_v]
-        if (c.n_batch, c.n_ubatch) != (2048, 512):
-            args += ["-b", str(c.n_batch), "-ub", str(c.n_ubatch)]
-        if c.load_mode != "auto":
-            args += ["-lm", c.load_mode]
-        return args
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(), "mode": self.mode,
-            "memory": {d: {**asdict(m), "total": m.total} for d, m in self.memory.items()},
-            "budgets": self.budgets, "placement": [list(p) for p in self.placement],
-            "layers": [asdict(l) for l in self.layers], "decode_tps": self.decode_tps, "prompt_tps": self.prompt_tps,
-            "n_cpu_moe": self.n_cpu_moe, "max_ctx": self.max_ctx, "explanation": self.explanation,
-            "llama_args": self.llama_args(), "efficiency": self.efficiency.to_dict(),
-            "workload": self.workload.to_dict(), "turn_seconds": self.turn_seconds,
-        }
 
 
 # ---- budgets --------------------------------------------------------------------------------------
@@ -139,11 +61,6 @@ def gpu_budgets(rig: Rig, o: PlanOptions) -> tuple[list[str], dict[str, int], li
     return names, budgets, weights, notes
 
 
-def ram_budget(rig: Rig, o: PlanOptions) -> int:
-    avail = rig.memory.available_bytes or rig.memory.total_bytes
-    return max(0, avail - o.ram_reserve_bytes)
-
-
 # ---- the plan -------------------------------------------------------------------------------------
 def _validate(model: ModelInfo, o: PlanOptions) -> None:
     if o.n_ctx is not None and o.n_ctx <= 0:
@@ -167,13 +84,6 @@ def _validate(model: ModelInfo, o: PlanOptions) -> None:
         raise ConfigError(f"{model.path}: no tensors to place")
 
 
-def math_threads(rig: Rig) -> int | None:
-    """llama.cpp's own default thread count (cpu_get_num_math: the physical, performance cores), set
-    explicitly because llama-cpp-python's default is half the logical CPUs, which halves the threads on
-    CPUs without SMT (an H100 host with 16 cores: 8 threads, 30-50% slower decode with experts in RAM)."""
-    n = rig.cpu.performance_cores or rig.cpu.physical_cores
-    return n if n and n > 0 else None
-
 
 def ubatch_candidates(workload: Workload, gpu_offload: bool) -> list[int]:
     """Ubatches worth weighing: on a GPU rig, up to the workload's prompt (a ubatch larger than the prompt
@@ -190,6 +100,11 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
     o = options or PlanOptions()
     _validate(model, o)
     workload = o.workload or WORKLOADS[DEFAULT_WORKLOAD]
+    if rig.remotes:  # RPC servers on other hosts (detect --rpc): moetui.sizing.remote splits across them
+        ub = o.n_ubatch or UBATCH_CANDIDATES[0]
+        p = plan_across_hosts(model, rig, replace(o, n_ubatch=ub, n_batch=o.n_batch or max(2048, ub)), plan)
+        p.workload, p.turn_seconds = workload, workload.turn_seconds(p.prompt_tps, p.decode_tps)
+        return p
     if o.n_ubatch is not None:
         return _plan_at(model, rig, replace(o, n_batch=o.n_batch or max(2048, o.n_ubatch)), workload)
     gpu_offload = bool(rig.gpus) and rig.build.gpu_offload

@@ -20,6 +20,8 @@ from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
 from moetui.ui.widgets.format import gb
 from moetui.ui.widgets.gauge import Gauge
+from rich.markup import escape
+from moetui.sizing.remote import remote_line
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig, Sample
@@ -58,6 +60,8 @@ def rig_details(rig: Rig) -> str:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
         lines.append(f"[yellow]{b.advice}[/yellow]")
+    if rig.remotes:  # RPC servers on other hosts (moetui detect --rpc): plans may place layers there
+        lines += [f"remote {escape(remote_line(r))}" for r in rig.remotes]
     for w in rig.warnings:
         lines.append(f"[dim]! {w}[/dim]")
     if rig.notes:
