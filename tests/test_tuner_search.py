@@ -164,8 +164,8 @@ def test_the_comparison_is_interleaved_so_drift_hits_both_sides():
     search.consider(DEFAULTS.replace(n_batch=4096), {"n_batch": 4096}, "ubatch")
     assert search.decisions[-1].verdict == Verdict.TIE
     a, b = config_key(DEFAULTS), config_key(DEFAULTS.replace(n_batch=4096))
-    # A B B A A B: consecutive turns of one config are one measurement of two repetitions
-    assert [k for k, _ in runner.calls[1:5]] == [a, b, a, b] and [n for _, n in runner.calls[1:5]] == [1, 2, 2, 1]
+    # candidate first, B A A B B A: consecutive turns of one config are one measurement of two repetitions
+    assert [k for k, _ in runner.calls[1:5]] == [b, a, b, a] and [n for _, n in runner.calls[1:5]] == [1, 2, 2, 1]
     assert order(2, 4) == [0, 1, 1, 0, 0, 1, 1, 0]
 
 

@@ -1,5 +1,5 @@
 """A candidate against the config it would replace, measured in the same conditions: interleaved turns
-(A B B A A B ...), so a slow minute on a shared machine hits both alike and a linear drift cancels across
+(B A A B B A ...), so a slow minute on a shared machine hits both alike and a linear drift cancels across
 each mirrored pair of rounds. Rounds grow, one at a time up to a bound, only while the two intervals
 overlap (evidence.judge); a tie keeps the simpler config. Every comparison returns its evidence.
 
@@ -54,7 +54,7 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
     """Measure two running probes side by side until they separate, tie, or the rounds run out. The probes'
     benches receive the figures of this comparison. A failure of the candidate is recorded for the rig (it
     is new); the incumbent's is not unless `record_incumbent` (it ran before: the moment is to blame)."""
-    both = (incumbent, candidate)
+    both = (candidate, incumbent)  # the candidate first: if it fails, no time went into the incumbent
     # where every switch reloads the weights (a GPU holds one copy), each turn measures a block of reps
     per_turn = 1 if runner.cheap_switch(incumbent.config, candidate.config) else MIN_REPS
     first = max(2, math.ceil(MIN_REPS / per_turn))
@@ -79,6 +79,9 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
         return Decision(dimension, objective.name, objective.unit, a, b, rounds, Verdict.FAILED, "incumbent", why)
     if incumbent.status != ProbeStatus.RUNNING:
         keep = "candidate" if b.reps >= MIN_REPS else "incumbent"
+        if keep == "incumbent":  # not the candidate's fault: it is not remembered as failed
+            candidate.status, candidate.error_kind = ProbeStatus.SKIPPED, "interrupted"
+            candidate.error = f"not compared: the incumbent failed ({incumbent.error})"
         return Decision(dimension, objective.name, objective.unit, a, b, rounds,
                         Verdict.BETTER if keep == "candidate" else Verdict.TIE, keep,
                         f"the incumbent failed in this comparison ({incumbent.error})")

@@ -267,14 +267,14 @@ class Tuner:
         d = duel(_NoBudget(runner), a, b, runner.objective, dimension="final", max_rounds=o.max_rounds,
                  candidate_simpler=search.complexity(start.config) < search.complexity(best.config))
         search.decisions.append(d)
-        kept = b if d.kept == "candidate" else a
-        if kept.status == ProbeStatus.RUNNING:
+        runner.close(a, announce=False)
+        runner.close(b, announce=False)
+        kept = b if d.kept == "candidate" or not a.ok else a
+        if kept.ok:
             search.incumbent = runner.best = kept
-        runner.close(a)
-        runner.close(b)
+        for p in (a, b):
+            runner.announce(p)
         runner.emit(ProbesCompared(d))
-        if not a.ok and b.ok:
-            search.incumbent = runner.best = b
         return b if b.ok else None
 
     def _final_cost(self, best: Probe, start: Probe) -> float:

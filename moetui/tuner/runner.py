@@ -220,8 +220,9 @@ class ProbeRunner:
             probe.seconds = (probe.seconds or 0.0) + time.monotonic() - t0
         return probe.status == ProbeStatus.RUNNING
 
-    def close(self, probe: Probe) -> None:
-        """Finish a probe: ok with its score and seconds per turn, or as it failed; ProbeFinished."""
+    def close(self, probe: Probe, announce: bool = True) -> None:
+        """Finish a probe: ok with its score and seconds per turn, or as it failed; ProbeFinished (now,
+        or by announce() once the caller knows the best)."""
         if probe.status == ProbeStatus.RUNNING:
             if probe.bench is not None and probe.bench.tg_tok_s and probe.bench.pp_tok_s:
                 probe.status = ProbeStatus.OK
@@ -230,6 +231,10 @@ class ProbeRunner:
             else:
                 probe.status, probe.error_kind = ProbeStatus.FAILED, "protocol"
                 probe.error = "the measurement returned no figures"
+        if announce:
+            self.announce(probe)
+
+    def announce(self, probe: Probe) -> None:
         self.emit(ProbeFinished(probe, self.best, self.n_done(), self.eta(), self.elapsed()))
 
     def measure(self, config: RunConfig, changes: dict[str, Any], role: ProbeRole = ProbeRole.SEARCH,
