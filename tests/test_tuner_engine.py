@@ -14,6 +14,7 @@ import pytest
 
 from moetui.config import RunConfig
 from moetui.hardware import detect_rig
+from moetui.sizing.workload import WORKLOADS
 from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
 from moetui.tuner import (
     ProbeFinished,
@@ -253,6 +254,13 @@ def test_a_saved_profile_is_reused_only_at_its_context_or_below(tiny_moe, rig, t
     again = tune(str(tiny_moe), rig, opts(n_ctx=512), store=store)
     assert again.from_cache and again.best.config.n_ctx == 1024
     assert not tune(str(tiny_moe), rig, opts(n_ctx=512, objective="prefill"), store=store).from_cache
+    # a profile tuned for another workload is tuned again, and the tune says why
+    events.clear()
+    other = tune(str(tiny_moe), rig, opts(n_ctx=512, objective="prefill", workload=WORKLOADS["decode"]), store=store,
+                 on_event=events.append)
+    assert not other.from_cache and other.workload == WORKLOADS["decode"]
+    assert any(isinstance(e, TuneProgress) and "tuned for chat: 2,048 new prompt tokens" in e.message
+               and "not decode" in e.message for e in events)
 
 
 def test_a_larger_vram_margin_is_tuned_again(tiny_moe, tmp_path):
