@@ -145,13 +145,13 @@ def test_repetitions_grow_only_while_the_intervals_overlap():
     s1 = Search(clear, _space(["flash_attn"], max_rounds=12))
     _start(s1, DEFAULTS)
     s1.run()
-    assert s1.decisions[0].verdict == Verdict.BETTER and s1.decisions[0].rounds == 3  # separated at once
+    assert s1.decisions[0].verdict == Verdict.BETTER and s1.decisions[0].rounds == 4  # separated at once (four a side first)
     close = FakeRunner(lambda c: (1000.0, 41.0 if c.flash_attn == "on" else 40.0), noise=0.05, seed=3)
     s2 = Search(close, _space(["flash_attn"], max_rounds=12))
     _start(s2, DEFAULTS)
     s2.run()
     d = s2.decisions[0]
-    assert d.rounds > 3  # overlapping: more rounds ...
+    assert d.rounds > 4  # overlapping: more rounds ...
     assert d.rounds <= 12 and d.candidate.reps == d.rounds and d.incumbent.reps == d.rounds  # ... bounded
 
 
@@ -164,8 +164,8 @@ def test_the_comparison_is_interleaved_so_drift_hits_both_sides():
     search.consider(DEFAULTS.replace(n_batch=4096), {"n_batch": 4096}, "ubatch")
     assert search.decisions[-1].verdict == Verdict.TIE
     a, b = config_key(DEFAULTS), config_key(DEFAULTS.replace(n_batch=4096))
-    # candidate first, B A A B B A: consecutive turns of one config are one measurement of two repetitions
-    assert [k for k, _ in runner.calls[1:5]] == [b, a, b, a] and [n for _, n in runner.calls[1:5]] == [1, 2, 2, 1]
+    # candidate first, B A A B B A A B: consecutive turns of one config are one measurement of two repetitions
+    assert [k for k, _ in runner.calls[1:6]] == [b, a, b, a, b] and [n for _, n in runner.calls[1:6]] == [1, 2, 2, 2, 1]
     assert order(2, 4) == [0, 1, 1, 0, 0, 1, 1, 0]
 
 
@@ -206,9 +206,13 @@ def test_the_order_of_dimensions_follows_the_workload():
 
 
 def test_the_rule_on_made_up_figures():
-    a = Side.of(0, "a", [10.0, 10.1, 9.9])
-    assert judge(a, Side.of(1, "b", [8.0, 8.1, 7.9]), lower_is_better=True, last_round=False) == Verdict.BETTER
-    assert judge(a, Side.of(1, "b", [8.0, 8.1, 7.9]), lower_is_better=False, last_round=False) == Verdict.WORSE
+    a = Side.of(0, "a", [10.0, 10.1, 9.9, 10.05])
+    assert judge(a, Side.of(1, "b", [8.0, 8.1, 7.9, 8.05]), lower_is_better=True, last_round=False) == Verdict.BETTER
+    assert judge(a, Side.of(1, "b", [8.0, 8.1, 7.9, 8.05]), lower_is_better=False, last_round=False) == Verdict.WORSE
+    # one stalled repetition among nine is ignored; among four it widens the interval
+    stalled = Side.of(1, "b", [8.0, 8.1, 7.9, 8.05, 8.0, 7.95, 8.1, 8.0, 30.0])
+    assert stalled.high < 9 and Side.of(1, "b", [8.0, 8.1, 7.9, 30.0]).high == 30.0
+    assert judge(a, stalled, lower_is_better=True, last_round=False) == Verdict.BETTER
     wide = Side.of(1, "b", [9.0, 10.5, 11.0])
     assert judge(a, wide, lower_is_better=True, last_round=False) is None  # overlapping: measure more
     assert judge(a, wide, lower_is_better=True, last_round=True) == Verdict.TIE
@@ -231,5 +235,5 @@ def test_over_many_seeds_noise_rarely_decides_and_a_real_gain_usually_does():
         return out
 
     same = verdicts(1.0, 0.03)
-    assert sum(v != Verdict.TIE for v in same) <= 3  # ~1% in a 400-seed run
+    assert sum(v != Verdict.TIE for v in same) <= 5  # ~5% in a 300-seed run, each by less than the noise
     assert verdicts(1.10, 0.02).count(Verdict.BETTER) >= 57

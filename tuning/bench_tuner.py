@@ -80,7 +80,7 @@ def grid_configs(tuner: Tuner, start: RunConfig, n_prompt: int) -> list[tuple[Ru
     cores = max(1, rig.cpu.physical_cores or 1)
     logical = max(cores, rig.cpu.logical_cores or cores)
     threads = sorted({t for t in (cores, max(1, cores // 2), logical, cores - 1, 1 if cores <= 4 else cores // 4) if t >= 1})
-    ubs = sorted({start.n_ubatch, max(u for u in UBATCHES if u <= n_prompt)})
+    ubs = sorted({start.n_ubatch, max((u for u in UBATCHES if u <= n_prompt), default=start.n_ubatch)})
     modes = ("auto", "none", "mmap+mlock") if tuner.mlock_possible() else ("auto", "none")
     repacks = (True, False) if start.repack else (False,)
     out = []

@@ -16,6 +16,8 @@ from typing import Protocol
 from moetui.config import RunConfig
 from moetui.tuner.evidence import Decision, Side, Verdict, judge
 from moetui.tuner.options import MIN_REPS
+
+FIRST_REPS = 4
 from moetui.tuner.probe import Probe, ProbeStatus
 from moetui.tuner.scoring import Objective
 
@@ -57,7 +59,8 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
     both = (candidate, incumbent)  # the candidate first: if it fails, no time went into the incumbent
     # where every switch reloads the weights (a GPU holds one copy), each turn measures a block of reps
     per_turn = 1 if runner.cheap_switch(incumbent.config, candidate.config) else MIN_REPS
-    first = max(2, math.ceil(MIN_REPS / per_turn))
+    # four figures a side before a verdict: with three, disjoint ranges happen by chance one time in ten
+    first = max(2, math.ceil(FIRST_REPS / per_turn))
     most = max(first, math.ceil(max_rounds / per_turn))
     rounds, verdict = 0, None
     while verdict is None:

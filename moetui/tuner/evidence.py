@@ -1,25 +1,21 @@
 """What one comparison saw and decided: both sides' medians, spreads and repetitions, the verdict and why.
 
-The rule (pure, so tests can drive it with made-up figures): each side's interval is its median +- t robust
-standard errors (with a floor for a spread of zero). Disjoint intervals decide, if the gap is worth a change
+The rule (pure, so tests can drive it with made-up figures): each side's interval is a distribution-free one
+for its median (order statistics, median_interval; with a small floor). Disjoint intervals decide, if the gap is worth a change
 (MIN_GAIN); overlapping ones ask for another round, unless both lie inside the MIN_GAIN band around each
 other (a tie more rounds cannot break) or the rounds are spent (a tie). A tie keeps the simpler config.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from moetui.tuner.scoring import robust_spread
 
-# interval half-width in standard errors of the median: Student's t (two-sided 95%) for n - 1 degrees of
-# freedom, since three to eight figures are all a comparison has (two disjoint 95% intervals are a
-# stricter test than 95%: it may look again after every round and still rarely errs)
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
-Z_LARGE = 2.0
+
 TIE_SPAN = 0.02  # both intervals inside a band this wide (relative): more rounds cannot make it a change
 MIN_GAIN = 0.01  # a gain under 1% is never worth a change, however tight the spread
 FLOOR = 0.002  # the least half-width, relative: three equal figures do not make a certainty
@@ -37,9 +33,7 @@ class Side:
     index: int  # the probe's index (-1 for the incumbent's re-measurement, which is no probe of its own)
     label: str
     median: float | None
-    # standard deviation of the samples: not the MAD, which on three to eight figures too often comes out
-    # near zero and turns noise into a verdict; a stalled repetition widens the interval (more rounds)
-    spread: float
+    spread: float  # robust standard deviation of the samples (scoring.robust_spread), for reading
     reps: int
     low: float | None  # the interval
     high: float | None
@@ -48,10 +42,21 @@ class Side:
     def of(cls, index: int, label: str, xs: list[float]) -> Side:
         if not xs:
             return cls(index, label, None, 0.0, 0, None, None)
-        med, sd = statistics.median(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-        z = _T95.get(len(xs) - 1, Z_LARGE)
-        half = max(z * 1.253 * sd / math.sqrt(len(xs)), FLOOR * abs(med))  # 1.253: the median's standard error
-        return cls(index, label, med, sd, len(xs), med - half, med + half)
+        med = statistics.median(xs)
+        low, high = median_interval(xs)
+        floor = FLOOR * abs(med)
+        return cls(index, label, med, robust_spread(xs), len(xs), min(low, med - floor), max(high, med + floor))
+
+
+def median_interval(xs: list[float]) -> tuple[float, float]:
+    """A distribution-free interval for the median: the k-th smallest and k-th largest figure, k growing
+    with n (1 up to six figures, 2 up to nine, then n // 4). A stalled repetition (another process took
+    the cores) only widens it while there are few figures, and is ignored once there are enough; no
+    normal-noise assumption, which one stall breaks."""
+    ys = sorted(xs)
+    n = len(ys)
+    k = 1 if n <= 6 else (2 if n <= 9 else n // 4)
+    return ys[k - 1], ys[n - k]
 
 
 def judge(incumbent: Side, candidate: Side, lower_is_better: bool, last_round: bool) -> Verdict | None:
