@@ -30,7 +30,8 @@ def test_tune_json_then_the_saved_profile_at_once(tiny_moe, tmp_path):
                "--save-config", str(tmp_path / "best.json"), *QUICK)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert d["from_cache"] is False and d["objective"] == "decode" and len(d["probes"]) == 2
+    assert d["from_cache"] is False and d["objective"] == "turn" and len(d["probes"]) == 2
+    assert d["workload"]["name"] == "chat" and d["probes"][d["best"]]["turn_s"] > 0
     best = d["probes"][d["best"]]
     assert best["status"] == "ok" and best["bench"]["tg_median"] > 0
     assert json.loads((tmp_path / "best.json").read_text()) == best["config"]  # ready for `moetui run --config`
@@ -40,6 +41,8 @@ def test_tune_json_then_the_saved_profile_at_once(tiny_moe, tmp_path):
     assert r2.returncode == 0, r2.stderr
     assert time.monotonic() - start < 20  # no probing: the saved profile
     assert "saved profile" in r2.stdout and "run it: moetui run" in r2.stdout and "status" in r2.stdout
+    # seconds per turn beside prompt and decode speed, for the winner and for llama.cpp's defaults
+    assert "s/turn, pp" in r2.stdout and "best for turn for chat: 2,048 new prompt tokens" in r2.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny_moe, tmp_path):
@@ -47,7 +50,8 @@ def test_bad_input_is_one_line_and_exit_2(tiny_moe, tmp_path):
                         (["tune", str(tiny_moe), "--dimensions", "warp"], "unknown tuning dimension"),
                         (["tune", str(tiny_moe), "--budget", "0"], "budget must be positive"),
                         (["tune", str(tiny_moe), "-r", "2"], "reps must be >= 3"),
-                        (["tune", str(tiny_moe), "--rig", "rtx-4090"], "--rig must be 'auto'")):
+                        (["tune", str(tiny_moe), "--rig", "rtx-4090"], "--rig must be 'auto'"),
+                        (["tune", str(tiny_moe), "--workload", "lunch"], "unknown workload 'lunch'")):
         r = moetui(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert words in r.stderr and "Traceback" not in r.stderr

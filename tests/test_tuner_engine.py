@@ -14,6 +14,7 @@ import pytest
 
 from moetui.config import RunConfig
 from moetui.hardware import detect_rig
+from moetui.sizing.workload import WORKLOADS
 from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
 from moetui.tuner import (
     ProbeFinished,
@@ -26,11 +27,12 @@ from moetui.tuner import (
     latest_config,
     tune,
 )
-from moetui.tuner import final
-from moetui.tuner.engine import _load_key
 from moetui.tuner.placement_axis import PlacementAxis
+from moetui.tuner.probe import ProbeRole
+from moetui.tuner.runner import load_key
+from moetui.tuner.search import Search
 
-FAST = {"n_prompt": 64, "n_gen": 16, "reps": 3, "budget_s": 90.0}
+FAST = {"n_prompt": 64, "n_gen": 16, "reps": 3, "budget_s": 90.0, "max_rounds": 4}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +68,14 @@ def test_tune_measures_the_plan_and_candidates(tuned):
         assert len(p.bench.tg_tok_s) >= 3 and len(p.bench.pp_tok_s) >= 3
         # objective "balanced": tokens per second over one request of n_prompt + n_gen tokens
         assert p.score == pytest.approx(272 / (256 / p.bench.pp_median + 16 / p.bench.tg_median))
-    # thread counts were probed, and changed without reloading the model
+    # thread counts were probed, each side by side with the incumbent, without reloading the model
     threads = [p for p in result.probes if "n_threads" in p.changes and p.role == "search"]
-    # (one right after a probe of another load -- the defaults may load differently -- must reload)
-    assert threads and all(p.reloaded == (_load_key(result.probes[p.index - 1].config) != _load_key(p.config))
-                           for p in threads)
+    assert threads and not any(p.reloaded for p in threads
+                               if load_key(p.config) == load_key(result.plan_probe.config))
+    # every comparison left its evidence: both sides' medians, spreads and repetitions
+    compared = [d for d in result.decisions if d.dimension == "threads"]
+    assert compared and all(d.incumbent.reps >= 3 and d.candidate.reps >= 3 and d.unit == "tok/s" for d in compared)
+    assert {d.candidate.index for d in compared} <= {p.index for p in threads}
     assert {p.config.n_threads for p in threads} >= {1}
     # ubatches below the measured prompt length (256) were tried; the winner's is among them or the plan's
     assert {p.config.n_ubatch for p in result.probes if "n_ubatch" in p.changes} <= {128, 256}
@@ -114,7 +119,7 @@ def test_a_failed_config_is_recorded_and_never_tried_again(tiny_moe, rig, tmp_pa
     start = time.monotonic()
     p2 = t2.measure(bad.replace(notes=["same config, other notes"]), {})
     assert p2.status == "skipped" and p2.error_kind == "failed_before"
-    assert time.monotonic() - start < 1.0 and t2._worker is None  # no worker was started for it
+    assert time.monotonic() - start < 1.0 and t2.runner._worker is None  # no worker was started for it
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -249,6 +254,13 @@ def test_a_saved_profile_is_reused_only_at_its_context_or_below(tiny_moe, rig, t
     again = tune(str(tiny_moe), rig, opts(n_ctx=512), store=store)
     assert again.from_cache and again.best.config.n_ctx == 1024
     assert not tune(str(tiny_moe), rig, opts(n_ctx=512, objective="prefill"), store=store).from_cache
+    # a profile tuned for another workload is tuned again, and the tune says why
+    events.clear()
+    other = tune(str(tiny_moe), rig, opts(n_ctx=512, objective="prefill", workload=WORKLOADS["decode"]), store=store,
+                 on_event=events.append)
+    assert not other.from_cache and other.workload == WORKLOADS["decode"]
+    assert any(isinstance(e, TuneProgress) and "tuned for chat: 2,048 new prompt tokens" in e.message
+               and "not decode" in e.message for e in events)
 
 
 def test_a_larger_vram_margin_is_tuned_again(tiny_moe, tmp_path):
@@ -272,30 +284,26 @@ def test_load_modes_include_mlock_and_the_winner_is_measured_beside_the_start(ti
     modes = {p.config.load_mode for p in result.probes if p.role == "search" and p.ok}
     assert "none" in modes
     # root (as here and in CI) may lock, and RAM holds the tiny model many times over
-    assert tuner._mlock_possible() and "mmap+mlock" in modes
+    assert tuner.mlock_possible() and "mmap+mlock" in modes
     finals = [p for p in result.probes if p.role == "final"]
-    keys = {tuner._probe_key(p) for p in finals}
-    # the start took part: llama.cpp's defaults where they ran (they may differ from the plan), else the plan
+    key = tuner.runner.key
+    # the start: llama.cpp's defaults where they ran (they may differ from the plan), else the plan
     defaults = [p for p in result.probes if p.role == "baseline" and p.ok]
     start = defaults[0] if defaults else result.plan_probe
-    if not finals:
-        # nothing to measure side by side: the search's winner is the start itself and no other probe's
-        # spread reached it (final.contenders) -- the answer cannot be slower than where the tune began
-        assert tuner._probe_key(result.best) == tuner._probe_key(start)
-        others = [p for p in result.probes if p.ok and p.role in final.COMPARABLE_ROLES and p.score is not None
-                  and tuner._probe_key(p) != tuner._probe_key(start)]
-        runner_up = max(others, key=lambda p: p.score)
-        assert not tuner._not_worse(runner_up, result.best)
-        assert result.stopped == "converged"
+    if not finals:  # nothing beat the start beyond the noise: the answer is the start itself
+        assert key(result.best.config) == key(start.config)
+        assert result.stopped in ("converged", "budget")  # (a machine shared with other work may spend it)
         return
-    assert tuner._probe_key(start) in keys
-    assert result.best in finals and result.baseline in finals
+    assert {key(p.config) for p in finals} == {key(start.config), key(finals[0].config)}
+    assert result.best in finals and (not defaults or result.baseline in finals)
     for p in finals:
-        assert p.ok and len(p.bench.tg_tok_s) >= 4 and len(p.bench.pp_tok_s) >= 4
-    # the final answer is never below another contender's median measured beside it (beyond the tie rule)
-    others = [p for p in finals if p is not result.best]
-    assert all(result.best.score >= p.score or tuner._better(result.best, p) for p in others)
-    assert result.stopped == "converged"
+        assert p.ok and len(p.bench.tg_tok_s) >= 3 and len(p.bench.pp_tok_s) >= 3
+    final = result.decisions[-1]
+    assert final.dimension == "final" and final.incumbent.reps >= 3 and final.candidate.reps >= 3
+    # a tie goes to the start when it is simpler; else the winner had to stay ahead measured beside it
+    if final.verdict == "tie":
+        assert (key(result.best.config) == key(start.config)) == (final.kept == "candidate")
+    assert result.stopped in ("converged", "budget")
 
 
 def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig, tmp_path):
@@ -303,22 +311,25 @@ def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig,
     one probe); measured side by side with the start, it must lose and the start's config be returned."""
     opts = TuneOptions(objective="prefill", n_prompt=256, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
     tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
-    tuner._t0 = time.monotonic()
-    tuner._cancel = threading.Event()
+    runner = tuner.prepare()
+    runner.start_clock(None, threading.Event())
     try:
         # one thread each: other work on a shared machine slows multi-threaded prompts far more than the
-        # setting under test could, and the test is about the final round, not about threads
-        start = tuner.measure(tuner._start_config().replace(n_threads=1, n_threads_batch=1), {}, role="plan")
+        # setting under test could, and the test is about the final comparison, not about threads
+        start_cfg = tuner.start_config().replace(n_threads=1, n_threads_batch=1)
+        tuner.search = Search(runner, tuner.space(start_cfg))
+        start = runner.measure(start_cfg, {}, ProbeRole.PLAN)
         # ubatch 1: a 256-token prompt in 256 pieces, about 10x slower than the plan's one ubatch
-        slow = tuner.measure(start.config.replace(n_ubatch=1, n_batch=8), {"n_ubatch": 1})
+        slow = runner.measure(start.config.replace(n_ubatch=1, n_batch=8), {"n_ubatch": 1})
         assert start.ok and slow.ok and slow.pp < start.pp
         slow.bench.pp_tok_s = [x * 10 for x in slow.bench.pp_tok_s]
-        slow.score = slow.bench.pp_median
-        tuner._best = slow
-        again = tuner._final_round(start)
+        tuner.search.incumbent = slow
+        again = tuner.final_round(start)
     finally:
-        tuner._close_worker()
-        tuner._close_spares()
-    assert tuner._best.role == "final" and tuner._best.config.n_ubatch == start.config.n_ubatch
-    assert again is tuner._best and again.pp > next(p for p in tuner.probes if p.role == "final" and p is not again).pp
+        runner.close_all()
+    best = tuner.search.incumbent
+    assert best.role == "final" and best.config.n_ubatch == start.config.n_ubatch
+    assert again is best and again.pp > next(p for p in runner.probes if p.role == "final" and p is not again).pp
+    d = tuner.search.decisions[-1]
+    assert d.dimension == "final" and d.verdict == "better" and d.kept == "candidate"
     assert not _worker_pids()

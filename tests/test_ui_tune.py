@@ -122,3 +122,20 @@ def test_cancel_stops_early_and_a_bad_budget_is_refused(tiny_moe: Path, cpu_rig:
         assert worker_children() == []
 
     asyncio.run(run())
+
+
+def test_the_workload_picker_sets_what_the_tune_optimises(tiny_moe: Path, cpu_rig: Rig) -> None:
+    from textual.widgets import Select
+
+    from moetui.sizing.workload import WORKLOADS
+
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            tune = await open_tune(app, pilot, FAST)
+            assert tune.options().workload == WORKLOADS["chat"] and tune.options().objective == "turn"
+            tune.query_one("#tune-workload", Select).value = "long-prompt"
+            await pilot.pause()
+            assert tune.options().workload == WORKLOADS["long-prompt"]
+
+    asyncio.run(run())

@@ -1,6 +1,7 @@
-"""`moetui tune MODEL [--budget S] [--objective decode|balanced|prefill] [--ctx N] [--draft PATH] [--retune] [--json]`:
-probe settings live, keep the fastest, remember it for this rig + model + llama.cpp version. A saved profile
-is shown at once unless --retune. Ctrl-C stops the search and keeps the best so far."""
+"""`moetui tune MODEL [--workload chat|long-prompt|decode|P,D,R] [--budget S] [--objective turn|decode|balanced|prefill]
+[--ctx N] [--draft PATH] [--retune] [--json]`: probe settings live, keep the config with the shortest wait for one
+turn of the workload (by default), remember it for this rig + model + llama.cpp version. A saved profile tuned
+for the same workload is shown at once unless --retune. Ctrl-C stops the search and keeps the best so far."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from moetui.cli.output import print_json, table
 from moetui.errors import ConfigError, ModelFileError
 from moetui.hardware import load_rig
 from moetui.tuner.engine import tune
-from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneProgress
+from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, parse_workload
+from moetui.tuner.events import ProbeFinished, ProbesCompared, ProbeStarted, TuneProgress
 from moetui.tuner.options import DIMENSIONS, OBJECTIVES, TuneOptions
 from moetui.tuner.scoring import robust_spread
 from moetui.tuner.store import ProfileStore
@@ -24,16 +26,23 @@ GB = 1e9
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF file")
     p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="decode",
-                   help="what to maximise: decode tok/s, prompt tok/s (prefill), or both for one request (balanced)")
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME|P,D,R",
+                   help=f"one turn of what you do: {', '.join(WORKLOADS)} (default {DEFAULT_WORKLOAD}: "
+                        f"{WORKLOADS[DEFAULT_WORKLOAD].describe()}) or PROMPT,DEPTH,REPLY tokens")
+    p.add_argument("--objective", choices=OBJECTIVES, default="turn",
+                   help="what to optimise: seconds per turn of the workload (turn, default), decode tok/s, "
+                        "prompt tok/s (prefill), or tok/s over one request of -p and -n tokens (balanced)")
     p.add_argument("--ctx", type=int, default=None, help="the smallest context you need (default: the plan's)")
     p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--draft", metavar="PATH", help="a draft GGUF to try for speculative decoding (on/off, draft-max)")
     p.add_argument("--retune", action="store_true", help="ignore the saved profile and tune again")
     p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")
-    p.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens per pp measurement (default 512)")
+    p.add_argument("-p", "--n-prompt", type=int, default=None,
+                   help="prompt tokens per pp measurement (default: the workload's, capped at 4096 and by the budget)")
     p.add_argument("-n", "--n-gen", type=int, default=128, help="tokens per tg measurement (default 128)")
     p.add_argument("-r", "--reps", type=int, default=3, help="repetitions per probe, median taken (default 3, at least 3)")
+    p.add_argument("--max-rounds", type=int, default=8,
+                   help="side-by-side rounds a comparison may grow to while the figures overlap (default 8)")
     p.add_argument("--max-probes", type=int, default=None, help="stop after this many measured configs")
     p.add_argument("--rig", default="auto", help="'auto' (this machine); a tune measures, so only a real rig makes sense")
     p.add_argument("--save-config", metavar="FILE", help="also write the winning config to FILE (for `moetui run --config`)")
@@ -45,10 +54,10 @@ def options_from_args(args: argparse.Namespace):
     dims = tuple(d.strip() for d in args.dimensions.split(",") if d.strip()) if args.dimensions else None
     if args.margin is not None and args.margin < 0:
         raise ConfigError("--margin must be >= 0")
-    o = TuneOptions(budget_s=args.budget, objective=args.objective, n_ctx=args.ctx,
+    o = TuneOptions(budget_s=args.budget, objective=args.objective, workload=parse_workload(args.workload), n_ctx=args.ctx,
                     vram_margin_bytes=int(args.margin * GB) if args.margin is not None else None,
                     n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps, dimensions=dims,
-                    draft_path=args.draft, retune=args.retune, max_probes=args.max_probes)
+                    draft_path=args.draft, retune=args.retune, max_probes=args.max_probes, max_rounds=args.max_rounds)
     o.validate()
     return o
 
@@ -64,9 +73,11 @@ def _progress(quiet: bool):
             p = ev.probe
             if p.status == "ok":
                 mark = "  *best*" if ev.best is p else ""
-                print(f"    pp {_fig(p, 'pp')}  tg {_fig(p, 'tg')}{mark}", file=sys.stderr, flush=True)
+                print(f"    pp {_fig(p, 'pp')}  tg {_fig(p, 'tg')}  {_turn(p)}{mark}", file=sys.stderr, flush=True)
             else:
                 print(f"    {p.status}: {p.error}", file=sys.stderr, flush=True)
+        elif isinstance(ev, ProbesCompared):
+            print(f"    {ev.decision.describe()}", file=sys.stderr, flush=True)
         elif isinstance(ev, TuneProgress):
             print(f"moetui: {ev.message}", file=sys.stderr, flush=True)
 
@@ -80,6 +91,10 @@ def _fig(p: Any, which: str) -> str:
     xs = b.pp_tok_s if which == "pp" else b.tg_tok_s
     med = b.pp_median if which == "pp" else b.tg_median
     return f"{med:.1f} ± {robust_spread(xs):.1f}" if med is not None else "-"
+
+
+def _turn(p: Any) -> str:
+    return f"{p.turn_s:.2f} s/turn" if p is not None and p.turn_s is not None else "- s/turn"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,14 +120,20 @@ def run(args: argparse.Namespace) -> int:
 def print_result(result: Any) -> None:
     b = result.best
     src = "saved profile" if result.from_cache else f"{len(result.probes)} probes in {result.elapsed_s:.0f} s, {result.stopped}"
-    print(f"{result.model_path}: best for {result.objective} ({src})")
-    print(f"  {b.label}: pp {_fig(b, 'pp')} t/s, tg {_fig(b, 'tg')} t/s")
+    w = result.workload
+    goal = f"{result.objective} for {w.describe()}" if w is not None else result.objective
+    print(f"{result.model_path}: best for {goal} ({src})")
+    print(f"  {b.label}: {_turn(b)}, pp {_fig(b, 'pp')} t/s, tg {_fig(b, 'tg')} t/s")
     if result.baseline is not None and result.baseline is result.plan_probe:
         print("  llama.cpp defaults: the same config as the plan")
     elif result.baseline is not None:
-        print(f"  llama.cpp defaults: pp {_fig(result.baseline, 'pp')} t/s, tg {_fig(result.baseline, 'tg')} t/s")
+        print(f"  llama.cpp defaults: {_turn(result.baseline)}, pp {_fig(result.baseline, 'pp')} t/s, "
+              f"tg {_fig(result.baseline, 'tg')} t/s")
+    else:
+        print("  llama.cpp defaults: not measured (they do not fit this rig's VRAM)")
     if result.plan_probe is not None:
-        print(f"  untuned plan: pp {_fig(result.plan_probe, 'pp')} t/s, tg {_fig(result.plan_probe, 'tg')} t/s")
+        print(f"  untuned plan: {_turn(result.plan_probe)}, pp {_fig(result.plan_probe, 'pp')} t/s, "
+              f"tg {_fig(result.plan_probe, 'tg')} t/s")
     pred = result.predicted
     if pred.get("decode_tps") is not None:
         print(f"  predicted (plan): pp {pred.get('prompt_tps') or 0:.1f} t/s, tg {pred['decode_tps']:.1f} t/s")
@@ -120,16 +141,23 @@ def print_result(result: Any) -> None:
     rows = []
     for p in result.probes:
         mark = "*" if p is b else ""
-        rows.append([f"{p.index}{mark}", p.label, p.status, _fig(p, "pp"), _fig(p, "tg"),
-                     "" if p.load_s is None else f"{p.load_s:.1f}", "reload" if p.reloaded else "live",
-                     p.error or ""])
-    print(table(rows, ["#", "config", "status", "pp t/s", "tg t/s", "load s", "", "error"]))
-    print("(t/s: median ± robust spread over the repetitions; * the winner)")
+        rows.append([f"{p.index}{mark}", p.label, p.status, "" if p.turn_s is None else f"{p.turn_s:.2f}",
+                     _fig(p, "pp"), _fig(p, "tg"), "" if p.load_s is None else f"{p.load_s:.1f}",
+                     "reload" if p.reloaded else "live", p.error or ""])
+    print(table(rows, ["#", "config", "status", "s/turn", "pp t/s", "tg t/s", "load s", "", "error"]))
+    print("(t/s: median ± robust spread over the repetitions; s/turn at the medians; * the winner)")
+    if result.decisions:
+        print()
+        print("decisions (each candidate measured side by side with the config it would replace):")
+        for d in result.decisions:
+            print(f"- {d.describe()} [{d.rounds} rounds]")
     for note in result.notes:
         print(f"- {note}")
     c = b.config
     print()
     print(f"run it: moetui run {c.model_path} " + " ".join(_flags(c)))
+    if not c.repack:
+        print("(with weight repacking off, which `moetui run` takes from the saved profile or --config)")
 
 
 def _flags(c: Any) -> list[str]:
@@ -142,6 +170,7 @@ def _flags(c: Any) -> list[str]:
             "-fa", c.flash_attn, "-ctk", c.cache_type_k, "-ctv", c.cache_type_v]
     if c.load_mode != "auto":
         out += ["-lm", c.load_mode]
+
     for o in c.overrides:
         out += ["-ot", f"'{o.to_arg()}'"]
     if c.draft is not None and c.draft.model_path:

@@ -1,4 +1,5 @@
-"""Progress events the tuner sends to its caller (the TUI turns them into a progress bar and a plot)."""
+"""Progress events the tuner sends to its caller (the TUI turns them into a progress bar, a plot and the
+evidence of each comparison)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from moetui.tuner.probe import Probe
 
 if TYPE_CHECKING:
+    from moetui.tuner.evidence import Decision
     from moetui.tuner.result import TuneResult
 
 
@@ -28,6 +30,13 @@ class ProbeFinished:
 
 
 @dataclass
+class ProbesCompared:
+    """A candidate was measured side by side with the incumbent: what each side measured and the verdict."""
+
+    decision: Decision
+
+
+@dataclass
 class TuneProgress:
     fraction: float
     elapsed_s: float
@@ -40,4 +49,4 @@ class TuneFinished:
     result: TuneResult
 
 
-TuneEvent = ProbeStarted | ProbeFinished | TuneProgress | TuneFinished
+TuneEvent = ProbeStarted | ProbeFinished | ProbesCompared | TuneProgress | TuneFinished

@@ -1,25 +1,32 @@
-"""What a tune may try and for how long."""
+"""What a tune may try, what it optimises and for how long."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moetui.errors import ConfigError
+from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload
 
-DIMENSIONS = ("placement", "threads", "ubatch", "flash_attn", "cache_type", "load_mode", "draft")
-OBJECTIVES = ("decode", "balanced", "prefill")
+DIMENSIONS = ("placement", "threads", "ubatch", "flash_attn", "cache_type", "load_mode", "repack", "draft")
+OBJECTIVES = ("turn", "decode", "balanced", "prefill")
 MIN_REPS = 3  # a median needs at least three figures: with two, one stalled repetition decides it
+MAX_ROUNDS_LIMIT = 32
+PROMPT_CAP = 4096  # the largest ubatch searched: a longer prompt shows no setting the tuner can change
+MIN_PROMPT = 512  # the least prompt measured (also for a workload without one: its figure is shown)
+PROMPT_BUDGET_SHARE = 1 / 100  # one prompt repetition may take this share of the budget at the predicted speed
 
 
 @dataclass
 class TuneOptions:
     budget_s: float = 300.0  # wall-clock budget for probing
-    objective: str = "decode"  # "decode" | "balanced" | "prefill"
+    objective: str = "turn"  # "turn" (seconds per turn of `workload`) | "decode" | "balanced" | "prefill"
+    workload: Workload = field(default_factory=lambda: WORKLOADS[DEFAULT_WORKLOAD])
     n_ctx: int | None = None  # the user's minimum context (None: the plan's default)
     vram_margin_bytes: int | None = None  # VRAM headroom (None: sizing default)
-    n_prompt: int = 512  # fixed prompt length for pp measurement
+    n_prompt: int | None = None  # prompt length per pp measurement (None: the workload's, capped; see engine)
     n_gen: int = 128  # decode tokens per measurement
-    reps: int = 3  # >= 3; more while the spread is large
+    reps: int = 3  # >= 3: repetitions of a probe measured on its own
+    max_rounds: int = 8  # interleaved rounds a comparison may grow to while the figures overlap
     dimensions: tuple[str, ...] | None = None  # subset of DIMENSIONS; None = all that apply
     draft_path: str | None = None  # a draft GGUF to try (on/off and draft-max)
     retune: bool = False  # ignore a saved profile
@@ -28,18 +35,41 @@ class TuneOptions:
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if not isinstance(self.workload, Workload):
+            raise ConfigError(f"the workload must be a Workload, not {self.workload!r}")
         if self.budget_s <= 0:
             raise ConfigError(f"the tuning budget must be positive, not {self.budget_s}")
         if self.n_ctx is not None and self.n_ctx <= 0:
             raise ConfigError(f"context must be positive, not {self.n_ctx}")
         if self.vram_margin_bytes is not None and self.vram_margin_bytes < 0:
             raise ConfigError("the VRAM margin must be >= 0")
-        if self.n_prompt < 1 or self.n_gen < 1:
+        if (self.n_prompt is not None and self.n_prompt < 1) or self.n_gen < 1:
             raise ConfigError("n_prompt and n_gen must be >= 1 (the tuner measures both)")
         if self.reps < MIN_REPS:
             raise ConfigError(f"reps must be >= {MIN_REPS} (each probe is the median of its repetitions)")
+        if not MIN_REPS <= self.max_rounds <= MAX_ROUNDS_LIMIT:
+            raise ConfigError(f"max_rounds must be between {MIN_REPS} and {MAX_ROUNDS_LIMIT}")
         if self.max_probes is not None and self.max_probes < 1:
             raise ConfigError("max_probes must be >= 1")
         bad = [d for d in (self.dimensions or ()) if d not in DIMENSIONS]
         if bad:
             raise ConfigError(f"unknown tuning dimension(s) {', '.join(bad)}; known: {', '.join(DIMENSIONS)}")
+
+
+def measured_prompt(prompt_tokens: int, predicted_prompt_tps: float | None, budget_s: float) -> tuple[int, str | None]:
+    """The prompt length to measure for a workload, and why it is shorter where it is."""
+    want = prompt_tokens or MIN_PROMPT
+    n = min(want, PROMPT_CAP)
+    why = f"the largest ubatch searched is {PROMPT_CAP}" if n < want else None
+    if predicted_prompt_tps and predicted_prompt_tps > 0:
+        affordable = predicted_prompt_tps * budget_s * PROMPT_BUDGET_SHARE
+        floor = min(want, MIN_PROMPT)
+        if affordable < n:
+            pow2 = 1 << max(0, int(affordable).bit_length() - 1)
+            n2 = max(floor, min(n, pow2))
+            if n2 < n:
+                n, why = n2, f"at the predicted {predicted_prompt_tps:.0f} tok/s a longer one would eat the budget"
+    if not prompt_tokens:
+        return n, None
+    note = f"prompt speed measured on {n} tokens of the workload's {prompt_tokens} ({why})" if n < prompt_tokens else None
+    return n, note

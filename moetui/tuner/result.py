@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moetui.errors import ConfigError
+from moetui.sizing.workload import Workload
+from moetui.tuner.evidence import Decision
 from moetui.tuner.probe import Probe
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 
 
 @dataclass
@@ -32,6 +34,9 @@ class TuneResult:
     # what the tune was asked to respect; a later tune may reuse this profile only where it still holds
     n_ctx_requested: int | None = None  # --ctx (None: the plan's default context)
     vram_margin_bytes: int | None = None  # the VRAM headroom it kept (the sizing default filled in); None: unknown
+    workload: Workload | None = None  # what a turn is (None: a profile saved before workloads were remembered)
+    n_prompt: int | None = None  # the prompt length each prompt measurement used
+    decisions: list[Decision] = field(default_factory=list)  # every comparison, with its evidence
 
     @property
     def n_ctx(self) -> int:
@@ -39,14 +44,17 @@ class TuneResult:
         return self.best.config.n_ctx
 
     def reuse_problem(self, objective: str, min_ctx: int, vram_margin_bytes: int | None,
-                      margin_matters: bool) -> str | None:
-        """Why this saved profile cannot answer a tune asked for (objective, min_ctx, margin); None when it
-        can. A profile tuned at a larger context or with more VRAM headroom also satisfies smaller asks:
-        its config runs there too (a smaller context only frees memory)."""
+                      margin_matters: bool, workload: Workload | None = None) -> str | None:
+        """Why this saved profile cannot answer a tune asked for (objective, workload, min_ctx, margin);
+        None when it can. A profile tuned at a larger context or with more VRAM headroom also satisfies
+        smaller asks: its config runs there too (a smaller context only frees memory)."""
         if self.stopped == "cancelled":
             return "the saved tune was cancelled"
         if self.objective != objective:
             return f"the saved profile was tuned for {self.objective}, not {objective}"
+        if workload is not None and self.workload != workload:
+            was = self.workload.describe() if self.workload else "no stated workload"
+            return f"the saved profile was tuned for {was}, not {workload.describe()}"
         if self.n_ctx < min_ctx:
             return f"the saved profile was tuned at context {self.n_ctx}, below the {min_ctx} asked for"
         if margin_matters and vram_margin_bytes is not None:
@@ -67,6 +75,8 @@ class TuneResult:
             "objective": self.objective, "elapsed_s": self.elapsed_s, "stopped": self.stopped,
             "model_path": self.model_path, "efficiency": self.efficiency, "created": self.created, "notes": list(self.notes),
             "n_ctx_requested": self.n_ctx_requested, "vram_margin_bytes": self.vram_margin_bytes,
+            "workload": self.workload.to_dict() if self.workload else None, "n_prompt": self.n_prompt,
+            "decisions": [d.to_dict() for d in self.decisions],
         }
 
     @classmethod
@@ -88,6 +98,8 @@ class TuneResult:
                 elapsed_s=float(d["elapsed_s"]), stopped=str(d["stopped"]), model_path=str(d.get("model_path") or ""),
                 efficiency=d.get("efficiency"), created=float(d.get("created") or 0.0), notes=list(d.get("notes") or []),
                 n_ctx_requested=_opt_int(d.get("n_ctx_requested")), vram_margin_bytes=_opt_int(d.get("vram_margin_bytes")),
+                workload=Workload.from_dict(d["workload"]) if d.get("workload") else None,
+                n_prompt=_opt_int(d.get("n_prompt")), decisions=[Decision.from_dict(x) for x in d.get("decisions") or []],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"not a moetui tuning profile ({type(exc).__name__}: {exc})") from None

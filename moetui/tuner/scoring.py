@@ -1,28 +1,19 @@
-"""Objective values and comparisons that respect the measurement spread."""
+"""The objective a tune optimises, read from one measurement repetition by repetition.
+
+"turn" (the default) is the user's wait: seconds for one turn of a workload (moetui.sizing.workload) at the
+measured prompt and decode speeds; "decode" and "prefill" are tok/s; "balanced" is tok/s over one request of
+the measured prompt and reply lengths. Samples come in the objective's own unit (seconds for "turn", lower is
+better; tok/s otherwise); `score` is always a rate, higher is better, for tables and plots.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 from moetui.runtime.bench import BenchResult
-
-MIN_GAIN = 0.01  # a gain under 1% is never worth a change, however tight the spread
-SECONDARY_GAIN = 0.03  # a tie on the objective is broken by the other figure only when it moves > 3%
-SMALL_GAIN = 0.05  # an objective gain below 5% ...
-BIG_LOSS = 0.10  # ... never pays for more than a 10% loss on the other figure
-
-
-def score(bench: BenchResult, objective: str, n_prompt: int, n_gen: int) -> float | None:
-    pp, tg = bench.pp_median, bench.tg_median
-    if objective == "decode":
-        return tg
-    if objective == "prefill":
-        return pp
-    if not pp or not tg:
-        return None
-    # balanced: tokens per second over one request of n_prompt + n_gen tokens
-    return (n_prompt + n_gen) / (n_prompt / pp + n_gen / tg)
+from moetui.sizing.workload import Workload
 
 
 def robust_spread(xs: list[float]) -> float:
@@ -35,57 +26,56 @@ def robust_spread(xs: list[float]) -> float:
     return 1.4826 * statistics.median(abs(x - med) for x in xs)
 
 
-def spread(bench: BenchResult, objective: str, n_prompt: int, n_gen: int) -> float:
-    """The spread (robust standard deviation) of the objective value, tok/s."""
-    pp, tg = bench.pp_median or 0.0, bench.tg_median or 0.0
-    sp, st = robust_spread(bench.pp_tok_s), robust_spread(bench.tg_tok_s)
-    if objective == "decode":
-        return st
-    if objective == "prefill":
-        return sp
-    s = score(bench, objective, n_prompt, n_gen) or 0.0
-    rel = math.hypot(sp / pp if pp else 0.0, st / tg if tg else 0.0)
-    return s * rel
+@dataclass(frozen=True)
+class Objective:
+    name: str  # one of options.OBJECTIVES
+    workload: Workload
+    n_prompt: int  # the measured prompt length (balanced weighs by it)
+    n_gen: int
 
+    @property
+    def lower_is_better(self) -> bool:
+        return self.name == "turn"
 
-def relative_spread(bench: BenchResult, objective: str, n_prompt: int, n_gen: int) -> float:
-    s = score(bench, objective, n_prompt, n_gen)
-    return spread(bench, objective, n_prompt, n_gen) / s if s else 1.0
+    @property
+    def unit(self) -> str:
+        return "s/turn" if self.name == "turn" else "tok/s"
 
+    def _one(self, pp: float | None, tg: float | None) -> float | None:
+        if self.name == "decode":
+            return tg
+        if self.name == "prefill":
+            return pp
+        if self.name == "turn":
+            s = self.workload.turn_seconds(pp, tg)
+            return s if math.isfinite(s) else None
+        if not pp or not tg:
+            return None
+        return (self.n_prompt + self.n_gen) / (self.n_prompt / pp + self.n_gen / tg)
 
-def _clearly_above(a: float, sa: float, b: float, sb: float, floor: float) -> bool:
-    return a > b + max(sa, sb, floor * b)
+    def samples(self, bench: BenchResult) -> list[float]:
+        """The objective per repetition (prompt and decode repetitions paired in order)."""
+        pp, tg = bench.pp_tok_s, bench.tg_tok_s
+        if self.name == "decode" or (self.name == "turn" and not self.workload.prompt_tokens):
+            pairs = [(None, t) for t in tg]
+        elif self.name == "prefill" or (self.name == "turn" and not self.workload.reply_tokens):
+            pairs = [(p, None) for p in pp]
+        else:
+            pairs = list(zip(pp, tg))
+        return [v for v in (self._one(p, t) for p, t in pairs) if v is not None]
 
+    def value(self, bench: BenchResult) -> float | None:
+        """The objective at the measurement's median speeds, in its unit."""
+        return self._one(bench.pp_median, bench.tg_median)
 
-def better(a: BenchResult, b: BenchResult, objective: str, n_prompt: int, n_gen: int) -> bool:
-    """Is `a` better than `b` beyond the noise of either? Ties on the objective go to the other figure
-    (decode -> prompt speed, prefill/balanced -> decode speed) when that one clearly moves."""
-    sa, sb = score(a, objective, n_prompt, n_gen), score(b, objective, n_prompt, n_gen)
-    if sa is None:
-        return False
-    if sb is None:
-        return True
-    na, nb = spread(a, objective, n_prompt, n_gen), spread(b, objective, n_prompt, n_gen)
-    if _clearly_above(sa, na, sb, nb, MIN_GAIN):
-        # a small gain on the objective does not buy a large loss on the other figure (seen on an H100:
-        # ubatch 256 won decode by 1.5% at 32K context while prompt speed fell 43%)
-        other = "prefill" if objective == "decode" else "decode"
-        oa, ob = score(a, other, n_prompt, n_gen), score(b, other, n_prompt, n_gen)
-        if sa < sb * (1 + SMALL_GAIN) and oa is not None and ob and oa < ob * (1 - BIG_LOSS):
-            return False
-        return True
-    if _clearly_above(sb, nb, sa, na, MIN_GAIN):
-        return False
-    other = "prefill" if objective == "decode" else "decode"
-    oa, ob = score(a, other, n_prompt, n_gen), score(b, other, n_prompt, n_gen)
-    if oa is None or ob is None:
-        return False
-    return _clearly_above(oa, spread(a, other, n_prompt, n_gen), ob, spread(b, other, n_prompt, n_gen), SECONDARY_GAIN)
+    def turn_seconds(self, bench: BenchResult) -> float | None:
+        s = self.workload.turn_seconds(bench.pp_median, bench.tg_median)
+        return s if math.isfinite(s) else None
 
-
-def not_worse(a: BenchResult, b: BenchResult, objective: str, n_prompt: int, n_gen: int) -> bool:
-    """`a` is within the noise of `b` or above it (used to keep walking a placement line)."""
-    sa, sb = score(a, objective, n_prompt, n_gen), score(b, objective, n_prompt, n_gen)
-    if sa is None or sb is None:
-        return sa is not None
-    return not _clearly_above(sb, spread(b, objective, n_prompt, n_gen), sa, spread(a, objective, n_prompt, n_gen), MIN_GAIN)
+    def score(self, bench: BenchResult) -> float | None:
+        """A rate, higher is better: for "turn" the workload's tokens per second of its turn."""
+        v = self.value(bench)
+        if v is None or self.name != "turn":
+            return v
+        w = self.workload
+        return (w.prompt_tokens + w.reply_tokens) / v if v > 0 else None

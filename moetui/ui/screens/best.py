@@ -26,7 +26,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from moetui.errors import ConfigError, HubError, MoetuiError, first_line
 from moetui.hardware import detect_rig
@@ -40,13 +40,14 @@ from moetui.ui.screens.flow_common import (
     release_model_workers,
     ui_call,
 )
-from moetui.ui.screens.tune import describe_probe
+from moetui.ui.screens.tune import WORKLOAD_CHOICES, describe_probe, workload_choice
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.flow_format import fmt_bytes
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
+from moetui.sizing.workload import WORKLOADS
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -87,6 +88,7 @@ class BestConfigScreen(Screen):
         self.result: Any = None  # the TuneResult of the last run
         self.model_path: str | None = None  # the local GGUF the flow settled on
         self._cancel = threading.Event()
+        self.workload = workload_choice(tune_options)  # the picker's value when the flow started
 
     def compose(self) -> ComposeResult:
         yield Static("Best config for my rig", id="best-title")
@@ -94,6 +96,8 @@ class BestConfigScreen(Screen):
         with Horizontal(id="best-controls"):
             yield Label("Tune budget s")
             yield Input(str(int(self.budget_s)), id="best-budget", type="integer")
+            yield Select(WORKLOAD_CHOICES, value=workload_choice(self.tune_options), allow_blank=False,
+                         id="best-workload")
             yield Checkbox("Retune", value=False, id="best-retune")
             yield Button("Go", id="best-start", variant="success")
             yield Button("Cancel", id="best-cancel", variant="error", disabled=True)
@@ -142,6 +146,7 @@ class BestConfigScreen(Screen):
         self.query_one(ProbePlot).clear()
         self._detail("")
         self.running = True
+        self.workload = str(self.query_one("#best-workload", Select).value)
         self._flow(state.rig, state.model_path, state.model_info, state.plan_options, budget,
                    self.query_one("#best-retune", Checkbox).value, self._cancel)
 
@@ -329,8 +334,11 @@ class BestConfigScreen(Screen):
         except ImportError:  # a build without the tuner: chat with the plan
             say(self._step, "tune", "skipped", "the tuner is not available; using the plan")
             return None
+
         base = self.tune_options or TuneOptions()
-        opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx)
+        workload = base.workload if self.workload == workload_choice(base) else WORKLOADS[self.workload]
+        opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx,
+                       workload=workload)
         say(self._step, "tune", "running", f"budget {budget:.0f} s")
         say(release_model_workers, self.app)  # no other model resident while the tuner measures
 

@@ -30,14 +30,22 @@ from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
+from moetui.sizing.workload import WORKLOADS
 
 DEFAULT_BUDGET_S = 300
-OBJECTIVE_CHOICES = [("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
+OBJECTIVE_CHOICES = [("turn", "turn"), ("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
+WORKLOAD_CHOICES = [("chat", "chat"), ("long-prompt", "long-prompt"), ("decode", "decode")]
+
+
+def workload_choice(options: Any) -> str:
+    """The picker's value for a TuneOptions' workload (a custom one shows as chat until picked)."""
+    name = getattr(getattr(options, "workload", None), "name", "chat")
+    return name if name in dict(WORKLOAD_CHOICES) else "chat"
 
 
 def describe_probe(probe: Any) -> str:
-    """'t 8, ub 1024: tg 41.2 t/s, pp 980 t/s'."""
-    bits = []
+    """'t 8, ub 1024: 7.31 s/turn, tg 41.2 t/s, pp 980 t/s'."""
+    bits = [f"{probe.turn_s:.2f} s/turn"] if getattr(probe, "turn_s", None) is not None else []
     if probe.bench is not None:
         if probe.bench.tg_median is not None:
             bits.append(f"tg {probe.bench.tg_median:.1f} t/s")
@@ -74,8 +82,10 @@ class TuneScreen(Screen):
             yield Label("Budget s")
             budget = getattr(self.base_options, "budget_s", DEFAULT_BUDGET_S)
             yield Input(str(int(budget)), id="tune-budget", type="integer")
-            objective = getattr(self.base_options, "objective", "decode")
+            objective = getattr(self.base_options, "objective", "turn")
             yield Select(OBJECTIVE_CHOICES, value=objective, allow_blank=False, id="tune-objective")
+            yield Select(WORKLOAD_CHOICES, value=workload_choice(self.base_options), allow_blank=False,
+                         id="tune-workload")
             yield Checkbox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
             yield Button("Start", id="tune-start", variant="success")
             yield Button("Cancel", id="tune-cancel", variant="error", disabled=True)
@@ -110,7 +120,9 @@ class TuneScreen(Screen):
             raise ConfigError(f"the budget must be a number of seconds, not {raw!r}") from None
         objective = self.query_one("#tune-objective", Select).value
         base = self.base_options or TuneOptions()
-        opts = replace(base, budget_s=budget, objective=str(objective),
+        picked = str(self.query_one("#tune-workload", Select).value)
+        workload = base.workload if picked == workload_choice(base) else WORKLOADS[picked]  # keeps a custom one
+        opts = replace(base, budget_s=budget, objective=str(objective), workload=workload,
                        retune=self.query_one("#tune-retune", Checkbox).value)
         state = app_state(self.app)
         if opts.n_ctx is None and state.plan_options is not None and state.plan_options.n_ctx:
@@ -189,7 +201,7 @@ class TuneScreen(Screen):
 
     # --- events -> widgets (UI thread) ------------------------------------------------------------
     def apply_event(self, ev: Any) -> None:
-        from moetui.tuner import ProbeFinished, ProbeStarted, TuneFinished, TuneProgress
+        from moetui.tuner import ProbeFinished, ProbesCompared, ProbeStarted, TuneFinished, TuneProgress
 
         self.events_seen += 1
         table, plot, progress = self.query_one(ProbeTable), self.query_one(ProbePlot), self.query_one(ProgressEta)
@@ -203,6 +215,8 @@ class TuneScreen(Screen):
             progress.update_progress(eta_s=ev.eta_s, elapsed_s=ev.elapsed_s,
                                      message=f"{ev.n_done} probes done")
             self._set_best(ev.best)
+        elif isinstance(ev, ProbesCompared):  # the evidence: both sides' medians, spreads, repetitions
+            progress.update_progress(eta_s=progress.eta_s, message=ev.decision.describe())
         elif isinstance(ev, TuneProgress):
             progress.update_progress(ev.fraction, eta_s=ev.eta_s, elapsed_s=ev.elapsed_s, message=ev.message)
         elif isinstance(ev, TuneFinished):
