@@ -26,7 +26,7 @@ from moetui.sizing.remote import plan_across_hosts
 
 # ubatch sizes the plan weighs against each other for the workload (llama.cpp's default is 512)
 UBATCH_CANDIDATES = (512, 1024, 2048, 4096)
-# a larger ubatch must save this share of the turn to be worth its compute-buffer VRAM
+# turns within this share of the shortest count as a tie, won by the faster prompt (first token sooner)
 UBATCH_MIN_GAIN = 0.03
 # pinned host memory cannot be swapped or reclaimed: pin RAM-resident weights only while they leave
 # this share of the machine's RAM to everything else
@@ -96,7 +96,7 @@ def ubatch_candidates(workload: Workload, gpu_offload: bool) -> list[int]:
 def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan:
     """The plan for this model on this rig. Unless the ubatch is given, every candidate ubatch is planned
     (a larger one takes compute-buffer VRAM, so experts move to RAM) and the one with the shortest turn of
-    the workload wins, unless it saves less than UBATCH_MIN_GAIN over a smaller one."""
+    the workload wins; turns within UBATCH_MIN_GAIN of it tie, and the tie goes to the faster prompt."""
     o = options or PlanOptions()
     _validate(model, o)
     workload = o.workload or WORKLOADS[DEFAULT_WORKLOAD]
@@ -121,10 +121,11 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
                 raise
             break
         plans.append(p)
-    best = plans[0]
-    for p in plans[1:]:
-        if p.turn_seconds < best.turn_seconds * (1 - UBATCH_MIN_GAIN):
-            best = p
+    # the shortest turn wins; among turns within UBATCH_MIN_GAIN of it, the fastest prompt, i.e. the
+    # shortest wait for the first token (what a person notices first)
+    shortest = min(p.turn_seconds for p in plans)
+    best = max((p for p in plans if p.turn_seconds <= shortest * (1 + UBATCH_MIN_GAIN)),
+               key=lambda p: (p.prompt_tps, -p.config.n_ubatch))
     if best is not plans[0]:  # again with the user's own options, for the reasons and the largest context
         full = _plan_at(model, rig, replace(o, n_ubatch=best.config.n_ubatch, n_batch=best.config.n_batch), workload)
         best = full if full.config.n_ctx >= plans[0].config.n_ctx else plans[0]  # never trade context away
