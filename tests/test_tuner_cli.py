@@ -134,11 +134,15 @@ def test_a_crashing_probe_is_recorded_and_the_tune_goes_on(tiny_moe):
     assert proc.returncode == 0, err
     [path] = _profiles()
     d = json.loads(path.read_text())
-    failed = [p for p in d["probes"] if p["status"] == "failed"]
-    assert failed and failed[0]["error_kind"] == "crash"
+    # the kill lands on a candidate (failed, remembered) or on the incumbent's re-measurement (the
+    # comparison is interrupted and says why): either way the crash is named and the tune goes on
+    failed = [p for p in d["probes"] if p["status"] in ("failed", "skipped") and "SIGKILL" in (p.get("error") or "")]
+    assert failed, [(p["label"], p["status"], p.get("error")) for p in d["probes"]]
     assert any(p["status"] == "ok" and p["index"] > failed[0]["index"] for p in d["probes"])
-    fails = list((path.parent / "failed").rglob("*.json"))
-    assert len(fails) == 1 and json.loads(fails[0].read_text())["kind"] == "crash"
+    if failed[0]["status"] == "failed":
+        assert failed[0]["error_kind"] == "crash"
+        fails = list((path.parent / "failed").rglob("*.json"))
+        assert len(fails) == 1 and json.loads(fails[0].read_text())["kind"] == "crash"
 
 
 def test_export_and_run_use_the_tuned_profile(tiny_moe):

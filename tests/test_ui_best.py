@@ -5,6 +5,8 @@ stays up."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 from pathlib import Path
 
@@ -79,8 +81,12 @@ def test_best_config_from_the_catalog_downloads_through_the_hub(fake_hub, tiny_m
                         [QuantFile("Q4_K_M", ["tiny-moe-Q4_K_M.gguf"], size, "me/tiny-GGUF")])
     catalog = [big, tiny]
 
+    # the pick plans by predicted speed: give the rig the RAM bandwidth the fixture skips measuring (a
+    # full-size shape at the 20 GB/s fallback on 2 threads predicts under the 10 tok/s minimum)
+    rig = dataclasses.replace(cpu_rig, ram_bandwidth_gbs=100.0)
+
     async def run() -> None:
-        app = MoetuiApp(rig=cpu_rig, detect=False)
+        app = MoetuiApp(rig=rig, detect=False)
         async with app.run_test(size=SIZE) as pilot:
             best = await open_best(app, pilot, BestConfigScreen(budget_s=5, tune_options=FAST, catalog=catalog))
             await wait_for(pilot, lambda: best.outcome is not None, what="the flow")
