@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from moetui.cli.argtypes import GB_AMOUNT
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 
@@ -14,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF, a shape preset (qwen3-30b-a3b[:Q8_0]) or a hub REPO:QUANT")
     p.add_argument("--rig", default="auto", help="a reference rig name (a preset from presets/rigs) or 'auto'")
     p.add_argument("--ctx", type=int, default=None, help="target context (default: min(native, 32768))")
-    p.add_argument("--vram-budget", type=float, default=None, metavar="GB", help="cap the GPU memory used, GB")
-    p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
+    p.add_argument("--vram-budget", type=GB_AMOUNT, default=None, metavar="GB", help="cap the GPU memory used, GB")
+    p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--kv", choices=["f16", "q8_0"], default=None, help="force the KV cache type")
     p.add_argument("--ubatch", type=int, default=512, help="n_ubatch (prompt chunk size)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

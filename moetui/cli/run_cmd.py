@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from moetui.cli.argtypes import finite_float
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
 from moetui.errors import ConfigError
 
@@ -106,8 +107,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.add_argument("-p", "--prompt", help="generate from this prompt and exit (default: interactive chat on stdin)")
     p.add_argument("-n", "--n-predict", type=int, default=256, dest="max_tokens", help="max tokens per reply")
-    p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--temp", type=finite_float(0.0, 100.0), default=0.8, help="temperature (0: greedy)")
+    p.add_argument("--repeat-penalty", type=finite_float(0.0, 100.0), default=1.0)
     p.add_argument("--no-stats", action="store_true", help="no stats on stderr")
     p.add_argument("--untuned", action="store_true", help="ignore the profile `moetui tune` saved for this model")
 

@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from moetui.cli.argtypes import GB_AMOUNT, SECONDS_BUDGET
 from moetui.cli.output import print_json, table
 from moetui.errors import ConfigError
 
@@ -18,11 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from moetui.tuner.options import DIMENSIONS, OBJECTIVES
 
     p.add_argument("model", metavar="MODEL", help="a local GGUF file")
-    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
+    p.add_argument("--budget", type=SECONDS_BUDGET, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
     p.add_argument("--objective", choices=OBJECTIVES, default="decode",
                    help="what to maximise: decode tok/s, prompt tok/s (prefill), or both for one request (balanced)")
     p.add_argument("--ctx", type=int, default=None, help="the smallest context you need (default: the plan's)")
-    p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
+    p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--draft", metavar="PATH", help="a draft GGUF to try for speculative decoding (on/off, draft-max)")
     p.add_argument("--retune", action="store_true", help="ignore the saved profile and tune again")
     p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")

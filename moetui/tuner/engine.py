@@ -724,7 +724,7 @@ class Tuner:
         self._check_cancel()
         # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
         timeout = max(STALL_S, self.options.budget_s)
-        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=timeout)
+        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=min(timeout, self._hard_left()))
         info = self._worker.start(cfg)
         self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
         self._default_threads = self._default_threads or self._loaded.default_threads
@@ -738,7 +738,7 @@ class Tuner:
     def _bench(self, t: int, tb: int, reps: int | None = None) -> BenchResult:
         o = self.options
         b = self._worker.bench(o.n_prompt, o.n_gen, max(1, reps or o.reps), n_threads=t, n_threads_batch=tb,
-                               timeout=None)
+                               timeout=self._hard_left())
         self._check_cancel()
         if len(b.tg_tok_s) < 1 or len(b.pp_tok_s) < 1:
             raise WorkerError("the measurement returned no figures", kind="protocol")
@@ -752,7 +752,7 @@ class Tuner:
         for _ in range(max(1, o.reps)):
             self._check_cancel()
             done = collect(self._worker.generate(DRAFT_PROMPT, max_tokens=o.n_gen, temperature=0.0,
-                                                 n_threads=t, n_threads_batch=tb))
+                                                 n_threads=t, n_threads_batch=tb, timeout=self._hard_left()))
             if done.stats.prompt_tok_s:
                 pp.append(done.stats.prompt_tok_s)
             if done.stats.decode_tok_s_avg:
@@ -819,6 +819,12 @@ class Tuner:
 
     def _n_measured(self) -> int:
         return sum(1 for p in self.probes if p.status in ("ok", "failed", "running"))
+
+    def _hard_left(self) -> float:
+        """Seconds a request may still take: --budget is a hard limit (the final round's share included);
+        a probe still running then is killed as a hang (a hang is not recorded as a failed config)."""
+        hard = self.options.budget_s * (1 + FINAL_BUDGET_SHARE)
+        return max(1.0, hard - self._elapsed())
 
     def _out_of_budget(self) -> bool:
         if self._cancel is not None and self._cancel.is_set():
