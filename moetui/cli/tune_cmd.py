@@ -11,6 +11,7 @@ from typing import Any
 from moetui.cli.argtypes import GB_AMOUNT, SECONDS_BUDGET
 from moetui.cli.output import print_json, table
 from moetui.errors import ConfigError
+from moetui.export import quoting
 
 GB = 1e9
 
@@ -138,7 +139,7 @@ def print_result(result: Any) -> None:
         print(f"- {note}")
     c = b.config
     print()
-    print(f"run it: moetui run {c.model_path} " + " ".join(_flags(c)))
+    print("run it: " + quoting.join(["moetui", "run", c.model_path, *_flags(c)]))
 
 
 def _flags(c: Any) -> list[str]:
@@ -152,7 +153,7 @@ def _flags(c: Any) -> list[str]:
     if c.load_mode != "auto":
         out += ["-lm", c.load_mode]
     for o in c.overrides:
-        out += ["-ot", f"'{o.to_arg()}'"]
+        out += ["-ot", o.to_arg()]
     if c.draft is not None and c.draft.model_path:
         out += ["-md", c.draft.model_path, "--draft-max", str(c.draft.draft_max)]
     return out
