@@ -51,8 +51,12 @@ def tuned_config(model: str) -> RunConfig | None:
     if not Path(model).expanduser().is_file():
         return None
     from moetui.tuner import latest_config
+    from moetui.tuner.store import ProfileStore
 
-    cfg = latest_config(model)
+    store = ProfileStore()
+    cfg = latest_config(model, store=store)
+    for w in store.warnings:  # a corrupt profile is said, as tune says it, not silently skipped
+        print(f"moetui: warning: {w}", file=sys.stderr)
     if cfg is not None:
         print(f"moetui: using the tuned profile for {model} (`moetui tune {model} --retune` to redo it)", file=sys.stderr)
     return cfg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from moetui.cli.argtypes import GB_AMOUNT
 from moetui.cli.output import human_bytes, print_json, table
@@ -45,9 +46,12 @@ def run(args: argparse.Namespace) -> int:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:
         o.vram_budget_bytes = int(args.vram_budget * GB)
-    from moetui.tuner.store import measured_efficiency
+    from moetui.tuner.store import ProfileStore, measured_efficiency
 
-    eff = measured_efficiency(rig)
+    store = ProfileStore()
+    eff = measured_efficiency(rig, store)
+    for w in store.warnings:
+        print(f"moetui: warning: {w}", file=sys.stderr)
     if eff is not None:  # a tune on this rig measured how fast it really is
         o.efficiency = eff
     p = plan(model, rig, o)

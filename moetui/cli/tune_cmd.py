@@ -103,12 +103,15 @@ def run(args: argparse.Namespace) -> int:
     result = tune(args.model, rig, options, on_event=_progress(args.quiet or args.json), store=store)
     for w in store.warnings:
         print(f"moetui: warning: {w}", file=sys.stderr)
-    if args.save_config:
-        result.best.config.save(args.save_config)
     if args.json:
         print_json(result.to_dict() | {"from_cache": result.from_cache})
-        return 0
-    print_result(result)
+    else:
+        print_result(result)
+    if args.save_config:  # after the result is shown: a full disk here loses nothing but this file
+        try:
+            result.best.config.save(args.save_config)
+        except OSError as exc:
+            raise ConfigError(f"{args.save_config}: the config could not be saved ({exc.strerror or exc})") from None
     return 0
 
 
