@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from moetui.cli.argtypes import finite_float
+from moetui.cli.output import printable
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
 from moetui.errors import ConfigError
 
@@ -144,7 +145,7 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
     try:
         for ev in events:
             if isinstance(ev, TokenEvent):
-                sys.stdout.write(ev.text)
+                sys.stdout.write(printable(ev.text, keep_newlines=True))  # no escape sequence reaches the terminal
                 sys.stdout.flush()
                 text.append(ev.text)
             elif isinstance(ev, StatsEvent):
@@ -157,12 +158,17 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
             elif isinstance(ev, ErrorEvent):
                 sys.stdout.write("\n")
                 if ev.log_tail:
-                    print(ev.log_tail, file=sys.stderr)
+                    print(printable(ev.log_tail, keep_newlines=True), file=sys.stderr)
                 raise ev.error
     except KeyboardInterrupt:
         # Ctrl-C: stop this reply, keep the model loaded; the stream drains to its DoneEvent
         worker.stop()
         rest = _stream(worker, events, printer)  # nothing left if the interrupt landed inside the stream
+        if not worker.alive:  # it did not stop when asked: hung, and killed (client.CANCEL_GRACE_S)
+            from moetui.errors import WorkerError
+
+            raise WorkerError(f"the model worker did not stop after Ctrl-C and was killed; log: {worker.log_path}",
+                              kind="hang")
         print("(stopped)", file=sys.stderr)
         return "".join(text) + rest
     return "".join(text)
