@@ -62,3 +62,83 @@ def hostile_source(shape_name: str, **changes: Any) -> MemSource:
 def raw_kv(key: str, vtype: int, body: bytes) -> bytes:
     k = key.encode()
     return struct.pack("<Q", len(k)) + k + struct.pack("<I", vtype) + body
+
+
+# --- typed serialisation, for fuzzing value *types* as well as values ------------------------------------
+from gguf import GGUFValueType  # noqa: E402
+
+SCALAR_FORMATS = {GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H",
+                  GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i",
+                  GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
+                  GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d"}
+
+
+def type_of(value: Any) -> tuple[int, Any]:
+    """(GGUF value type, value) as moetui's writer stores a Python value; arrays as (ARRAY, (item type, items))."""
+    if isinstance(value, bool):
+        return GGUFValueType.BOOL, value
+    if isinstance(value, int):
+        if 0 <= value < 2**32:
+            return GGUFValueType.UINT32, value
+        return (GGUFValueType.INT32, value) if -(2**31) <= value < 0 else (GGUFValueType.UINT64, value)
+    if isinstance(value, float):
+        return GGUFValueType.FLOAT32, value
+    if isinstance(value, str):
+        return GGUFValueType.STRING, value
+    items = list(value)
+    first = items[0] if items else 0
+    sub = GGUFValueType.STRING if isinstance(first, str) else GGUFValueType.FLOAT32 if isinstance(first, float) \
+        else GGUFValueType.INT32  # the writer stores int arrays as INT32
+    return GGUFValueType.ARRAY, (sub, items)
+
+
+def _pack_str(s: str | bytes) -> bytes:
+    b = s if isinstance(s, bytes) else s.encode("utf-8", "surrogatepass")
+    return struct.pack("<Q", len(b)) + b
+
+
+def pack_typed(vtype: int, value: Any) -> bytes:
+    """Bytes of one value of `vtype`; values out of the type's range wrap (a fuzzer wants that)."""
+    if vtype == GGUFValueType.STRING:
+        return _pack_str(value if isinstance(value, (str, bytes)) else str(value))
+    if vtype == GGUFValueType.ARRAY:
+        sub, items = value
+        return struct.pack("<IQ", sub, len(items)) + b"".join(pack_typed(sub, v) for v in items)
+    fmt = SCALAR_FORMATS.get(vtype)
+    if fmt is None:  # an unknown type id: no body
+        return b""
+    if fmt in "fd":
+        v = float(value) if isinstance(value, (int, float)) else 0.0
+        try:
+            return struct.pack("<" + fmt, v)
+        except OverflowError:
+            return struct.pack("<" + fmt, float("inf"))
+    if fmt == "?":
+        return struct.pack("<B", int(bool(value)) if not isinstance(value, int) else value & 0xFF)
+    bits = struct.calcsize(fmt) * 8
+    v = int(value) if isinstance(value, (int, bool)) else 0
+    v &= (1 << bits) - 1
+    return struct.pack("<" + fmt.upper(), v)
+
+
+def serialise(kvs: list[tuple[str, int, Any]], tensors: list[tuple[str, tuple[int, ...], int, int]],
+              version: int = 3, alignment_pad: int = 32) -> bytes:
+    out = bytearray(b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(kvs)))
+    for key, vtype, value in kvs:
+        out += _pack_str(key) + struct.pack("<I", vtype) + pack_typed(vtype, value)
+    for name, shape, ttype, offset in tensors:
+        out += _pack_str(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d & (2**64 - 1)) for d in shape)
+        out += struct.pack("<IQ", ttype & 0xFFFFFFFF, offset & (2**64 - 1))
+    out += b"\0" * ((-len(out)) % alignment_pad)
+    return bytes(out)
+
+
+def typed_parts(shape_name: str) -> tuple[list[tuple[str, int, Any]], list[tuple[str, tuple[int, ...], int, int]], int]:
+    """A tiny proxy as (typed kvs, tensor infos, data bytes): the input every fuzz example mutates."""
+    md, planned = proxy_parts(shape_name)
+    kvs = [(k, *type_of(v)) for k, v in md.items()]
+    infos, offset = [], 0
+    for t in planned:
+        infos.append((t.name, tuple(t.shape), int(t.type), offset))
+        offset += -(-t.nbytes // 32) * 32
+    return kvs, infos, offset
