@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from moetui.errors import MoetuiError
 from tests.gguf_hostile import ALL_SHAPES, MemSource, serialise, typed_parts
 
+pytestmark = pytest.mark.fuzz
 PROFILE = os.environ.get("MOETUI_FUZZ_PROFILE", "ci")
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                        HealthCheck.function_scoped_fixture], database=None)
@@ -204,3 +205,69 @@ def test_every_architecture_unmutated_is_planned() -> None:
         assert every_command_on(build(ex)) == "planned", shape
         ex["split"] = True
         assert every_command_on(build(ex)) == "planned", shape
+
+
+from hub_server import FakeHub  # noqa: E402
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped-def]
+    """The fake hub serving each file by its path (files with the same bytes keep their own faults)."""
+    hub = FakeHub(redirect=False)
+    try:
+        with hub.activate(monkeypatch, tmp_path / "hf-cache"):
+            yield hub
+    finally:
+        hub.close()
+
+RANGE_FAULTS = [None, None, "short", "shifted", "lying", "ignored"]
+_served = iter(range(10**9))
+
+
+@REMOTE
+@given(example, st.sampled_from(RANGE_FAULTS))
+def test_remote_reader_over_http_ranges(fake_hub, tmp_path_factory, ex: dict[str, Any], fault: str | None) -> None:  # type: ignore[no-untyped-def]
+    """The same inputs read from the fake hub over HTTP Range requests, by a server that may cut ranges
+    short, answer with another range (said or not), or ignore Range."""
+    from moetui.hub.remote import HubRangeSource
+
+    folder = tmp_path_factory.mktemp("served")
+    sources = []
+    for mem in build(ex):
+        name = f"fuzz-{next(_served)}-{mem.name}"
+        path = folder / name
+        with open(path, "wb") as fh:
+            fh.write(mem.head[: mem.size()])
+            fh.truncate(mem.size())  # sparse: the weights are never read
+        fake_hub.add_file("me/fuzz-GGUF", name, path)
+        if fault:
+            fake_hub.range_fault[name] = fault
+        sources.append((name, mem.size()))
+
+    def run() -> str:
+        try:
+            remote = [HubRangeSource("me/fuzz-GGUF", n, size=size) for n, size in sources]
+        except MoetuiError as exc:
+            return "refused: " + type(exc).__name__
+        return every_command_on(remote)
+
+    outcome = _bounded(run)
+    OUTCOMES[f"remote ({fault or 'honest'}) {outcome}"] += 1
+    if fault in ("short", "shifted") and all(size > 0 for _, size in sources):
+        assert outcome.startswith("refused"), outcome  # never parsed from the wrong bytes
+
+
+def test_remote_range_faults_are_named(fake_hub, tiny_moe) -> None:  # type: ignore[no-untyped-def]
+    from moetui.errors import HubError
+    from moetui.hub.remote import HubRangeSource
+    from moetui.model.inspect import inspect_source
+
+    for fault, words in (("short", "of the"), ("shifted", "answered with")):
+        name = f"{fault}.gguf"
+        fake_hub.add_file("me/tiny-GGUF", name, tiny_moe)
+        fake_hub.range_fault[name] = fault
+        with pytest.raises(HubError, match=words):
+            inspect_source(HubRangeSource("me/tiny-GGUF", name))
+    fake_hub.add_file("me/tiny-GGUF", "ignored.gguf", tiny_moe)
+    fake_hub.range_fault["ignored.gguf"] = "ignored"
+    assert inspect_source(HubRangeSource("me/tiny-GGUF", "ignored.gguf")).n_layers == 4
