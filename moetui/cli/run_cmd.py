@@ -187,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
             weights = ", ".join(f"{d} {n / 2**20:.0f} MiB" for d, n in b.weights_by_device().items())
             print(f"[loaded in {info.load_s:.1f} s: weights {weights}; experts RAM/VRAM {b.experts_ram}/{b.experts_vram}; "
                   f"ctx {info.n_ctx}; log {info.log_path}]", file=sys.stderr)
+        if info.load_mode_fallback:
+            print(f"moetui: note: {info.load_mode_fallback}", file=sys.stderr)
         if args.prompt is not None:
             _stream(worker, worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling), printer)
             return 0

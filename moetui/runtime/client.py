@@ -53,6 +53,7 @@ class LoadInfo:
     buffers: BufferSizes
     draft_buffers: BufferSizes | None
     log_path: Path
+    load_mode_fallback: str | None = None  # why the worker loaded with another load_mode than asked
 
 
 @dataclass
@@ -186,8 +187,10 @@ class ModelWorker:
             n_threads=ev["n_threads"], n_threads_batch=ev["n_threads_batch"],
             buffers=BufferSizes.from_dict(ev["buffers"]),
             draft_buffers=BufferSizes.from_dict(ev["draft_buffers"]) if ev.get("draft_buffers") else None,
-            log_path=self.log_path,
+            log_path=self.log_path, load_mode_fallback=ev.get("load_mode_fallback"),
         )
+        if self.load_info.load_mode_fallback:
+            self.config = config.replace(load_mode="mmap")  # what it runs with
         return self.load_info
 
     def close(self, timeout: float = 5.0) -> None:

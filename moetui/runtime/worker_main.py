@@ -165,6 +165,7 @@ class Worker:
         )
         from moetui.hardware.repack import repack_safe  # noqa: PLC0415
         from moetui.runtime.stats import parse_load_log  # noqa: PLC0415
+        from moetui.runtime.load_fallback import apply_data_headroom, load_with_fallback  # noqa: PLC0415
 
         cfg = RunConfig.from_dict(req["config"])
         if not os.path.isfile(cfg.model_path):
@@ -181,8 +182,13 @@ class Worker:
         arr = build_override_array(cfg.overrides)
         self.keep_alive.append(arr)
         start = self.log_size()
-        with load_hooks(arr, cfg.load_mode, adjust, repack):
-            self.llm = Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
+        apply_data_headroom()
+
+        def load(mode: str) -> Any:
+            with load_hooks(arr, mode, adjust, repack):
+                return Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
+
+        self.llm, fallback = load_with_fallback(cfg.load_mode, load, lambda: self.log_since(start))
         buffers = parse_load_log(self.log_since(start))
         draft_buffers = None
         if cfg.draft and cfg.draft.kind == "model":
@@ -205,7 +211,7 @@ class Worker:
             "n_vocab": self.llm.n_vocab(), "n_ctx": self.llm.n_ctx(), "n_ctx_train": self.llm._model.n_ctx_train(),
             "buffers": buffers.to_dict(), "draft_buffers": draft_buffers.to_dict() if draft_buffers else None,
             "n_threads": self.llm.context_params.n_threads, "n_threads_batch": self.llm.context_params.n_threads_batch,
-            "repack": repack,
+            "repack": repack, "load_mode_fallback": fallback,
         })
 
     def _need_model(self) -> None:
