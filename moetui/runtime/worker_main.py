@@ -311,13 +311,21 @@ class Worker:
         template = llm.metadata.get("tokenizer.chat_template")
         messages = req["messages"]
         if template:
+            import jinja2  # noqa: PLC0415
+
+            from moetui.errors import ConfigError  # noqa: PLC0415
+
             eos, bos = llm.token_eos(), llm.token_bos()
-            fmt = cf.Jinja2ChatFormatter(
-                template=template,
-                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-                stop_token_ids=[eos],
-            )(messages=messages)
+            try:  # llama-cpp-python renders it in jinja2's ImmutableSandboxedEnvironment
+                fmt = cf.Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                    stop_token_ids=[eos],
+                )(messages=messages)
+            except jinja2.TemplateError as exc:  # SecurityError, UndefinedError, TemplateSyntaxError...
+                raise ConfigError(f"the model's chat template cannot be rendered ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
         else:
             fmt = cf.format_chatml(messages=messages)
         tokens = llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not getattr(fmt, "added_special", False), special=True)
