@@ -59,18 +59,27 @@ def test_two_tunes_of_the_same_model_at_once(tiny_moe: Path) -> None:
     assert json.loads(path.read_text())["created"] in created
 
 
+@pytest.fixture(scope="module")
+def earlier_profile(tiny_moe: Path) -> tuple[str, bytes]:
+    """One quick tune's saved profile (file name, bytes), put in place before each interrupted tune."""
+    r = subprocess.run([sys.executable, "-m", "moetui", "tune", str(tiny_moe), *TUNE, "--max-probes", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    [path] = _profiles()
+    return path.name, path.read_bytes()
+
+
 STAGES = {"starting": 0.8, "first load": 2.0, "probing": 5.0, "later probes": 9.0}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_a_tune_interrupted_at_every_stage(stage: str, sig: int, tiny_moe: Path) -> None:
+def test_a_tune_interrupted_at_every_stage(stage: str, sig: int, tiny_moe: Path, earlier_profile: tuple[str, bytes]) -> None:
     # a profile from an earlier tune, which a killed tune must leave as it was
-    r = subprocess.run([sys.executable, "-m", "moetui", "tune", str(tiny_moe), *TUNE, "--max-probes", "1", "--quiet"],
-                       capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    [path] = _profiles()
-    before = path.read_bytes()
+    name, before = earlier_profile
+    path = Path(os.environ["MOETUI_DATA_DIR"]) / "profiles" / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(before)
     proc = subprocess.Popen([sys.executable, "-m", "moetui", "tune", str(tiny_moe), *TUNE],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(STAGES[stage])
