@@ -77,3 +77,18 @@ def test_tune_run_hint_is_shell_quoted(shell: str, tiny_moe: Path, tmp_path: Pat
         got = _echo_argv(sh, line, tmp_path, "moetui")
         assert got[:2] == ["run", str(model)], got
         assert not (tmp_path / "PWNED").exists()
+
+
+def test_the_comma_warning_is_true_of_the_real_llama_bench(tiny_moe: Path, tmp_path: Path) -> None:
+    """llama-bench itself splits -m on commas: the line fails however it is quoted, as the warning says."""
+    from moetui.export.llama_tools import ensure_llama_tools
+
+    bin_dir = ensure_llama_tools(["llama-bench"])
+    model = tmp_path / "a,b.gguf"
+    model.symlink_to(tiny_moe)
+    cmd = export_command(RunConfig(model_path=str(model), n_gpu_layers=0), "bench",
+                         vendored_flags("bench"))
+    argv = [str(bin_dir / "llama-bench"), *cmd.argv[1:]]
+    argv[argv.index("-p") + 1], argv[argv.index("-n") + 1] = "0", "1"
+    r = subprocess.run(["bash", "-c", join(argv) + " -r 1"], capture_output=True, text=True, timeout=120)
+    assert f"failed to load model '{tmp_path / 'a'}'" in r.stderr + r.stdout
