@@ -1,5 +1,8 @@
 import sys
 
-from moetui.cli import main
+try:
+    from moetui.cli import main
+except KeyboardInterrupt:  # Ctrl-C at start-up: no traceback
+    sys.exit(130)
 
 sys.exit(main())

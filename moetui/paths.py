@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,52 @@ def cache_dir() -> Path:
     return path
 
 
+ORPHAN_AGE_S = 3600.0  # a temp file this old is an orphan even if its pid was reused since
+_TMP_RE = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphan_temps(folder: Path) -> int:
+    """Delete the temp files of atomic writes whose writer died (SIGKILL, power cut) before its rename:
+    the writer's pid is in the name, so a write in progress in another process is left alone.
+    Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for e in entries:
+        m = _TMP_RE.match(e.name)
+        if not m:
+            continue
+        try:
+            pid, age = int(m.group("pid")), now - e.stat(follow_symlinks=False).st_mtime
+            if pid == os.getpid() or (_pid_alive(pid) and age < ORPHAN_AGE_S):
+                continue
+            os.unlink(e.path)
+            removed += 1
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file."""
+    """Write to a temp file in the same folder, fsync, then rename: readers see the old or the new file.
+    Temp files left by writers that were killed mid-write are removed on the next write to the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphan_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

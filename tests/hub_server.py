@@ -61,6 +61,10 @@ class FakeHub:
         self.cut_after: dict[str, int] = {}  # file path -> bytes sent before the first GET's socket closes
         self.wrong_sha: set[str] = set()  # file paths whose advertised sha256 is wrong
         self.stall_after: dict[str, int] = {}  # file path -> bytes sent before the first GET hangs (until close)
+        # file path -> how every ranged GET of it goes wrong: "short" (half the bytes, said so in the
+        # headers), "shifted" (another range, said so in Content-Range), "lying" (another range, the
+        # Content-Range claiming the one asked for), "ignored" (200 with the whole file)
+        self.range_fault: dict[str, str] = {}
         self._closing = threading.Event()
         self.log: list[tuple[str, str, str | None]] = []
         self.auth_log: list[tuple[str, str | None]] = []  # (path, Authorization header or None)
@@ -97,7 +101,14 @@ class FakeHub:
         class Handler(_Handler):
             fake = hub
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+                import sys
+
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up mid-body is normal
+                    super().handle_error(request, client_address)
+
+        server = Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
@@ -245,6 +256,17 @@ class _Handler(BaseHTTPRequestHandler):
             a, _, b = rng[len("bytes="):].partition("-")
             start = int(a) if a else 0
             end = min(int(b), f.size - 1) if b else f.size - 1
+        fault = self.fake.range_fault.get(f.path) if rng and not head else None
+        claimed = (start, end)
+        if fault == "short":
+            end = start + max(0, (end - start) // 2)
+            claimed = (start, end)
+        elif fault in ("shifted", "lying"):
+            delta = 7 if start + 7 <= f.size - 1 else -min(start, 7)
+            start, end = start + delta, min(end + delta, f.size - 1)
+            claimed = (start, end) if fault == "shifted" else claimed
+        elif fault == "ignored":
+            rng, start, end = None, 0, f.size - 1
         length = max(end - start + 1, 0)
         self.send_response(206 if rng else 200)
         for k, v in extra.items():
@@ -252,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(length))
         if rng:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{f.size}")
+            self.send_header("Content-Range", f"bytes {claimed[0]}-{claimed[1]}/{f.size}")
         self.end_headers()
         if head:
             return

@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
             cfg = cfg.replace(model_path=args.model)  # MODEL on the command line wins over the file's
     else:  # the tuned profile, else the plan for this rig
         from moetui.tuner.active import active_for_model  # the tuner and gguf: only when it runs
+        from moetui.tuner.store import ProfileStore  # noqa: PLC0415  (with the tuner, above)
 
-        cfg = announce(active_for_model(args.model), args.model)
+        store = ProfileStore()
+        cfg = announce(active_for_model(args.model, store=store), args.model)
+        for w in store.warnings:  # a corrupt profile is said, as tune says it, not silently skipped
+            print(f"moetui: warning: {w}", file=sys.stderr)
     tools = args.tool or ["server", "cli", "bench"]
     results: list[dict[str, object]] = []
     texts: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from moetui.cli.output import human_bytes, print_json, table
+from moetui.cli.output import human_bytes, print_json, printable, table
 from moetui.model.info import ModelInfo
 
 
@@ -54,7 +54,8 @@ def render(info: ModelInfo, with_tensors: bool = False) -> str:
     if info.expert_bytes_by_part:
         parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in sorted(info.expert_bytes_by_part.items()))
         moe_layers = [layer for layer in info.layers if layer.is_moe]
-        lines.append(f"routed experts by part: {parts}; per MoE layer {human_bytes(moe_layers[0].expert_total)}")
+        per_layer = f"; per MoE layer {human_bytes(moe_layers[0].expert_total)}" if moe_layers else ""
+        lines.append(f"routed experts by part: {parts}{per_layer}")
     lines += [
         "",
         f"active bytes per token: {human_bytes(info.active_bytes_per_token)}",
@@ -63,7 +64,7 @@ def render(info: ModelInfo, with_tensors: bool = False) -> str:
         "tensor types: " + ", ".join(f"{k} x{v}" for k, v in sorted(info.tensor_types.items())),
     ]
     if with_tensors:
-        lines += ["", table([(t.name, t.role.value, "x".join(map(str, t.shape)), t.type, human_bytes(t.nbytes))
+        lines += ["", table([(printable(t.name), t.role.value, "x".join(map(str, t.shape)), t.type, human_bytes(t.nbytes))
                              for t in info.tensors], ["tensor", "role", "shape", "type", "size"])]
     return "\n".join(lines)
 

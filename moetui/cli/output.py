@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -40,6 +41,17 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) ->
         if header and n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls but tab and newline
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """`text` safe for a terminal: control characters (ESC sequences, bells, carriage returns, C1 CSI)
+    become U+FFFD, so a model file or a model's output cannot drive the terminal. Tab and newline stay
+    only with keep_newlines."""
+    text = _CONTROL.sub("\ufffd", text)
+    return text if keep_newlines else text.replace("\n", "\ufffd").replace("\t", " ")
 
 
 def gib(n: float) -> str:

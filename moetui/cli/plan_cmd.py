@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from moetui.cli.argtypes import GB_AMOUNT
 from moetui.cli.output import human_bytes, print_json, table
 from moetui.errors import ConfigError
 from moetui.hardware import load_rig
@@ -19,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF, a shape preset (qwen3-30b-a3b[:Q8_0]) or a hub REPO:QUANT")
     p.add_argument("--rig", default="auto", help="a reference rig name (a preset from presets/rigs) or 'auto'")
     p.add_argument("--ctx", type=int, default=None, help="target context (default: min(native, 32768))")
-    p.add_argument("--vram-budget", type=float, default=None, metavar="GB", help="cap the GPU memory used, GB")
-    p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
+    p.add_argument("--vram-budget", type=GB_AMOUNT, default=None, metavar="GB", help="cap the GPU memory used, GB")
+    p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--kv", choices=["f16", "q8_0"], default=None, help="force the KV cache type")
     p.add_argument("--ubatch", type=int, default=None,
                    help="n_ubatch (prompt chunk size; default: the one that pays for itself on the workload)")
@@ -39,6 +41,7 @@ def load_model(ref: str):
 def run(args: argparse.Namespace) -> int:
     from moetui.sizing.plan import PlanOptions
     from moetui.tuner.active import plan_for_rig
+    from moetui.tuner.store import ProfileStore
 
     for name in ("vram_budget", "margin"):
         v = getattr(args, name)
@@ -58,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:
         o.vram_budget_bytes = int(args.vram_budget * GB)
-    p = plan_for_rig(model, rig, o)  # with what a tune on this rig measured
+    store = ProfileStore()
+    p = plan_for_rig(model, rig, o, store=store)  # with what a tune on this rig measured
+    for w in store.warnings:  # a corrupt profile is said, not silently skipped
+        print(f"moetui: warning: {w}", file=sys.stderr)
     if args.json:
         print_json({"model": model.path, "rig": rig.name, **p.to_dict()})
         return 0

@@ -10,6 +10,8 @@ import sys
 from typing import Any
 
 from moetui.cli.export_cmd import announce
+from moetui.cli.argtypes import finite_float
+from moetui.cli.output import printable
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
 from moetui.errors import ConfigError, ModelFileError
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
@@ -114,8 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.add_argument("-p", "--prompt", help="generate from this prompt and exit (default: interactive chat on stdin)")
     p.add_argument("-n", "--n-predict", type=int, default=256, dest="max_tokens", help="max tokens per reply")
-    p.add_argument("--temp", type=float, default=0.8, help="temperature (0: greedy)")
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--temp", type=finite_float(0.0, 100.0), default=0.8, help="temperature (0: greedy)")
+    p.add_argument("--repeat-penalty", type=finite_float(0.0, 100.0), default=1.0)
     p.add_argument("--no-stats", action="store_true", help="no stats on stderr")
     p.add_argument("--untuned", action="store_true", help="ignore the profile `moetui tune` saved for this model: run the plan")
 
@@ -149,7 +151,7 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
     try:
         for ev in events:
             if isinstance(ev, TokenEvent):
-                sys.stdout.write(ev.text)
+                sys.stdout.write(printable(ev.text, keep_newlines=True))  # no escape sequence reaches the terminal
                 sys.stdout.flush()
                 text.append(ev.text)
             elif isinstance(ev, StatsEvent):
@@ -162,12 +164,17 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
             elif isinstance(ev, ErrorEvent):
                 sys.stdout.write("\n")
                 if ev.log_tail:
-                    print(ev.log_tail, file=sys.stderr)
+                    print(printable(ev.log_tail, keep_newlines=True), file=sys.stderr)
                 raise ev.error
     except KeyboardInterrupt:
         # Ctrl-C: stop this reply, keep the model loaded; the stream drains to its DoneEvent
         worker.stop()
         rest = _stream(worker, events, printer)  # nothing left if the interrupt landed inside the stream
+        if not worker.alive:  # it did not stop when asked: hung, and killed (client.CANCEL_GRACE_S)
+            from moetui.errors import WorkerError
+
+            raise WorkerError(f"the model worker did not stop after Ctrl-C and was killed; log: {worker.log_path}",
+                              kind="hang")
         print("(stopped)", file=sys.stderr)
         return "".join(text) + rest
     return "".join(text)
@@ -184,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
             weights = ", ".join(f"{d} {n / 2**20:.0f} MiB" for d, n in b.weights_by_device().items())
             print(f"[loaded in {info.load_s:.1f} s: weights {weights}; experts RAM/VRAM {b.experts_ram}/{b.experts_vram}; "
                   f"ctx {info.n_ctx}; log {info.log_path}]", file=sys.stderr)
+        if info.load_mode_fallback:
+            print(f"moetui: note: {info.load_mode_fallback}", file=sys.stderr)
         if args.prompt is not None:
             _stream(worker, worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling), printer)
             return 0

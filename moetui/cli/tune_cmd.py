@@ -10,8 +10,10 @@ import os
 import sys
 from typing import Any
 
+from moetui.cli.argtypes import GB_AMOUNT, SECONDS_BUDGET
 from moetui.cli.output import print_json, table
 from moetui.errors import ConfigError, ModelFileError
+from moetui.export import quoting
 from moetui.hardware import load_rig
 from moetui.tuner.engine import tune
 from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, parse_workload
@@ -25,7 +27,7 @@ GB = 1e9
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF file")
-    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
+    p.add_argument("--budget", type=SECONDS_BUDGET, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
     p.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME|P,D,R",
                    help=f"one turn of what you do: {', '.join(WORKLOADS)} (default {DEFAULT_WORKLOAD}: "
                         f"{WORKLOADS[DEFAULT_WORKLOAD].describe()}) or PROMPT,DEPTH,REPLY tokens")
@@ -33,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what to optimise: seconds per turn of the workload (turn, default), decode tok/s, "
                         "prompt tok/s (prefill), or tok/s over one request of -p and -n tokens (balanced)")
     p.add_argument("--ctx", type=int, default=None, help="the smallest context you need (default: the plan's)")
-    p.add_argument("--margin", type=float, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
+    p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--draft", metavar="PATH", help="a draft GGUF to try for speculative decoding (on/off, draft-max)")
     p.add_argument("--retune", action="store_true", help="ignore the saved profile and tune again")
     p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")
@@ -108,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     result = tune(args.model, rig, options, on_event=_progress(args.quiet or args.json), store=store)
     for w in store.warnings:
         print(f"moetui: warning: {w}", file=sys.stderr)
-    if args.save_config:
-        result.best.config.save(args.save_config)
     if args.json:
         print_json(result.to_dict() | {"from_cache": result.from_cache})
-        return 0
-    print_result(result)
+    else:
+        print_result(result)
+    if args.save_config:  # after the result is shown: a full disk here loses nothing but this file
+        try:
+            result.best.config.save(args.save_config)
+        except OSError as exc:
+            raise ConfigError(f"{args.save_config}: the config could not be saved ({exc.strerror or exc})") from None
     return 0
 
 
@@ -155,7 +160,7 @@ def print_result(result: Any) -> None:
         print(f"- {note}")
     c = b.config
     print()
-    print(f"run it: moetui run {c.model_path} " + " ".join(_flags(c)))
+    print("run it: " + quoting.join(["moetui", "run", c.model_path, *_flags(c)]))
     if not c.repack:
         print("(with weight repacking off, which `moetui run` takes from the saved profile or --config)")
 
@@ -172,7 +177,7 @@ def _flags(c: Any) -> list[str]:
         out += ["-lm", c.load_mode]
 
     for o in c.overrides:
-        out += ["-ot", f"'{o.to_arg()}'"]
+        out += ["-ot", o.to_arg()]
     if c.draft is not None and c.draft.model_path:
         out += ["-md", c.draft.model_path, "--draft-max", str(c.draft.draft_max)]
     return out

@@ -266,6 +266,11 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
     """llama-bench: `,` separates test values, so several -ot overrides are joined with `;` and a tensor
     split with `/`. It sizes its context to the test itself (-p/-n), and runs no draft model."""
     diffs: list[str] = []
+    warnings = _path_warnings(cfg)
+    if "," in cfg.model_path:
+        # no quoting helps: llama-bench itself splits every -m value on commas
+        warnings.append(f"llama-bench splits -m on commas, so this line fails for {cfg.model_path}: "
+                        "link the model under a name without a comma (ln -s) and use that path")
     argv = [flags.binary, "-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement(cfg.overrides, flags, ";", diffs)
     argv += _split(cfg, flags, "/")
@@ -286,7 +291,7 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
         diffs.append("llama-bench measures no speculative decoding: the draft settings are left out")
     if cfg.n_parallel != 1:
         diffs.append(f"n_parallel {cfg.n_parallel}: llama-bench runs one sequence; left out")
-    return ExportedCommand("bench", argv, flags.target, diffs, _path_warnings(cfg), list(cfg.notes))
+    return ExportedCommand("bench", argv, flags.target, diffs, warnings, list(cfg.notes))
 
 
 BUILDERS = {"server": server_command, "cli": cli_command, "bench": bench_command}

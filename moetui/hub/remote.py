@@ -8,6 +8,7 @@ already in the HF cache (works offline), or a hub reference to size remotely.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
@@ -78,6 +79,8 @@ class HubRangeSource:
                 if resp.status_code not in (200, 206):
                     raise HubError(f"reading {self.name}: HTTP {resp.status_code} for bytes {start}-{end - 1}")
                 skip = start if resp.status_code == 200 else 0  # a server that ignores Range sends it all
+                if resp.status_code == 206:
+                    _check_content_range(self.name, resp.headers.get("Content-Range"), start, end)
                 out = bytearray()
                 for chunk in resp.iter_bytes():
                     if skip:
@@ -87,7 +90,18 @@ class HubRangeSource:
                     if len(out) >= want:
                         break  # stop a 200 response before the weights
         self.bytes_fetched += len(out)
+        if len(out) < want:
+            raise HubError(f"reading {self.name}: the server sent {len(out):,} of the {want:,} bytes asked for "
+                           f"at {start:,} (a proxy or server that cuts ranges short)")
         return bytes(out[:want])
+
+
+def _check_content_range(name: str, header: str | None, start: int, end: int) -> None:
+    """A 206 must carry the range asked for: bytes from elsewhere would be parsed as the header."""
+    m = re.match(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", header or "")
+    if m is None or int(m.group(1)) != start:
+        raise HubError(f"reading {name}: asked for bytes {start}-{end - 1}, the server answered with "
+                       f"{(header or 'no Content-Range')[:60]}")
 
 
 def remote_group(ref: str | HubRef) -> tuple[HubRef, RepoListing, QuantGroup]:
@@ -105,7 +119,7 @@ def inspect_remote(ref: str | HubRef) -> ModelInfo:
         src = HubRangeSource(r.repo, f.path, revision, size=f.size)
         headers.append(read_header(src, split=i))
     count = headers[0].get("split.count")
-    if count is not None and int(count) != len(group.files):
+    if count is not None and count != len(group.files):
         raise ModelFileError(f"{r.repo}/{group.first.path}: header says {count} parts, the repo has {len(group.files)}")
     info = inspect_headers(headers, f"hf://{r.repo}/{group.first.path}")
     info.files = [f"hf://{r.repo}/{f.path}" for f in group.files]

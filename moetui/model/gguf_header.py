@@ -25,6 +25,8 @@ MAX_STRING = 64 * 2**20
 MAX_ARRAY = 50_000_000
 MAX_DIMS = 4
 DEFAULT_ALIGNMENT = 32
+MAX_ALIGNMENT = 1 << 24
+MAX_TENSOR_NAME = 64  # GGML_MAX_NAME, terminating NUL included
 
 _SCALAR = {
     GGUFValueType.UINT8: "<B",
@@ -59,6 +61,9 @@ class FileSource:
             raise ModelFileError(f"{self.path}: no such file")
         if self.path.is_dir():
             raise ModelFileError(f"{self.path}: is a directory, not a GGUF file")
+        if not self.path.is_file():
+            # a FIFO or a device: opening one blocks or reads forever
+            raise ModelFileError(f"{self.path}: not a regular file")
         try:
             self._fh = open(self.path, "rb")
         except OSError as exc:
@@ -208,12 +213,20 @@ def read_header(src: ByteSource, split: int = 0) -> GGUFHeader:
     for _ in range(n_kv):
         key = cur.string()
         metadata[key] = _read_value(cur, cur.unpack("<I"))
-    alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT) or DEFAULT_ALIGNMENT)
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise ModelFileError(f"{src.name}: corrupt header (alignment {alignment})")
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if (isinstance(alignment, bool) or not isinstance(alignment, int) or not 0 < alignment <= MAX_ALIGNMENT
+            or alignment & (alignment - 1)):
+        raise ModelFileError(f"{src.name}: corrupt header (general.alignment {str(alignment)[:40]!s})")
+    names: set[str] = set()
     tensors: list[TensorInfo] = []
     for _ in range(n_tensors):
         name = cur.string()
+        # llama.cpp's own limits (GGML_MAX_NAME, unique names, aligned offsets): what it refuses, we refuse
+        if len(name.encode("utf-8", "replace")) >= MAX_TENSOR_NAME:
+            raise ModelFileError(f"{src.name}: corrupt header (tensor name of {len(name):,} characters)")
+        if name in names:
+            raise ModelFileError(f"{src.name}: corrupt header (tensor {name} appears twice)")
+        names.add(name)
         n_dims = cur.unpack("<I")
         if n_dims > MAX_DIMS:
             raise ModelFileError(f"{src.name}: corrupt header (tensor {name} has {n_dims} dims)")
@@ -224,6 +237,9 @@ def read_header(src: ByteSource, split: int = 0) -> GGUFHeader:
             ttype = GGMLQuantizationType(raw_type)
         except ValueError:
             raise ModelFileError(f"{src.name}: tensor {name} has unknown type {raw_type}") from None
+        if offset % alignment:
+            raise ModelFileError(f"{src.name}: corrupt header (tensor {name} at offset {offset:,}, not a multiple "
+                                 f"of the alignment {alignment})")
         tensors.append(TensorInfo(name, shape, ttype, offset, tensor_nbytes(ttype, shape), split))
     data_offset = (cur.pos + alignment - 1) // alignment * alignment
     header = GGUFHeader(src.name, version, metadata, tensors, alignment, data_offset, cur.total, bytes(cur._raw))

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from moetui.errors import ModelFileError, UnsupportedArchitecture
 from moetui.model.gguf_header import ByteSource, GGUFHeader, read_file_header, read_header
+from moetui.model.header_values import MAX_CONTEXT, MAX_DIM, MAX_EXPERTS, MAX_LAYERS, MAX_VOCAB, HeaderValues
 from moetui.model.info import LayerInfo, ModelInfo, TensorRecord
 from moetui.model.roles import Role, block_index, classify, expert_part
 
@@ -22,6 +23,7 @@ DENSE_ARCHS = {"llama", "qwen2", "qwen3", "mistral", "mistral3", "gemma", "gemma
                "falcon", "glm4", "chatglm", "stablelm", "gpt2", "minicpm", "seed_oss", "smollm3", "apertus"}
 KNOWN_ARCHS = MOE_ARCHS | DENSE_ARCHS
 
+MAX_NAME = 200
 _SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 # llama.cpp's type labels for `general.file_type` (LLAMA_FTYPE_*), for a recognisable quant name.
@@ -63,10 +65,6 @@ def inspect_source(src: ByteSource) -> ModelInfo:
     return info
 
 
-def _arch_value(md: dict[str, Any], arch: str, key: str, default: Any = 0) -> Any:
-    return md.get(f"{arch}.{key}", default)
-
-
 def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
     md: dict[str, Any] = {}
     for h in headers:
@@ -79,31 +77,37 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         raise UnsupportedArchitecture(
             f"{path}: architecture {arch!r} is not supported (known: {', '.join(sorted(KNOWN_ARCHS))})"
         )
-    a = lambda key, default=0: _arch_value(md, arch, key, default)  # noqa: E731
-
-    n_layers = int(a("block_count"))
-    n_embd = int(a("embedding_length"))
-    n_head_raw = a("attention.head_count")
-    n_head = int(max(n_head_raw) if isinstance(n_head_raw, list) else n_head_raw)
-    nkv_raw = a("attention.head_count_kv", n_head)
-    n_head_kv = [int(x) for x in nkv_raw] if isinstance(nkv_raw, list) else [int(nkv_raw)] * max(n_layers, 1)
-    head_dim_k = int(a("attention.key_length", n_embd // max(n_head, 1)))
-    head_dim_v = int(a("attention.value_length", head_dim_k))
+    v = HeaderValues(md, arch, path)
+    n_layers = v.required("block_count", MAX_LAYERS)
+    n_embd = v.count("embedding_length", 0, MAX_DIM)
+    n_head = v.count("attention.head_count", 0, MAX_DIM)
+    n_head_kv = v.per_layer("attention.head_count_kv", n_head, n_layers, MAX_DIM) if n_layers else [n_head]
+    head_dim_k = v.count("attention.key_length", n_embd // max(n_head, 1), MAX_DIM)
+    head_dim_v = v.count("attention.value_length", head_dim_k, MAX_DIM)
 
     tokens = md.get("tokenizer.ggml.tokens")
-    n_vocab = int(a("vocab_size", len(tokens) if isinstance(tokens, list) else 0))
+    n_vocab = v.count("vocab_size", len(tokens) if isinstance(tokens, list) else 0, MAX_VOCAB)
 
     records: list[TensorRecord] = []
     for h in headers:
         for t in h.tensors:
             role = classify(t.name)
-            records.append(TensorRecord(t.name, role, block_index(t.name), t.shape, t.type.name, t.nbytes,
+            layer = block_index(t.name)
+            if layer is not None and layer >= n_layers:
+                # llama.cpp refuses a file with tensors it does not expect; sizing indexes layers by it
+                raise ModelFileError(f"{path}: corrupt header (tensor {t.name} is beyond block_count {n_layers})")
+            records.append(TensorRecord(t.name, role, layer, t.shape, t.type.name, t.nbytes,
                                         expert_part(t.name)))
     if not n_vocab:
         embd = next((r for r in records if r.role == Role.EMBEDDING), None)
         n_vocab = embd.shape[1] if embd and len(embd.shape) > 1 else 0
+        if n_vocab > MAX_VOCAB:
+            raise ModelFileError(f"{path}: corrupt header (token embedding of {n_vocab:,} rows)")
 
-    n_expert = int(a("expert_count"))
+    n_expert = v.count("expert_count", 0, MAX_EXPERTS)
+    n_expert_used = v.count("expert_used_count", 0, MAX_EXPERTS)
+    if n_expert_used > n_expert:
+        raise ModelFileError(f"{path}: corrupt header ({n_expert_used} experts used of {n_expert})")
     is_moe = n_expert > 0 and any(r.role == Role.EXPERTS for r in records)
     if arch in MOE_ARCHS - DENSE_ARCHS and not is_moe and n_expert:
         raise ModelFileError(f"{path}: {arch} header says {n_expert} experts but has no expert tensors")
@@ -122,12 +126,12 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         elif layer:
             layer.other_bytes += r.nbytes
 
-    sliding = int(a("attention.sliding_window", 0) or 0)
+    sliding = v.count("attention.sliding_window", 0, MAX_CONTEXT)
     swa_layers: list[int] = []
     if arch == "gpt-oss" and sliding:
         swa_layers = [i for i in range(n_layers) if i % 2 < 1]
     elif arch == "llama4":
-        if sliding == 0 and f"{arch}.attention.sliding_window" in md:
+        if sliding == 0 and v.has("attention.sliding_window"):
             sliding = 0
         else:
             sliding = sliding or 8192
@@ -137,7 +141,10 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
 
     ftype = md.get("general.file_type")
     type_counts = Counter(r.type for r in records)
-    file_type = _FTYPE.get(int(ftype), str(ftype)) if isinstance(ftype, int) else type_counts.most_common(1)[0][0] if records else "?"
+    if isinstance(ftype, int) and not isinstance(ftype, bool) and ftype in _FTYPE:
+        file_type = _FTYPE[ftype]
+    else:
+        file_type = type_counts.most_common(1)[0][0] if records else "?"
 
     ident = hashlib.sha256()
     for h in headers:
@@ -155,28 +162,28 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         path=path,
         files=[h.source_name for h in headers],
         architecture=arch,
-        name=str(md.get("general.name", Path(path).stem)),
+        name=_display_name(md.get("general.name"), path),
         file_type=file_type,
         is_moe=is_moe,
         n_layers=n_layers,
         n_embd=n_embd,
         n_vocab=n_vocab,
-        context_length=int(a("context_length", 0)),
+        context_length=v.count("context_length", 0, MAX_CONTEXT),
         n_head=n_head,
         n_head_kv=n_head_kv,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
         n_expert=n_expert if is_moe else 0,
-        n_expert_used=int(a("expert_used_count")) if is_moe else 0,
-        n_expert_shared=int(a("expert_shared_count")) if is_moe else 0,
-        expert_ffn=int(a("expert_feed_forward_length")) or _infer_expert_ffn(records),
-        dense_ffn=int(a("feed_forward_length")) if not isinstance(a("feed_forward_length"), list) else max(a("feed_forward_length")),
-        leading_dense_layers=int(a("leading_dense_block_count")),
-        moe_layer_step=int(a("interleave_moe_layer_step")),
-        kv_lora_rank=int(a("attention.kv_lora_rank")),
-        q_lora_rank=int(a("attention.q_lora_rank")),
-        mla_head_dim_k=int(a("attention.key_length_mla")),
-        mla_head_dim_v=int(a("attention.value_length_mla")),
+        n_expert_used=n_expert_used if is_moe else 0,
+        n_expert_shared=v.count("expert_shared_count", 0, MAX_EXPERTS) if is_moe else 0,
+        expert_ffn=v.count("expert_feed_forward_length", 0, MAX_DIM) or _infer_expert_ffn(records),
+        dense_ffn=v.count("feed_forward_length", 0, MAX_DIM),
+        leading_dense_layers=v.count("leading_dense_block_count", 0, MAX_LAYERS),
+        moe_layer_step=v.count("interleave_moe_layer_step", 0, MAX_LAYERS),
+        kv_lora_rank=v.count("attention.kv_lora_rank", 0, MAX_DIM),
+        q_lora_rank=v.count("attention.q_lora_rank", 0, MAX_DIM),
+        mla_head_dim_k=v.count("attention.key_length_mla", 0, MAX_DIM),
+        mla_head_dim_v=v.count("attention.value_length_mla", 0, MAX_DIM),
         sliding_window=sliding if swa_layers else 0,
         swa_layers=swa_layers,
         tensor_types=dict(type_counts),
@@ -189,6 +196,14 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         n_params=n_params,
         identity=ident.hexdigest()[:16],
     )
+
+
+def _display_name(name: Any, path: str) -> str:
+    """general.name as one printable line: a header may put anything there (a list, escapes, 64 MB)."""
+    if not isinstance(name, str) or not name.strip():
+        return Path(path).stem
+    name = "".join(c if c.isprintable() else "\ufffd" for c in name)
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 3] + "..."
 
 
 def _infer_expert_ffn(records: list[TensorRecord]) -> int:

@@ -55,6 +55,7 @@ class LoadInfo:
     buffers: BufferSizes
     draft_buffers: BufferSizes | None
     log_path: Path
+    load_mode_fallback: str | None = None  # why the worker loaded with another load_mode than asked
 
 
 @dataclass
@@ -120,6 +121,12 @@ def _log_dir() -> Path:
 class _Request:
     id: int
     events: "queue.Queue[dict[str, Any] | None]" = field(default_factory=queue.Queue)
+    cancelled_at: float | None = None  # when stop() asked it to end
+
+
+# A cancelled request that shows no progress for this long has a hung worker: it is killed, so Ctrl-C
+# returns in seconds, not after the stall timeout (a live worker ends a reply at its next token).
+CANCEL_GRACE_S = 10.0
 
 
 class ModelWorker:
@@ -182,8 +189,10 @@ class ModelWorker:
             n_threads=ev["n_threads"], n_threads_batch=ev["n_threads_batch"],
             buffers=BufferSizes.from_dict(ev["buffers"]),
             draft_buffers=BufferSizes.from_dict(ev["draft_buffers"]) if ev.get("draft_buffers") else None,
-            log_path=self.log_path,
+            log_path=self.log_path, load_mode_fallback=ev.get("load_mode_fallback"),
         )
+        if self.load_info.load_mode_fallback:
+            self.config = config.replace(load_mode="mmap")  # what it runs with
         return self.load_info
 
     def close(self, timeout: float = 5.0) -> None:
@@ -300,7 +309,10 @@ class ModelWorker:
 
     def stop(self) -> None:
         """Cancel the request in flight (generation ends at the next token). Any thread."""
-        if self._current is not None and self.alive:
+        cur = self._current
+        if cur is not None and self.alive:
+            if cur.cancelled_at is None:
+                cur.cancelled_at = time.monotonic()
             try:
                 self._write({"op": "cancel"})
             except (OSError, ValueError):
@@ -395,6 +407,11 @@ class ModelWorker:
                         if not self.alive and not (self._reader and self._reader.is_alive()) and cur.events.empty():
                             finished = True  # died, and the reader is gone too: no EOF marker will come
                             raise self._failure(ErrorKind.CRASH, "the model worker died")
+                        if cur.cancelled_at is not None and now - max(cur.cancelled_at, last_progress) > CANCEL_GRACE_S:
+                            self.kill()
+                            finished = True
+                            raise self._failure(ErrorKind.HANG, f"the model worker did not stop within {CANCEL_GRACE_S:.0f} s "
+                                                                "of being cancelled and was killed")
                         if stall is not None and now - last_progress > stall:
                             self.kill()
                             finished = True
@@ -424,19 +441,25 @@ class ModelWorker:
                     self._drain(cur)
                 self._current = None
 
-    def _drain(self, cur: _Request, timeout: float = 30.0) -> None:
+    def _drain(self, cur: _Request, timeout: float = CANCEL_GRACE_S) -> None:
+        """Cancel and wait for the request's end; a worker that does not answer (hung), or a second
+        Ctrl-C while waiting, gets it killed."""
         try:
             self._write({"op": "cancel"})
         except (OSError, ValueError):
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                ev = cur.events.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            if ev is None or ev.get("ev") in ("done", "loaded", "bench", "ok", "bye", "error"):
-                return
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    ev = cur.events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if ev is None or ev.get("ev") in ("done", "loaded", "bench", "ok", "bye", "error"):
+                    return
+        except KeyboardInterrupt:
+            self.kill()
+            raise
         self.kill()
 
     def _request_one(self, req: dict[str, Any], timeout: float | None, expect: str) -> dict[str, Any]:

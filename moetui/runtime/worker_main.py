@@ -31,6 +31,7 @@ from moetui.hardware.llama_build import llama_lib_dir
 from moetui.hardware.repack import repack_safe
 from moetui.runtime.bench import measure
 from moetui.runtime.completion_guard import TokenBudget
+from moetui.runtime.load_fallback import apply_data_headroom, load_with_fallback
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, load_hooks
 from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
 from moetui.runtime.rpc_ctypes import register_servers
@@ -185,8 +186,13 @@ class Worker:
         arr = build_override_array(cfg.overrides)
         self.keep_alive.append(arr)
         start = self.log_size()
-        with load_hooks(arr, cfg.load_mode, adjust, repack):
-            self.llm = Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
+        apply_data_headroom()
+
+        def load(mode: str) -> Any:
+            with load_hooks(arr, mode, adjust, repack):
+                return Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
+
+        self.llm, fallback = load_with_fallback(cfg.load_mode, load, lambda: self.log_since(start))
         buffers = parse_load_log(self.log_since(start))
         draft_buffers = None
         if cfg.draft and cfg.draft.kind == "model":
@@ -209,7 +215,7 @@ class Worker:
             "n_vocab": self.llm.n_vocab(), "n_ctx": self.llm.n_ctx(), "n_ctx_train": self.llm._model.n_ctx_train(),
             "buffers": buffers.to_dict(), "draft_buffers": draft_buffers.to_dict() if draft_buffers else None,
             "n_threads": self.llm.context_params.n_threads, "n_threads_batch": self.llm.context_params.n_threads_batch,
-            "repack": repack,
+            "repack": repack, "load_mode_fallback": fallback,
         })
 
     def _need_model(self) -> None:
@@ -302,13 +308,21 @@ class Worker:
         template = llm.metadata.get("tokenizer.chat_template")
         messages = req["messages"]
         if template:
+            import jinja2  # noqa: PLC0415
+
+            from moetui.errors import ConfigError  # noqa: PLC0415
+
             eos, bos = llm.token_eos(), llm.token_bos()
-            fmt = cf.Jinja2ChatFormatter(
-                template=template,
-                eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-                stop_token_ids=[eos],
-            )(messages=messages)
+            try:  # llama-cpp-python renders it in jinja2's ImmutableSandboxedEnvironment
+                fmt = cf.Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                    stop_token_ids=[eos],
+                )(messages=messages)
+            except jinja2.TemplateError as exc:  # SecurityError, UndefinedError, TemplateSyntaxError...
+                raise ConfigError(f"the model's chat template cannot be rendered ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
         else:
             fmt = cf.format_chatml(messages=messages)
         tokens = llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not getattr(fmt, "added_special", False), special=True)

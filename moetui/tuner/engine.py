@@ -289,8 +289,8 @@ class Tuner:
     def _nothing_worked(self) -> MoetuiError:
         probes = self.runner.probes if self.runner else []
         tried = [p for p in probes if p.status in (ProbeStatus.FAILED, ProbeStatus.SKIPPED)]
-        if not tried:
-            return TuneFailed("the tune was stopped before any configuration was measured")
+        if not tried or all(p.error_kind == "cancelled" for p in tried):  # Ctrl-C during the first probe
+            return TuneFailed("the tune was stopped before any configuration was measured; nothing was saved")
         kinds = {p.error_kind for p in tried}
         last = tried[-1]
         if kinds <= {"oom", "headroom", "failed_before"}:

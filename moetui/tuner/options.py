@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from moetui.errors import ConfigError
@@ -37,7 +38,7 @@ class TuneOptions:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not isinstance(self.workload, Workload):
             raise ConfigError(f"the workload must be a Workload, not {self.workload!r}")
-        if self.budget_s <= 0:
+        if not math.isfinite(self.budget_s) or self.budget_s <= 0:  # a NaN budget is never used up
             raise ConfigError(f"the tuning budget must be positive, not {self.budget_s}")
         if self.n_ctx is not None and self.n_ctx <= 0:
             raise ConfigError(f"context must be positive, not {self.n_ctx}")

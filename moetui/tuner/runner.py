@@ -47,6 +47,10 @@ DRAFT_PROMPT = ("Write a numbered list of the planets of the solar system with o
 PROBE_ERRORS = (WorkerError, ModelFileError, ConfigError, DraftMismatch)
 
 
+# a request may run this share of the budget past it (what the final comparison may take), no more
+HARD_LIMIT_SHARE = 0.25
+
+
 class Cancelled(Exception):
     """The user cancelled: every layer unwinds to the engine, which keeps the best so far."""
 
@@ -101,6 +105,11 @@ class ProbeRunner:
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
+
+    def hard_left(self) -> float:
+        """Seconds a request may still take: --budget is a hard limit (the final comparison's share
+        included); a probe still running then is killed as a hang (a hang is not recorded as a failed config)."""
+        return max(1.0, self.options.budget_s * (1 + HARD_LIMIT_SHARE) - self.elapsed())
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -274,7 +283,7 @@ class ProbeRunner:
         self.check_cancel()
         # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
         timeout = max(STALL_S, self.options.budget_s)
-        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=timeout)
+        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=min(timeout, self.hard_left()))
         info = self._worker.start(cfg)
         self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
         self.default_threads = self.default_threads or self._loaded.default_threads
@@ -308,7 +317,8 @@ class ProbeRunner:
 
     def _bench(self, t: int, tb: int, reps: int) -> BenchResult:
         o = self.options
-        b = self._worker.bench(o.n_prompt, o.n_gen, max(1, reps), n_threads=t, n_threads_batch=tb, timeout=None)
+        b = self._worker.bench(o.n_prompt, o.n_gen, max(1, reps), n_threads=t, n_threads_batch=tb,
+                               timeout=self.hard_left())
         self.check_cancel()
         if not b.tg_tok_s or not b.pp_tok_s:
             raise WorkerError("the measurement returned no figures", kind="protocol")
@@ -322,7 +332,7 @@ class ProbeRunner:
         for _ in range(max(1, reps)):
             self.check_cancel()
             done = collect(self._worker.generate(DRAFT_PROMPT, max_tokens=o.n_gen, temperature=0.0,
-                                                 n_threads=t, n_threads_batch=tb))
+                                                 n_threads=t, n_threads_batch=tb, timeout=self.hard_left()))
             if done.stats.prompt_tok_s:
                 pp.append(done.stats.prompt_tok_s)
             if done.stats.decode_tok_s_avg:

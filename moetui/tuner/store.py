@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -23,8 +24,9 @@ from moetui.errors import ConfigError, MoetuiError
 from moetui.hardware.rig import Rig
 from moetui.paths import atomic_write_json, data_dir
 from moetui.sizing.speed import EfficiencyFactors
-from moetui.tuner.result import TuneResult
+from moetui.tuner.result import RESULT_VERSION, TuneResult
 
+MAX_PROFILE_BYTES = 16 * 2**20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # fields that do not change whether a config loads or how fast it runs
 _IGNORED = ("notes", "seed", "model_path")
@@ -56,26 +58,49 @@ class ProfileStore:
     def path(self, rig_fingerprint: str, model_id: str, llama_version: str) -> Path:
         return self.root / f"{self.key(rig_fingerprint, model_id, llama_version)}.json"
 
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+
     def _read(self, path: Path) -> TuneResult | None:
         try:
+            if path.stat().st_size > MAX_PROFILE_BYTES:
+                raise ConfigError(f"{path.stat().st_size:,} bytes, more than a profile ever holds")
             data = json.loads(path.read_text())
             if not isinstance(data, dict):
                 raise ConfigError("not a JSON object")
-            return TuneResult.from_dict(data)
+            version = data.get("version", RESULT_VERSION)
+            if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_VERSION:
+                self._warn(f"{path}: tuning profile of format {str(version)[:20]}, newer than this moetui reads "
+                           f"({RESULT_VERSION}); ignored, left as it is")
+                return None
+            result = TuneResult.from_dict(data)
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, MoetuiError) as exc:
-            msg = f"{path}: corrupt tuning profile ignored ({exc})"
-            if msg not in self.warnings:
-                self.warnings.append(msg)
+        except RecursionError:  # json nests as deep as the file likes
+            self._warn(f"{path}: corrupt tuning profile ignored (nested too deep)")
             return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, MoetuiError) as exc:
+            self._warn(f"{path}: corrupt tuning profile ignored ({exc})")
+            return None
+        if result.efficiency is not None and _efficiency(result.efficiency) is None:
+            self._warn(f"{path}: the measured efficiency factors in this profile are corrupt; plans use the defaults")
+            result.efficiency = None
+        return result
 
     def get(self, rig_fingerprint: str, model_id: str, llama_version: str) -> TuneResult | None:
         return self._read(self.path(rig_fingerprint, model_id, llama_version))
 
     def put(self, result: TuneResult) -> Path:
+        """Save a profile; where it cannot be (a full disk, a folder in its place, no permission) the tune's
+        result still stands: the reason goes to `warnings` and None is returned."""
         path = self.path(result.rig_fingerprint, result.model_id, result.llama_version)
-        atomic_write_json(path, result.to_dict())
+        try:
+            atomic_write_json(path, result.to_dict())
+        except OSError as exc:
+            self._warn(f"{path}: the tuning profile could not be saved ({exc.strerror or exc}); "
+                       "the previous one, if any, is unchanged")
+            return None
         return path
 
     def list(self) -> list[TuneResult]:
@@ -93,7 +118,7 @@ class ProfileStore:
         rig start from them instead of the defaults."""
         tuned = [r for r in self.list() if r.rig_fingerprint == rig_fingerprint and r.efficiency]
         latest = max(tuned, key=lambda r: r.created, default=None)
-        return EfficiencyFactors.from_dict(latest.efficiency) if latest and latest.efficiency else None
+        return _efficiency(latest.efficiency) if latest and latest.efficiency else None
 
     # --- failed configs -------------------------------------------------------------------------------
     def _failed_dir(self, rig_fingerprint: str, model_id: str) -> Path:
@@ -101,7 +126,10 @@ class ProfileStore:
 
     def record_failure(self, rig_fingerprint: str, model_id: str, config: RunConfig, kind: str, message: str) -> None:
         path = self._failed_dir(rig_fingerprint, model_id) / f"{config_key(config)}.json"
-        atomic_write_json(path, {"kind": kind, "message": message, "time": time.time(), "config": config.to_dict()})
+        try:
+            atomic_write_json(path, {"kind": kind, "message": message, "time": time.time(), "config": config.to_dict()})
+        except OSError as exc:  # the tune goes on; it only forgets to skip this config next time
+            self._warn(f"{path}: a failed config could not be recorded ({exc.strerror or exc})")
 
     def is_failed(self, rig_fingerprint: str, model_id: str, config: RunConfig) -> bool:
         return (self._failed_dir(rig_fingerprint, model_id) / f"{config_key(config)}.json").is_file()
@@ -112,9 +140,25 @@ class ProfileStore:
         for p in sorted(d.glob("*.json")) if d.is_dir() else []:
             try:
                 out.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 self.warnings.append(f"{p}: corrupt failure record ignored")
         return out
+
+
+def _efficiency(d: Any) -> EfficiencyFactors | None:
+    """EfficiencyFactors from a profile's field, or None where it is not an object of finite, non-negative
+    numbers (a hand-edited or corrupt profile must not break every plan on the rig)."""
+    if not isinstance(d, dict):
+        return None
+    fields = EfficiencyFactors.__dataclass_fields__
+    for k, v in d.items():
+        if k not in fields or k == "source":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            return None
+    if not isinstance(d.get("source", ""), str):
+        return None
+    return EfficiencyFactors.from_dict(d)
 
 
 def measured_efficiency(rig: Rig, store: ProfileStore | None = None) -> EfficiencyFactors | None:
