@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
-from moetui.paths import REPO_DIR
+from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import PlanOptions
 
-ASSETS = REPO_DIR / "assets"
+ASSETS = assets_dir()
 
 # name -> (module, class, key, title, help). Order = the order of the footer and the palette.
 SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
