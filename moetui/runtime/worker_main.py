@@ -312,8 +312,9 @@ class Worker:
                 bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
                 stop_token_ids=[eos],
             )(messages=messages)
-        else:
-            fmt = cf.format_chatml(messages=messages)
+        else:  # no template in the file: llama-cpp-python's format for the family (a Gemma base model), else ChatML
+            arch = str(llm.metadata.get("general.architecture", ""))
+            fmt = (cf.format_gemma if arch.startswith("gemma") else cf.format_chatml)(messages=messages)
         tokens = llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not getattr(fmt, "added_special", False), special=True)
         stop = fmt.stop if isinstance(fmt.stop, list) else ([fmt.stop] if fmt.stop else [])
         self._complete(req, tokens, stop + list(req.get("stop") or []))
