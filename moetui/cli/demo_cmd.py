@@ -8,14 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from moetui.cli.output import human_bytes, print_json
-from moetui.paths import data_dir
-
-DEMO_SHAPE = "qwen3-30b-a3b"
-DEMO_MIX = "Q4_K_M"
+from moetui.model.demo import ensure_demo_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,22 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not open the app at the end (for scripts; `moetui` opens it later on the demo model)")
     p.add_argument("--no-real", action="store_true", help="skip the real small model's chat even when moetui[real] is installed")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of prose (implies --no-app)")
-
-
-def demo_model_path(scale: str = "tiny") -> Path:
-    return data_dir() / "models" / f"demo-{DEMO_SHAPE}-{scale}-{DEMO_MIX}.gguf"
-
-
-def ensure_demo_model(scale: str = "tiny") -> Path:
-    from moetui.model.proxy import write_proxy
-    from moetui.model.shapes import load_shape, scaled
-
-    path = demo_model_path(scale)
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.partial")  # an interrupted demo leaves no half model behind
-        write_proxy(scaled(load_shape(DEMO_SHAPE), scale), tmp, DEMO_MIX)
-        tmp.replace(path)
-    return path
 
 
 PROMPT = "Explain mixture-of-experts in one line."
