@@ -40,10 +40,10 @@ from moetui.ui.screens.flow_common import (
     release_model_workers,
     ui_call,
 )
+from moetui.ui.screens.best_dead_ends import hub_unreachable_dialog, nothing_fits_dialog
 from moetui.ui.screens.tune import describe_probe
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
-from moetui.ui.widgets.choice_dialog import ChoiceDialog
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.flow_format import fmt_bytes
 from moetui.ui.widgets.probe_plot import ProbePlot
@@ -88,9 +88,9 @@ class BestConfigScreen(Screen):
         self.result: Any = None  # the TuneResult of the last run
         self.model_path: str | None = None  # the local GGUF the flow settled on
         self.min_decode_tps = 10.0  # what the catalog pick must reach (lowered from the nothing-fits dialog)
-        self._take_ref: str | None = None  # a catalog pick taken anyway, below the minimum
-        self._picked_shape: str | None = None  # the catalog pick's shape preset: its proxy works offline
-        self._start_on: str | None = None  # the next run's model, chosen from a dialog
+        self.take_ref: str | None = None  # a catalog pick taken anyway, below the minimum
+        self.picked_shape: str | None = None  # the catalog pick's shape preset: its proxy works offline
+        self.start_on: str | None = None  # the next run's model, chosen from a dialog
         self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -141,8 +141,8 @@ class BestConfigScreen(Screen):
             return
         state = app_state(self.app)
         selected, selected_info = state.model_path, state.model_info
-        if self._start_on is not None:  # a model chosen from a dialog: the App may not have inspected it yet
-            selected, selected_info, self._start_on = self._start_on, None, None
+        if self.start_on is not None:  # a model chosen from a dialog: the App may not have inspected it yet
+            selected, selected_info, self.start_on = self.start_on, None, None
         self._cancel = threading.Event()
         self.outcome, self.result, self.model_path = None, None, None
         self.query_one(FlowChecklist).set_steps(list(STEPS))
@@ -272,8 +272,8 @@ class BestConfigScreen(Screen):
                               "pick one in Models (m), or clear it to use the catalog")
         from moetui.ui.screens.best_pick import pick_from_catalog
 
-        if self._take_ref is not None:  # "take the best anyway" from the nothing-fits dialog
-            ref, self._take_ref = self._take_ref, None
+        if self.take_ref is not None:  # "take the best anyway" from the nothing-fits dialog
+            ref, self.take_ref = self.take_ref, None
             say(self._step, "model", "done", f"{ref} (taken anyway, below {self.min_decode_tps:g} tok/s)")
             say(self._target, f"Model: {ref} (the fastest catalog model for this rig)")
             return None, ref, None
@@ -283,7 +283,7 @@ class BestConfigScreen(Screen):
             say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
         pick = pick_from_catalog(rig, self.catalog, plan_options, self.min_decode_tps, progress=progress)
-        self._picked_shape = pick.model.shape
+        self.picked_shape = pick.model.shape
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
             f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
@@ -407,70 +407,11 @@ class BestConfigScreen(Screen):
         else:
             self.notify("Best config cancelled.", timeout=4)
 
-    # --- ways on from a dead end (UI thread) --------------------------------------------------------
     def _nothing_fits(self, exc: Any) -> None:
-        rows = [[c.model.name, c.quant.quant, f"{c.decode_tps:.1f}" if c.decode_tps is not None else "-", c.why_not]
-                for c in exc.candidates]
-        lower, fastest = exc.lowered_minimum(), exc.fastest
-        choices = []
-        if lower is not None:
-            choices.append(("lower", f"Lower minimum to {lower:g} tok/s"))
-        if fastest is not None:
-            choices.append(("anyway", "Take the fastest anyway"))  # the table's first row
-        choices.append(("local", "Use a local model"))
-
-        def chosen(key: str | None) -> None:
-            if key == "lower" and lower is not None:
-                self.min_decode_tps = lower
-                self.action_start()
-            elif key == "anyway" and fastest is not None:
-                self._take_ref, self._picked_shape = fastest.ref, fastest.model.shape
-                self.action_start()
-            elif key == "local":
-                self._open_models()
-
-        self.app.push_screen(ChoiceDialog(
-            f"Nothing in the catalog reaches {exc.min_decode_tps:g} tok/s on this rig",
-            "Predicted decode speed of each model's fastest quant that fits, or why none does:",
-            choices, ["model", "quant", "tok/s", "why not"], rows), chosen)
+        nothing_fits_dialog(self, exc)
 
     def _hub_unreachable(self, exc: BaseException) -> None:
-        shape = self._picked_shape
-        choices = [("local", "Local model"), ("demo", "Demo model")]
-        if shape:
-            choices.append(("proxy", "Plan its proxy"))
-        choices.append(("rig", "What-if rig"))
-
-        def chosen(key: str | None) -> None:
-            if key == "local":
-                self._open_models()
-            elif key == "demo":
-                self._use_demo_model()
-            elif key == "proxy" and shape:
-                from moetui.ui.screens.best_pick import shape_mix
-
-                self.app.post_message(ModelSelected(f"{shape}:{shape_mix(shape)}"))
-                self.app.call_later(self.app.action_open, "plan")
-            elif key == "rig":
-                self.app.call_later(self.app.action_open, "rig")
-
-        self.app.push_screen(ChoiceDialog(
-            "The hub cannot be reached",
-            f"{str(exc).splitlines()[0]}\nWhat works offline: your local GGUFs, the demo model (a tiny MoE proxy, "
-            "tuned and chatted with right here), the picked model's proxy (exact shapes, for planning) and "
-            "what-if rigs (plan for another machine).", choices), chosen)
-
-    def _open_models(self) -> None:
-        self.app.call_later(self.app.action_open, "models")
-        self.notify("Pick a model with Enter, then b runs Best config on it.", timeout=6)
-
-    def _use_demo_model(self) -> None:
-        from moetui.model.demo import ensure_demo_model
-
-        path = str(ensure_demo_model())  # a 5 MB file written in well under a second
-        self.app.post_message(ModelSelected(path))
-        self._start_on = path
-        self.action_start()
+        hub_unreachable_dialog(self, exc)
 
 
 def _probes(n: int) -> str:
