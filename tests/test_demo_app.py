@@ -89,3 +89,16 @@ async def test_the_app_opens_on_the_remembered_demo_model_and_lists_it(tiny_moe:
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
     assert remembered_model() == str(other)
+
+
+def test_an_offline_hub_step_says_so_and_what_works_offline() -> None:
+    """`moetui models list` and `download` need the hub: offline, one error line, then what still works."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for args in (["models", "list", "me/some-GGUF"], ["models", "download", "me/some-GGUF:Q4_K_M"]):
+        proc = subprocess.run([sys.executable, "-m", "moetui", *args], capture_output=True, text=True, timeout=120,
+                              env=env, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("moetui: error: offline"), proc.stderr
+        assert lines[1].startswith("moetui: the hub cannot be reached; what works offline:")
+        assert "moetui demo" in lines[1] and "--rig" in lines[1]

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except MoetuiError as exc:
         print(f"moetui: error: {exc}", file=sys.stderr)
+        if str(exc).startswith("offline"):  # a HubError: the hub cannot be reached
+            from moetui.hub.connection import OFFLINE_ALTERNATIVES
+
+            print(f"moetui: the hub cannot be reached; {OFFLINE_ALTERNATIVES}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("moetui: interrupted", file=sys.stderr)

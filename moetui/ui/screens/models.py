@@ -191,7 +191,12 @@ class ModelsScreen(Screen):
                 return
             cells = self._evaluate(row, rig)
             self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
-        done = f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+        from moetui.hub.connection import unreachable_reason
+
+        offline = unreachable_reason()
+        done = (f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+                + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
+                   "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
         self.app.call_from_thread(self._status, done)
 
     def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
@@ -202,7 +207,7 @@ class ModelsScreen(Screen):
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
                     from moetui.model.inspect import inspect_file
 
                     row.info = inspect_file(row.key)
