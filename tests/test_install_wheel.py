@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -150,10 +149,7 @@ def test_installed_app_opens_on_the_demo_model_in_a_real_terminal(installed: dic
         t.keys("m")
         t.wait_for("demo-qwen3-30b-a3b-tiny")  # and listed by the Models screen
         t.keys("q")
-        end = time.monotonic() + 20
-        while t.alive() and time.monotonic() < end:
-            time.sleep(0.1)
-        assert not t.alive(), "q did not quit the app"
+        assert t.wait_closed(), "q did not quit the app"
     finally:
         t.kill()
 

@@ -48,9 +48,12 @@ async def _press(app: MoetuiApp, pilot, key: str) -> None:  # type: ignore[no-un
     await pilot.pause()
 
 
-def _nothing_fits_screen() -> BestConfigScreen:
+async def _nothing_fits(app: MoetuiApp, pilot) -> BestConfigScreen:  # type: ignore[no-untyped-def]
+    """Best config on a catalog where nothing reaches the minimum, up to its dialog."""
     best = BestConfigScreen(budget_s=5, tune_options=FAST, catalog=[HUGE, SMALL])
     best.min_decode_tps = UNREACHABLE_MINIMUM
+    await open_best(app, pilot, best)
+    await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the nothing-fits dialog")
     return best
 
 
@@ -58,8 +61,7 @@ def test_nothing_fits_is_a_short_table_and_lowering_the_minimum_picks_the_fastes
     async def run() -> None:
         app = MoetuiApp(rig=cpu_rig, detect=False)
         async with app.run_test(size=SIZE) as pilot:
-            best = await open_best(app, pilot, _nothing_fits_screen())
-            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the nothing-fits dialog")
+            best = await _nothing_fits(app, pilot)
             d = _dialog(app)
             assert "reaches 100000 tok/s" in d.title_text
             assert d.columns == ["model", "quant", "tok/s", "why not"]
@@ -87,8 +89,7 @@ def test_take_the_fastest_anyway_then_offline_plan_its_proxy(cpu_rig: Rig) -> No
     async def run() -> None:
         app = MoetuiApp(rig=cpu_rig, detect=False)
         async with app.run_test(size=SIZE) as pilot:
-            best = await open_best(app, pilot, _nothing_fits_screen())
-            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the nothing-fits dialog")
+            best = await _nothing_fits(app, pilot)
             await _press(app, pilot, "anyway")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the offline dialog")
             assert "taken anyway" in best.query_one("#best-steps").render().plain
@@ -125,8 +126,7 @@ def test_local_model_choice_opens_models(cpu_rig: Rig) -> None:
     async def run() -> None:
         app = MoetuiApp(rig=cpu_rig, detect=False)
         async with app.run_test(size=SIZE) as pilot:
-            await open_best(app, pilot, _nothing_fits_screen())
-            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the nothing-fits dialog")
+            await _nothing_fits(app, pilot)
             await _press(app, pilot, "local")
             await wait_for(pilot, lambda: app.screen is app.screen_named("models"), what="the Models screen")
 

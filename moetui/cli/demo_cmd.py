@@ -26,10 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 PROMPT = "Explain mixture-of-experts in one line."
 
 
-def _chat(worker: Any, say: Any, max_tokens: int) -> Any:
-    """Stream one reply to the demo prompt; the DoneEvent (with its stats), or None."""
+def _load_and_chat(worker: Any, config: Any, say: Any, max_tokens: int) -> Any:
+    """Load `config` in the worker and stream one reply to the demo prompt; the DoneEvent (with its
+    stats), or None."""
     from moetui.runtime.client import DoneEvent, ErrorEvent, TokenEvent
 
+    load = worker.start(config)
+    say(f"loaded in {load.load_s:.2f} s; prompt: {PROMPT!r}\n> ", end="")
     done = None
     for ev in worker.chat([{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0):
         if isinstance(ev, TokenEvent):
@@ -62,9 +65,7 @@ def _real_words(rig: Any, say: Any, summary: dict[str, Any]) -> None:
     say("\n== 5. Real words (Gemma 3 270M Q4_K_M, from the moetui[real] extra: a dense model, real weights)")
     p = plan(inspect_file(path), rig, PlanOptions(n_ctx=2048))
     with ModelWorker() as worker:
-        load = worker.start(p.config)
-        say(f"loaded in {load.load_s:.2f} s; prompt: {PROMPT!r}\n> ", end="")
-        done = _chat(worker, say, 48)
+        done = _load_and_chat(worker, p.config, say, 32)
     say("")
     if done is not None:
         say(_streamed(done))
@@ -106,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     say("\n== 4. Running it (llama.cpp in an isolated worker process)")
     with ModelWorker() as worker:
-        load = worker.start(p.config)
-        say(f"loaded in {load.load_s:.2f} s; prompt: {PROMPT!r}\n> ", end="")
-        done = _chat(worker, say, 32)
+        done = _load_and_chat(worker, p.config, say, 32)
         say("\n(random weights: the words are noise, the speed is real)")
         if done is not None:
             say(_streamed(done))
