@@ -37,3 +37,25 @@ def test_a_test_session_leaves_home_empty(tmp_path: Path) -> None:
     written = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
     stray = [f for f in written if not f.startswith(ALLOWED)]
     assert not stray, f"the test session wrote into HOME: {stray}"
+
+
+def test_the_repack_probe_and_the_tools_build_default_to_the_cache_dir(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two writers that used to go to ~/.cache/moetui directly: a real probe (a child runs llama.cpp
+    on a tiny model; told the build has AMX so that it runs here) caches its verdict under cache_dir(),
+    and the llama.cpp tools folder defaults there too."""
+    from moetui.export.llama_tools import installed_llama_cpp_python_version, tools_dir
+    from moetui.hardware.repack import ENV, repack_safe
+    from moetui.paths import cache_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("MOETUI_LLAMA_TOOLS_DIR", raising=False)
+    info = "CPU : AVX2 = 1 | AMX_INT8 = 1 |"
+    first = repack_safe(system_info=info, lib_dir=str(tmp_path))
+    assert first.probed and (cache_dir() / "repack-probe.json").is_file()
+    assert repack_safe(system_info=info, lib_dir=str(tmp_path)).cached
+    assert tools_dir() == cache_dir() / f"llama-tools-{installed_llama_cpp_python_version()}"
+    assert not list(home.iterdir())
