@@ -132,26 +132,30 @@ def test_installed_cli_plans_lists_and_runs_the_demo(installed: dict[str, Path])
     assert not list(installed["cwd"].iterdir()), "a command wrote into the working directory"
 
 
-def test_installed_app_opens_on_the_demo_model_in_a_real_terminal(installed: dict[str, Path]) -> None:
-    """After `moetui demo`, plain `moetui` (no argument) opens with the demo model selected, styled."""
+def _in_terminal(inst: dict[str, Path], *args: str) -> Tmux:
+    """The installed `moetui ARGS` in a real terminal, with the user environment of _user_env."""
+    env = _user_env(inst["home"])
+    assignments = " ".join(f"{k}={v}" for k, v in env.items() if k in ("HOME", "HF_HUB_OFFLINE", "MOETUI_REPACK"))
+    return Tmux(["sh", "-c", f"cd {inst['cwd']} && exec env -u PYTHONPATH -u MOETUI_DATA_DIR -u MOETUI_CACHE_DIR "
+                 f"-u XDG_DATA_HOME -u XDG_CACHE_HOME {assignments} {inst['moetui']} {' '.join(args)}"])
+
+
+def test_installed_demo_opens_the_app_on_its_model_and_moetui_reopens_it(installed: dict[str, Path]) -> None:
+    """In a terminal `moetui demo` ends in the app with the demo model selected and listed in Models;
+    later, plain `moetui` (no argument) opens on it again, styled (a missing stylesheet stops the app)."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux not installed")
-    demo = _moetui(installed, "demo", "--no-app", "--no-real")  # idempotent: the model is kept
-    assert demo.returncode == 0, demo.stderr
-    env = _user_env(installed["home"])
-    assignments = [f"{k}={v}" for k, v in env.items() if k in ("HOME", "HF_HUB_OFFLINE", "MOETUI_REPACK")]
-    t = Tmux(["sh", "-c", f"cd {installed['cwd']} && exec env -u PYTHONPATH -u MOETUI_DATA_DIR "
-              f"-u MOETUI_CACHE_DIR -u XDG_DATA_HOME -u XDG_CACHE_HOME {' '.join(assignments)} "
-              f"{installed['moetui']}"])
-    try:
-        t.wait_for("Best config for my rig")
-        t.wait_for("Qwen3-30B-A3B (tiny)")  # the demo model, selected at start
-        t.keys("m")
-        t.wait_for("demo-qwen3-30b-a3b-tiny")  # and listed by the Models screen
-        t.keys("q")
-        assert t.wait_closed(), "q did not quit the app"
-    finally:
-        t.kill()
+    for args in (("demo", "--no-real"), ()):
+        t = _in_terminal(installed, *args)
+        try:
+            t.wait_for("Best config for my rig", timeout=180)
+            t.wait_for("Qwen3-30B-A3B (tiny)")  # the demo model, selected at start
+            t.keys("m")
+            t.wait_for("demo-qwen3-30b-a3b")  # and listed by the Models screen (the name cut at 80 columns)
+            t.keys("q")
+            assert t.wait_closed(), "q did not quit the app"
+        finally:
+            t.kill()
 
 
 def test_pipx_installs_the_wheel(wheel: Path, tmp_path: Path) -> None:

@@ -165,7 +165,8 @@ class ModelsScreen(Screen):
         worker = get_current_worker()
         rows: list[ModelRow] = []
         if selected and Path(selected).expanduser().exists():
-            rows.append(ModelRow(selected, Path(selected).name, "", Path(selected).stat().st_size, "selected",
+            quant = str(getattr(selected_info, "file_type", "") or "")
+            rows.append(ModelRow(selected, Path(selected).name, quant, Path(selected).stat().st_size, "selected",
                                  selected_info))
         errors: list[str] = []
         try:
