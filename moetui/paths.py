@@ -14,13 +14,26 @@ import platformdirs
 
 APP = "moetui"
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
+REPO_DIR = PACKAGE_DIR.parent  # the source checkout, in a source or editable layout
+
+
+def bundled_dir(name: str) -> Path:
+    """A data folder the package reads at run time (`presets`, `assets`): inside the package in an
+    installed wheel (moetui/<name>, mapped there by pyproject.toml), at the top of the repository in a
+    source checkout or an editable install. The one place that knows both layouts."""
+    inside = PACKAGE_DIR / name
+    return inside if inside.is_dir() else REPO_DIR / name
 
 
 def presets_dir() -> Path:
     """The data folder (model shapes, catalog, reference rigs). MOETUI_PRESETS overrides it."""
     env = os.environ.get("MOETUI_PRESETS")
-    return Path(env) if env else REPO_DIR / "presets"
+    return Path(env) if env else bundled_dir("presets")
+
+
+def assets_dir() -> Path:
+    """The stylesheets (moetui.tcss, flows.tcss)."""
+    return bundled_dir("assets")
 
 
 def data_dir() -> Path:

@@ -13,12 +13,45 @@ from moetui.model.shapes import list_shapes, load_shape, scaled
 TINY_SHAPES = [s for s in list_shapes() if s not in ("qwen3-235b-a22b", "gpt-oss-120b")]
 
 
+SESSION_USER_DIRS: Path | None = None
+
+
+def shared_llama_tools_dir() -> Path:
+    """The one folder, shared by every test session, where llama.cpp's tools are built (about 600 MB and
+    minutes of build): the very folder moetui itself uses by default (~/.cache/moetui/llama-tools-<ver>
+    on Linux), so tools built once by a user, a lead or an earlier run are found and not built twice.
+    Named here explicitly because tests give cache_dir() a fresh temp folder each; the only thing a test
+    session may write under the real HOME (tests/test_install_home.py holds it to that)."""
+    import platformdirs
+
+    from moetui.export.llama_tools import installed_llama_cpp_python_version
+
+    return Path(platformdirs.user_cache_dir("moetui")) / f"llama-tools-{installed_llama_cpp_python_version()}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Where llama.cpp's repacked CPU kernels crash (an AMX-advertising VM), run every llama.cpp of the
-    session with --no-repack, as moetui itself does: probed once, told to child processes by env."""
+    """Before anything runs (collection included): user data and cache go to a session temp folder, never
+    the real HOME; llama.cpp's tools to the named shared folder. Then, where llama.cpp's repacked CPU
+    kernels crash (an AMX-advertising VM), run every llama.cpp of the session with --no-repack, as moetui
+    itself does: probed once per session, told to child processes by env."""
+    import tempfile
+
+    global SESSION_USER_DIRS
+    SESSION_USER_DIRS = Path(tempfile.mkdtemp(prefix="moetui-test-user-"))
+    os.environ["MOETUI_DATA_DIR"] = str(SESSION_USER_DIRS / "data")
+    os.environ["MOETUI_CACHE_DIR"] = str(SESSION_USER_DIRS / "cache")
+    os.environ.setdefault("MOETUI_LLAMA_TOOLS_DIR", str(shared_llama_tools_dir()))
+
     from moetui.hardware.repack import ENV, make_llama_cpp_safe
 
     os.environ[ENV] = "on" if make_llama_cpp_safe().safe else "off"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    if SESSION_USER_DIRS is not None:
+        shutil.rmtree(SESSION_USER_DIRS, ignore_errors=True)
 
 
 def repack_ok() -> bool:

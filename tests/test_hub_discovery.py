@@ -15,9 +15,11 @@ import pytest
 from hub_server import fake_hub, write_split_proxy  # noqa: F401
 from moetui.errors import ConfigError
 from moetui.hub.cache import cached_model_path
-from moetui.hub.discovery import (add_folder, discover_local, hf_cache_models, list_folders, lmstudio_models,
+from moetui.hub.discovery import (SOURCES, add_folder, discover_local, hf_cache_models, list_folders, lmstudio_models,
                                   ollama_models, remove_folder)
 from moetui.hub.download import download_model
+
+NOT_PIP = [s for s in SOURCES if s != "pip"]  # the optional real model, when installed, is listed too
 
 
 @pytest.fixture
@@ -129,10 +131,10 @@ def test_user_folders_persist_atomically_and_are_scanned(home, tiny_moe, tmp_pat
     saved = Path(os.environ["MOETUI_DATA_DIR"]) / "folders.json"
     assert json.loads(saved.read_text()) == {"folders": [str(folder.resolve())]}
     assert not [p for p in saved.parent.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
-    assert [(m.source, m.name) for m in discover_local()] == [("folder", "deep/x-Q4_K_M.gguf")]
+    assert [(m.source, m.name) for m in discover_local(NOT_PIP)] == [("folder", "deep/x-Q4_K_M.gguf")]
 
     assert remove_folder(folder) and not remove_folder(folder)
-    assert list_folders() == [] and discover_local() == []
+    assert list_folders() == [] and discover_local(NOT_PIP) == []
     with pytest.raises(ConfigError, match="no such folder"):
         add_folder(tmp_path / "missing")
     with pytest.raises(ConfigError, match="not a folder"):
@@ -149,7 +151,7 @@ def test_same_file_reached_twice_is_listed_once(fake_hub, home, tiny_moe) -> Non
     lm = _copy(tiny_moe, home / ".lmstudio" / "models" / "a" / "b" / "m-Q4_K_M.gguf")
     add_folder(Path(os.environ["HF_HUB_CACHE"]))
     add_folder(home / ".lmstudio" / "models")
-    found = [(m.source, m.path) for m in discover_local()]
+    found = [(m.source, m.path) for m in discover_local(NOT_PIP)]
     assert found == [("hf-cache", cached), ("lmstudio", lm)]
 
 
@@ -160,4 +162,4 @@ def test_llama_cpp_cache_is_scanned_too(fake_hub, home, tiny_moe, tmp_path, monk
     got = download_model("me/tiny-GGUF:Q4_K_M", cache=llama_cache)
     assert hf_cache_models() == []
     monkeypatch.setenv("LLAMA_CACHE", str(llama_cache))
-    assert [(m.source, m.repo, m.path) for m in discover_local()] == [("hf-cache", "me/tiny-GGUF", got.path)]
+    assert [(m.source, m.repo, m.path) for m in discover_local(NOT_PIP)] == [("hf-cache", "me/tiny-GGUF", got.path)]

@@ -21,6 +21,7 @@ from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.widgets.chat_log import ChatLog
 from moetui.ui.widgets.flow_checklist import FlowChecklist
+from moetui.ui.widgets.choice_dialog import ChoiceDialog
 from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
 
 SIZE = (80, 24)
@@ -29,6 +30,10 @@ FAST = TuneOptions(budget_s=5, n_prompt=64, n_gen=16, reps=3, dimensions=("threa
 
 def statuses(screen: BestConfigScreen) -> dict[str, str]:
     return {s.key: s.status for s in screen.query_one(FlowChecklist).steps}
+
+
+def statuses_detail(screen: BestConfigScreen, key: str) -> str:
+    return next(s.detail or "" for s in screen.query_one(FlowChecklist).steps if s.key == key)
 
 
 async def open_best(app: MoetuiApp, pilot, screen: BestConfigScreen) -> BestConfigScreen:  # type: ignore[no-untyped-def]
@@ -114,8 +119,8 @@ def test_a_failing_step_is_marked_and_the_app_stays_up(cpu_rig: Rig, tmp_path: P
             assert best.outcome == "failed"
             assert statuses(best) == {"rig": "done", "model": "done", "download": "failed", "plan": "skipped",
                                       "tune": "skipped", "chat": "skipped"}
-            await wait_for(pilot, lambda: isinstance(app.screen, FlowErrorDialog), what="the dialog")
-            assert "offline" in app.screen.message
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the dialog")
+            assert app.screen.title_text == "The hub cannot be reached" and "offline" in app.screen.message
             await pilot.press("escape")
             await pilot.pause()
             assert app.screen is best and app.is_running and not best.running
@@ -171,9 +176,12 @@ def test_when_nothing_in_the_catalog_fits_the_model_step_says_why(cpu_rig: Rig) 
             best = await open_best(app, pilot, BestConfigScreen(budget_s=5, tune_options=FAST, catalog=[huge]))
             await wait_for(pilot, lambda: best.outcome is not None, what="the flow")
             assert best.outcome == "failed" and statuses(best)["model"] == "failed"
-            await wait_for(pilot, lambda: isinstance(app.screen, FlowErrorDialog), what="the dialog")
-            assert "no catalog model fits this rig" in app.screen.message and "too-big: does not fit" in app.screen.message
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), what="the dialog")
+            assert "Nothing in the catalog reaches 10 tok/s" in app.screen.title_text
+            assert app.screen.rows[0][0] == "Too Big" and app.screen.rows[0][3].startswith("too big")
+            assert [k for k, _ in app.screen.choices] == ["local"]  # nothing fits memory: no lower, no anyway
+            assert "no catalog model fits this rig" in statuses_detail(best, "model")
             await pilot.press("escape")
-            assert app.is_running
+            assert app.is_running and app.screen is best
 
     asyncio.run(run())

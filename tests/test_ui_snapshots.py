@@ -12,6 +12,7 @@ import pytest
 from moetui.hardware import load_preset
 from textual.screen import Screen
 
+from moetui.hub import discovery
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.rig import RigScreen
@@ -27,6 +28,8 @@ def _deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
     monkeypatch.setattr(RigScreen, "LIVE", False)  # live gauges change every sample
+    # the optional real model (moetui[real]) is listed where it is installed: this machine's, not the picture's
+    monkeypatch.setattr(discovery, "pip_models", lambda: [])
 
 
 def make_app(light: bool = False, model: str | None = MODEL) -> MoetuiApp:

@@ -55,6 +55,13 @@ class Tmux:
     def alive(self) -> bool:
         return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "t"], capture_output=True).returncode == 0
 
+    def wait_closed(self, timeout: float = 20.0) -> bool:
+        """Whether the program in the pane ended within `timeout` seconds (after a quit key)."""
+        end = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < end:
+            time.sleep(0.1)
+        return not self.alive()
+
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 

@@ -9,6 +9,7 @@ import sys
 
 from moetui import __version__
 from moetui.errors import MoetuiError
+from moetui.hub.connection import OFFLINE_ALTERNATIVES
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `moetui inspect` does not pay for Textual or llama-cpp-python.
@@ -69,6 +70,9 @@ def _main(argv: list[str] | None) -> int:
         return int(module.run(args) or 0)
     except MoetuiError as exc:
         print(f"moetui: error: {exc}", file=sys.stderr)
+        if str(exc).startswith("offline"):  # a HubError: the hub cannot be reached
+
+            print(f"moetui: the hub cannot be reached; {OFFLINE_ALTERNATIVES}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("moetui: interrupted", file=sys.stderr)

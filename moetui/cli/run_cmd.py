@@ -17,6 +17,7 @@ from moetui.errors import ConfigError, ModelFileError
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 from moetui.hardware.rpc import parse_endpoints
+from moetui.errors import WorkerError
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -171,7 +172,6 @@ def _stream(worker: Any, events: Any, printer: _StatsPrinter) -> str:
         worker.stop()
         rest = _stream(worker, events, printer)  # nothing left if the interrupt landed inside the stream
         if not worker.alive:  # it did not stop when asked: hung, and killed (client.CANCEL_GRACE_S)
-            from moetui.errors import WorkerError
 
             raise WorkerError(f"the model worker did not stop after Ctrl-C and was killed; log: {worker.log_path}",
                               kind="hang")

@@ -3,8 +3,9 @@ llama-cpp-python: the very llama.cpp version the bindings run, so exported comma
 against the real binaries.
 
 CPU only (-DGGML_NATIVE=ON), no curl/openssl, no tests/examples, only the targets asked for. The result
-is cached per llama-cpp-python version in MOETUI_LLAMA_TOOLS_DIR or ~/.cache/moetui/llama-tools-<ver>
-(not moetui.paths.cache_dir(): tests isolate that per test, and a build takes minutes). A file lock
+is cached per llama-cpp-python version in MOETUI_LLAMA_TOOLS_DIR or moetui.paths.cache_dir() /
+llama-tools-<ver> (~/.cache/moetui/llama-tools-<ver> on Linux). Tests isolate cache_dir() per test and a
+build takes minutes, so tests/conftest.py names one shared folder in MOETUI_LLAMA_TOOLS_DIR. A file lock
 keeps two processes from building into the same folder at once.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from moetui.errors import MoetuiError
+from moetui.paths import cache_dir
 
 DEFAULT_TARGETS = ("llama-server", "llama-bench")
 CMAKE_FLAGS = (
@@ -53,7 +55,8 @@ def tools_dir(version: str | None = None, variant: str = "") -> Path:
     env = os.environ.get("MOETUI_LLAMA_TOOLS_DIR")
     if env:
         return Path(env + suffix)
-    return Path.home() / ".cache" / "moetui" / f"llama-tools-{version or installed_llama_cpp_python_version()}{suffix}"
+
+    return cache_dir() / f"llama-tools-{version or installed_llama_cpp_python_version()}{suffix}"
 
 
 def bin_dir(version: str | None = None, variant: str = "") -> Path:

@@ -9,8 +9,8 @@ library: a child process loads a tiny generated model with llama.cpp's default p
 tokens. Dying by a signal means "run with --no-repack" (llama.cpp's `use_extra_bufts = false`).
 
 The probe only runs when the build has AMX compiled in (the one trap seen), costs about a second, and
-is cached per CPU + build in ~/.cache/moetui (not the per-test cache dir: tests start many workers).
-MOETUI_REPACK=on|off skips the probe (the test suite probes once and exports the answer to children).
+is cached per CPU + build in moetui.paths.cache_dir(). MOETUI_REPACK=on|off skips the probe (the test
+suite probes once per session and exports the answer to its children, so per-test cache dirs cost nothing).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moetui.hardware.llama_build import llama_lib_dir
-from moetui.paths import atomic_write_json
+from moetui.paths import atomic_write_json, cache_dir
 
 ENV = "MOETUI_REPACK"
 PROBE_TIMEOUT_S = 120.0
@@ -59,7 +59,7 @@ def _cpu_model() -> str:
 
 
 def _cache_file() -> Path:
-    return Path.home() / ".cache" / "moetui" / "repack-probe.json"
+    return cache_dir() / "repack-probe.json"
 
 
 def _key(system_info: str, lib_dir: str | None) -> str:

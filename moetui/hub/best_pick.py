@@ -33,6 +33,62 @@ class CatalogPick:
         return self.quant.ref
 
 
+@dataclass
+class Candidate:
+    """One catalog model's closest miss: its fastest quant that fits memory (too slow for the minimum),
+    else its smallest quant (too big)."""
+
+    model: CatalogModel
+    quant: QuantFile
+    decode_tps: float | None  # predicted; None when not even the smallest quant fits
+    why_not: str
+
+    @property
+    def ref(self) -> str:
+        return self.quant.ref
+
+
+class NothingFits(DoesNotFit):
+    """No catalog model reaches the minimum speed on this rig; `candidates` says how close each came,
+    fastest first."""
+
+    def __init__(self, message: str, candidates: list[Candidate], min_decode_tps: float) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        self.min_decode_tps = min_decode_tps
+
+    @property
+    def fastest(self) -> Candidate | None:
+        """The fastest model that fits in memory at all: what "take the best anyway" takes."""
+        return next((c for c in self.candidates if c.decode_tps is not None), None)
+
+    def lowered_minimum(self) -> float | None:
+        """A minimum the fastest candidate reaches (rounded down to 0.1 tok/s), or None."""
+        best = self.fastest
+        if best is None or best.decode_tps is None or best.decode_tps <= 0:
+            return None
+        return max(0.1, int(best.decode_tps * 10) / 10)
+
+
+def _short_reason(v: QuantVerdict, min_decode_tps: float) -> str:
+    if v.decode_tps is not None and v.reason.startswith("predicted"):
+        return f"below {min_decode_tps:g} tok/s"
+    reason = v.reason.removeprefix("does not fit: ")
+    for cut in ("; ", " ("):
+        reason = reason.split(cut)[0]
+    return ("too big: " + reason) if v.reason.startswith("does not fit") else reason
+
+
+def _candidate(model: CatalogModel, quants: list[QuantFile], verdicts: list[QuantVerdict],
+               min_decode_tps: float) -> Candidate | None:
+    if not verdicts:
+        return None
+    fitting = [v for v in verdicts if v.decode_tps is not None]
+    v = max(fitting, key=lambda v: v.decode_tps or 0.0) if fitting else verdicts[-1]  # verdicts: largest first
+    q = next(q for q in quants if q.quant == v.quant)
+    return Candidate(model, q, v.decode_tps, _short_reason(v, min_decode_tps)[:60])
+
+
 def _quants(model: CatalogModel) -> list[QuantFile]:
     """One QuantFile per quant label, the model's first repo preferred (its main publisher)."""
     primary = model.repos[0] if model.repos else ""
@@ -50,6 +106,7 @@ def pick_from_catalog(rig: Rig, catalog: list[CatalogModel] | None = None, optio
     infos: dict[str, ModelInfo] = {}
     best: CatalogPick | None = None
     considered: list[tuple[str, list[QuantVerdict]]] = []
+    candidates: list[Candidate] = []
     for i, m in enumerate(models):
         if progress is not None:
             progress(i, len(models), m.name)
@@ -60,6 +117,9 @@ def pick_from_catalog(rig: Rig, catalog: list[CatalogModel] | None = None, optio
         choice = choose_quant([(q.quant, q.size_bytes) for q in quants], infos[m.shape], rig, options, min_decode_tps)
         considered.append((m.id, choice.verdicts))
         if choice.chosen is None or choice.plan is None:
+            cand = _candidate(m, quants, choice.verdicts, min_decode_tps)
+            if cand is not None:
+                candidates.append(cand)
             continue
         q = next(q for q in quants if q.quant == choice.chosen)
         key = (q.size_bytes, choice.plan.decode_tps)
@@ -67,6 +127,8 @@ def pick_from_catalog(rig: Rig, catalog: list[CatalogModel] | None = None, optio
             best = CatalogPick(m, q, choice.plan)
     if best is None:
         reasons = "; ".join(f"{mid}: {v[-1].reason}" for mid, v in considered if v)  # its smallest quant
-        raise DoesNotFit(f"no catalog model fits this rig at {min_decode_tps:g} tok/s or more ({reasons})")
+        candidates.sort(key=lambda c: -(c.decode_tps if c.decode_tps is not None else -1.0))
+        raise NothingFits(f"no catalog model fits this rig at {min_decode_tps:g} tok/s or more ({reasons})",
+                          candidates, min_decode_tps)
     best.considered = considered
     return best

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from moetui.errors import HubError
+from urllib.parse import urlsplit
+import socket
 
 # huggingface_hub and httpx2: imported inside the functions that need them, to keep start-up fast
 
@@ -32,6 +34,25 @@ def is_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+# What a user can still do without the hub: said by every hub step that finds it unreachable
+OFFLINE_ALTERNATIVES = ("what works offline: your local GGUFs (`moetui models`), the demo model (`moetui demo`), "
+                        "any catalog model's proxy for planning (`moetui plan qwen3-30b-a3b`) and what-if rigs "
+                        "(`--rig NAME`; `moetui detect --rig list`)")
+
+
+def unreachable_reason(timeout_s: float = 2.0) -> str | None:
+    """None when the hub's host accepts a connection; else why not, in a few words (no HTTP request)."""
+    if is_offline():
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(endpoint())
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"cannot reach {host} ({exc.strerror or type(exc).__name__})"
+    return None
 
 
 def require_online(what: str) -> None:

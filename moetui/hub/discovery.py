@@ -1,4 +1,5 @@
-"""GGUF models already on this machine: the HF cache, LM Studio, Ollama, and folders the user added.
+"""GGUF models already on this machine: moetui's own (the demo proxies in the data dir, the optional real
+model from PyPI), the HF cache, LM Studio, Ollama, and folders the user added.
 
 Only names, paths and sizes are gathered here (a directory walk, no file is opened except to check an
 Ollama blob's magic), so listing stays fast; inspect a LocalModel's path when it is picked.
@@ -16,8 +17,9 @@ from moetui.errors import ConfigError
 from moetui.hub.connection import hf_cache_dir
 from moetui.hub.listing import SPLIT_RE, quant_label
 from moetui.paths import atomic_write_json, data_dir
+from moetui.hub.real_model import DISPLAY_NAME, real_model_path
 
-SOURCES = ("hf-cache", "lmstudio", "ollama", "folder")
+SOURCES = ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder")
 MAX_DEPTH = 8
 _SKIP = ("mmproj", "imatrix")
 
@@ -276,10 +278,26 @@ def folder_models() -> list[LocalModel]:
     return out
 
 
+def moetui_models_dir() -> Path:
+    """Where moetui writes the models it makes itself (`moetui demo`'s proxy)."""
+    return data_dir() / "models"
+
+
+def moetui_models() -> list[LocalModel]:
+    root = moetui_models_dir()
+    return models_in_files(_walk_ggufs(root), "moetui", root) if _is_dir(root) else []
+
+
+def pip_models() -> list[LocalModel]:
+    """The real small model of `pip install 'moetui[real]'`, when installed (joined from its parts once)."""
+    path = real_model_path()
+    return [] if path is None else [LocalModel(path, DISPLAY_NAME, "pip", _size(path), "Q4_K_M", files=[path])]
+
+
 def discover_local(sources: Iterable[str] = SOURCES) -> list[LocalModel]:
     """Every local GGUF model, one entry per model; the same file reached twice is listed once."""
-    finders = {"hf-cache": hf_cache_models, "lmstudio": lmstudio_models, "ollama": ollama_models,
-               "folder": folder_models}
+    finders = {"moetui": moetui_models, "pip": pip_models, "hf-cache": hf_cache_models,
+               "lmstudio": lmstudio_models, "ollama": ollama_models, "folder": folder_models}
     out: list[LocalModel] = []
     seen: set[Path] = set()
     for src in sources:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from typing import Callable, TypeVar
+import resource
 
 T = TypeVar("T")
 HEADROOM_ENV = "MOETUI_WORKER_DATA_HEADROOM"
@@ -35,7 +36,6 @@ def apply_data_headroom() -> int | None:
     raw = os.environ.get(HEADROOM_ENV)
     if not raw:
         return None
-    import resource  # noqa: PLC0415
 
     used = _vm_data_bytes()
     if used is None:

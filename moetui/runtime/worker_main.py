@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import psutil
 
 from moetui.config import RunConfig
-from moetui.errors import ErrorKind, ModelFileError, classify_failure
+from moetui.errors import ErrorKind, ModelFileError, classify_failure, first_line
 from moetui.hardware.llama_build import llama_lib_dir
 from moetui.hardware.repack import repack_safe
 from moetui.runtime.bench import measure
@@ -35,6 +35,8 @@ from moetui.runtime.load_fallback import apply_data_headroom, load_with_fallback
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, load_hooks
 from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
 from moetui.runtime.rpc_ctypes import register_servers
+from moetui.errors import ConfigError
+import jinja2
 
 STATS_PERIOD_S = 0.4
 
@@ -308,10 +310,6 @@ class Worker:
         template = llm.metadata.get("tokenizer.chat_template")
         messages = req["messages"]
         if template:
-            import jinja2  # noqa: PLC0415
-
-            from moetui.errors import ConfigError  # noqa: PLC0415
-
             eos, bos = llm.token_eos(), llm.token_bos()
             try:  # llama-cpp-python renders it in jinja2's ImmutableSandboxedEnvironment
                 fmt = cf.Jinja2ChatFormatter(
@@ -322,9 +320,10 @@ class Worker:
                 )(messages=messages)
             except jinja2.TemplateError as exc:  # SecurityError, UndefinedError, TemplateSyntaxError...
                 raise ConfigError(f"the model's chat template cannot be rendered ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-        else:
-            fmt = cf.format_chatml(messages=messages)
+                                  f"{first_line(exc, 200)})") from None
+        else:  # no template in the file: llama-cpp-python's format for the family (a Gemma base model), else ChatML
+            arch = str(llm.metadata.get("general.architecture", ""))
+            fmt = (cf.format_gemma if arch.startswith("gemma") else cf.format_chatml)(messages=messages)
         tokens = llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not getattr(fmt, "added_special", False), special=True)
         stop = fmt.stop if isinstance(fmt.stop, list) else ([fmt.stop] if fmt.stop else [])
         self._complete(req, tokens, stop + list(req.get("stop") or []))

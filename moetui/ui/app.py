@@ -22,17 +22,19 @@ from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
 from moetui.hardware import detect_rig
-from moetui.paths import REPO_DIR
+from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
+from moetui.ui.selection import remember_model
+from moetui.ui.selection import remembered_model
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import PlanOptions
 
-ASSETS = REPO_DIR / "assets"
+ASSETS = assets_dir()
 
 # name -> (module, class, key, title, help). Order = the order of the footer and the palette.
 SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
@@ -65,10 +67,12 @@ class MoetuiApp(App):
     ]
 
     def __init__(self, model_path: str | None = None, rig: Rig | None = None, *, detect: bool = True,
-                 light: bool = False) -> None:
+                 light: bool = False, remember: bool = True) -> None:
         """model_path: a GGUF path, shape preset or hub ref to select at start (inspected in a worker).
-        rig: a reference or already-detected rig; None detects this machine in a worker (unless detect=False)."""
+        rig: a reference or already-detected rig; None detects this machine in a worker (unless detect=False).
+        remember: keep each selection in the data dir for the next start (run_app opens on it)."""
         super().__init__()
+        self._remember = remember
         self.state = AppState(rig=rig, model_path=model_path)
         self.plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan/Home
         self.model_error: str | None = None  # why the last model picked could not be used
@@ -185,6 +189,8 @@ class MoetuiApp(App):
         s = self.state
         s.model_path, s.model_info = msg.path, msg.info
         s.plan = s.tuned = s.config = None
+        if self._remember:
+            remember_model(msg.path)
         self.model_error = self.plan_error = self.loading_model = None
         self._load_tuned()
         self.refresh_screens()
@@ -332,4 +338,7 @@ class MoetuiApp(App):
 
 
 def run_app(model_path: str | None = None, rig: Rig | None = None) -> None:
+    """The app as `moetui` opens it: on `model_path`, else on the model selected last time."""
+    if model_path is None:
+        model_path = remembered_model()
     MoetuiApp(model_path=model_path, rig=rig).run()

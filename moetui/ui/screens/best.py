@@ -11,6 +11,10 @@
 All of it runs in one thread worker with a cancel Event; each step reports back through call_from_thread,
 and each result goes up to the App as the usual messages (ModelSelected, PlanChanged, TuneCompleted), so
 the other screens follow. A failing step is marked ✗ with its reason, a dialog explains, the app stays up.
+Two endings offer a way on instead of a Close button (moetui.ui.widgets.choice_dialog): nothing in the
+catalog reaching the minimum speed (a short table; lower the minimum, take the fastest anyway, or use a
+local model) and a hub that cannot be reached (what works offline: a local model, the demo model, the
+picked model's proxy, what-if rigs).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from moetui.ui.screens.flow_common import (
     release_model_workers,
     ui_call,
 )
+from moetui.ui.screens.best_dead_ends import hub_unreachable_dialog, nothing_fits_dialog
 from moetui.ui.screens.tune import WORKLOAD_CHOICES, describe_probe, workload_choice
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
@@ -87,6 +92,10 @@ class BestConfigScreen(Screen):
         self.outcome: str | None = None  # "done" | "failed" | "cancelled" once a run ended
         self.result: Any = None  # the TuneResult of the last run
         self.model_path: str | None = None  # the local GGUF the flow settled on
+        self.min_decode_tps = 10.0  # what the catalog pick must reach (lowered from the nothing-fits dialog)
+        self.take_ref: str | None = None  # a catalog pick taken anyway, below the minimum
+        self.picked_shape: str | None = None  # the catalog pick's shape preset: its proxy works offline
+        self.start_on: str | None = None  # the next run's model, chosen from a dialog
         self._cancel = threading.Event()
         self.workload = workload_choice(tune_options)  # the picker's value when the flow started
 
@@ -139,6 +148,9 @@ class BestConfigScreen(Screen):
             self.notify(f"The tune budget must be a positive number of seconds, not {raw!r}.", severity="error")
             return
         state = app_state(self.app)
+        selected, selected_info = state.model_path, state.model_info
+        if self.start_on is not None:  # a model chosen from a dialog: the App may not have inspected it yet
+            selected, selected_info, self.start_on = self.start_on, None, None
         self._cancel = threading.Event()
         self.outcome, self.result, self.model_path = None, None, None
         self.query_one(FlowChecklist).set_steps(list(STEPS))
@@ -147,7 +159,7 @@ class BestConfigScreen(Screen):
         self._detail("")
         self.running = True
         self.workload = str(self.query_one("#best-workload", Select).value)
-        self._flow(state.rig, state.model_path, state.model_info, state.plan_options, budget,
+        self._flow(state.rig, selected, selected_info, state.plan_options, budget,
                    self.query_one("#best-retune", Checkbox).value, self._cancel)
 
     def action_cancel(self) -> None:
@@ -268,12 +280,19 @@ class BestConfigScreen(Screen):
         from moetui.hub.best_pick import pick_from_catalog
         from moetui.tuner.active import plan_options_for
 
+        if self.take_ref is not None:  # "take the best anyway" from the nothing-fits dialog
+            ref, self.take_ref = self.take_ref, None
+            say(self._step, "model", "done", f"{ref} (taken anyway, below {self.min_decode_tps:g} tok/s)")
+            say(self._target, f"Model: {ref} (the fastest catalog model for this rig)")
+            return None, ref, None
         say(self._step, "model", "running", "sizing the catalog for this rig …")
 
         def progress(i: int, n: int, name: str) -> None:
             say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
-        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), progress=progress)
+        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), self.min_decode_tps,
+                                 progress=progress)
+        self.picked_shape = pick.model.shape
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
             f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
@@ -384,11 +403,23 @@ class BestConfigScreen(Screen):
             if s.status == "pending":
                 checklist.set_step(s.key, "skipped")
         self.query_one(ProgressEta).message = outcome
-        if exc is not None:
+        from moetui.hub.best_pick import NothingFits
+
+        if isinstance(exc, NothingFits):
+            self._nothing_fits(exc)
+        elif isinstance(exc, HubError) and str(exc).startswith("offline"):
+            self._hub_unreachable(exc)
+        elif exc is not None:
             title = "Download failed" if isinstance(exc, HubError) else f"Best config: {step} failed"
             show_error(self, title, exc)
         else:
             self.notify("Best config cancelled.", timeout=4)
+
+    def _nothing_fits(self, exc: Any) -> None:
+        nothing_fits_dialog(self, exc)
+
+    def _hub_unreachable(self, exc: BaseException) -> None:
+        hub_unreachable_dialog(self, exc)
 
 
 def _probes(n: int) -> str:

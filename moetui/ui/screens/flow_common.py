@@ -11,10 +11,10 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 
-from moetui.paths import REPO_DIR
+from moetui.paths import assets_dir
 from moetui.ui.state import AppState
 
-FLOWS_TCSS = str(REPO_DIR / "assets" / "flows.tcss")
+FLOWS_TCSS = str(assets_dir() / "flows.tcss")
 
 
 def ui_call(app: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:

@@ -24,6 +24,7 @@ from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_folder, discover_local
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.format import gb, tps
+from moetui.hub.connection import unreachable_reason
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
@@ -164,7 +165,8 @@ class ModelsScreen(Screen):
         worker = get_current_worker()
         rows: list[ModelRow] = []
         if selected and Path(selected).expanduser().exists():
-            rows.append(ModelRow(selected, Path(selected).name, "", Path(selected).stat().st_size, "selected",
+            quant = str(getattr(selected_info, "file_type", "") or "")
+            rows.append(ModelRow(selected, Path(selected).name, quant, Path(selected).stat().st_size, "selected",
                                  selected_info))
         errors: list[str] = []
         try:
@@ -190,7 +192,11 @@ class ModelsScreen(Screen):
                 return
             cells = self._evaluate(row, rig)
             self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
-        done = f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+
+        offline = unreachable_reason()
+        done = (f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+                + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
+                   "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
         self.app.call_from_thread(self._status, done)
 
     def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
@@ -200,7 +206,7 @@ class ModelsScreen(Screen):
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
                     from moetui.model.inspect import inspect_file
 
                     row.info = inspect_file(row.key)

@@ -1,0 +1,40 @@
+"""The model the user last selected, remembered in the user data dir so that `moetui` opens on it again
+(and on the demo model right after `moetui demo`). Written atomically; a missing, damaged or stale entry
+(the file was deleted) just means "nothing selected"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from moetui.paths import atomic_write_json, data_dir
+
+FILE = "selection.json"
+
+
+def _file() -> Path:
+    return data_dir() / FILE
+
+
+def remember_model(path: str) -> None:
+    local = Path(path).expanduser()
+    value = str(local.resolve()) if local.is_file() else str(path)  # a relative path: from anywhere next time
+    try:
+        atomic_write_json(_file(), {"model_path": value})
+    except OSError:
+        pass  # a read-only data dir costs only the memory of the selection
+
+
+def remembered_model() -> str | None:
+    """The last selection, if it is still usable: a file that still exists, or a reference that is not a
+    file path (a shape preset, REPO:QUANT)."""
+    try:
+        value = json.loads(_file().read_text()).get("model_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    if (path.is_absolute() or value.lower().endswith(".gguf")) and not path.is_file():
+        return None
+    return value
