@@ -239,7 +239,7 @@ class Worker:
                    "n_ctx": self.llm.n_ctx()})
 
     def _stopping(self, budget: Any) -> Any:
-        def stop(input_ids: Any, logits: Any) -> bool:
+        def stop(input_ids: Any) -> bool:
             now = time.perf_counter()
             if self.t_first is None:
                 self.t_first = now
@@ -249,14 +249,13 @@ class Worker:
             self.tokens += 1
             self._last_ids = input_ids
             # budget: llama-cpp-python's own max_tokens check can be skipped (see completion_guard)
-            return budget(input_ids, logits) or self.cancel.is_set()
+            return budget(input_ids, None) or self.cancel.is_set()
 
         return stop
 
-    def _complete(self, req: dict[str, Any], prompt: Any, stop: list[str]) -> None:
-        from llama_cpp import StoppingCriteriaList  # noqa: PLC0415
-
+    def _complete(self, req: dict[str, Any], prompt_tokens: list[int], stop: list[str]) -> None:
         from moetui.runtime.completion_guard import TokenBudget  # noqa: PLC0415
+        from moetui.runtime.streaming import Completion, stream_completion  # noqa: PLC0415
 
         self._need_model()
         self._threads(req)
@@ -267,21 +266,20 @@ class Worker:
         if self.counting is not None:
             self.counting.reset()
             self.counting.proposed = self.counting.accepted = 0
-        kw = {k: req[k] for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed") if req.get(k) is not None}
+        sampling = {k: req[k] for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed") if req.get(k) is not None}
         text: list[str] = []
-        finish = None
         budget = TokenBudget(self.max_tokens, self.llm.n_ctx())
-        for chunk in self.llm.create_completion(
-            prompt, max_tokens=self.max_tokens, stream=True, stop=stop or None,
-            stopping_criteria=StoppingCriteriaList([self._stopping(budget)]), **kw,
+        finish: str | None = None
+        for piece in stream_completion(
+            self.llm, prompt_tokens, max_tokens=self.max_tokens, stop=stop, sampling=sampling,
+            should_stop=self._stopping(budget),
+            ended_by_criteria=lambda: "length" if budget.hit else "stop",
         ):
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                text.append(choice["text"])
-                self.send({"ev": "token", "id": rid, "text": choice["text"]})
-            finish = choice.get("finish_reason") or finish
-        if budget.hit and not self.cancel.is_set():
-            finish = "length"  # create_completion calls it "stop" when a stopping criterion ended it
+            if isinstance(piece, Completion):
+                finish = piece.finish_reason
+            else:
+                text.append(piece)
+                self.send({"ev": "token", "id": rid, "text": piece})
         if self.counting is not None and self._last_ids is not None:
             self.counting.finish(self._last_ids)
         import psutil  # noqa: PLC0415
@@ -295,7 +293,9 @@ class Worker:
                    "cancelled": cancelled, "stats": final})
 
     def op_generate(self, req: dict[str, Any]) -> None:
-        self._complete(req, req["prompt"], list(req.get("stop") or []))
+        self._need_model()
+        prompt = self.llm.tokenize(str(req["prompt"]).encode("utf-8"), add_bos=True, special=True)
+        self._complete(req, prompt, list(req.get("stop") or []))
 
     def op_chat(self, req: dict[str, Any]) -> None:
         from llama_cpp import llama_chat_format as cf  # noqa: PLC0415
