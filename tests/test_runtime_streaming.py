@@ -59,8 +59,9 @@ def test_a_long_sampled_reply_streams_every_piece_and_stops_at_max_tokens(worker
             done = ev
     assert done is not None and done.finish_reason == "length" and done.stats.tokens == 1500
     assert "".join(pieces) == done.text
-    # byte tokens that never complete a character become U+FFFD at once instead of being held back
-    assert len(pieces) >= 1500 * 0.9
+    # byte tokens that never complete a character become U+FFFD at once instead of being held back to
+    # the end: the text arrives all along (in batches of at most TOKEN_BATCH_S), not in one piece
+    assert len(pieces) >= 10 and max(len(p) for p in pieces) < len(done.text) / 4
 
 
 def test_the_same_seed_gives_the_same_reply_and_a_chat_reuses_the_kv_prefix(worker: ModelWorker) -> None:

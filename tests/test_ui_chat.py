@@ -193,3 +193,34 @@ def test_draft_acceptance_shows_in_the_stats_bar(tiny_moe: Path, tiny_draft: Pat
             assert bar.acceptance == stats.acceptance and f"draft acc {stats.acceptance:.0%}" in str(bar.render())
 
     asyncio.run(run())
+
+
+def test_a_streaming_message_draws_the_same_lines_as_the_finished_one() -> None:
+    """While streaming, a message wraps only its unsettled tail; the lines must match wrapping it whole."""
+    from textual.app import App
+
+    from moetui.ui.widgets.chat_log import ChatMessage
+
+    words = ["lighthouse", "keeper", "a", "storm", "\n", "\ufffd\ufffd", "wave", "x" * 50, "of", "night", " "]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(600))
+
+    class One(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield ChatLog()
+
+    async def main() -> None:
+        app = One()
+        async with app.run_test(size=(60, 20)) as pilot:
+            msg = app.query_one(ChatLog).add_message("assistant", "")
+            msg.streaming = True
+            await pilot.pause()
+            for i in range(0, len(text), 37):
+                msg.text = text[:i + 37]
+                msg.render_line(0)  # as a repaint would: settles lines as the text grows
+            width = msg.content_size.width
+            streamed = [msg.render_line(y).text.rstrip() for y in range(msg._wrapped_lines())]
+            whole = [line.plain.rstrip() for line in msg.render().wrap(app.console, width)]
+            assert msg._settled_at > len(text) // 2  # most of it was wrapped once, not per batch
+            assert streamed == whole
+
+    asyncio.run(main())
