@@ -61,7 +61,7 @@ class MoetuiApp(App):
         # hidden here, shown by the screens where they matter (app_action_bindings)
         *(Binding(key, action, label, show=False) for key, action, label, _, _ in APP_ACTIONS),
         Binding("q", "quit", "Quit"),
-        Binding("escape", "unfocus", "Leave field", show=False),  # back from a text field to the letter keys
+        Binding("escape", "unfocus", "Leave field"),  # back from a text field to the letter keys (check_action)
     ]
 
     def __init__(self, model_path: str | None = None, rig: Rig | None = None, *, detect: bool = True,
@@ -158,6 +158,15 @@ class MoetuiApp(App):
         return "\n".join(strip.text for strip in self.screen._compositor.render_strips())
 
     # ---- actions ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """"Leave field" (Esc) exists, and shows in the footer, only while a text box has the focus: the
+        way back to the letter keys is always on screen, and Esc elsewhere stays free for the screens."""
+        if action == "unfocus":
+            from textual.widgets import Input, TextArea
+
+            return isinstance(self.focused, (Input, TextArea))
+        return True
+
     def action_unfocus(self) -> None:
         self.screen.set_focus(None)
 

@@ -174,6 +174,8 @@ class ChatScreen(Screen):
         bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
         self.status_line = (f"{Path(config.model_path).name} · ctx {info.n_ctx} · {_placement(config)} · "
                             f"loaded in {info.load_s:.1f} s")
+        if _is_proxy(app_state(self.app).model_info, config):
+            self.status_line += " · random weights: the words are noise, the speed is real"
         if self._pending is not None:
             text, self._pending = self._pending, None
             self._send(text)
@@ -422,6 +424,13 @@ class ChatScreen(Screen):
         if cfg is not None:
             self._loading_config = self._failed_config = None
             self.start_load(cfg)
+
+
+def _is_proxy(info: Any, config: Any) -> bool:
+    """A model `moetui proxy` wrote (its general.name ends in "moetui proxy", see model/proxy.py): random
+    weights, so the reply is noise and the user should be told so."""
+    return info is not None and str(getattr(info, "name", "")).endswith("moetui proxy") and (
+        getattr(info, "path", config.model_path) == config.model_path)
 
 
 def _placement(config: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -80,6 +80,9 @@ def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
     return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
 
 
+PATH_STARTS = frozenset("/~.")  # how a typed path begins
+
+
 class ModelsScreen(Screen):
     AUTO_FOCUS = "#models-table"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -90,7 +93,9 @@ class ModelsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="models-top"):
-            yield Input(placeholder="add a GGUF file or a folder of them (path)", id="models-path")
+            # select_on_focus off: a path typed into the unfocused box must not replace its first character
+            yield Input(placeholder="add a GGUF file or a folder of them (path)", id="models-path",
+                        select_on_focus=False)
             yield Button("Add", id="models-add")
             yield Button("Rescan", id="models-rescan")
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
@@ -273,6 +278,16 @@ class ModelsScreen(Screen):
         if event.input.id == "models-path":
             self._add(event.value)
 
+    def on_key(self, event: Any) -> None:
+        """A path typed while the box is not focused starts with "/", "~" or ".": send it to the box
+        instead of letting its letters fire screen keys (a, s, t ...)."""
+        box = self.query_one("#models-path", Input)
+        if event.character in PATH_STARTS and self.focused is not box:
+            box.focus()
+            box.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "models-add":
             self.action_add()
@@ -313,3 +328,4 @@ class ModelsScreen(Screen):
             self.notify(f"{path}: no such file or folder", title="Add model", severity="error")
             return
         self.query_one("#models-path", Input).value = ""
+        self.query_one("#models-table", DataTable).focus()  # done with the box: letter keys work again

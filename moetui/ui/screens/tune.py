@@ -143,6 +143,17 @@ class TuneScreen(Screen):
         release_model_workers(self.app)  # measure on a machine with no other model loaded
         self._run(state.model_path, state.rig, opts, self._cancel)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc cancels only a running tune (and shows only then); when idle it goes on to the App, which
+        leaves a text box."""
+        if action == "cancel":
+            return self.running
+        return True
+
+    @on(Input.Submitted, "#tune-budget")
+    def _budget_submitted(self) -> None:
+        self.action_start()
+
     def action_cancel(self) -> None:
         if self.running:
             self._cancel.set()
@@ -157,11 +168,21 @@ class TuneScreen(Screen):
         self.action_cancel()
 
     def watch_running(self, running: bool) -> None:
-        start = self.query_one("#tune-start", Button)
-        start.disabled = running
-        self.query_one("#tune-cancel", Button).disabled = not running
-        if not running and self.is_current:
-            start.focus()  # a disabled button lost focus to the budget box; keep keys going to the screen
+        start, cancel = self.query_one("#tune-start", Button), self.query_one("#tune-cancel", Button)
+        cancel.disabled = not running
+        # the settings cannot change mid-tune; disabled, the budget box cannot take the focus (and with it
+        # q and the screen letters) when the Start button gives it up
+        for widget in (self.query_one("#tune-budget", Input), self.query_one("#tune-objective", Select),
+                       self.query_one("#tune-retune", Checkbox)):
+            widget.disabled = running
+        if running:
+            cancel.focus()
+            start.disabled = True
+        else:
+            start.disabled = False
+            if self.is_current:
+                start.focus()
+        self.refresh_bindings()
 
     def on_unmount(self) -> None:
         self._cancel.set()  # the app is closing: the tuner stops and closes its model worker
