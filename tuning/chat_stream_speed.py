@@ -74,10 +74,13 @@ def run_chat_screen(cfg, tokens: int) -> dict:
                 await pilot.pause(0.01)
             done = chat.last_done
             gaps = [b - a for a, b in zip(updates, updates[1:])]
+            worst = max(range(len(gaps)), key=gaps.__getitem__) if gaps else None
             result.update(decode_tok_s=done.stats.decode_tok_s_avg, tokens=done.stats.tokens,
                           wall_s=time.perf_counter() - t0, updates=len(updates),
                           max_gap_ms=1000 * max(gaps) if gaps else None,
                           p95_gap_ms=1000 * sorted(gaps)[int(0.95 * (len(gaps) - 1))] if gaps else None,
+                          max_gap_at_s=updates[worst] - updates[0] if worst is not None else None,
+                          load_avg_1min=os.getloadavg()[0],
                           shown_chars=len(chat._reply.text) if chat._reply is not None else len(done.text))
             chat.close_worker()
 

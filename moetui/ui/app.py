@@ -105,7 +105,7 @@ class MoetuiApp(App):
         module_name, class_name, _, title, _ = SCREENS_BY_NAME[name]
         try:
             screen = getattr(importlib.import_module(module_name), class_name)()
-        except Exception as exc:  # a screen still being written must not take the app down
+        except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
             self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
                         severity="warning")
             return None

@@ -36,7 +36,7 @@ from moetui.ui.screens.flow_common import (
     release_model_workers,
     ui_call,
 )
-from moetui.ui.screens.tune import describe_probe
+from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
@@ -100,6 +100,7 @@ class BestConfigScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.view = TuneView(self.query_one(ProgressEta), self.query_one(ProbePlot))
         self.query_one(FlowChecklist).set_steps(list(STEPS))
         self.query_one("#best-start", Button).focus()
         self.refresh_from_state()
@@ -134,8 +135,7 @@ class BestConfigScreen(Screen):
         self._cancel = threading.Event()
         self.outcome, self.result, self.model_path = None, None, None
         self.query_one(FlowChecklist).set_steps(list(STEPS))
-        self.query_one(ProgressEta).reset()
-        self.query_one(ProbePlot).clear()
+        self.view.restart(budget, "")
         self._detail("")
         self.running = True
         self._flow(state.rig, state.model_path, state.model_info, state.plan_options, budget,
@@ -172,11 +172,15 @@ class BestConfigScreen(Screen):
     def _detail(self, text: str) -> None:
         self.query_one("#best-detail", Static).update(text)
 
-    def _plot(self, probe: Any, best: Any) -> None:
-        plot = self.query_one(ProbePlot)
-        plot.set_point(probe.index, probe.score, probe.status)
-        if best is not None:
-            plot.best_index = best.index
+    def on_tuner_event(self, message: TunerEvent) -> None:
+        """The tune step's events, shown by the same TuneView as the Tune screen's."""
+        message.stop()
+        ev = message.event
+        best = self.view.apply(ev)
+        probe = getattr(ev, "probe", None)
+        if probe is not None and getattr(ev, "n_done", None) is not None and hasattr(ev, "elapsed_s"):
+            tail = f" · best {describe_probe(best)}" if best is not None else ""
+            self._detail(f"probe {probe.index} {probe_name(probe)}: {probe.status}{tail}")
 
     def _progress(self, fraction: float | None, eta_s: float | None, elapsed_s: float | None, message: str) -> None:
         self.query_one(ProgressEta).update_progress(fraction, eta_s=eta_s, elapsed_s=elapsed_s, message=message)
@@ -318,32 +322,16 @@ class BestConfigScreen(Screen):
 
     def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
                    say: Any) -> Any:
-        try:
-            from moetui.tuner import (
-                ProbeFinished,
-                ProbeStarted,
-                TuneOptions,
-                TuneProgress,
-                tune,
-            )
-        except ImportError:  # a build without the tuner: chat with the plan
-            say(self._step, "tune", "skipped", "the tuner is not available; using the plan")
-            return None
+        from moetui.tuner import TuneOptions, tune
+
         base = self.tune_options or TuneOptions()
         opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx)
         say(self._step, "tune", "running", f"budget {budget:.0f} s")
         say(release_model_workers, self.app)  # no other model resident while the tuner measures
 
         def on_event(ev: Any) -> None:
-            if isinstance(ev, TuneProgress):
-                say(self._progress, ev.fraction, ev.eta_s, ev.elapsed_s, ev.message)
-            elif isinstance(ev, ProbeStarted):
-                say(self._plot, ev.probe, None)
-            elif isinstance(ev, ProbeFinished):
-                best = f" · best {describe_probe(ev.best)}" if ev.best is not None else ""
-                say(self._plot, ev.probe, ev.best)
-                say(self._progress, None, ev.eta_s, ev.elapsed_s, _probes(ev.n_done))
-                say(self._detail, f"probe {ev.probe.index} {ev.probe.label}: {ev.probe.status}{best}")
+            if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
+                cancel.set()
 
         result = tune(str(path), rig, opts, on_event=on_event, cancel=cancel)
         if result.stopped == "cancelled":
