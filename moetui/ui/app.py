@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.content import Content
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -158,6 +159,13 @@ class MoetuiApp(App):
         return "\n".join(strip.text for strip in self.screen._compositor.render_strips())
 
     # ---- actions ---------------------------------------------------------------------------------
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """Title — sub-title, the sub-title in italics: Textual dims it, which reads at 3.4:1 in the light
+        theme (under WCAG AA's 4.5:1)."""
+        if not sub_title:
+            return Content(title)
+        return Content.assemble(Content(title), " — ", Content(sub_title).stylize("italic"))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """"Leave field" (Esc) exists, and shows in the footer, only while a text box has the focus: the
         way back to the letter keys is always on screen, and Esc elsewhere stays free for the screens."""

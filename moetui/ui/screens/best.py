@@ -40,6 +40,7 @@ from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.tick_box import TickBox
 from moetui.ui.widgets.flow_format import fmt_bytes
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
@@ -90,7 +91,7 @@ class BestConfigScreen(Screen):
         with Horizontal(id="best-controls"):
             yield Label("Tune budget s")
             yield Input(str(int(self.budget_s)), id="best-budget", type="integer")
-            yield Checkbox("Retune", value=False, id="best-retune")
+            yield TickBox("Retune", value=False, id="best-retune")
             yield Button("Go", id="best-start", variant="success")
             yield Button("Cancel", id="best-cancel", variant="error", disabled=True)
         yield FlowChecklist(id="best-steps")

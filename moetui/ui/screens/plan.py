@@ -47,9 +47,9 @@ class PlanScreen(Screen):
         with VerticalScroll(id="plan-body"):
             yield Static("", id="plan-summary")
             yield Static("", id="plan-error")
-            yield Static("[b]Placement[/b] [dim](layer by layer)[/dim]", classes="section-title")
+            yield Static("[b]Placement[/b] [i](layer by layer)[/i]", classes="section-title")
             yield PlacementMap(id="plan-map")
-            yield Static("[b]Memory[/b] [dim](planned / budget)[/dim]", classes="section-title")
+            yield Static("[b]Memory[/b] [i](planned / budget)[/i]", classes="section-title")
             yield MemoryBars(id="plan-memory")
             yield Static("[b]Why[/b]", classes="section-title")
             yield Static("", id="plan-explanation")

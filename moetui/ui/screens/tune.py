@@ -27,6 +27,7 @@ from moetui.ui.screens.flow_common import (
 from moetui.ui.state import ConfigChosen, TuneCompleted
 from moetui.ui.tune_view import TuneEnded, TunerEvent, TuneView, describe_probe, probe_name, versus_plan
 from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.tick_box import TickBox
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
@@ -62,7 +63,7 @@ class TuneScreen(Screen):
             yield Input(str(int(budget)), id="tune-budget", type="integer")
             objective = getattr(self.base_options, "objective", "decode")
             yield Select(OBJECTIVE_CHOICES, value=objective, allow_blank=False, id="tune-objective")
-            yield Checkbox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
+            yield TickBox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
             yield Button("Start", id="tune-start", variant="success")
             yield Button("Cancel", id="tune-cancel", variant="error", disabled=True)
         yield ProgressEta(id="tune-progress")
