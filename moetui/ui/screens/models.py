@@ -28,9 +28,19 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan
 
-# (label, width): sized so the verdict and tok/s stay visible at 80 columns; source scrolls into view
-COLUMNS = (("model", "model", 18), ("quant", "quant", 8), ("size", "size", 8), ("moe", "MoE", 8),
-           ("fit", "fit on this rig", 18), ("tps", "tok/s", 6), ("source", "source", 10))  # (key, label, width)
+# (key, label, width): at 80 columns the name, where it is from (repo owner, HF cache, LM Studio ...),
+# the verdict and tok/s stay visible; the MoE shape scrolls into view
+COLUMNS = (("model", "model", 18), ("source", "from", 9), ("quant", "quant", 7), ("size", "size", 8),
+           ("fit", "fit on this rig", 16), ("tps", "tok/s", 6), ("moe", "MoE", 8))
+
+
+def fit_name(name: str, width: int) -> str:
+    """A long name shortened in the middle, so both its family and its variant show:
+    'Qwen3-30B-A3B-Instruct-2507' in 18 -> 'Qwen3-30B…uct-2507'."""
+    if len(name) <= width:
+        return name
+    tail = max(3, (width - 1) // 2 - 1)
+    return name[:width - 1 - tail] + "…" + name[-tail:]
 _shape_cache: dict[tuple[str, str], ModelInfo] = {}
 _shape_lock = threading.Lock()
 
@@ -123,6 +133,9 @@ class ModelsScreen(Screen):
         col = table.columns.get("model")  # type: ignore[call-overload]
         if col is not None and col.width != width:
             col.width = width
+            for key, row in self.rows.items():
+                if key in table.rows:
+                    table.update_cell(key, "model", fit_name(row.name, width))
             table._require_update_dimensions = True  # Textual re-measures columns on the next refresh
             table.refresh(layout=True)
 
@@ -245,7 +258,9 @@ class ModelsScreen(Screen):
             if known:
                 continue
             size = ("~" if r.approx else "") + gb(r.size_bytes)
-            table.add_row(r.name, r.quant or "-", size, moe_shape(r.info), "…", "", r.source, key=r.key)
+            col = table.columns.get("model")  # type: ignore[call-overload]
+            width = col.width if col is not None else COLUMNS[0][2]
+            table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
         self._mark_selected()
 
     def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
