@@ -3,20 +3,22 @@
 The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
 switching to Export and back does not reload; it is reloaded when the active config changes and closed
 when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
-worker and reach the log in batches (at most 5 UI updates a second, whatever the decode speed), so the
-UI costs the model nothing: the child process never waits on us.
+worker and reach the log as typed messages in batches (at most 20 UI updates a second, whatever the decode
+speed), so the UI costs the model little: the child process never waits on us.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -31,6 +33,35 @@ from moetui.ui.widgets.stats_bar import ChatStatsBar
 FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
+
+
+@dataclass
+class ReplyText(Message, bubble=False):
+    """More text of the reply being generated (a batch of tokens)."""
+
+    text: str
+
+
+@dataclass
+class ReplyStats(Message, bubble=False):
+    """Live figures from the model worker (moetui.runtime.stats.LiveStats)."""
+
+    stats: Any
+
+
+@dataclass
+class ReplyDone(Message, bubble=False):
+    """The reply is complete (moetui.runtime.client.DoneEvent: the whole text, finish reason, stats)."""
+
+    done: Any
+
+
+@dataclass
+class ReplyFailed(Message, bubble=False):
+    """Generation failed; `worker` is the ModelWorker it ran on (it may be dead)."""
+
+    error: MoetuiError
+    worker: Any
 
 
 class ChatScreen(Screen):
@@ -237,6 +268,8 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-generate")
     def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
+        """Worker events -> typed messages (post_message is thread-safe); token text is batched to at most
+        one message per FLUSH_S, so the UI's cost does not grow with the decode speed."""
         from moetui.runtime.client import DoneEvent, ErrorEvent, StatsEvent, TokenEvent
 
         buf: list[str] = []
@@ -249,23 +282,35 @@ class ChatScreen(Screen):
                 return True
             text = "".join(buf)
             buf.clear()
-            return ui_call(self.app, self._tokens, text)
+            return self.post_message(ReplyText(text))
 
         for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
             if isinstance(ev, TokenEvent):
                 buf.append(ev.text)
                 if time.monotonic() - last >= FLUSH_S and not flush():
-                    worker.stop()
+                    worker.stop()  # the screen is closing
             elif isinstance(ev, StatsEvent):
                 flush()
                 self.stats_events += 1
-                ui_call(self.app, self._stats, ev.stats)
+                self.post_message(ReplyStats(ev.stats))
             elif isinstance(ev, DoneEvent):
                 flush()
-                ui_call(self.app, self._done, ev)
+                self.post_message(ReplyDone(ev))
             elif isinstance(ev, ErrorEvent):
                 flush()
-                ui_call(self.app, self._failed, ev.error, worker)
+                self.post_message(ReplyFailed(ev.error, worker))
+
+    def on_reply_text(self, message: ReplyText) -> None:
+        self._tokens(message.text)
+
+    def on_reply_stats(self, message: ReplyStats) -> None:
+        self._stats(message.stats)
+
+    def on_reply_done(self, message: ReplyDone) -> None:
+        self._done(message.done)
+
+    def on_reply_failed(self, message: ReplyFailed) -> None:
+        self._failed(message.error, message.worker)
 
     def _tokens(self, text: str) -> None:
         if self._reply is not None:
