@@ -180,3 +180,26 @@ def test_the_bar_follows_time_and_a_cancel_never_shows_done() -> None:
     assert bar.fraction == 0.0 and bar.message == "cancelled"
     view.finished(_result(plan, plan, stopped="converged"))
     assert bar.fraction == 1.0
+
+
+def test_a_tune_finished_elsewhere_replaces_the_one_on_show() -> None:
+    """Best config tuned while Tune showed an older result: Tune shows the new one, not a stale one."""
+    from moetui.hardware import load_preset
+    from moetui.ui.state import TuneCompleted
+
+    async def main() -> None:
+        app = MoetuiApp(rig=load_preset("rtx4090-ddr5-64"), detect=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("t")
+            await wait_for(pilot, lambda: app.screen is app.screen_named("tune"), what="the tune screen")
+            tune = app.screen
+            plan = _probe(0, {}, [100.0, 101.0])
+            first = _result(plan, plan, stopped="converged")
+            app.post_message(TuneCompleted(first))
+            await wait_for(pilot, lambda: tune.result is first, what="the first result")
+            newer = _result(_probe(1, {"n_threads": 2}, [150.0, 151.0], n_threads=2), plan, stopped="converged")
+            app.post_message(TuneCompleted(newer))
+            await wait_for(pilot, lambda: tune.result is newer, what="the newer result")
+            assert "+50% vs the plan" in str(tune.query_one("#tune-best").render())
+
+    asyncio.run(main())

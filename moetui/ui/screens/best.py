@@ -42,6 +42,7 @@ from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.tick_box import TickBox
 from moetui.ui.widgets.flow_format import fmt_bytes
+from moetui.ui.widgets.format import plan_mode
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
 
@@ -273,7 +274,7 @@ class BestConfigScreen(Screen):
         pick = pick_from_catalog(rig, self.catalog, plan_options, progress=progress)
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
-            f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
+            f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
         say(self._target, f"Model: {pick.ref} (the catalog's best fit for this rig)")
         return None, pick.ref, None
 
@@ -318,7 +319,7 @@ class BestConfigScreen(Screen):
         self.model_path = str(path)
         say(self.app.post_message, ModelSelected(str(path), info))
         say(self.app.post_message, PlanChanged(p, plan_options))
-        say(self._step, "plan", "done", f"{p.mode}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
+        say(self._step, "plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
         return info, p
 
     def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,

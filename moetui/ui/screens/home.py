@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.format import gb, plan_mode, tps
 
 
 class HomeScreen(Screen):
@@ -78,7 +78,7 @@ class HomeScreen(Screen):
         cfg = s.active_config()
         if s.plan is not None:
             p = s.plan
-            plan = (f"[b]Plan[/b]   {p.mode.replace('_', ' ')}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
+            plan = (f"[b]Plan[/b]   {plan_mode(p.mode)}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
                     + (f", --n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else "")
                     + f"\n       predicted {tps(p.decode_tps)} tok/s decode, {tps(p.prompt_tps)} tok/s prompt")
         elif getattr(app, "plan_error", None):

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.model.info import KV_CACHE_TYPES
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.widgets.format import tps
+from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
 
@@ -90,7 +90,7 @@ class PlanScreen(Screen):
         c = p.config
         name = s.model_info.name if s.model_info else c.model_path
         placement = f"--n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else (f"{len(c.overrides)} -ot rules" if c.overrides else "")
-        lines = [f"{name}: {p.mode.replace('_', ' ')}" + (f", {placement}" if placement else ""),
+        lines = [f"{name}: {plan_mode(p.mode)}" + (f", {placement}" if placement else ""),
                  f"decode ~{tps(p.decode_tps)} tok/s · prompt ~{tps(p.prompt_tps)} tok/s · context {c.n_ctx}"
                  + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
         if c.draft is not None:

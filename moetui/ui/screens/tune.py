@@ -85,15 +85,15 @@ class TuneScreen(Screen):
         self.view = TuneView(self.query_one(ProgressEta), self.query_one(ProbePlot), self.query_one(ProbeTable))
         self.query_one("#tune-start", Button).focus()  # not the budget box: "s" must reach the screen
         self.refresh_from_state()
-        state = app_state(self.app)
-        if state.tuned is not None and self.result is None:
-            self.show_result(state.tuned)
 
     def refresh_from_state(self) -> None:
         state = app_state(self.app)
         model = Path(state.model_path).name if state.model_path else "no model selected (m)"
         rig = state.rig.name if state.rig is not None else "rig not detected yet"
         self.query_one("#tune-title", Static).update(f"Tune {model} on {rig}")
+        if not self.running and state.tuned is not None and state.tuned is not self.result and self.view is not None:
+            self.view.restart(None, "")
+            self.show_result(state.tuned)  # tuned elsewhere (Best config): never leave an older tune on show
 
     # --- start / cancel ---------------------------------------------------------------------------
     def options(self) -> Any:

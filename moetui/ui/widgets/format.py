@@ -18,6 +18,15 @@ def gb(n: int | float | None) -> str:
     return f"{n / 1000:.0f} kB"
 
 
+PLAN_MODES = {"cpu_only": "CPU only", "all_gpu": "all on GPU", "experts_split": "experts split between GPU and RAM",
+              "partial_layers": "some layers on GPU"}
+
+
+def plan_mode(mode: str) -> str:
+    """A plan's placement mode in words ("experts_split" -> "experts split between GPU and RAM")."""
+    return PLAN_MODES.get(mode, mode.replace("_", " "))
+
+
 def tps(x: float | None) -> str:
     if x is None:
         return "?"

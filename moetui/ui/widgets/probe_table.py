@@ -44,11 +44,14 @@ class ProbeTable(DataTable):
         mark = STATUS_MARK.get(probe.status, probe.status)
         if probe.index == self.best_index:
             mark = "★"
-        label = probe.label if probe.status != "failed" or not probe.error else f"{probe.label} ({probe.error_kind or 'failed'})"
+        from moetui.ui.tune_view import probe_name
+
+        name = probe_name(probe)
+        label = name if probe.status != "failed" or not probe.error else f"{name} ({probe.error_kind or 'failed'})"
         return {
             "idx": str(probe.index), "label": label, "status": mark,
-            "tg": fmt_rate(bench.tg_median if bench else None),
-            "pp": fmt_rate(bench.pp_median if bench else None, 0),
+            "tg": _spread(bench.tg_median, bench.tg_stdev, 1) if bench else "-",
+            "pp": _spread(bench.pp_median, bench.pp_stdev, 0) if bench else "-",
             "score": fmt_rate(probe.score), "vram": fmt_bytes(probe.vram_bytes) if probe.vram_bytes else "-",
             "load": "-" if probe.load_s is None else ("reused" if not probe.reloaded else f"{probe.load_s:.1f}"),
         }
@@ -75,3 +78,10 @@ class ProbeTable(DataTable):
         probe = self.probes.get(int(event.row_key.value)) if event.row_key.value is not None else None
         if probe is not None and probe.status == "ok":
             self.post_message(self.ProbePicked(probe))
+
+
+def _spread(median: float | None, stdev: float | None, digits: int) -> str:
+    """'41.2±1.3': the median and the spread of the repetitions, so two probes can be told apart or not."""
+    if median is None:
+        return "-"
+    return fmt_rate(median, digits) + (f"±{stdev:.{digits}f}" if stdev else "")
