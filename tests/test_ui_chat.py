@@ -53,6 +53,7 @@ def test_chat_streams_tokens_and_stats_then_closes_the_worker(tiny_moe: Path, cp
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
             assert chat.loaded_config == app.state.active_config()
             assert "ctx" in str(chat.query_one("#chat-title").render())
+            assert "random weights" in chat.query_one(ChatLog).transcript()  # a proxy says so, as the CLI demo does
             await type_and_send(pilot, "hello there")
             await wait_for(pilot, lambda: chat.last_done is not None, what="the reply")
             log = chat.query_one(ChatLog)

@@ -34,7 +34,6 @@ def idle_app(**kw) -> MoetuiApp:  # type: ignore[no-untyped-def]
     one-click flow would pick and download a catalog model)."""
     app = MoetuiApp(rig=load_preset(RIG), detect=False, **kw)
     best = BestConfigScreen(autostart=False)
-    app._screens["best"] = best
     app.install_screen(best, "best")
     return app
 

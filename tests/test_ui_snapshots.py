@@ -49,7 +49,6 @@ def settle_then(*keys: str, screens: dict[str, Screen] | None = None):
         app = pilot.app
         for name, screen in (screens or {}).items():
             app.install_screen(screen, name)
-            app._screens[name] = screen
         await settle(app, pilot)
         for key in keys:
             await pilot.press(key)
@@ -117,6 +116,7 @@ def _with_transcript(light: bool):  # type: ignore[no-untyped-def]
         await settle_then("c")(pilot)
         from moetui.ui.widgets.chat_log import ChatLog
 
+        pilot.app.screen.query_one("#chat-input").cursor_blink = False  # a blinking cursor is not deterministic
         log = pilot.app.screen.query_one(ChatLog)
         log.add_message("user", "Tell me a story about a lighthouse keeper.")
         log.add_message("assistant", "The keeper climbed the stairs at dusk, as every night, and lit the lamp.")

@@ -40,7 +40,6 @@ async def open_tune(app: MoetuiApp, pilot, options: TuneOptions) -> TuneScreen: 
     await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
     screen = TuneScreen(options=options)
     app.install_screen(screen, "tune")
-    app._screens["tune"] = screen  # what MoetuiApp.screen_named caches: the "t" key now opens this one
     if isinstance(app.screen, ChatScreen):
         await pilot.press("escape")  # out of the message box: letter keys reach the app
     await pilot.press("t")

@@ -97,20 +97,24 @@ class MoetuiApp(App):
 
     def screen_named(self, name: str) -> Screen | None:
         """The installed screen `name`, importing and installing it on first use; None (and a notification)
-        when it cannot be built."""
+        when it cannot be built. A screen installed with Textual's `install_screen(screen, name)` before
+        first use is the one used (tests install a Tune or Best config screen with their own options)."""
         if name in self._screens:
             return self._screens[name]
         if name not in SCREENS_BY_NAME:
             self.notify(f"no screen named {name!r}", severity="error")
             return None
         module_name, class_name, _, title, _ = SCREENS_BY_NAME[name]
-        try:
-            screen = getattr(importlib.import_module(module_name), class_name)()
-        except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
-            self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
-                        severity="warning")
-            return None
-        self.install_screen(screen, name)
+        if self.is_screen_installed(name):  # installed by the caller before first use (a test, a host app)
+            screen = self.get_screen(name)
+        else:
+            try:
+                screen = getattr(importlib.import_module(module_name), class_name)()
+            except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
+                self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                            severity="warning")
+                return None
+            self.install_screen(screen, name)
         self._screens[name] = screen
         return screen
 

@@ -206,7 +206,8 @@ class ChatScreen(Screen):
         self.status_line = (f"{Path(config.model_path).name} · ctx {info.n_ctx} · {_placement(config)} · "
                             f"loaded in {info.load_s:.1f} s")
         if _is_proxy(app_state(self.app).model_info, config):
-            self.status_line += " · random weights: the words are noise, the speed is real"
+            self.query_one(ChatLog).add_message(
+                "info", "This is a moetui proxy with random weights: the words are noise, the speed is real.")
         if self._pending is not None:
             text, self._pending = self._pending, None
             self._send(text)
