@@ -125,7 +125,7 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
         t_ub = max(t_compute, t_read) + t_pcie + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "pcie copies of CPU experts" if t_pcie > max(t_compute, t_read) else "gpu compute"
         if t_pcie:
-            notes.append(f"prompt: {cpu_expert_bytes / 1e9:.2f} GB of CPU weights cross PCIe once per ubatch "
+            notes.append(f"prompt: {cpu_expert_bytes / 1024**3:.2f} GiB of CPU weights cross PCIe once per ubatch "
                          f"of {n_ubatch} tokens; a larger -ub amortises it")
     else:
         cpu_flops = max(cpu_cores, 1) * eff.cpu_gflops_per_core * 1e9

@@ -40,11 +40,10 @@ from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
-from moetui.ui.widgets.tick_box import TickBox
-from moetui.ui.widgets.flow_format import fmt_bytes
-from moetui.ui.widgets.format import plan_mode
+from moetui.ui.widgets.format import gib, plan_mode
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
+from moetui.ui.widgets.tick_box import TickBox
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -274,7 +273,7 @@ class BestConfigScreen(Screen):
         pick = pick_from_catalog(rig, self.catalog, plan_options, progress=progress)
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
-            f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
+            f"(~{gib(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
         say(self._target, f"Model: {pick.ref} (the catalog's best fit for this rig)")
         return None, pick.ref, None
 
@@ -294,16 +293,16 @@ class BestConfigScreen(Screen):
 
         def progress(p: Any) -> None:
             part = f" part {p.file_index + 1}/{p.n_files}" if p.n_files > 1 else ""
-            what = "verifying" if p.phase == "verify" else f"{fmt_bytes(int(p.speed_bps))}/s"
+            what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s"
             say(self._progress, p.fraction, p.eta_s, None,
-                f"{fmt_bytes(p.bytes_done)} of {fmt_bytes(p.bytes_total)}{part} · {what}")
+                f"{gib(p.bytes_done)} of {gib(p.bytes_total)}{part} · {what}")
 
         try:
             result = download_model(ref, progress=progress, cancel=cancel)
         except DownloadCancelled:
             raise FlowCancelled("cancelled") from None
         say(self._progress, 1.0, None, result.seconds, "downloaded")
-        say(self._step, "download", "done", f"{result.path.name}, {fmt_bytes(result.size_bytes)} in {result.seconds:.1f} s")
+        say(self._step, "download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
         return result.path
 
     def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:

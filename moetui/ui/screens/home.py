@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.widgets.format import gb, plan_mode, tps
+from moetui.ui.widgets.format import gib, plan_mode, tps
 
 
 class HomeScreen(Screen):
@@ -63,7 +63,7 @@ class HomeScreen(Screen):
             m = s.model_info
             moe = (f"{m.n_expert} experts, {m.n_expert_used} active" if m.n_expert else "dense")
             model = (f"[b]Model[/b]  {m.name or Path(s.model_path or m.path).name}\n       {m.architecture}, "
-                     f"{m.n_layers} layers, {moe}, {gb(m.total_bytes)}")
+                     f"{m.n_layers} layers, {moe}, {gib(m.total_bytes)}")
         elif s.model_path:
             model = f"[b]Model[/b]  {s.model_path}"
         else:

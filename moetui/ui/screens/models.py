@@ -21,7 +21,7 @@ from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
 from moetui.ui.state import ModelSelected
-from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.format import gib, tps
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
@@ -257,7 +257,7 @@ class ModelsScreen(Screen):
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
             if known:
                 continue
-            size = ("~" if r.approx else "") + gb(r.size_bytes)
+            size = ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
             table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)

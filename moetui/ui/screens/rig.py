@@ -16,7 +16,7 @@ from textual.worker import get_current_worker
 
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
-from moetui.ui.widgets.format import gb
+from moetui.ui.widgets.format import gib
 from moetui.ui.widgets.gauge import Gauge
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def rig_details(rig: Rig) -> str:
         bw = f", {g.mem_bandwidth_gbs:.0f} GB/s" if g.mem_bandwidth_gbs else ""
         link = (f", PCIe {g.pcie_bandwidth_gbs:.0f} GB/s" if g.pcie_bandwidth_gbs
                 else (", unified memory" if g.unified_memory else ""))
-        lines.append(f"GPU {i}  {g.name}: {gb(g.vram_total_bytes)} VRAM ({gb(g.vram_free_bytes)} free){bw}{link}"
+        lines.append(f"GPU {i}  {g.name}: {gib(g.vram_total_bytes)} VRAM ({gib(g.vram_free_bytes)} free){bw}{link}"
                      + (f", CC {g.compute_capability}" if g.compute_capability else "")
                      + (", MIG on" if g.mig_enabled else ""))
     if not rig.gpus:
@@ -46,7 +46,7 @@ def rig_details(rig: Rig) -> str:
     m = rig.memory
     ram_bw = (f"{rig.ram_bandwidth_gbs:.1f} GB/s" + (" measured" if rig.bandwidth_probe else "")
               if rig.ram_bandwidth_gbs else "unknown")
-    lines.append(f"RAM    {gb(m.total_bytes)} ({gb(m.available_bytes)} available), bandwidth {ram_bw}"
+    lines.append(f"RAM    {gib(m.total_bytes)} ({gib(m.available_bytes)} available), bandwidth {ram_bw}"
                  + (f", peak {m.theoretical_bandwidth_gbs:.0f} GB/s" if m.theoretical_bandwidth_gbs else ""))
     b = rig.build
     if b.installed:

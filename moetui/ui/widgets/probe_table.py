@@ -8,7 +8,8 @@ from typing import Any
 from textual.message import Message
 from textual.widgets import DataTable
 
-from moetui.ui.widgets.flow_format import fmt_bytes, fmt_rate
+from moetui.ui.widgets.flow_format import fmt_rate
+from moetui.ui.widgets.format import gib
 
 STATUS_MARK = {"pending": "·", "running": "…", "ok": "✓", "failed": "✗", "skipped": "–"}
 COLUMNS = (("#", "idx"), ("probe", "label"), ("", "status"), ("tg t/s", "tg"), ("pp t/s", "pp"),
@@ -52,7 +53,7 @@ class ProbeTable(DataTable):
             "idx": str(probe.index), "label": label, "status": mark,
             "tg": _spread(bench.tg_median, bench.tg_stdev, 1) if bench else "-",
             "pp": _spread(bench.pp_median, bench.pp_stdev, 0) if bench else "-",
-            "score": fmt_rate(probe.score), "vram": fmt_bytes(probe.vram_bytes) if probe.vram_bytes else "-",
+            "score": fmt_rate(probe.score), "vram": gib(probe.vram_bytes) if probe.vram_bytes else "-",
             "load": "-" if probe.load_s is None else ("reused" if not probe.reloaded else f"{probe.load_s:.1f}"),
         }
 
