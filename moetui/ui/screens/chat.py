@@ -5,20 +5,21 @@ switching to Export and back does not reload; it is reloaded when the active con
 when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
 worker and reach the log as typed messages in batches (at most 20 UI updates a second, whatever the decode
 speed), so the UI costs the model little: the child process never waits on us.
+
+Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
+the live sampler share the screen's state; the messages live in chat_messages.py.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -26,6 +27,7 @@ from textual.widgets import Button, Collapsible, Footer, Input, Static
 
 from moetui.errors import MoetuiError
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
+from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
@@ -33,35 +35,6 @@ from moetui.ui.widgets.stats_bar import ChatStatsBar
 FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
-
-
-@dataclass
-class ReplyText(Message, bubble=False):
-    """More text of the reply being generated (a batch of tokens)."""
-
-    text: str
-
-
-@dataclass
-class ReplyStats(Message, bubble=False):
-    """Live figures from the model worker (moetui.runtime.stats.LiveStats)."""
-
-    stats: Any
-
-
-@dataclass
-class ReplyDone(Message, bubble=False):
-    """The reply is complete (moetui.runtime.client.DoneEvent: the whole text, finish reason, stats)."""
-
-    done: Any
-
-
-@dataclass
-class ReplyFailed(Message, bubble=False):
-    """Generation failed; `worker` is the ModelWorker it ran on (it may be dead)."""
-
-    error: MoetuiError
-    worker: Any
 
 
 class ChatScreen(Screen):
