@@ -124,7 +124,7 @@ def test_two_gpus_split_layers(qwen30b):
 
 
 def test_does_not_fit_gives_shortfall(qwen30b):
-    with pytest.raises(DoesNotFit, match=r"GB short"):
+    with pytest.raises(DoesNotFit, match=r"GiB short"):
         plan(qwen30b, make_rig([2], ram_gib=8))
 
 

@@ -38,7 +38,6 @@ def statuses_detail(screen: BestConfigScreen, key: str) -> str:
 
 async def open_best(app: MoetuiApp, pilot, screen: BestConfigScreen) -> BestConfigScreen:  # type: ignore[no-untyped-def]
     app.install_screen(screen, "best")
-    app._screens["best"] = screen  # what MoetuiApp.screen_named caches: the "b" key opens this one
     await pilot.press("b")
     await wait_for(pilot, lambda: app.screen is screen or screen.outcome is not None, what="the best screen")
     return screen

@@ -53,6 +53,7 @@ def test_chat_streams_tokens_and_stats_then_closes_the_worker(tiny_moe: Path, cp
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
             assert chat.loaded_config == app.state.active_config()
             assert "ctx" in str(chat.query_one("#chat-title").render())
+            assert "random weights" in chat.query_one(ChatLog).transcript()  # a proxy says so, as the CLI demo does
             await type_and_send(pilot, "hello there")
             await wait_for(pilot, lambda: chat.last_done is not None, what="the reply")
             log = chat.query_one(ChatLog)
@@ -152,7 +153,9 @@ def test_a_worker_killed_mid_reply_is_reported_and_the_next_message_reloads(tiny
     async def run() -> None:
         app = MoetuiApp(rig=cpu_rig, detect=False)
         async with app.run_test(size=SIZE) as pilot:
-            chat = await open_chat(app, pilot, RunConfig(model_path=str(tiny_moe), n_ctx=512))
+            # a context long enough that the reply is still streaming when the worker dies (the streaming
+            # loop runs the tiny proxy at over 1000 tok/s here: 512 tokens are done in half a second)
+            chat = await open_chat(app, pilot, RunConfig(model_path=str(tiny_moe), n_ctx=32768))
             chat.max_tokens = 100_000
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
             first_pid = chat.model_worker.pid
@@ -193,3 +196,34 @@ def test_draft_acceptance_shows_in_the_stats_bar(tiny_moe: Path, tiny_draft: Pat
             assert bar.acceptance == stats.acceptance and f"draft acc {stats.acceptance:.0%}" in str(bar.render())
 
     asyncio.run(run())
+
+
+def test_a_streaming_message_draws_the_same_lines_as_the_finished_one() -> None:
+    """While streaming, a message wraps only its unsettled tail; the lines must match wrapping it whole."""
+    from textual.app import App
+
+    from moetui.ui.widgets.chat_log import ChatMessage
+
+    words = ["lighthouse", "keeper", "a", "storm", "\n", "\ufffd\ufffd", "wave", "x" * 50, "of", "night", " "]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(600))
+
+    class One(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield ChatLog()
+
+    async def main() -> None:
+        app = One()
+        async with app.run_test(size=(60, 20)) as pilot:
+            msg = app.query_one(ChatLog).add_message("assistant", "")
+            msg.streaming = True
+            await pilot.pause()
+            for i in range(0, len(text), 37):
+                msg.text = text[:i + 37]
+                msg.render_line(0)  # as a repaint would: settles lines as the text grows
+            width = msg.content_size.width
+            streamed = [msg.render_line(y).text.rstrip() for y in range(msg._wrapped_lines())]
+            whole = [line.plain.rstrip() for line in msg.render().wrap(app.console, width)]
+            assert msg._settled_at > len(text) // 2  # most of it was wrapped once, not per batch
+            assert streamed == whole
+
+    asyncio.run(main())

@@ -57,7 +57,6 @@ def test_detect_plan_tune_chat_export(tiny_moe: Path) -> None:
             # 3. Tune with a tiny budget (installed under "tune" so the key opens this one), start by key
             tune = TuneScreen(options=TINY_TUNE)
             app.install_screen(tune, "tune")
-            app._screens["tune"] = tune  # what MoetuiApp.screen_named caches
             await pilot.press("t")
             await wait_for(pilot, lambda: app.screen is tune, what="the Tune screen")
             await pilot.press("s")

@@ -34,7 +34,6 @@ def idle_app(**kw) -> MoetuiApp:  # type: ignore[no-untyped-def]
     one-click flow would pick and download a catalog model)."""
     app = MoetuiApp(rig=load_preset(RIG), detect=False, **kw)
     best = BestConfigScreen(autostart=False)
-    app._screens["best"] = best
     app.install_screen(best, "best")
     return app
 
@@ -76,7 +75,7 @@ async def test_footers_show_the_screen_keys_and_the_app_keys_where_they_matter()
         for name, shown in (("home", ["R Re-detect", "P Re-plan", "^t Theme", "screens", "q Quit"]),
                             ("rig", ["R Re-detect"]), ("plan", ["P Re-plan"]),
                             ("models", ["a Add path", "s Rescan"]), ("export", ["y Copy", "s Save"]),
-                            ("tune", ["s Start", "esc Cancel tuning"]), ("best", ["g Go", "esc Cancel"])):
+                            ("tune", ["s Start"]), ("best", ["g Go", "esc Cancel"])):
             await pilot.press(SCREENS_BY_NAME[name][2])
             await wait_for(pilot, lambda: app.screen is app.screen_named(name), what=f"the {name} screen")
             await pilot.pause(0.1)
@@ -153,3 +152,80 @@ async def test_palette_runs_a_screen_action_on_tune() -> None:
         # no model selected: the Start action answers with its warning, as the s key does
         await wait_for(pilot, lambda: any("Select a local model first" in str(n.message)
                                           for n in app._notifications), what="Tune's start warning")
+
+
+# ---- keys never trap: Esc leaves a text box, Enter submits, the footer shows the way out -------------
+def footer_line(app: MoetuiApp) -> str:
+    return app.screen_text().splitlines()[-1]
+
+
+async def test_models_add_gives_the_keys_back_and_a_typed_path_goes_to_the_box(tiny_moe: Path) -> None:
+    app = idle_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("m")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("models"), what="the models screen")
+        models = app.screen
+        box = models.query_one("#models-path")
+        # unfocused, a path's first character sends the whole path to the box, not to the screen keys
+        assert app.focused is not box
+        await pilot.press(*str(tiny_moe))
+        await pilot.pause()
+        assert box.value == str(tiny_moe)
+        assert app.screen is models  # "t" (Tune), "m", "p" ... in the path fired nothing
+        await pilot.pause(0.1)
+        assert "esc Leave field" in footer_line(app)  # the way out is on screen while typing
+        await pilot.press("enter")  # Enter submits: the file is added and selected
+        await wait_for(pilot, lambda: app.state.model_path == str(tiny_moe), what="the added model selected")
+        assert app.focused is not box and box.value == ""  # focus back on the screen after the action
+        await pilot.pause(0.1)
+        assert "a Add path" in footer_line(app) and "Leave field" not in footer_line(app)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h reaching the app")
+
+
+async def test_esc_leaves_any_text_box_and_the_letter_keys_work_again() -> None:
+    app = idle_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("m")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("models"), what="the models screen")
+        box = app.screen.query_one("#models-path")
+        box.focus()
+        await pilot.press("h")
+        assert box.value == "h"  # in a box, letters are text
+        await pilot.press("escape", "h")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h after Esc")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("tune"), what="the tune screen")
+        budget = app.screen.query_one("#tune-budget")
+        budget.focus()
+        await pilot.pause(0.1)
+        assert "esc Leave field" in footer_line(app)
+        await pilot.press("escape")
+        assert app.focused is not budget
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("plan"), what="p after Esc on Tune")
+
+
+async def test_enter_in_the_tune_budget_starts_and_q_is_never_swallowed_mid_tune(tiny_moe: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.model_info is not None, what="the model")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.screen is app.screen_named("tune"), what="the tune screen")
+        tune = app.screen
+        budget = tune.query_one("#tune-budget")
+        budget.focus()
+        budget.value = "20"
+        await pilot.press("enter")  # Enter submits the box: the tune starts
+        await wait_for(pilot, lambda: tune.running, what="the tune started by Enter")
+        assert budget.disabled and app.focused is not None and app.focused.id == "tune-cancel"
+        await pilot.press("h")  # a screen letter mid-tune reaches the app, not a text box
+        await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h mid-tune")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.screen is tune, what="back on tune")
+        await pilot.pause(0.1)
+        assert "esc Cancel tuning" in footer_line(app)  # shown while there is a tune to cancel
+        await pilot.press("escape")  # Esc cancels the running tune
+        await wait_for(pilot, lambda: not tune.running, timeout=60, what="the cancelled tune")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="q quitting", timeout=20)

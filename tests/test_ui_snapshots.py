@@ -52,7 +52,6 @@ def settle_then(*keys: str, screens: dict[str, Screen] | None = None):
         app = pilot.app
         for name, screen in (screens or {}).items():
             app.install_screen(screen, name)
-            app._screens[name] = screen
         await settle(app, pilot)
         for key in keys:
             await pilot.press(key)
@@ -99,3 +98,41 @@ def test_tune_idle(snap_compare) -> None:
 def test_best_config_idle(snap_compare) -> None:
     best = BestConfigScreen(autostart=False)  # shown, not started: no download, plan or tune runs
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle_then("b", screens={"best": best}))
+
+
+# ---- the light theme too: tests/test_ui_contrast.py reads every snapshot for text under 4.5:1 ------------
+def test_home_light_theme(snap_compare) -> None:
+    assert snap_compare(make_app(light=True), terminal_size=(80, 24), run_before=settle_then())
+
+
+def test_models_light_theme(snap_compare) -> None:
+    assert snap_compare(make_app(light=True), terminal_size=(80, 24), run_before=settle_then("m"))
+
+
+def test_tune_idle_light_theme(snap_compare) -> None:
+    assert snap_compare(make_app(light=True), terminal_size=(80, 24), run_before=settle_then("t"))
+
+
+def _with_transcript(light: bool):  # type: ignore[no-untyped-def]
+    """Chat with a conversation written into its log (no model process): the colours of every role."""
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle_then("c")(pilot)
+        from moetui.ui.widgets.chat_log import ChatLog
+
+        pilot.app.screen.query_one("#chat-input").cursor_blink = False  # a blinking cursor is not deterministic
+        log = pilot.app.screen.query_one(ChatLog)
+        log.add_message("user", "Tell me a story about a lighthouse keeper.")
+        log.add_message("assistant", "The keeper climbed the stairs at dusk, as every night, and lit the lamp.")
+        log.add_message("info", "(waiting for the model to load)")
+        log.add_message("error", "the model worker stopped")
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+def test_chat_transcript(snap_compare) -> None:
+    assert snap_compare(make_app(model=None), terminal_size=(80, 24), run_before=_with_transcript(False))
+
+
+def test_chat_transcript_light_theme(snap_compare) -> None:
+    assert snap_compare(make_app(model=None, light=True), terminal_size=(80, 24), run_before=_with_transcript(True))

@@ -40,7 +40,6 @@ async def open_tune(app: MoetuiApp, pilot, options: TuneOptions) -> TuneScreen: 
     await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
     screen = TuneScreen(options=options)
     app.install_screen(screen, "tune")
-    app._screens["tune"] = screen  # what MoetuiApp.screen_named caches: the "t" key now opens this one
     if isinstance(app.screen, ChatScreen):
         await pilot.press("escape")  # out of the message box: letter keys reach the app
     await pilot.press("t")
@@ -139,3 +138,84 @@ def test_the_workload_picker_sets_what_the_tune_optimises(tiny_moe: Path, cpu_ri
             assert tune.options().workload == WORKLOADS["long-prompt"]
 
     asyncio.run(run())
+
+
+# ---- results read true: words, median ± spread, the noise of the plan, a bar driven by time --------------
+def _probe(index: int, changes: dict, tg: list[float], label: str | None = None, n_threads: int = 4):  # type: ignore[no-untyped-def]
+    from moetui.config import RunConfig
+    from moetui.runtime.bench import BenchResult
+    from moetui.tuner.probe import Probe, short_label
+
+    cfg = RunConfig(model_path="m.gguf", n_threads=n_threads)
+    return Probe(index, cfg, changes, label or short_label(changes), status="ok",
+                 bench=BenchResult(0, 128, len(tg), tg_tok_s=tg), score=sorted(tg)[len(tg) // 2])
+
+
+def _result(best, plan, stopped: str = "budget"):  # type: ignore[no-untyped-def]
+    from moetui.tuner import TuneResult
+
+    return TuneResult(best=best, baseline=None, plan_probe=plan, predicted={}, probes=[plan, best],
+                      rig_fingerprint="r", model_id="m", llama_version="v", objective="decode", elapsed_s=10.0,
+                      stopped=stopped)
+
+
+def test_probes_are_named_in_words_with_median_and_spread() -> None:
+    from moetui.ui.tune_view import describe_probe, probe_name
+
+    p = _probe(3, {"n_threads": 1, "n_threads_batch": 2, "n_ubatch": 1024}, [40.0, 41.0, 42.5], label="t 1, tb 2, ub 1024 (final)")
+    assert probe_name(p) == "1 thread, 2 prompt threads, micro-batch 1024 (final)"
+    assert describe_probe(p) == "1 thread, 2 prompt threads, micro-batch 1024 (final): decode 41.0 ± 1.3 tok/s"
+    assert probe_name(_probe(0, {}, [1.0])) == "the plan"
+    assert probe_name(_probe(1, {"n_threads": 2}, [1.0], label="llama.cpp defaults")) == "llama.cpp defaults"
+
+
+def test_the_verdict_against_the_plan_is_honest() -> None:
+    from moetui.ui.tune_view import versus_plan
+
+    plan = _probe(0, {}, [100.0, 110.0, 90.0])
+    assert versus_plan(_result(_probe(5, {}, [101.0, 99.0, 100.0], label="plan (final)"), plan)) == \
+        "the plan itself was fastest"  # the same config re-measured is no gain
+    near = _probe(6, {"n_threads": 2}, [104.0, 106.0, 105.0], n_threads=2)
+    assert versus_plan(_result(near, plan)).startswith("within the noise of the plan (+5%")
+    far = _probe(7, {"n_threads": 2}, [150.0, 151.0, 149.0], n_threads=2)
+    assert versus_plan(_result(far, plan)) == "+50% vs the plan"
+
+
+def test_the_bar_follows_time_and_a_cancel_never_shows_done() -> None:
+    import pytest
+
+    from moetui.ui.tune_view import TuneView
+
+    bar = ProgressEta()
+    view = TuneView(bar, budget_s=100)
+    assert view.fraction(30.0, 70.0) == pytest.approx(0.3)  # elapsed / (elapsed + ETA)
+    assert view.fraction(50.0, None) == pytest.approx(0.5)  # no ETA yet: elapsed / budget
+    assert view.fraction(500.0, None) == 0.99  # never "done" before it is
+    plan = _probe(0, {}, [100.0])
+    view.finished(_result(plan, plan, stopped="cancelled"))
+    assert bar.fraction == 0.0 and bar.message == "cancelled"
+    view.finished(_result(plan, plan, stopped="converged"))
+    assert bar.fraction == 1.0
+
+
+def test_a_tune_finished_elsewhere_replaces_the_one_on_show() -> None:
+    """Best config tuned while Tune showed an older result: Tune shows the new one, not a stale one."""
+    from moetui.hardware import load_preset
+    from moetui.ui.state import TuneCompleted
+
+    async def main() -> None:
+        app = MoetuiApp(rig=load_preset("rtx4090-ddr5-64"), detect=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("t")
+            await wait_for(pilot, lambda: app.screen is app.screen_named("tune"), what="the tune screen")
+            tune = app.screen
+            plan = _probe(0, {}, [100.0, 101.0])
+            first = _result(plan, plan, stopped="converged")
+            app.post_message(TuneCompleted(first))
+            await wait_for(pilot, lambda: tune.result is first, what="the first result")
+            newer = _result(_probe(1, {"n_threads": 2}, [150.0, 151.0], n_threads=2), plan, stopped="converged")
+            app.post_message(TuneCompleted(newer))
+            await wait_for(pilot, lambda: tune.result is newer, what="the newer result")
+            assert "+50% vs the plan" in str(tune.query_one("#tune-best").render())
+
+    asyncio.run(main())

@@ -53,7 +53,6 @@ async def shoot_best(out: Path) -> Path:
     async with app.run_test(size=(80, 24)) as pilot:
         best = BestConfigScreen(autostart=False)
         app.install_screen(best, "best")
-        app._screens["best"] = best  # what MoetuiApp.screen_named caches: the b key opens this one
         await settle(app, pilot)
         await pilot.press("b")
         await settle(app, pilot)
@@ -81,7 +80,6 @@ async def shoot_tune_and_chat(out: Path) -> list[Path]:
     async with app.run_test(size=(80, 24)) as pilot:
         tune = TuneScreen(options=options)
         app.install_screen(tune, "tune")
-        app._screens["tune"] = tune
         await until(pilot, lambda: app.state.plan is not None, 60, "the plan")
         await pilot.press("t")
         await until(pilot, lambda: app.screen is tune, 10, "the Tune screen")

@@ -9,6 +9,10 @@ next llama_decode finds no KV-cache cell and fails: "decode: failed to find a me
 size 1" -> RuntimeError("llama_decode returned 1"). `generate()` has no such check (the caller counts),
 so it works. Stopping criteria are checked inside `generate()` before each token is handed out, so this
 guard holds whatever the detokenizer says.
+
+The worker no longer streams through create_completion (moetui/runtime/streaming.py has its own loop, which
+counts tokens itself); the guard stays as that loop's stopping criterion, so the context limit and the
+budget hold the same way on both token paths (the native loop and Llama.generate with a draft model).
 """
 
 from __future__ import annotations

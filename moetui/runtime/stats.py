@@ -9,6 +9,7 @@ overridden to CPU"). Parsing those lines is more exact than any prediction and n
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,19 +184,19 @@ class DecodeRate:
         self.window_s = window_s
         self.first: float | None = None
         self.count = 0
-        self._recent: list[tuple[float, int]] = []
+        self._recent: deque[tuple[float, int]] = deque()  # popped at the left once per token: a deque
 
     def add(self, now: float, n: int = 1) -> None:
         """Record tokens arriving at `now`. The first call only marks the start: the first token's time
         belongs to prompt processing, not decoding."""
         if self.first is None:
             self.first = now
-            self._recent = [(now, 0)]
+            self._recent = deque([(now, 0)])
             return
         self.count += n
         self._recent.append((now, self.count))
         while len(self._recent) > 2 and now - self._recent[1][0] > self.window_s:
-            self._recent.pop(0)
+            self._recent.popleft()
 
     def instant(self, now: float) -> float | None:
         if len(self._recent) < 2:

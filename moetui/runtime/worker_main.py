@@ -37,8 +37,11 @@ from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
 from moetui.runtime.rpc_ctypes import register_servers
 from moetui.errors import ConfigError
 import jinja2
+from moetui.runtime.streaming import Completion, stream_completion
 
 STATS_PERIOD_S = 0.4
+TOKEN_BATCH_S = 0.01  # token text goes out at most every 10 ms: at 2,000 tok/s one JSON line per token
+# costs the parent (a TUI on the same cores) more CPU than the text is worth; 10 ms is below what a reader sees
 
 
 class Worker:
@@ -250,7 +253,7 @@ class Worker:
                    "n_ctx": self.llm.n_ctx()})
 
     def _stopping(self, budget: Any) -> Any:
-        def stop(input_ids: Any, logits: Any) -> bool:
+        def stop(input_ids: Any) -> bool:
             now = time.perf_counter()
             if self.t_first is None:
                 self.t_first = now
@@ -260,13 +263,11 @@ class Worker:
             self.tokens += 1
             self._last_ids = input_ids
             # budget: llama-cpp-python's own max_tokens check can be skipped (see completion_guard)
-            return budget(input_ids, logits) or self.cancel.is_set()
+            return budget(input_ids, None) or self.cancel.is_set()
 
         return stop
 
-    def _complete(self, req: dict[str, Any], prompt: Any, stop: list[str]) -> None:
-        from llama_cpp import StoppingCriteriaList  # noqa: PLC0415
-
+    def _complete(self, req: dict[str, Any], prompt_tokens: list[int], stop: list[str]) -> None:
         self._need_model()
         self._threads(req)
         rid = req.get("id")
@@ -276,21 +277,28 @@ class Worker:
         if self.counting is not None:
             self.counting.reset()
             self.counting.proposed = self.counting.accepted = 0
-        kw = {k: req[k] for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed") if req.get(k) is not None}
+        sampling = {k: req[k] for k in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed") if req.get(k) is not None}
         text: list[str] = []
-        finish = None
         budget = TokenBudget(self.max_tokens, self.llm.n_ctx())
-        for chunk in self.llm.create_completion(
-            prompt, max_tokens=self.max_tokens, stream=True, stop=stop or None,
-            stopping_criteria=StoppingCriteriaList([self._stopping(budget)]), **kw,
+        finish: str | None = None
+        unsent: list[str] = []
+        last_sent = time.perf_counter()
+        for piece in stream_completion(
+            self.llm, prompt_tokens, max_tokens=self.max_tokens, stop=stop, sampling=sampling,
+            should_stop=self._stopping(budget),
+            ended_by_criteria=lambda: "length" if budget.hit else "stop",
         ):
-            choice = chunk["choices"][0]
-            if choice["text"]:
-                text.append(choice["text"])
-                self.send({"ev": "token", "id": rid, "text": choice["text"]})
-            finish = choice.get("finish_reason") or finish
-        if budget.hit and not self.cancel.is_set():
-            finish = "length"  # create_completion calls it "stop" when a stopping criterion ended it
+            if isinstance(piece, Completion):
+                finish = piece.finish_reason
+                continue
+            text.append(piece)
+            unsent.append(piece)
+            if (now := time.perf_counter()) - last_sent >= TOKEN_BATCH_S:
+                self.send({"ev": "token", "id": rid, "text": "".join(unsent)})
+                unsent.clear()
+                last_sent = now
+        if unsent:
+            self.send({"ev": "token", "id": rid, "text": "".join(unsent)})
         if self.counting is not None and self._last_ids is not None:
             self.counting.finish(self._last_ids)
         final = self.live_stats(psutil.Process(), process_vram_bytes)
@@ -300,7 +308,9 @@ class Worker:
                    "cancelled": cancelled, "stats": final})
 
     def op_generate(self, req: dict[str, Any]) -> None:
-        self._complete(req, req["prompt"], list(req.get("stop") or []))
+        self._need_model()
+        prompt = self.llm.tokenize(str(req["prompt"]).encode("utf-8"), add_bos=True, special=True)
+        self._complete(req, prompt, list(req.get("stop") or []))
 
     def op_chat(self, req: dict[str, Any]) -> None:
         from llama_cpp import llama_chat_format as cf  # noqa: PLC0415

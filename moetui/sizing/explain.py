@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from moetui.model.info import ModelInfo
 
-GB = 1e9
+GIB = 1024**3
 
 
 def gb(n: float) -> str:
-    return f"{n / GB:.2f} GB"
+    """Bytes in GiB, the unit llama.cpp's log and every screen of the TUI use."""
+    return f"{n / GIB:.2f} GiB"
 
 
 def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: float, n_cpu_moe: int | None,

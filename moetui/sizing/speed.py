@@ -179,7 +179,7 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
         t_ub = max(t_compute, t_read) + t_pcie + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "pcie copies of CPU experts" if t_pcie > max(t_compute, t_read) else "gpu compute"
         if t_pcie:
-            notes.append(f"prompt: {cpu_expert_bytes / 1e9:.2f} GB of RAM-resident weights are copied to the GPU "
+            notes.append(f"prompt: {cpu_expert_bytes / 1024**3:.2f} GiB of RAM-resident weights are copied to the GPU "
                          f"per ubatch of {n_ubatch} tokens"
                          + ("" if pinned else ", from pageable memory (about 3x slower than pinned)")
                          + "; a larger -ub amortises the copies")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.content import Content
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -28,6 +29,7 @@ from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.selection import remember_model
 from moetui.ui.selection import remembered_model
+from textual.widgets import Input, TextArea
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
@@ -63,7 +65,7 @@ class MoetuiApp(App):
         # hidden here, shown by the screens where they matter (app_action_bindings)
         *(Binding(key, action, label, show=False) for key, action, label, _, _ in APP_ACTIONS),
         Binding("q", "quit", "Quit"),
-        Binding("escape", "unfocus", "Leave field", show=False),  # back from a text field to the letter keys
+        Binding("escape", "unfocus", "Leave field"),  # back from a text field to the letter keys (check_action)
     ]
 
     def __init__(self, model_path: str | None = None, rig: Rig | None = None, *, detect: bool = True,
@@ -100,20 +102,24 @@ class MoetuiApp(App):
 
     def screen_named(self, name: str) -> Screen | None:
         """The installed screen `name`, importing and installing it on first use; None (and a notification)
-        when it cannot be built."""
+        when it cannot be built. A screen installed with Textual's `install_screen(screen, name)` before
+        first use is the one used (tests install a Tune or Best config screen with their own options)."""
         if name in self._screens:
             return self._screens[name]
         if name not in SCREENS_BY_NAME:
             self.notify(f"no screen named {name!r}", severity="error")
             return None
         module_name, class_name, _, title, _ = SCREENS_BY_NAME[name]
-        try:
-            screen = getattr(importlib.import_module(module_name), class_name)()
-        except Exception as exc:  # a screen still being written must not take the app down
-            self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
-                        severity="warning")
-            return None
-        self.install_screen(screen, name)
+        if self.is_screen_installed(name):  # installed by the caller before first use (a test, a host app)
+            screen = self.get_screen(name)
+        else:
+            try:
+                screen = getattr(importlib.import_module(module_name), class_name)()
+            except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
+                self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                            severity="warning")
+                return None
+            self.install_screen(screen, name)
         self._screens[name] = screen
         return screen
 
@@ -162,6 +168,20 @@ class MoetuiApp(App):
         return "\n".join(strip.text for strip in self.screen._compositor.render_strips())
 
     # ---- actions ---------------------------------------------------------------------------------
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """Title — sub-title, the sub-title in italics: Textual dims it, which reads at 3.4:1 in the light
+        theme (under WCAG AA's 4.5:1)."""
+        if not sub_title:
+            return Content(title)
+        return Content.assemble(Content(title), " — ", Content(sub_title).stylize("italic"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """"Leave field" (Esc) exists, and shows in the footer, only while a text box has the focus: the
+        way back to the letter keys is always on screen, and Esc elsewhere stays free for the screens."""
+        if action == "unfocus":
+            return isinstance(self.focused, (Input, TextArea))
+        return True
+
     def action_unfocus(self) -> None:
         self.screen.set_focus(None)
 

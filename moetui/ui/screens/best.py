@@ -45,14 +45,19 @@ from moetui.ui.screens.flow_common import (
     ui_call,
 )
 from moetui.ui.screens.best_dead_ends import hub_unreachable_dialog, nothing_fits_dialog
-from moetui.ui.screens.tune import WORKLOAD_CHOICES, describe_probe, workload_choice
+from moetui.ui.screens.tune import WORKLOAD_CHOICES, workload_choice
+from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
-from moetui.ui.widgets.flow_format import fmt_bytes
+from moetui.ui.widgets.format import gib, plan_mode
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
+from moetui.ui.widgets.tick_box import TickBox
+from moetui.hub.download import DownloadCancelled, download_model
+from moetui.model.inspect import inspect_file
+from moetui.tuner import TuneOptions, tune
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -107,7 +112,7 @@ class BestConfigScreen(Screen):
             yield Input(str(int(self.budget_s)), id="best-budget", type="integer")
             yield Select(WORKLOAD_CHOICES, value=workload_choice(self.tune_options), allow_blank=False,
                          id="best-workload")
-            yield Checkbox("Retune", value=False, id="best-retune")
+            yield TickBox("Retune", value=False, id="best-retune")
             yield Button("Go", id="best-start", variant="success")
             yield Button("Cancel", id="best-cancel", variant="error", disabled=True)
         yield FlowChecklist(id="best-steps")
@@ -117,6 +122,7 @@ class BestConfigScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.view = TuneView(self.query_one(ProgressEta), self.query_one(ProbePlot))
         self.query_one(FlowChecklist).set_steps(list(STEPS))
         self.query_one("#best-start", Button).focus()
         self.refresh_from_state()
@@ -154,8 +160,7 @@ class BestConfigScreen(Screen):
         self._cancel = threading.Event()
         self.outcome, self.result, self.model_path = None, None, None
         self.query_one(FlowChecklist).set_steps(list(STEPS))
-        self.query_one(ProgressEta).reset()
-        self.query_one(ProbePlot).clear()
+        self.view.restart(budget, "")
         self._detail("")
         self.running = True
         self.workload = str(self.query_one("#best-workload", Select).value)
@@ -193,11 +198,15 @@ class BestConfigScreen(Screen):
     def _detail(self, text: str) -> None:
         self.query_one("#best-detail", Static).update(text)
 
-    def _plot(self, probe: Any, best: Any) -> None:
-        plot = self.query_one(ProbePlot)
-        plot.set_point(probe.index, probe.score, probe.status)
-        if best is not None:
-            plot.best_index = best.index
+    def on_tuner_event(self, message: TunerEvent) -> None:
+        """The tune step's events, shown by the same TuneView as the Tune screen's."""
+        message.stop()
+        ev = message.event
+        best = self.view.apply(ev)
+        probe = getattr(ev, "probe", None)
+        if probe is not None and getattr(ev, "n_done", None) is not None and hasattr(ev, "elapsed_s"):
+            tail = f" · best {describe_probe(best)}" if best is not None else ""
+            self._detail(f"probe {probe.index} {probe_name(probe)}: {probe.status}{tail}")
 
     def _progress(self, fraction: float | None, eta_s: float | None, elapsed_s: float | None, message: str) -> None:
         self.query_one(ProgressEta).update_progress(fraction, eta_s=eta_s, elapsed_s=elapsed_s, message=message)
@@ -295,7 +304,7 @@ class BestConfigScreen(Screen):
         self.picked_shape = pick.model.shape
         say(self._progress, 1.0, None, None, "")
         say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
-            f"(~{fmt_bytes(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {pick.plan.mode})")
+            f"(~{gib(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
         say(self._target, f"Model: {pick.ref} (the catalog's best fit for this rig)")
         return None, pick.ref, None
 
@@ -304,7 +313,6 @@ class BestConfigScreen(Screen):
             say(self._step, "download", "skipped", "local file")
             return path
         assert ref is not None
-        from moetui.hub.download import DownloadCancelled, download_model
 
         cached = cached_model_path(ref)
         if cached is not None and cached.is_file():
@@ -314,20 +322,19 @@ class BestConfigScreen(Screen):
 
         def progress(p: Any) -> None:
             part = f" part {p.file_index + 1}/{p.n_files}" if p.n_files > 1 else ""
-            what = "verifying" if p.phase == "verify" else f"{fmt_bytes(int(p.speed_bps))}/s"
+            what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s"
             say(self._progress, p.fraction, p.eta_s, None,
-                f"{fmt_bytes(p.bytes_done)} of {fmt_bytes(p.bytes_total)}{part} · {what}")
+                f"{gib(p.bytes_done)} of {gib(p.bytes_total)}{part} · {what}")
 
         try:
             result = download_model(ref, progress=progress, cancel=cancel)
         except DownloadCancelled:
             raise FlowCancelled("cancelled") from None
         say(self._progress, 1.0, None, result.seconds, "downloaded")
-        say(self._step, "download", "done", f"{result.path.name}, {fmt_bytes(result.size_bytes)} in {result.seconds:.1f} s")
+        say(self._step, "download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
         return result.path
 
     def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
-        from moetui.model.inspect import inspect_file
         from moetui.tuner.active import plan_for_rig
 
         say(self._step, "plan", "running", "inspecting and placing …")
@@ -337,23 +344,11 @@ class BestConfigScreen(Screen):
         self.model_path = str(path)
         say(self.app.post_message, ModelSelected(str(path), info))
         say(self.app.post_message, PlanChanged(p, plan_options))
-        say(self._step, "plan", "done", f"{p.mode}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
+        say(self._step, "plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
         return info, p
 
     def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
                    say: Any) -> Any:
-        try:
-            from moetui.tuner import (
-                ProbeFinished,
-                ProbeStarted,
-                TuneOptions,
-                TuneProgress,
-                tune,
-            )
-        except ImportError:  # a build without the tuner: chat with the plan
-            say(self._step, "tune", "skipped", "the tuner is not available; using the plan")
-            return None
-
         base = self.tune_options or TuneOptions()
         workload = base.workload if self.workload == workload_choice(base) else WORKLOADS[self.workload]
         opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx,
@@ -362,15 +357,8 @@ class BestConfigScreen(Screen):
         say(release_model_workers, self.app)  # no other model resident while the tuner measures
 
         def on_event(ev: Any) -> None:
-            if isinstance(ev, TuneProgress):
-                say(self._progress, ev.fraction, ev.eta_s, ev.elapsed_s, ev.message)
-            elif isinstance(ev, ProbeStarted):
-                say(self._plot, ev.probe, None)
-            elif isinstance(ev, ProbeFinished):
-                best = f" · best {describe_probe(ev.best)}" if ev.best is not None else ""
-                say(self._plot, ev.probe, ev.best)
-                say(self._progress, None, ev.eta_s, ev.elapsed_s, _probes(ev.n_done))
-                say(self._detail, f"probe {ev.probe.index} {ev.probe.label}: {ev.probe.status}{best}")
+            if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
+                cancel.set()
 
         result = tune(str(path), rig, opts, on_event=on_event, cancel=cancel)
         if result.stopped == "cancelled":

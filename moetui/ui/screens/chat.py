@@ -3,8 +3,11 @@
 The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
 switching to Export and back does not reload; it is reloaded when the active config changes and closed
 when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
-worker and reach the log in batches (at most 5 UI updates a second, whatever the decode speed), so the
-UI costs the model nothing: the child process never waits on us.
+worker and reach the log as typed messages in batches (at most 20 UI updates a second, whatever the decode
+speed), so the UI costs the model little: the child process never waits on us.
+
+Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
+the live sampler share the screen's state; the messages live in chat_messages.py.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from moetui.hardware import Sampler
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
+from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
-FLUSH_S = 0.2  # token batches reach the UI at most this often: 5 Hz reads as streaming, and each UI
+FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
 
@@ -171,6 +175,9 @@ class ChatScreen(Screen):
         bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
         self.status_line = (f"{Path(config.model_path).name} · ctx {info.n_ctx} · {_placement(config)} · "
                             f"loaded in {info.load_s:.1f} s")
+        if _is_proxy(app_state(self.app).model_info, config):
+            self.query_one(ChatLog).add_message(
+                "info", "This is a moetui proxy with random weights: the words are noise, the speed is real.")
         if self._pending is not None:
             text, self._pending = self._pending, None
             self._send(text)
@@ -232,6 +239,8 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-generate")
     def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
+        """Worker events -> typed messages (post_message is thread-safe); token text is batched to at most
+        one message per FLUSH_S, so the UI's cost does not grow with the decode speed."""
         buf: list[str] = []
         last = time.monotonic()
 
@@ -242,23 +251,35 @@ class ChatScreen(Screen):
                 return True
             text = "".join(buf)
             buf.clear()
-            return ui_call(self.app, self._tokens, text)
+            return self.post_message(ReplyText(text))
 
         for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
             if isinstance(ev, TokenEvent):
                 buf.append(ev.text)
                 if time.monotonic() - last >= FLUSH_S and not flush():
-                    worker.stop()
+                    worker.stop()  # the screen is closing
             elif isinstance(ev, StatsEvent):
                 flush()
                 self.stats_events += 1
-                ui_call(self.app, self._stats, ev.stats)
+                self.post_message(ReplyStats(ev.stats))
             elif isinstance(ev, DoneEvent):
                 flush()
-                ui_call(self.app, self._done, ev)
+                self.post_message(ReplyDone(ev))
             elif isinstance(ev, ErrorEvent):
                 flush()
-                ui_call(self.app, self._failed, ev.error, worker)
+                self.post_message(ReplyFailed(ev.error, worker))
+
+    def on_reply_text(self, message: ReplyText) -> None:
+        self._tokens(message.text)
+
+    def on_reply_stats(self, message: ReplyStats) -> None:
+        self._stats(message.stats)
+
+    def on_reply_done(self, message: ReplyDone) -> None:
+        self._done(message.done)
+
+    def on_reply_failed(self, message: ReplyFailed) -> None:
+        self._failed(message.error, message.worker)
 
     def _tokens(self, text: str) -> None:
         if self._reply is not None:
@@ -409,6 +430,13 @@ class ChatScreen(Screen):
         if cfg is not None:
             self._loading_config = self._failed_config = None
             self.start_load(cfg)
+
+
+def _is_proxy(info: Any, config: Any) -> bool:
+    """A model `moetui proxy` wrote (its general.name ends in "moetui proxy", see model/proxy.py): random
+    weights, so the reply is noise and the user should be told so."""
+    return info is not None and str(getattr(info, "name", "")).endswith("moetui proxy") and (
+        getattr(info, "path", config.model_path) == config.model_path)
 
 
 def _placement(config: Any) -> str:

@@ -131,7 +131,7 @@ class ExportScreen(Screen):
         cfg = self.app.state.active_config()  # type: ignore[attr-defined]
         head = f"the {source} config for {Path(cfg.model_path).name if cfg else '?'}"
         self.query_one("#export-notes", Static).update(
-            "\n".join([head, *(f"[yellow]! {w}[/yellow]" for w in warnings)]))
+            "\n".join([head, *(f"[$text-warning]! {w}[/]" for w in warnings)]))
         if failed:
             self.notify(warnings[0], title="Export", severity="error")
 

@@ -15,7 +15,7 @@ from textual.widgets import Button, Footer, Header, Static
 
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.format import gib, plan_mode, tps
 
 
 class HomeScreen(Screen):
@@ -49,11 +49,11 @@ class HomeScreen(Screen):
         app = self.app
         s = app.state  # type: ignore[attr-defined]
         if s.rig is not None:
-            rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [dim]({s.rig.source})[/dim]" if s.rig.source != "detected" else "")
+            rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [$text-muted]({s.rig.source})[/]" if s.rig.source != "detected" else "")
             if s.rig.ram_bandwidth_gbs:
                 rig += f"\n      RAM bandwidth {s.rig.ram_bandwidth_gbs:.0f} GB/s"
             if s.rig.build.advice:
-                rig += f"\n      [yellow]{s.rig.build.advice.splitlines()[0]}[/yellow]"
+                rig += f"\n      [$text-warning]{s.rig.build.advice.splitlines()[0]}[/]"
         else:
             rig = "[b]Rig[/b]  detecting…" if getattr(app, "detecting", False) else "[b]Rig[/b]  not detected"
         self.query_one("#home-rig", Static).update(rig)
@@ -62,30 +62,30 @@ class HomeScreen(Screen):
             m = s.model_info
             moe = (f"{m.n_expert} experts, {m.n_expert_used} active" if m.n_expert else "dense")
             model = (f"[b]Model[/b]  {m.name or Path(s.model_path or m.path).name}\n       {m.architecture}, "
-                     f"{m.n_layers} layers, {moe}, {gb(m.total_bytes)}")
+                     f"{m.n_layers} layers, {moe}, {gib(m.total_bytes)}")
         elif s.model_path:
             model = f"[b]Model[/b]  {s.model_path}"
         else:
             model = "[b]Model[/b]  none selected: press [b]m[/b] to pick one, or the button above"
         loading, err = getattr(app, "loading_model", None), getattr(app, "model_error", None)
         if loading:
-            model += f"\n       [dim]reading {escape(loading)}…[/dim]"
+            model += f"\n       [$text-muted]reading {escape(loading)}…[/]"
         if err:
-            model += f"\n       [red]✗ {escape(err)}[/red]"
+            model += f"\n       [$text-error]✗ {escape(err)}[/]"
         self.query_one("#home-model", Static).update(model)
 
         cfg = s.active_config()
         if s.plan is not None:
             p = s.plan
-            plan = (f"[b]Plan[/b]   {p.mode.replace('_', ' ')}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
+            plan = (f"[b]Plan[/b]   {plan_mode(p.mode)}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
                     + (f", --n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else "")
                     + f"\n       predicted {tps(p.decode_tps)} tok/s decode, {tps(p.prompt_tps)} tok/s prompt")
         elif getattr(app, "plan_error", None):
-            plan = f"[b]Plan[/b]   [red]{app.plan_error}[/red]"  # type: ignore[attr-defined]
+            plan = f"[b]Plan[/b]   [$text-error]{app.plan_error}[/]"  # type: ignore[attr-defined]
         else:
             plan = "[b]Plan[/b]   —"
         if s.tuned is not None and cfg is not None:
-            plan += "\n       [green]tuned config in use[/green]"
+            plan += "\n       [$text-success]tuned config in use[/]"
         elif s.config is not None:
-            plan += "\n       [green]chosen config in use[/green]"
+            plan += "\n       [$text-success]chosen config in use[/]"
         self.query_one("#home-plan", Static).update(plan)

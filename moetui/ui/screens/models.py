@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -23,7 +23,7 @@ from moetui.errors import DoesNotFit, MoetuiError
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_folder, discover_local
 from moetui.ui.state import ModelSelected
-from moetui.ui.widgets.format import gb, tps
+from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
 
 if TYPE_CHECKING:
@@ -31,9 +31,19 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan
 
-# (label, width): sized so the verdict and tok/s stay visible at 80 columns; source scrolls into view
-COLUMNS = (("model", "model", 18), ("quant", "quant", 8), ("size", "size", 8), ("moe", "MoE", 8),
-           ("fit", "fit on this rig", 18), ("tps", "tok/s", 6), ("source", "source", 10))  # (key, label, width)
+# (key, label, width): at 80 columns the name, where it is from (repo owner, HF cache, LM Studio ...),
+# the verdict and tok/s stay visible; the MoE shape scrolls into view
+COLUMNS = (("model", "model", 18), ("source", "from", 9), ("quant", "quant", 7), ("size", "size", 8),
+           ("fit", "fit on this rig", 16), ("tps", "tok/s", 6), ("moe", "MoE", 8))
+
+
+def fit_name(name: str, width: int) -> str:
+    """A long name shortened in the middle, so both its family and its variant show:
+    'Qwen3-30B-A3B-Instruct-2507' in 18 -> 'Qwen3-30B…uct-2507'."""
+    if len(name) <= width:
+        return name
+    tail = max(3, (width - 1) // 2 - 1)
+    return name[:width - 1 - tail] + "…" + name[-tail:]
 _shape_cache: dict[tuple[str, str], ModelInfo] = {}
 _shape_lock = threading.Lock()
 
@@ -83,6 +93,9 @@ def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
     return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
 
 
+PATH_STARTS = frozenset("/~.")  # how a typed path begins
+
+
 class ModelsScreen(Screen):
     AUTO_FOCUS = "#models-table"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -93,7 +106,9 @@ class ModelsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="models-top"):
-            yield Input(placeholder="add a GGUF file or a folder of them (path)", id="models-path")
+            # select_on_focus off: a path typed into the unfocused box must not replace its first character
+            yield Input(placeholder="add a GGUF file or a folder of them (path)", id="models-path",
+                        select_on_focus=False)
             yield Button("Add", id="models-add")
             yield Button("Rescan", id="models-rescan")
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
@@ -121,6 +136,9 @@ class ModelsScreen(Screen):
         col = table.columns.get("model")  # type: ignore[call-overload]
         if col is not None and col.width != width:
             col.width = width
+            for key, row in self.rows.items():
+                if key in table.rows:
+                    table.update_cell(key, "model", fit_name(row.name, width))
             table._require_update_dimensions = True  # Textual re-measures columns on the next refresh
             table.refresh(layout=True)
 
@@ -243,8 +261,10 @@ class ModelsScreen(Screen):
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
             if known:
                 continue
-            size = ("~" if r.approx else "") + gb(r.size_bytes)
-            table.add_row(r.name, r.quant or "-", size, moe_shape(r.info), "…", "", r.source, key=r.key)
+            size = ("~" if r.approx else "") + gib(r.size_bytes)
+            col = table.columns.get("model")  # type: ignore[call-overload]
+            width = col.width if col is not None else COLUMNS[0][2]
+            table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
         self._mark_selected()
 
     def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
@@ -276,6 +296,16 @@ class ModelsScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "models-path":
             self._add(event.value)
+
+    def on_key(self, event: Any) -> None:
+        """A path typed while the box is not focused starts with "/", "~" or ".": send it to the box
+        instead of letting its letters fire screen keys (a, s, t ...)."""
+        box = self.query_one("#models-path", Input)
+        if event.character in PATH_STARTS and self.focused is not box:
+            box.focus()
+            box.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "models-add":
@@ -315,3 +345,4 @@ class ModelsScreen(Screen):
             self.notify(f"{path}: no such file or folder", title="Add model", severity="error")
             return
         self.query_one("#models-path", Input).value = ""
+        self.query_one("#models-table", DataTable).focus()  # done with the box: letter keys work again

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header, Input, Select, Static
 from moetui.model.info import KV_CACHE_TYPES
 from moetui.sizing.plan import PlanOptions
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.widgets.format import tps
+from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
 
@@ -48,9 +48,9 @@ class PlanScreen(Screen):
         with VerticalScroll(id="plan-body"):
             yield Static("", id="plan-summary")
             yield Static("", id="plan-error")
-            yield Static("[b]Placement[/b] [dim](layer by layer)[/dim]", classes="section-title")
+            yield Static("[b]Placement[/b] [i](layer by layer)[/i]", classes="section-title")
             yield PlacementMap(id="plan-map")
-            yield Static("[b]Memory[/b] [dim](planned / budget)[/dim]", classes="section-title")
+            yield Static("[b]Memory[/b] [i](planned / budget)[/i]", classes="section-title")
             yield MemoryBars(id="plan-memory")
             yield Static("[b]Why[/b]", classes="section-title")
             yield Static("", id="plan-explanation")
@@ -91,7 +91,7 @@ class PlanScreen(Screen):
         c = p.config
         name = s.model_info.name if s.model_info else c.model_path
         placement = f"--n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else (f"{len(c.overrides)} -ot rules" if c.overrides else "")
-        lines = [f"{name}: {p.mode.replace('_', ' ')}" + (f", {placement}" if placement else ""),
+        lines = [f"{name}: {plan_mode(p.mode)}" + (f", {placement}" if placement else ""),
                  f"decode ~{tps(p.decode_tps)} tok/s · prompt ~{tps(p.prompt_tps)} tok/s · context {c.n_ctx}"
                  + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
         if c.draft is not None:

@@ -18,7 +18,7 @@ from moetui.errors import MoetuiError
 from moetui.hardware import Sampler, list_presets, load_preset
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
-from moetui.ui.widgets.format import gb
+from moetui.ui.widgets.format import gib
 from moetui.ui.widgets.gauge import Gauge
 from rich.markup import escape
 from moetui.sizing.remote import remote_line
@@ -32,12 +32,12 @@ DETECTED = "__detected__"
 
 def rig_details(rig: Rig) -> str:
     """Rich markup for everything the sizing core uses from the rig, in plain words."""
-    lines = [f"[b]{rig.name}[/b]  [dim]({rig.source}{', ' + rig.os if rig.os else ''})[/dim]"]
+    lines = [f"[b]{rig.name}[/b]  [$text-muted]({rig.source}{', ' + rig.os if rig.os else ''})[/]"]
     for i, g in enumerate(rig.gpus):
         bw = f", {g.mem_bandwidth_gbs:.0f} GB/s" if g.mem_bandwidth_gbs else ""
         link = (f", PCIe {g.pcie_bandwidth_gbs:.0f} GB/s" if g.pcie_bandwidth_gbs
                 else (", unified memory" if g.unified_memory else ""))
-        lines.append(f"GPU {i}  {g.name}: {gb(g.vram_total_bytes)} VRAM ({gb(g.vram_free_bytes)} free){bw}{link}"
+        lines.append(f"GPU {i}  {g.name}: {gib(g.vram_total_bytes)} VRAM ({gib(g.vram_free_bytes)} free){bw}{link}"
                      + (f", CC {g.compute_capability}" if g.compute_capability else "")
                      + (", MIG on" if g.mig_enabled else ""))
     if not rig.gpus:
@@ -46,26 +46,26 @@ def rig_details(rig: Rig) -> str:
     lines.append(f"CPU    {c.model}: {c.physical_cores} cores / {c.logical_cores} threads, {c.arch}"
                  + (f", NUMA {c.numa_nodes}" if c.numa_nodes > 1 else ""))
     if c.flags:
-        lines.append(f"       [dim]{' '.join(c.flags[:12])}{' …' if len(c.flags) > 12 else ''}[/dim]")
+        lines.append(f"       [$text-muted]{' '.join(c.flags[:12])}{' …' if len(c.flags) > 12 else ''}[/]")
     m = rig.memory
     ram_bw = (f"{rig.ram_bandwidth_gbs:.1f} GB/s" + (" measured" if rig.bandwidth_probe else "")
               if rig.ram_bandwidth_gbs else "unknown")
-    lines.append(f"RAM    {gb(m.total_bytes)} ({gb(m.available_bytes)} available), bandwidth {ram_bw}"
+    lines.append(f"RAM    {gib(m.total_bytes)} ({gib(m.available_bytes)} available), bandwidth {ram_bw}"
                  + (f", peak {m.theoretical_bandwidth_gbs:.0f} GB/s" if m.theoretical_bandwidth_gbs else ""))
     b = rig.build
     if b.installed:
         lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
-                     + ("[green]GPU offload[/green]" if b.gpu_offload else "[yellow]CPU only[/yellow]"))
+                     + ("[$text-success]GPU offload[/]" if b.gpu_offload else "[$text-warning]CPU only[/]"))
     else:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
-        lines.append(f"[yellow]{b.advice}[/yellow]")
+        lines.append(f"[$text-warning]{b.advice}[/]")
     if rig.remotes:  # RPC servers on other hosts (moetui detect --rpc): plans may place layers there
         lines += [f"remote {escape(remote_line(r))}" for r in rig.remotes]
     for w in rig.warnings:
-        lines.append(f"[dim]! {w}[/dim]")
+        lines.append(f"[$text-muted]! {w}[/]")
     if rig.notes:
-        lines.append(f"[dim]{rig.notes}[/dim]")
+        lines.append(f"[$text-muted]{rig.notes}[/]")
     return "\n".join(lines)
 
 
@@ -80,7 +80,7 @@ class RigScreen(Screen):
                 yield Select(options, id="rig-select", allow_blank=True, prompt="rig to plan for")
                 yield Button("Re-detect", id="rig-redetect")
             with Vertical(id="rig-gauges"):
-                yield Static("[b]Live[/b] [dim](this machine, 2 Hz)[/dim]", id="rig-live-title")
+                yield Static("[b]Live[/b] [$text-muted](this machine, 2 Hz)[/]", id="rig-live-title")
                 yield Gauge("RAM", id="gauge-ram")
                 yield Gauge("CPU", unit="pct", id="gauge-cpu")
             yield Static(id="rig-details")
@@ -121,7 +121,7 @@ class RigScreen(Screen):
         self._sampler = sampler
         if sampler.error:
             self.query_one("#rig-live-title", Static).update(
-                f"[b]Live[/b] [dim](this machine, 2 Hz; GPU: {sampler.error})[/dim]")
+                f"[b]Live[/b] [$text-muted](this machine, 2 Hz; GPU: {sampler.error})[/]")
 
     def _tick(self) -> None:
         if self._sampler is not None and self.is_current:

@@ -1,7 +1,7 @@
 """Tune: drive `moetui.tuner` live. The tuner runs in a thread worker with a cancel Event; its events
-(ProbeStarted / ProbeFinished / TuneProgress / TuneFinished) come back through call_from_thread into the
-probe table, the tok/s plot, the progress bar with ETA and the current-best line. The result goes up to
-the App as TuneCompleted (which makes the winner the active config for Chat and Export)."""
+come back as `TunerEvent` messages, which `TuneView` (moetui.ui.tune_view, shared with Best config) turns
+into the probe table, the tok/s plot, the progress bar with ETA and the current-best line. The result goes
+up to the App as TuneCompleted (which makes the winner the active config for Chat and Export)."""
 
 from __future__ import annotations
 
@@ -23,14 +23,17 @@ from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
     release_model_workers,
-    ui_call,
 )
 from moetui.ui.state import ConfigChosen, TuneCompleted
+from moetui.ui.tune_view import TuneEnded, TunerEvent, TuneView, describe_probe, probe_name, versus_plan
 from moetui.ui.widgets.flow_error_dialog import show_error
+from moetui.ui.widgets.tick_box import TickBox
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
+from moetui.tuner import TuneOptions
+from moetui.tuner import tune
 
 DEFAULT_BUDGET_S = 300
 OBJECTIVE_CHOICES = [("turn", "turn"), ("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
@@ -41,19 +44,6 @@ def workload_choice(options: Any) -> str:
     """The picker's value for a TuneOptions' workload (a custom one shows as chat until picked)."""
     name = getattr(getattr(options, "workload", None), "name", "chat")
     return name if name in dict(WORKLOAD_CHOICES) else "chat"
-
-
-def describe_probe(probe: Any) -> str:
-    """'t 8, ub 1024: 7.31 s/turn, tg 41.2 t/s, pp 980 t/s'."""
-    bits = [f"{probe.turn_s:.2f} s/turn"] if getattr(probe, "turn_s", None) is not None else []
-    if probe.bench is not None:
-        if probe.bench.tg_median is not None:
-            bits.append(f"tg {probe.bench.tg_median:.1f} t/s")
-        if probe.bench.pp_median is not None:
-            bits.append(f"pp {probe.bench.pp_median:.0f} t/s")
-    elif probe.score is not None:
-        bits.append(f"score {probe.score:.1f}")
-    return f"{probe.label}: {', '.join(bits)}" if bits else probe.label
 
 
 class TuneScreen(Screen):
@@ -72,9 +62,8 @@ class TuneScreen(Screen):
         super().__init__(name=name, id=id, classes=classes)
         self.base_options = options
         self.result: Any = None  # the last TuneResult shown
-        self.best: Any = None  # the current best Probe
-        self.events_seen = 0
         self._cancel = threading.Event()
+        self.view: TuneView | None = None  # built on mount, over this screen's widgets
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tune-title", markup=False)
@@ -86,7 +75,7 @@ class TuneScreen(Screen):
             yield Select(OBJECTIVE_CHOICES, value=objective, allow_blank=False, id="tune-objective")
             yield Select(WORKLOAD_CHOICES, value=workload_choice(self.base_options), allow_blank=False,
                          id="tune-workload")
-            yield Checkbox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
+            yield TickBox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
             yield Button("Start", id="tune-start", variant="success")
             yield Button("Cancel", id="tune-cancel", variant="error", disabled=True)
         yield ProgressEta(id="tune-progress")
@@ -95,24 +84,32 @@ class TuneScreen(Screen):
         yield ProbeTable(id="tune-table")
         yield Footer()
 
+    @property
+    def best(self) -> Any:
+        """The best Probe so far."""
+        return self.view.best if self.view is not None else None
+
+    @property
+    def events_seen(self) -> int:
+        return self.view.events_seen if self.view is not None else 0
+
     def on_mount(self) -> None:
+        self.view = TuneView(self.query_one(ProgressEta), self.query_one(ProbePlot), self.query_one(ProbeTable))
         self.query_one("#tune-start", Button).focus()  # not the budget box: "s" must reach the screen
         self.refresh_from_state()
-        state = app_state(self.app)
-        if state.tuned is not None and self.result is None:
-            self.show_result(state.tuned)
 
     def refresh_from_state(self) -> None:
         state = app_state(self.app)
         model = Path(state.model_path).name if state.model_path else "no model selected (m)"
         rig = state.rig.name if state.rig is not None else "rig not detected yet"
         self.query_one("#tune-title", Static).update(f"Tune {model} on {rig}")
+        if not self.running and state.tuned is not None and state.tuned is not self.result and self.view is not None:
+            self.view.restart(None, "")
+            self.show_result(state.tuned)  # tuned elsewhere (Best config): never leave an older tune on show
 
     # --- start / cancel ---------------------------------------------------------------------------
     def options(self) -> Any:
         """TuneOptions from the base options and the controls. Raises ConfigError on a bad budget."""
-        from moetui.tuner import TuneOptions
-
         raw = self.query_one("#tune-budget", Input).value.strip()
         try:
             budget = float(raw)
@@ -146,14 +143,24 @@ class TuneScreen(Screen):
             self.notify(str(exc), title="Cannot tune", severity="error")
             return
         self._cancel = threading.Event()
-        self.result, self.best, self.events_seen = None, None, 0
-        self.query_one(ProbeTable).clear_probes()
-        self.query_one(ProbePlot).clear()
-        self.query_one(ProgressEta).reset("starting …")
+        self.result = None
+        assert self.view is not None
+        self.view.restart(opts.budget_s)
         self.query_one("#tune-best", Static).update("Measuring the plan first …")
         self.running = True
         release_model_workers(self.app)  # measure on a machine with no other model loaded
         self._run(state.model_path, state.rig, opts, self._cancel)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc cancels only a running tune (and shows only then); when idle it goes on to the App, which
+        leaves a text box."""
+        if action == "cancel":
+            return self.running
+        return True
+
+    @on(Input.Submitted, "#tune-budget")
+    def _budget_submitted(self) -> None:
+        self.action_start()
 
     def action_cancel(self) -> None:
         if self.running:
@@ -169,11 +176,21 @@ class TuneScreen(Screen):
         self.action_cancel()
 
     def watch_running(self, running: bool) -> None:
-        start = self.query_one("#tune-start", Button)
-        start.disabled = running
-        self.query_one("#tune-cancel", Button).disabled = not running
-        if not running and self.is_current:
-            start.focus()  # a disabled button lost focus to the budget box; keep keys going to the screen
+        start, cancel = self.query_one("#tune-start", Button), self.query_one("#tune-cancel", Button)
+        cancel.disabled = not running
+        # the settings cannot change mid-tune; disabled, the budget box cannot take the focus (and with it
+        # q and the screen letters) when the Start button gives it up
+        for widget in (self.query_one("#tune-budget", Input), self.query_one("#tune-objective", Select),
+                       self.query_one("#tune-retune", Checkbox)):
+            widget.disabled = running
+        if running:
+            cancel.focus()
+            start.disabled = True
+        else:
+            start.disabled = False
+            if self.is_current:
+                start.focus()
+        self.refresh_bindings()
 
     def on_unmount(self) -> None:
         self._cancel.set()  # the app is closing: the tuner stops and closes its model worker
@@ -181,10 +198,8 @@ class TuneScreen(Screen):
     # --- the tuner thread -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tune")
     def _run(self, model_path: str, rig: Any, options: Any, cancel: threading.Event) -> None:
-        from moetui.tuner import tune
-
         def on_event(ev: Any) -> None:
-            if not ui_call(self.app, self.apply_event, ev):
+            if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
                 cancel.set()  # the app is gone: stop measuring
 
         try:
@@ -192,62 +207,43 @@ class TuneScreen(Screen):
         except MoetuiError as exc:
             # cancelled before anything was measured, the tuner says "nothing could be measured": that is
             # the user's cancel, not a failure
-            ui_call(self.app, self._cancelled if cancel.is_set() else self._failed, exc)
+            self.post_message(TuneEnded(error=exc, cancelled=cancel.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - a tuner bug: report it, keep the app up
-            ui_call(self.app, self._failed, RuntimeError(f"{type(exc).__name__}: {exc}"))
+            self.post_message(TuneEnded(error=RuntimeError(f"{type(exc).__name__}: {exc}")))
             return
-        ui_call(self.app, self._finished, result)
+        self.post_message(TuneEnded(result=result))
 
     # --- events -> widgets (UI thread) ------------------------------------------------------------
+    def on_tuner_event(self, message: TunerEvent) -> None:
+        message.stop()
+        self.apply_event(message.event)
+
     def apply_event(self, ev: Any) -> None:
-        from moetui.tuner import ProbeFinished, ProbesCompared, ProbeStarted, TuneFinished, TuneProgress
-
-        self.events_seen += 1
-        table, plot, progress = self.query_one(ProbeTable), self.query_one(ProbePlot), self.query_one(ProgressEta)
-        if isinstance(ev, ProbeStarted):
-            table.upsert(ev.probe)
-            plot.set_point(ev.probe.index, None, "running")
-            progress.update_progress(eta_s=ev.eta_s, message=f"probe {ev.probe.index}: {ev.probe.label}")
-        elif isinstance(ev, ProbeFinished):
-            table.upsert(ev.probe)
-            plot.set_point(ev.probe.index, ev.probe.score, ev.probe.status)
-            progress.update_progress(eta_s=ev.eta_s, elapsed_s=ev.elapsed_s,
-                                     message=f"{ev.n_done} probes done")
-            self._set_best(ev.best)
-        elif isinstance(ev, ProbesCompared):  # the evidence: both sides' medians, spreads, repetitions
-            progress.update_progress(eta_s=progress.eta_s, message=ev.decision.describe())
-        elif isinstance(ev, TuneProgress):
-            progress.update_progress(ev.fraction, eta_s=ev.eta_s, elapsed_s=ev.elapsed_s, message=ev.message)
-        elif isinstance(ev, TuneFinished):
-            progress.update_progress(1.0, eta_s=None, elapsed_s=ev.result.elapsed_s,
-                                     message=f"done: {ev.result.stopped}")
-
-    def _set_best(self, best: Any) -> None:
-        if best is None:
-            return
-        self.best = best
-        self.query_one(ProbeTable).set_best(best.index)
-        self.query_one(ProbePlot).best_index = best.index
-        self.query_one("#tune-best", Static).update(f"Best so far: {describe_probe(best)}")
+        assert self.view is not None
+        before = self.view.best
+        best = self.view.apply(ev)
+        if best is not None and best is not before:
+            self.query_one("#tune-best", Static).update(f"Best so far: {describe_probe(best)}")
 
     def show_result(self, result: Any) -> None:
         """Fill the table, plot and best line from a finished (or cached) result."""
+        assert self.view is not None
         self.result = result
-        table, plot = self.query_one(ProbeTable), self.query_one(ProbePlot)
-        for p in result.probes:
-            table.upsert(p)
-            plot.set_point(p.index, p.score, p.status)
-        self._set_best(result.best)
-        gain = ""
-        plan = result.plan_probe
-        if plan is not None and plan.score and result.best.score and plan is not result.best:
-            gain = f" ({(result.best.score / plan.score - 1) * 100:+.0f}% vs the plan)"
+        self.view.finished(result)
+        verdict = versus_plan(result)
         source = "saved profile" if result.from_cache else f"{len(result.probes)} probes, stopped: {result.stopped}"
-        self.query_one("#tune-best", Static).update(f"Best: {describe_probe(result.best)}{gain} · {source}")
-        self.query_one(ProgressEta).update_progress(1.0, eta_s=None, elapsed_s=result.elapsed_s,
-                                                    message="from the saved profile (tick Retune to measure again)"
-                                                    if result.from_cache else f"done: {result.stopped}")
+        self.query_one("#tune-best", Static).update(
+            f"Best: {describe_probe(result.best)}{f' ({verdict})' if verdict else ''} · {source}")
+
+    def on_tune_ended(self, message: TuneEnded) -> None:
+        message.stop()
+        if message.result is not None:
+            self._finished(message.result)
+        elif message.cancelled:
+            self._cancelled(message.error)
+        else:
+            self._failed(message.error or RuntimeError("the tuner stopped"))
 
     def _finished(self, result: Any) -> None:
         self.running = False
@@ -256,7 +252,7 @@ class TuneScreen(Screen):
             self.notify("Tuning cancelled; the best so far is shown (select its row to use it).", timeout=5)
             return
         self.app.post_message(TuneCompleted(result))
-        self.notify(f"Tuned: {describe_probe(result.best)}. Chat and Export now use it.", title="Tuning done")
+        self.notify(f"Tuned: {probe_name(result.best)}. Chat and Export now use it.", title="Tuning done")
 
     def _cancelled(self, exc: BaseException | None = None) -> None:
         self.running = False
@@ -274,4 +270,4 @@ class TuneScreen(Screen):
     @on(ProbeTable.ProbePicked)
     def _probe_picked(self, event: ProbeTable.ProbePicked) -> None:
         self.app.post_message(ConfigChosen(event.probe.config))
-        self.notify(f"Using probe {event.probe.index}: {event.probe.label}", timeout=4)
+        self.notify(f"Using probe {event.probe.index}: {probe_name(event.probe)}", timeout=4)

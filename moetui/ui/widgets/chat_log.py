@@ -3,9 +3,11 @@ while tokens stream in (`append_to_last`); the log follows the end unless the us
 
 from __future__ import annotations
 
+from rich._wrap import divide_line
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 ROLE_LABELS = {"user": "you", "assistant": "model", "system": "system", "error": "error", "info": "·"}
@@ -19,7 +21,12 @@ class ChatMessage(Widget):
     the message needs more lines, and while it streams (`streaming` True) its height grows
     STREAM_CHUNK_LINES at a time: a layout costs ~20 ms of CPU at 80x24 (every widget re-renders) against
     ~3 ms for a repaint, and a fast reply gains a line on nearly every batch. When streaming ends the
-    height goes back to auto (exact)."""
+    height goes back to auto (exact).
+
+    While it streams, the message draws its own lines (`render_line`) and wraps only the text after its
+    last settled line: greedy word wrap never moves a break before the last two lines, so every line above
+    those is kept as a Strip and never wrapped again. Re-wrapping the whole reply on every batch made each
+    update cost in proportion to the reply's length (a 2,000-token reply: most of the UI's CPU)."""
 
     DEFAULT_CSS = """
     ChatMessage { height: auto; padding: 0 1; margin: 0 0 1 0; }
@@ -35,17 +42,62 @@ class ChatMessage(Widget):
         self._n_lines = 0  # wrapped lines at the last layout
         self._streaming = False
         self._reserved = 0  # lines reserved while streaming
+        self._settled: list[Strip] = []  # streaming: wrapped lines that can no longer change
+        self._settled_at = 0  # streaming: offset in the rendered text where the unsettled lines start
+        self._settled_width = 0
+        self._lines: list[Strip] | None = None  # streaming: all lines for the current text
 
     def _wrapped_lines(self) -> int:
         width = self.content_size.width
         if width <= 0:
             return -1  # not laid out yet: let layout decide
+        if self._streaming:
+            return len(self._stream_lines(width))
         return len(self.render().wrap(self.app.console, width))
 
+    def _stream_lines(self, width: int) -> list[Strip]:
+        if width != self._settled_width:
+            self._settled, self._settled_at, self._settled_width = [], 0, width
+        if self._lines is not None:
+            return self._lines
+        tail = self.render()[self._settled_at:]
+        starts: list[int] = []  # offset of each line in `tail`
+        pieces: list[Text] = []
+        pos = 0
+        for para in tail.split("\n", allow_blank=True):
+            offsets = divide_line(para.plain, width, fold=True)
+            for start, piece in zip([0, *offsets], para.divide(offsets)):
+                starts.append(pos + start)
+                pieces.append(piece)
+            pos += len(para.plain) + 1
+        console, base = self.app.console, self.visual_style.rich_style
+        strips = [self._strip(piece, width, console, base) for piece in pieces]
+        keep = max(0, len(strips) - 2)
+        if keep:
+            self._settled.extend(strips[:keep])
+            self._settled_at += starts[keep]
+        self._lines = self._settled + strips[keep:]
+        return self._lines
+
+    @staticmethod
+    def _strip(piece: Text, width: int, console: object, base: object) -> Strip:
+        piece.rstrip_end(width)
+        piece.end = ""
+        return Strip(list(piece.render(console)), piece.cell_len).adjust_cell_length(width).apply_style(base)  # type: ignore[arg-type]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        if not self._streaming or width <= 0:
+            return super().render_line(y)
+        lines = self._stream_lines(width)
+        return lines[y] if y < len(lines) else Strip.blank(width, self.visual_style.rich_style)
+
     def watch_text(self) -> None:
+        self._lines = None
         self._relayout_if_grown()
 
     def watch_note(self) -> None:
+        self._lines = None
         self._relayout_if_grown()
 
     @property
@@ -56,6 +108,7 @@ class ChatMessage(Widget):
     def streaming(self, value: bool) -> None:
         self._streaming = value
         self._reserved = 0
+        self._settled, self._settled_at, self._lines = [], 0, None
         if not value:
             self.styles.height = "auto"
             self._n_lines = -2  # force one exact layout

@@ -50,8 +50,7 @@ class FlowErrorDialog(ModalScreen[None]):
 
 
 def show_error(screen_or_app, title: str, exc: BaseException) -> None:  # type: ignore[no-untyped-def]
-    """Notify and open the dialog. Call on the UI thread."""
+    """Open the dialog (no toast as well: the same words twice read as two errors). Call on the UI thread."""
     app = getattr(screen_or_app, "app", screen_or_app)
     message = str(exc) or type(exc).__name__
-    app.notify(message.splitlines()[0][:300], title=title, severity="error", timeout=8)
     app.push_screen(FlowErrorDialog(title, message, getattr(exc, "log_tail", "") or ""))

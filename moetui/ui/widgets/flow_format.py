@@ -4,18 +4,6 @@ from __future__ import annotations
 
 import math
 
-GIB = 1024**3
-MIB = 1024**2
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= GIB:
-        return f"{n / GIB:.1f} GiB"
-    return f"{n / MIB:.0f} MiB"
-
-
 def fmt_rate(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 

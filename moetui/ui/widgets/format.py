@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-GB = 10**9
+GIB = 1024**3
+MIB = 1024**2
 
 
-def gb(n: int | float | None) -> str:
-    """Decimal GB like the sizing core's explanation, so numbers on screen match `moetui plan`."""
+def gib(n: int | float | None) -> str:
+    """Bytes on screen, in one unit family everywhere (GiB, MiB: what llama.cpp and the sizing core's
+    explanation print), so no screen shows GB next to GiB."""
     if n is None:
-        return "?"
-    if abs(n) >= 100 * GB:
-        return f"{n / GB:.0f} GB"  # 3 digits are plenty and keep table columns narrow
-    if abs(n) >= GB:
-        return f"{n / GB:.1f} GB"
-    if abs(n) >= 10**6:
-        return f"{n / 10**6:.0f} MB"
-    return f"{n / 1000:.0f} kB"
+        return "-"
+    if abs(n) >= 100 * GIB:
+        return f"{n / GIB:.0f} GiB"  # 3 digits are plenty and keep table columns narrow
+    if abs(n) >= GIB:
+        return f"{n / GIB:.1f} GiB"
+    if abs(n) >= MIB:
+        return f"{n / MIB:.0f} MiB"
+    return f"{n / 1024:.0f} KiB"
+
+
+PLAN_MODES = {"cpu_only": "CPU only", "all_gpu": "all on GPU", "experts_split": "experts split between GPU and RAM",
+              "partial_layers": "some layers on GPU"}
+
+
+def plan_mode(mode: str) -> str:
+    """A plan's placement mode in words ("experts_split" -> "experts split between GPU and RAM")."""
+    return PLAN_MODES.get(mode, mode.replace("_", " "))
 
 
 def tps(x: float | None) -> str:

@@ -1,4 +1,4 @@
-"""A one-line gauge: `label  ███████░░░  12.3 / 24.0 GB  51%`. Attributes down: set `value`/`total`."""
+"""A one-line gauge: `label  ███████░░░  12.3 / 24.0 GiB  51%`. Attributes down: set `value`/`total`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from moetui.ui.widgets.format import bar, gb
+from moetui.ui.widgets.format import bar, gib
 
 LABEL_WIDTH = 10
 TAIL_WIDTH = 24
 
 
 class Gauge(Widget):
-    """`unit` "bytes" shows GB, "pct" a percentage of 100. value None: not measurable here ("n/a")."""
+    """`unit` "bytes" shows GiB, "pct" a percentage of 100. value None: not measurable here ("n/a")."""
 
     DEFAULT_CSS = "Gauge { height: 1; }"
 
@@ -36,6 +36,6 @@ class Gauge(Widget):
         style = "red" if frac > 0.9 else ("yellow" if frac > 0.75 else "green")
         text.append(bar(frac, width), style=style)
         tail = (f"{self.value:.0f}%" if self.unit == "pct"
-                else f"{gb(self.value)} / {gb(self.total)} {frac:4.0%}")
+                else f"{gib(self.value)} / {gib(self.total)} {frac:4.0%}")
         text.append(f" {tail}")
         return text

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from moetui.ui.widgets.format import gb
+from moetui.ui.widgets.format import gib
 
 if TYPE_CHECKING:
     from moetui.sizing.plan import Plan
@@ -45,7 +45,7 @@ class MemoryBars(Widget):
                 used += cells
             out.append("░" * (width - used), style="dim")
             over = m.total > budget
-            out.append(f" {gb(m.total)} / {gb(budget)}", style="bold red" if over else "")
+            out.append(f" {gib(m.total)} / {gib(budget)}", style="bold red" if over else "")
             out.append("\n")
         out.append(" " * LABEL_WIDTH)
         for name, glyph, style in PARTS:

@@ -8,7 +8,9 @@ from typing import Any
 from textual.message import Message
 from textual.widgets import DataTable
 
-from moetui.ui.widgets.flow_format import fmt_bytes, fmt_rate
+from moetui.ui.widgets.flow_format import fmt_rate
+from moetui.ui.widgets.format import gib
+from moetui.ui.probe_words import probe_name
 
 STATUS_MARK = {"pending": "·", "running": "…", "ok": "✓", "failed": "✗", "skipped": "–"}
 COLUMNS = (("#", "idx"), ("probe", "label"), ("", "status"), ("tg t/s", "tg"), ("pp t/s", "pp"),
@@ -44,12 +46,13 @@ class ProbeTable(DataTable):
         mark = STATUS_MARK.get(probe.status, probe.status)
         if probe.index == self.best_index:
             mark = "★"
-        label = probe.label if probe.status != "failed" or not probe.error else f"{probe.label} ({probe.error_kind or 'failed'})"
+        name = probe_name(probe)
+        label = name if probe.status != "failed" or not probe.error else f"{name} ({probe.error_kind or 'failed'})"
         return {
             "idx": str(probe.index), "label": label, "status": mark,
-            "tg": fmt_rate(bench.tg_median if bench else None),
-            "pp": fmt_rate(bench.pp_median if bench else None, 0),
-            "score": fmt_rate(probe.score), "vram": fmt_bytes(probe.vram_bytes) if probe.vram_bytes else "-",
+            "tg": _spread(bench.tg_median, bench.tg_stdev, 1) if bench else "-",
+            "pp": _spread(bench.pp_median, bench.pp_stdev, 0) if bench else "-",
+            "score": fmt_rate(probe.score), "vram": gib(probe.vram_bytes) if probe.vram_bytes else "-",
             "load": "-" if probe.load_s is None else ("reused" if not probe.reloaded else f"{probe.load_s:.1f}"),
         }
 
@@ -75,3 +78,10 @@ class ProbeTable(DataTable):
         probe = self.probes.get(int(event.row_key.value)) if event.row_key.value is not None else None
         if probe is not None and probe.status == "ok":
             self.post_message(self.ProbePicked(probe))
+
+
+def _spread(median: float | None, stdev: float | None, digits: int) -> str:
+    """'41.2±1.3': the median and the spread of the repetitions, so two probes can be told apart or not."""
+    if median is None:
+        return "-"
+    return fmt_rate(median, digits) + (f"±{stdev:.{digits}f}" if stdev else "")

@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from moetui.ui.widgets.flow_format import fmt_bytes, fmt_rate
+from moetui.ui.widgets.flow_format import fmt_rate
+from moetui.ui.widgets.format import gib
 
 
 class ChatStatsBar(Widget):
@@ -41,13 +42,13 @@ class ChatStatsBar(Widget):
             t.append(f"{label} ", style="dim")
             t.append(value, style=style)
 
-        part("tg", f"{fmt_rate(self.decode_tps)} t/s (avg {fmt_rate(self.decode_tps_avg)})", "bold green")
+        part("tg", f"{fmt_rate(self.decode_tps)} t/s (avg {fmt_rate(self.decode_tps_avg)})", "bold underline")  # not green: 3.2:1 in the light theme
         part("tok", str(self.tokens))
         if self.prompt_tps is not None:
             part("pp", f"{fmt_rate(self.prompt_tps, 0)} t/s")
-        vram = fmt_bytes(self.vram_bytes)
+        vram = gib(self.vram_bytes)
         part("VRAM", vram + (" (GPU)" if self.vram_scope == "gpu" and self.vram_bytes is not None else ""))
-        part("RSS", fmt_bytes(self.rss_bytes))
+        part("RSS", gib(self.rss_bytes))
         if self.experts_total:
             part("expert tensors in RAM", f"{self.experts_ram}/{self.experts_total}")
         if self.acceptance is not None:
