@@ -65,7 +65,8 @@ def test_worker_fault_is_reported_as_what_it_was(phase: str, fault: str, tiny_mo
     ready, hit = threading.Event(), []
     if phase == "load":
         ready.set()
-        _signal_when(ready, sig, 0.3, hit)
+        # the tiny proxy loads in about 0.2 s: the fault comes as soon as the worker process exists
+        _signal_when(ready, sig, 0.0, hit)
         with pytest.raises(WorkerError) as info:
             w.start(cfg)
         err = info.value

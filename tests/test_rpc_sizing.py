@@ -54,7 +54,7 @@ def test_a_second_host_makes_it_fit_and_the_plan_says_so(qwen235b) -> None:
 def test_too_small_a_second_host_says_how_much_is_missing(qwen235b) -> None:
     rig = cpu_host(96)
     rig.remotes = [server(50052, 8)]
-    with pytest.raises(DoesNotFit, match=r"add a host with at least [0-9.]+ GB free"):
+    with pytest.raises(DoesNotFit, match=r"add a host with at least [0-9.]+ GiB free"):
         plan(qwen235b, rig, PlanOptions(n_ctx=8192))
 
 

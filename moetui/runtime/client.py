@@ -7,6 +7,11 @@ thread while a Textual worker thread iterates `generate`). No orphans: the child
 (killed as a group), exits by itself when its parent goes away, and an atexit hook closes any worker
 still running.
 
+Longer than the house's 400 lines on purpose: it is the whole parent side of one process boundary (start,
+requests, the stream of replies, stall and cancel timers, death classification) and every part of it
+shares the one lock and reply queue; split, the protocol would be spread over modules that must change
+together.
+
     with ModelWorker() as w:
         info = w.start(RunConfig(model_path="m.gguf"))
         for ev in w.generate("Hello", max_tokens=32):

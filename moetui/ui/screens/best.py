@@ -1,4 +1,6 @@
-"""Best config for my rig: one click from nothing to a tuned chat. Steps, shown as a checklist:
+"""Best config for my rig: one click from nothing to a tuned chat (a little over 400 lines: the six steps
+are one flow in one worker thread and read best in one place; the dead ends live in best_dead_ends.py).
+Steps, shown as a checklist:
 
 1. the rig (the app's, or detected now),
 2. the model and quant: the selected local model, a selected hub reference, or else the catalog's best
