@@ -107,3 +107,33 @@ async def test_export_without_a_model_says_what_to_do() -> None:
         await pilot.click("#export-save")
         await pilot.pause()
         assert any("nothing to save" in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.anyio
+async def test_a_saved_server_line_is_a_script_that_runs(tiny_moe: Path, tmp_path: Path) -> None:
+    """A saved .sh carries a shebang and is executable: ./file.sh runs it (here with a stand-in binary
+    that prints its arguments, so the test checks the script, not llama-server)."""
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx4090-ddr5-64"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_export(app, pilot)
+        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0, repack=repack_ok())))
+        await wait_for(pilot, lambda: "-c 512" in app.screen.text)
+        target = tmp_path / "serve.sh"
+        app.screen.query_one("#export-path").value = str(target)
+        await pilot.click("#export-save")
+        await pilot.pause()
+    text = target.read_text()
+    assert text.startswith("#!/bin/sh\n") and os.access(target, os.X_OK)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    command = next(ln for ln in text.splitlines()[1:] if ln.strip() and not ln.lstrip().startswith("#"))
+    first = command.split()[0]  # the binary the line names
+    stand_in = fake / Path(first).name
+    stand_in.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    stand_in.chmod(0o755)
+    script = text.replace(first, str(stand_in), 1) if "/" in first else text
+    target.write_text(script)
+    r = subprocess.run([str(target)], capture_output=True, text=True, timeout=30,
+                       env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stderr
+    assert str(tiny_moe) in r.stdout.splitlines() and "512" in r.stdout.splitlines()

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+DESCRIPTION = ("Run Mixture-of-Experts GGUF models as fast as this machine allows: detect the rig, size and place "
+               "the model tensor by tensor, tune it live, chat, and export llama.cpp command lines. "
+               "With no command the terminal app opens.")
+
 import argparse
 import importlib
 import sys
@@ -32,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """only: the subcommand being run; the other commands' modules are then not imported (some pull in
     gguf or the tuner, about 1 s of imports that `moetui detect` would otherwise pay)."""
-    parser = argparse.ArgumentParser(prog="moetui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="moetui", description=DESCRIPTION)
 
     parser.add_argument("--version", action="version", version=f"moetui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -171,7 +171,10 @@ class ExportScreen(Screen):
         try:
             if path.is_dir():
                 raise IsADirectoryError(f"{path} is a folder")
-            atomic_write_text(path, self.text)
+            text = self.text
+            if path.suffix == ".sh" and not text.startswith("#!"):
+                text = "#!/bin/sh\n" + text  # a saved command line runs as ./file.sh (the export is POSIX sh)
+            atomic_write_text(path, text)
             if path.suffix in (".sh", ".py"):
                 path.chmod(0o755)  # a saved command line is meant to be run
         except OSError as exc:
