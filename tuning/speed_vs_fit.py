@@ -214,7 +214,8 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
     def on_event(ev: Any) -> None:
         probe = getattr(ev, "probe", None)
         if type(ev).__name__ == "ProbeFinished" and probe is not None:
-            probes.append(f"{probe.label}: {probe.status}")
+            why = f" ({probe.error_kind}: {probe.error})" if getattr(probe, "error", None) else ""
+            probes.append(f"{probe.label}: {probe.status}{why}")
             log("tuner", probes[-1])
 
     opts = tune_options(TuneOptions, budget, ctx, workload)
