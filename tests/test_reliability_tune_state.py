@@ -91,8 +91,9 @@ def test_a_tune_interrupted_at_every_stage(stage: str, sig: int, tiny_moe: Path,
         # nothing half-written, nothing lost: the old profile, or a whole new one the tune saved before the kill
         assert path.read_bytes() == before or json.loads(path.read_text())["probes"]
     else:
-        # best so far kept (0), or nothing measured yet: said so (2), or still starting up (130)
-        assert proc.returncode in (0, 2, 130), err
+        # best so far kept (0), or nothing measured yet: said so (2), or still starting up (130), or the
+        # interrupt landed while the interpreter was already shutting down (-2: its default handler)
+        assert proc.returncode in (0, 2, 130, -signal.SIGINT), err
         if proc.returncode == 2:
             assert "stopped before any configuration was measured" in err, err
         if proc.returncode == 0:

@@ -100,7 +100,7 @@ async def test_export_saves_and_copies_by_key_and_from_the_palette(tiny_moe: Pat
         assert app.focused is not None and app.focused.id == "export-tool"  # not a text box: keys reach the screen
         await pilot.press("s")
         await wait_for(pilot, target.exists, what="the file saved by the s key")
-        assert target.read_text() == export.text
+        assert target.read_text() == "#!/bin/sh\n" + export.text  # a saved .sh runs as ./serve.sh
         await pilot.press("y")
         await pilot.pause()
         assert app.clipboard == export.text
@@ -114,7 +114,7 @@ async def test_export_saves_and_copies_by_key_and_from_the_palette(tiny_moe: Pat
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, again.exists, what="the file saved from the palette")
-        assert again.read_text() == export.text
+        assert again.read_text() == "#!/bin/sh\n" + export.text
         assert app.screen is export
 
 

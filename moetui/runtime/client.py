@@ -395,7 +395,11 @@ class ModelWorker:
             self._current = cur
             finished = False
             try:
-                self._write({**req, "id": rid})
+                try:
+                    self._write({**req, "id": rid})
+                except (BrokenPipeError, ConnectionResetError):  # it died before it could read the request
+                    finished = True
+                    raise self._failure(ErrorKind.CRASH, "the model worker died") from None
                 start = last_progress = time.monotonic()
                 last_key: tuple[Any, ...] | None = None
                 stall = self.stall_timeout if req.get("op") not in ("load",) else self.load_timeout
