@@ -1,5 +1,5 @@
-"""Shared by the RPC tests: real ggml-rpc-server processes on 127.0.0.1 (built once into the shared RPC
-tools folder, ~/.cache/moetui/llama-tools-<ver>-rpc) and a proxy big enough for memory caps to bite."""
+"""Shared by the RPC tests: real ggml-rpc-server processes on 127.0.0.1 (built once into the shared
+tools folder, ~/.cache/moetui/llama-tools-<ver>, whose build has RPC) and a proxy big enough for memory caps to bite."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Exported llama-server / llama-cli / llama-bench lines with `--rpc` and the planned split run on the real
-RPC-enabled binaries (built once per machine into ~/.cache/moetui/llama-tools-<ver>-rpc) against two
+binaries (built once per machine, with RPC, into ~/.cache/moetui/llama-tools-<ver>) against two
 capped ggml-rpc-servers on 127.0.0.1."""
 
 from __future__ import annotations

@@ -33,10 +33,13 @@ CMAKE_FLAGS = (
     "-DGGML_NATIVE=ON",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
+    # RPC costs nothing unless --rpc is given, and one build serves both uses: a second build for it
+    # took another ~10 minutes on a 2-core machine
+    "-DGGML_RPC=ON",
 )
-# A variant is a second build beside the plain one, with its own folder and extra cmake flags:
-# "rpc" adds llama.cpp's RPC backend (ggml-rpc-server, and --rpc in llama-server/-cli/-bench).
-VARIANT_FLAGS: dict[str, tuple[str, ...]] = {"": (), "rpc": ("-DGGML_RPC=ON",)}
+# A variant names what a caller needs from the build; each maps to the folder that has it. "rpc" (ggml's
+# rpc-server, --rpc in llama-server/-cli/-bench) is in the one build, since CMAKE_FLAGS enables RPC.
+VARIANT_FLAGS: dict[str, str] = {"": "", "rpc": ""}
 
 
 class LlamaToolsError(MoetuiError):
@@ -51,7 +54,8 @@ def installed_llama_cpp_python_version() -> str:
 
 
 def tools_dir(version: str | None = None, variant: str = "") -> Path:
-    suffix = f"-{variant}" if variant else ""
+    folder = VARIANT_FLAGS.get(variant, variant)
+    suffix = f"-{folder}" if folder else ""
     env = os.environ.get("MOETUI_LLAMA_TOOLS_DIR")
     if env:
         return Path(env + suffix)
@@ -116,6 +120,16 @@ def llama_source(version: str, root: Path, log_path: Path, out: TextIO | None = 
     return src
 
 
+def _configured(build: Path) -> bool:
+    """A build folder configured with today's flags (one made before RPC was folded in is configured again,
+    in place: cmake then rebuilds only what the new flag changes)."""
+    cache = build / "CMakeCache.txt"
+    try:
+        return "GGML_RPC:BOOL=ON" in cache.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def ensure_llama_tools(targets: Iterable[str] = DEFAULT_TARGETS, version: str | None = None,
                        jobs: int | None = None, out: TextIO | None = sys.stderr, variant: str = "") -> Path:
     """The folder holding the llama.cpp binaries `targets` (e.g. "llama-server", "llama-bench"), building
@@ -139,9 +153,9 @@ def ensure_llama_tools(targets: Iterable[str] = DEFAULT_TARGETS, version: str | 
         build = root / "build"
         jobs = jobs or int(os.environ.get("MOETUI_LLAMA_TOOLS_JOBS") or os.cpu_count() or 2)
         t0 = time.monotonic()
-        if not (build / "CMakeCache.txt").is_file():
+        if not _configured(build):
             _log(out, f"configuring llama.cpp ({src}) in {build}")
-            _run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS, *VARIANT_FLAGS[variant]], log_path,
+            _run(["cmake", "-S", str(src), "-B", str(build), *CMAKE_FLAGS], log_path,
                  "cmake configure")
         _log(out, f"building {' '.join(todo)} with -j{jobs} (several minutes the first time; log: {log_path})")
         _run(["cmake", "--build", str(build), f"-j{jobs}", "--target", *todo], log_path, "cmake build")
