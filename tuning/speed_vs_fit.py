@@ -82,8 +82,12 @@ def calibrate_memory(n_ctx: int, n_cpu_moe: int, ubatches: list[int]) -> list[di
                 buffers = info.buffers if i == 0 else w.reconfigure(n_ubatch=ub, n_batch=max(ubatches))
                 row = {"n_ctx": n_ctx, "n_cpu_moe": n_cpu_moe, "n_ubatch": ub, "load_s": load_s,
                        "buffers": buffers.to_dict(), "nvml_process_bytes": gpu_process_memory(info.pid)}
+                # CUDA's memory pool grows on the first big batch (scratch beside the compute buffer) and never
+                # shrinks: what a running chat holds is what NVML reads after one full ubatch
+                w.bench(n_prompt=ub, n_gen=4, reps=1)
+                row["nvml_after_compute_bytes"] = gpu_process_memory(info.pid)
                 log(f"calib ctx {n_ctx} ncmoe {n_cpu_moe} ub {ub}: NVML {(row['nvml_process_bytes'] or 0) / GiB:.3f} GiB, "
-                    f"compute {buffers.compute}")
+                    f"after a {ub}-token batch {(row['nvml_after_compute_bytes'] or 0) / GiB:.3f} GiB, compute {buffers.compute}")
                 rows.append(row)
     except Exception as exc:  # a failed load is a result too
         rows.append({"n_ctx": n_ctx, "n_cpu_moe": n_cpu_moe, "error": f"{type(exc).__name__}: {exc}"[:800]})
@@ -197,8 +201,10 @@ def prove_memory(cfg: RunConfig) -> dict[str, Any]:
     try:
         with ModelWorker() as w:
             info = w.start(cfg)
-            return {"nvml_process_bytes": gpu_process_memory(info.pid), "buffers": info.buffers.to_dict(),
-                    "load_s": info.load_s}
+            loaded = gpu_process_memory(info.pid)
+            w.bench(n_prompt=max(cfg.n_ubatch or 512, 2048), n_gen=8, reps=1)  # a prompt as big as the bench's
+            return {"nvml_process_bytes": loaded, "nvml_after_compute_bytes": gpu_process_memory(info.pid),
+                    "buffers": info.buffers.to_dict(), "load_s": info.load_s}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"[:600]}
 
@@ -215,7 +221,8 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
         probe = getattr(ev, "probe", None)
         if type(ev).__name__ == "ProbeFinished" and probe is not None:
             why = f" ({probe.error_kind}: {probe.error})" if getattr(probe, "error", None) else ""
-            probes.append(f"{probe.label}: {probe.status}{why}")
+            vram = f", VRAM {probe.vram_bytes / GiB:.3f} GiB" if getattr(probe, "vram_bytes", None) else ""
+            probes.append(f"{probe.label}: {probe.status}{why}{vram}")
             log("tuner", probes[-1])
 
     opts = tune_options(TuneOptions, budget, ctx, workload)
@@ -226,7 +233,8 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
     return {"config": best.config.to_dict() if best else None, "seconds": time.perf_counter() - t0,
             "tuner_measured": {"pp": getattr(bench, "pp_median", None), "tg": getattr(bench, "tg_median", None)},
             "stopped": result.stopped, "probes": probes, "label": best.label if best else None,
-            "predicted": getattr(result, "predicted", None)}
+            "predicted": getattr(result, "predicted", None), "efficiency": getattr(result, "efficiency", None),
+            "objective_score": getattr(best, "score", None), "turn_s": getattr(best, "turn_s", None)}
 
 
 def tune_options(cls: Any, budget: float, ctx: int, workload: str) -> Any:
@@ -293,6 +301,31 @@ def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
             if out["tune"]["config"]:
                 variants["moetui tuned"] = bench_argv(RunConfig.from_dict(out["tune"]["config"]))
             save()
+            for k in range(2, args.tunes + 1):  # from scratch again (a fresh profile store): do two tunes agree?
+                again = run_tune(rig, args.ctx, args.tune_budget, args.tune_workload)
+                out.setdefault("tunes_again", []).append(again)
+                if again["config"]:
+                    argv = bench_argv(RunConfig.from_dict(again["config"]))
+                    same = next((n for n, v in variants.items() if n.startswith("moetui tuned") and v == argv), None)
+                    if same:
+                        again["same_as"] = same
+                    else:
+                        variants[f"moetui tuned (tune {k})"] = argv
+                save()
+            eff = out["tune"].get("efficiency")
+            if eff:  # what the plan predicts once one tune has refit the speed factors for this rig
+                from moetui.sizing.speed import EfficiencyFactors
+
+                w = args.tune_workload
+                p = plan(info, rig, PlanOptions(n_ctx=args.ctx, vram_margin_bytes=MARGIN_MIB << 20, workload=WORKLOADS[w],
+                                                model_path=str(MODEL), efficiency=EfficiencyFactors.from_dict(eff)))
+                argv = bench_argv(p.config)
+                same = next((n for n, v in variants.items() if v == argv), None)
+                name = same or f"moetui plan after tune ({w})"
+                variants.setdefault(name, argv)
+                out["plan_after_tune"] = {"variant": name, "prompt_tps": p.prompt_tps, "decode_tps": p.decode_tps,
+                                          "config": p.config.to_dict()}
+                save()
         if args.grid:  # placement (llama.cpp's fit, moetui's plan) x load mode x ubatch
             base_plan = plans[workloads_for(args.ctx)[0]]
             placements = {"fit": fit_bench_args(fit["line"]) if fit["rc"] == 0 else None,
@@ -391,6 +424,29 @@ def summarise_cell(cell: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _tunes_agree(cell: dict[str, Any], summ: dict[str, Any]) -> dict[str, Any] | None:
+    """Two tunes from scratch: each winner's chat turn as llama-bench measured it; the ratio slower/faster."""
+    again = cell.get("tunes_again") or []
+    if not again or "moetui tuned" not in summ:
+        return None
+    names = ["moetui tuned"] + [a.get("same_as") or f"moetui tuned (tune {i + 2})" for i, a in enumerate(again)]
+    turns = [summ.get(n, {}).get("turn_chat_s") for n in names]
+    if not all(turns):
+        return None
+    return {"winners": [cell["tune"]["label"]] + [a["label"] for a in again], "turns": [round(t, 2) for t in turns],
+            "ratio": round(max(turns) / min(turns), 3)}
+
+
+def _plan_after_tune(cell: dict[str, Any], summ: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan made with the factors one tune refit: its predicted prompt and decode over llama-bench's."""
+    pa = cell.get("plan_after_tune")
+    meas = (summ.get(pa["variant"]) or {}).get("median") if pa else None
+    if not meas or not meas.get("pp") or not meas.get("tg"):
+        return None
+    return {"variant": pa["variant"], "pred_pp": pa["prompt_tps"], "meas_pp": meas["pp"], "pred_tg": pa["decode_tps"],
+            "meas_tg": meas["tg"], "prompt": _r(pa["prompt_tps"], meas["pp"]), "decode": _r(pa["decode_tps"], meas["tg"])}
+
+
 def _r(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -437,6 +493,12 @@ def stage_report(args: argparse.Namespace) -> None:
                "tuned_vs_grid": _r(best_grid.get("turn_chat_s"), tuned.get("turn_chat_s")) if tuned else None,
                "plan_vs_tuned": _r(tuned.get("turn_chat_s"), planned.get("turn_chat_s")) if tuned and planned else None,
                "tune_seconds": round(cell["tune"]["seconds"], 1) if cell.get("tune") else None}
+        agree = _tunes_agree(cell, summ)
+        if agree:
+            row["tunes_agree"] = agree["ratio"]
+        after = _plan_after_tune(cell, summ)
+        if after:
+            row["plan_after_tune_over_measured"] = {"prompt": after["prompt"], "decode": after["decode"]}
         rows.append(row)
         chat_plan = (cell.get("plans") or {}).get("chat") or {}
         mp = cell.get("memory_proof") or {}
@@ -445,6 +507,10 @@ def stage_report(args: argparse.Namespace) -> None:
             used = mp["nvml_process_bytes"]
             lines += ["", f"- memory: the chat plan predicted {pred / GiB:.3f} GiB on the GPU, NVML measured "
                           f"{used / GiB:.3f} GiB with its full {cell['ctx']}-token context loaded ({(pred - used) / used:+.2%})"]
+            if mp.get("nvml_after_compute_bytes"):
+                busy = mp["nvml_after_compute_bytes"]
+                lines.append(f"- memory after a 2048-token prompt (CUDA's pool grown): NVML {busy / GiB:.3f} GiB "
+                             f"({(pred - busy) / busy:+.2%} predicted over measured)")
         if chat_plan and planned:
             lines.append(f"- plan's own prediction (default factors): prompt {chat_plan['prompt_tps']:.0f} vs measured "
                          f"{planned['median'].get('pp') or 0:.0f} tok/s, decode {chat_plan['decode_tps']:.1f} vs "
@@ -457,6 +523,14 @@ def stage_report(args: argparse.Namespace) -> None:
                 lines.append(f"- the tuner's own measurement of its winner (moetui's worker) vs llama-bench of the "
                              f"exported line: decode {tm['tg']:.1f} vs {tuned['median'].get('tg') or 0:.1f} tok/s "
                              f"({_r(tuned['median'].get('tg'), tm['tg'])}x)")
+            lines += [f"  - probe {pr}" for pr in t["probes"]]
+        if agree:
+            lines.append(f"- two tunes from scratch: winners {agree['winners']}; chat turn {agree['turns']} s by "
+                         f"llama-bench, the slower over the faster {agree['ratio']}")
+        if after:
+            lines.append(f"- the plan after one tune (refit factors), `{after['variant']}`: predicted prompt "
+                         f"{after['pred_pp']:.0f} vs measured {after['meas_pp']:.0f} tok/s ({after['prompt']}x), decode "
+                         f"{after['pred_tg']:.1f} vs {after['meas_tg']:.1f} ({after['decode']}x)")
         lines += [f"- llama-fit-params: `{(cell.get('fit') or {}).get('line', '')[:150]}...`",
                   f"- summary row: `{json.dumps(row)}`", ""]
     print("\n".join(lines))
@@ -483,6 +557,7 @@ def main() -> None:
     c.add_argument("--reps", type=int, default=3, help="llama-bench repetitions per round")
     c.add_argument("--tune-budget", type=float, default=90)
     c.add_argument("--tune-workload", default="chat")
+    c.add_argument("--tunes", type=int, default=1, help="tune this many times from scratch (agreement)")
     c.add_argument("--cpu-moe", action="store_true")
     c.add_argument("--grid", action="store_true")
     c.add_argument("--prove-memory", action="store_true")
