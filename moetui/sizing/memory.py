@@ -28,6 +28,18 @@ KV_PAD = 256
 # bookkeeping): NVML's per-process figure minus the logged CUDA0 buffers, measured on an H200 (driver
 # 580, CUDA 13) at four placements: 521.5-522.8 MiB (tuning/results/gpu/prep.json).
 GPU_RUNTIME_OVERHEAD = 523 * MIB
+# ... and what it adds on the first full batch and then keeps (kernels loaded lazily, cuBLAS, ggml's CUDA
+# pool of matmul scratch that never shrinks): NVML after load and after one prompt batch, H200, fresh
+# processes, Qwen3-30B-A3B proxy (n_embd 2048): +0.186 GiB at ubatch 512, +0.205 GiB at 1024
+# (tuning/results/speed_vs_fit_memory/). The tuner's headroom check reads NVML after a bench, so a plan
+# that left this out failed its own margin by 0.18 GiB.
+GPU_RUN_GROWTH = 176 * MIB
+GPU_RUN_GROWTH_PER_TOKEN_EMBD = 20  # bytes per ubatch token per n_embd (40 KiB a token at n_embd 2048)
+
+
+def gpu_runtime_overhead(n_embd: int, n_ubatch: int) -> int:
+    """VRAM a running CUDA process holds beyond llama.cpp's logged buffers once it has decoded a prompt."""
+    return GPU_RUNTIME_OVERHEAD + GPU_RUN_GROWTH + GPU_RUN_GROWTH_PER_TOKEN_EMBD * n_embd * n_ubatch
 # The worker process itself (Python + llama.cpp code + tokenizer tables): an estimate, not measured.
 CPU_RUNTIME_OVERHEAD = 200 * MIB
 

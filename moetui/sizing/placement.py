@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from moetui.hardware.rig import GPUInfo, Rig
 from moetui.model.info import ModelInfo, TensorRecord
 from moetui.sizing.memory import (
-    CPU_RUNTIME_OVERHEAD, GPU_RUNTIME_OVERHEAD, MemoryBreakdown, compute_buffer_bytes, gpu_compute_buffer_bytes,
+    CPU_RUNTIME_OVERHEAD, MemoryBreakdown, gpu_runtime_overhead, compute_buffer_bytes, gpu_compute_buffer_bytes,
     host_compute_bytes, kv_layer_bytes, repack_enabled,
 )
 from moetui.sizing.overrides import ALL_PARTS
@@ -72,7 +72,7 @@ def memory_by_device(model: ModelInfo, a: Assignment, s: MemorySettings, cpu_fla
                      cpu_arch: str = "x86_64") -> dict[str, MemoryBreakdown]:
     out = {"CPU": MemoryBreakdown("CPU", overhead=CPU_RUNTIME_OVERHEAD)}
     for g in a.gpus:
-        out[g] = MemoryBreakdown(g, overhead=GPU_RUNTIME_OVERHEAD)
+        out[g] = MemoryBreakdown(g, overhead=gpu_runtime_overhead(model.n_embd, s.n_ubatch))
     cpu_tensors: list[TensorRecord] = []
     for t in model.tensors:
         dev = a.tensor_device(t)
