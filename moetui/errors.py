@@ -26,6 +26,7 @@ class ErrorKind(StrEnum):
     HEADROOM = "headroom"  # it measured, but left less free memory than the margin asks
     FAILED_BEFORE = "failed_before"  # the same settings failed in an earlier tune on this rig
     CANCELLED = "cancelled"
+    BUDGET = "budget"  # the tune's time budget ran out while it loaded or measured (not a hang)
 
     @classmethod
     def parse(cls, value: object) -> "ErrorKind":

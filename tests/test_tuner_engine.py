@@ -337,3 +337,28 @@ def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig,
     d = tuner.search.decisions[-1]
     assert d.dimension == "final" and d.verdict == "better" and d.kept == "candidate"
     assert not _worker_pids()
+
+
+def test_a_probe_cut_by_the_budget_is_not_called_a_hang(tiny_moe, rig, tmp_path):
+    """The last probe's time limit is what is left of --budget: when that runs out mid-measurement the config
+    did not hang (on an H200 a reload was killed for "no progress for 2 s"); it is skipped for the budget,
+    and not remembered as failed."""
+    from moetui.tuner.runner import HARD_LIMIT_SHARE, ProbeRunner
+    from moetui.tuner.scoring import Objective
+
+    budget = 4.0
+    opts = TuneOptions(n_prompt=64, n_gen=4000, reps=5, budget_s=budget)  # 20000 tokens: outlives the limit
+    store = ProfileStore(tmp_path / "profiles")
+    runner = ProbeRunner(str(tiny_moe), rig, opts, Objective("decode", WORKLOADS["decode"], 64, 4000), store,
+                         "rig", "model")
+    runner.start_clock(None, None)
+    cfg = RunConfig(model_path=str(tiny_moe), n_ctx=4096 + 64, n_threads=1, n_threads_batch=1)
+    runner.ensure_loaded(cfg)  # loaded inside the budget; the bench then meets the hard limit
+    try:
+        probe = runner.measure(cfg, {})
+    finally:
+        runner.close_all()
+    assert runner.elapsed() >= budget * (1 + HARD_LIMIT_SHARE) - 1.5, (probe.status, probe.error, probe.bench)
+    assert probe.status == "skipped" and probe.error_kind == "budget", (probe.status, probe.error_kind, probe.error)
+    assert "budget" in probe.error and "hang" not in probe.error
+    assert not store.is_failed("rig", "model", cfg)

@@ -509,8 +509,9 @@ def stage_report(args: argparse.Namespace) -> None:
                           f"{used / GiB:.3f} GiB with its full {cell['ctx']}-token context loaded ({(pred - used) / used:+.2%})"]
             if mp.get("nvml_after_compute_bytes"):
                 busy = mp["nvml_after_compute_bytes"]
-                lines.append(f"- memory after a 2048-token prompt (CUDA's pool grown): NVML {busy / GiB:.3f} GiB "
-                             f"({(pred - busy) / busy:+.2%} predicted over measured)")
+                lines.append(f"- memory after a 2048-token prompt (what a running chat holds: CUDA keeps lazily loaded "
+                             f"kernels and its matmul scratch pool): NVML {busy / GiB:.3f} GiB ({(pred - busy) / busy:+.2%} "
+                             "predicted over measured; the prediction is for this running state)")
         if chat_plan and planned:
             lines.append(f"- plan's own prediction (default factors): prompt {chat_plan['prompt_tps']:.0f} vs measured "
                          f"{planned['median'].get('pp') or 0:.0f} tok/s, decode {chat_plan['decode_tps']:.1f} vs "

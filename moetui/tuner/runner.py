@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moetui.config import RunConfig
-from moetui.errors import ConfigError, DraftMismatch, ModelFileError, WorkerError, classify_failure
+from moetui.errors import ConfigError, DraftMismatch, ErrorKind, ModelFileError, WorkerError, classify_failure
 from moetui.hardware.rig import Rig
 from moetui.runtime.bench import BenchResult
 from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneEvent
@@ -110,6 +110,10 @@ class ProbeRunner:
         """Seconds a request may still take: --budget is a hard limit (the final comparison's share
         included); a probe still running then is killed as a hang (a hang is not recorded as a failed config)."""
         return max(1.0, self.options.budget_s * (1 + HARD_LIMIT_SHARE) - self.elapsed())
+
+    def budget_spent(self) -> bool:
+        """The hard limit (--budget plus the final comparison's share) is reached, within a second."""
+        return self.options.budget_s * (1 + HARD_LIMIT_SHARE) - self.elapsed() <= 1.5
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -212,6 +216,11 @@ class ProbeRunner:
             self.close_worker()
             self.check_cancel()  # a failure caused by the cancel is the cancel
             probe.status, probe.error_kind, probe.error = ProbeStatus.FAILED, _kind(exc), _first_line(exc)
+            if probe.error_kind == ErrorKind.HANG and self.budget_spent():
+                # the request's time limit was what was left of --budget: the config did not hang, the
+                # tune ran out of time with it (seen on an H200: "no progress for 2 s" while loading)
+                probe.status, probe.error_kind = ProbeStatus.SKIPPED, ErrorKind.BUDGET.value
+                probe.error = "not measured: the tune's time budget ran out while it was loading or measuring"
             if record and probe.error_kind in RECORDED_KINDS:
                 self.store.record_failure(self.rig_fingerprint, self.model_id, probe.config, probe.error_kind,
                                           probe.error)
