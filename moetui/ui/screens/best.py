@@ -254,9 +254,9 @@ class BestConfigScreen(Screen):
             say(self._stopped, current, "failed", RuntimeError(f"{type(exc).__name__}: {exc}"))
 
     def _step_rig(self, rig: Any, cancel: threading.Event, say: Any) -> Any:
-        if rig is None and getattr(self.app, "detecting", False):
+        if rig is None and app_state(self.app).detecting:
             say(self._step, "rig", "running", "waiting for the app's detection …")
-            while rig is None and getattr(self.app, "detecting", False) and not cancel.wait(0.1):
+            while rig is None and app_state(self.app).detecting and not cancel.wait(0.1):
                 rig = app_state(self.app).rig  # a plain read of the shared state; the App thread writes it
             rig = rig or app_state(self.app).rig
         if rig is not None:
