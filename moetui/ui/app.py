@@ -279,14 +279,15 @@ class MoetuiApp(App):
 
     def select_model(self, path: str) -> None:
         """Inspect `path` (GGUF path, shape preset or hub ref) in a worker, then select it."""
-        self.state.loading_model = path  # shown as "reading…" until the worker reports; the selection changes on success
+        # shown as "reading…" until the worker reports; the selection changes on success
+        self.state.loading_model = path
         self.state.model_error = None
         self.refresh_screens()
         self._inspect_worker(path)
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def _inspect_worker(self, path: str) -> None:
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         try:
             info = resolve_model(path)
@@ -337,7 +338,7 @@ class MoetuiApp(App):
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         if self._draft_info is None or self._draft_info[0] != path:
             self._draft_info = (path, resolve_model(path))

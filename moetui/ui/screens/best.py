@@ -36,6 +36,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from moetui.errors import ConfigError, HubError, MoetuiError, first_line
 from moetui.hardware import detect_rig
+from moetui.hub.best_pick import NothingFits, pick_from_catalog
 from moetui.hub.cache import cached_model_path
 from moetui.hub.listing import looks_like_hub_ref
 from moetui.ui.screens.chat import ChatScreen
@@ -60,6 +61,7 @@ from moetui.ui.widgets.tick_box import TickBox
 from moetui.hub.download import DownloadCancelled, download_model
 from moetui.model.inspect import inspect_file
 from moetui.tuner import TuneOptions, tune
+from moetui.tuner.active import plan_for_rig, plan_options_for
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -288,9 +290,6 @@ class BestConfigScreen(Screen):
         if selected:
             raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
                               "pick one in Models (m), or clear it to use the catalog")
-        from moetui.hub.best_pick import pick_from_catalog
-        from moetui.tuner.active import plan_options_for
-
         if self.take_ref is not None:  # "take the best anyway" from the nothing-fits dialog
             ref, self.take_ref = self.take_ref, None
             say(self._step, "model", "done", f"{ref} (taken anyway, below {self.min_decode_tps:g} tok/s)")
@@ -337,8 +336,6 @@ class BestConfigScreen(Screen):
         return result.path
 
     def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
-        from moetui.tuner.active import plan_for_rig
-
         say(self._step, "plan", "running", "inspecting and placing …")
         if info is None or Path(getattr(info, "path", "") or "") != path:
             info = inspect_file(path)
@@ -393,8 +390,6 @@ class BestConfigScreen(Screen):
             if s.status == "pending":
                 checklist.set_step(s.key, "skipped")
         self.query_one(ProgressEta).message = outcome
-        from moetui.hub.best_pick import NothingFits
-
         if isinstance(exc, NothingFits):
             self._nothing_fits(exc)
         elif isinstance(exc, HubError) and str(exc).startswith("offline"):
