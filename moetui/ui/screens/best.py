@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,9 +36,10 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from moetui.errors import ConfigError, HubError, MoetuiError, first_line
-from moetui.hardware import detect_rig
+from moetui.hardware import Rig, detect_rig
 from moetui.hub.best_pick import NothingFits, pick_from_catalog
 from moetui.hub.cache import cached_model_path
+from moetui.hub.catalog import CatalogModel
 from moetui.hub.listing import looks_like_hub_ref
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, open_screen
@@ -61,9 +62,11 @@ from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
 from moetui.ui.widgets.tick_box import TickBox
-from moetui.hub.download import DownloadCancelled, download_model
+from moetui.hub.download import DownloadCancelled, DownloadProgress, download_model
+from moetui.model.info import ModelInfo
 from moetui.model.inspect import inspect_file
-from moetui.tuner import TuneOptions, TuneResult, tune
+from moetui.sizing.plan import Plan, PlanOptions
+from moetui.tuner import TuneEvent, TuneOptions, TuneResult, tune
 from moetui.tuner.active import plan_for_rig, plan_options_for
 
 DEFAULT_BUDGET_S = 120
@@ -90,8 +93,8 @@ class BestConfigScreen(Screen):
 
     running: reactive[bool] = reactive(False)
 
-    def __init__(self, *, budget_s: float = DEFAULT_BUDGET_S, autostart: bool = True, tune_options: Any = None,
-                 catalog: list[Any] | None = None, name: str | None = None, id: str | None = None,
+    def __init__(self, *, budget_s: float = DEFAULT_BUDGET_S, autostart: bool = True,
+                 tune_options: TuneOptions | None = None, catalog: list[CatalogModel] | None = None, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         """budget_s: the tuning budget; autostart: start when first shown (the one click is the one that
         opened this screen); tune_options: a TuneOptions to start from (tests shrink the measurement);
@@ -102,7 +105,7 @@ class BestConfigScreen(Screen):
         self.tune_options = tune_options
         self.catalog = catalog
         self.outcome: str | None = None  # "done" | "failed" | "cancelled" once a run ended
-        self.result: Any = None  # the TuneResult of the last run
+        self.result: TuneResult | None = None  # the last run's
         self.model_path: str | None = None  # the local GGUF the flow settled on
         self.min_decode_tps = 10.0  # what the catalog pick must reach (lowered from the nothing-fits dialog)
         self.take_ref: str | None = None  # a catalog pick taken anyway, below the minimum
@@ -233,8 +236,8 @@ class BestConfigScreen(Screen):
 
     # --- the flow (worker thread) -----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="best")
-    def _flow(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any, budget: float,
-              retune: bool, cancel: threading.Event) -> None:
+    def _flow(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None,
+              plan_options: PlanOptions | None, budget: float, retune: bool, cancel: threading.Event) -> None:
         current = "rig"
         say = FlowReporter(self, cancel)
 
@@ -269,7 +272,7 @@ class BestConfigScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - a bug in a step: report it and keep the app up
             say.show(FlowEnded(FlowOutcome.FAILED, current, error=RuntimeError(f"{type(exc).__name__}: {exc}")))
 
-    def _step_rig(self, rig: Any, cancel: threading.Event, say: FlowReporter) -> Any:
+    def _step_rig(self, rig: Rig | None, cancel: threading.Event, say: FlowReporter) -> Rig:
         if rig is None and app_state(self.app).detecting:
             say.step("rig", "running", "waiting for the app's detection …")
             while rig is None and app_state(self.app).detecting and not cancel.wait(0.1):
@@ -287,8 +290,9 @@ class BestConfigScreen(Screen):
         say.step("rig", "done", rig.name)
         return rig
 
-    def _step_model(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any,
-                    say: FlowReporter) -> tuple[Path | None, str | None, Any]:
+    def _step_model(self, rig: Rig, selected: str | None, selected_info: ModelInfo | None,
+                    plan_options: PlanOptions | None,
+                    say: FlowReporter) -> tuple[Path | None, str | None, ModelInfo | None]:
         """(local path or None, hub ref to download or None, ModelInfo when already known)."""
 
         if selected and Path(selected).expanduser().is_file():
@@ -335,7 +339,7 @@ class BestConfigScreen(Screen):
             return cached
         say.step("download", "running", ref)
 
-        def progress(p: Any) -> None:
+        def progress(p: DownloadProgress) -> None:
             part = f" part {p.file_index + 1}/{p.n_files}" if p.n_files > 1 else ""
             what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s"
             say.progress(p.fraction, p.eta_s, None,
@@ -349,7 +353,8 @@ class BestConfigScreen(Screen):
         say.step("download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
         return result.path
 
-    def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: FlowReporter) -> tuple[Any, Any]:
+    def _step_plan(self, path: Path, info: ModelInfo | None, rig: Rig, plan_options: PlanOptions | None,
+                   say: FlowReporter) -> tuple[ModelInfo, Plan]:
         say.step("plan", "running", "inspecting and placing …")
         if info is None or Path(getattr(info, "path", "") or "") != path:
             info = inspect_file(path)
@@ -360,8 +365,8 @@ class BestConfigScreen(Screen):
         say.step("plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
         return info, p
 
-    def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
-                   say: FlowReporter) -> Any:
+    def _step_tune(self, path: Path, rig: Rig, plan: Plan, budget: float, retune: bool, cancel: threading.Event,
+                   say: FlowReporter) -> TuneResult:
         base = self.tune_options or TuneOptions()
         workload = base.workload if self.workload == workload_choice(base) else WORKLOADS[self.workload]
         opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx,
@@ -369,7 +374,7 @@ class BestConfigScreen(Screen):
         say.step("tune", "running", f"budget {budget:.0f} s")
         say.release_model_workers()  # no other model resident while the tuner measures
 
-        def on_event(ev: Any) -> None:
+        def on_event(ev: TuneEvent) -> None:
             if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
                 cancel.set()
 
@@ -414,7 +419,7 @@ class BestConfigScreen(Screen):
         else:
             self.notify("Best config cancelled.", timeout=4)
 
-    def _nothing_fits(self, exc: Any) -> None:
+    def _nothing_fits(self, exc: NothingFits) -> None:
         nothing_fits_dialog(self, exc)
 
     def _hub_unreachable(self, exc: BaseException) -> None:
