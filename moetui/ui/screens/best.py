@@ -297,7 +297,7 @@ class BestConfigScreen(Screen):
 
         if selected and Path(selected).expanduser().is_file():
             path = Path(selected).expanduser()
-            quant = getattr(selected_info, "file_type", None) or "as selected"
+            quant = (selected_info.file_type if selected_info is not None else None) or "as selected"
             say.step("model", "done", f"{path.name} ({quant}, selected)")
             say.target(f"Model: {path} (the selected local model)")
             return path, None, selected_info
@@ -356,7 +356,7 @@ class BestConfigScreen(Screen):
     def _step_plan(self, path: Path, info: ModelInfo | None, rig: Rig, plan_options: PlanOptions | None,
                    say: FlowReporter) -> tuple[ModelInfo, Plan]:
         say.step("plan", "running", "inspecting and placing …")
-        if info is None or Path(getattr(info, "path", "") or "") != path:
+        if info is None or Path(info.path or "") != path:
             info = inspect_file(path)
         p = plan_for_rig(info, rig, plan_options, str(path))  # as the Plan screen plans: measured efficiency
         self.model_path = str(path)

@@ -465,8 +465,7 @@ class ChatScreen(Screen):
 def _is_proxy(info: ModelInfo | None, config: RunConfig) -> bool:
     """A model `moetui proxy` wrote (its general.name ends in "moetui proxy", see model/proxy.py): random
     weights, so the reply is noise and the user should be told so."""
-    return info is not None and str(getattr(info, "name", "")).endswith("moetui proxy") and (
-        getattr(info, "path", config.model_path) == config.model_path)
+    return info is not None and info.name.endswith("moetui proxy") and info.path == config.model_path
 
 
 def _placement(config: RunConfig) -> str:
