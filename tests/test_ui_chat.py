@@ -5,14 +5,18 @@ the app stays up, and closing the app leaves no model process behind."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 import psutil
 from ui_pilot import wait_for
 
 from moetui.config import RunConfig
 from moetui.hardware import Rig
+from moetui.runtime.client import LoadInfo, ModelWorker
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.state import ConfigChosen
@@ -147,6 +151,37 @@ def test_a_truncated_model_shows_an_error_and_the_app_stays_up(tiny_moe: Path, c
         assert worker_children() == []
 
     asyncio.run(run())
+
+
+def test_quitting_while_the_model_loads_leaves_no_model_process(tiny_moe: Path, cpu_rig: Rig,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load thread holds a running model process when the app quits: it must close it itself, since no
+    screen is left to take it."""
+    loaded: list[ModelWorker] = []
+    release = threading.Event()
+    real_start = ModelWorker.start
+
+    def start_then_wait(worker: ModelWorker, config: RunConfig) -> LoadInfo:
+        info = real_start(worker, config)
+        loaded.append(worker)
+        release.wait(30)  # the app quits while the process is up and the load not yet reported
+        return info
+
+    monkeypatch.setattr(ModelWorker, "start", start_then_wait)
+
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(app, pilot, RunConfig(model_path=str(tiny_moe), n_ctx=512))
+            await wait_for(pilot, lambda: bool(loaded), what="the model process to start")
+            assert loaded[0].alive and chat.model_loading and chat.model_worker is None
+        release.set()  # the app has closed; asyncio.run then waits for the load thread to end
+
+    asyncio.run(run())
+    deadline = time.monotonic() + 15
+    while loaded[0].alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not loaded[0].alive and worker_children() == []
 
 
 def test_a_worker_killed_mid_reply_is_reported_and_the_next_message_reloads(tiny_moe: Path, cpu_rig: Rig) -> None:

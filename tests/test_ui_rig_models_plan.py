@@ -117,7 +117,7 @@ async def test_adding_a_bad_file_reports_it(tiny_moe: Path, tmp_path: Path) -> N
         await pilot.click("#models-path")
         await pilot.press(*str(bad), "enter")
         await settle(app, pilot)
-        assert app.model_error and "half.gguf" in app.model_error
+        assert app.state.model_error and "half.gguf" in app.state.model_error
         assert app.state.model_path == str(tiny_moe)
         await pilot.press("escape", "p")
         await pilot.pause()
@@ -178,12 +178,12 @@ async def test_plan_headroom_that_leaves_no_room_is_shown_inline() -> None:
         await pilot.click("#plan-margin")
         await pilot.press(*"11")  # 11 GiB of headroom on a 12 GB card: the model no longer fits 32 GB of RAM
         await settle(app, pilot)
-        assert app.state.plan is None and "does not fit" in (app.plan_error or "")
+        assert app.state.plan is None and "does not fit" in (app.state.plan_error or "")
         assert "✗" in app.screen_text() and "does not fit" in app.screen_text()
         assert not app._notifications  # inline, not a toast per keystroke
         await pilot.press("backspace", "backspace", *"1")
         await settle(app, pilot)
-        assert app.state.plan is not None and app.plan_error is None
+        assert app.state.plan is not None and app.state.plan_error is None
 
 
 async def test_plan_rejects_a_context_beyond_native_inline(tiny_moe: Path) -> None:
@@ -195,5 +195,5 @@ async def test_plan_rejects_a_context_beyond_native_inline(tiny_moe: Path) -> No
         await pilot.click("#plan-ctx")
         await pilot.press(*"99999999")
         await settle(app, pilot)
-        assert "native context" in (app.plan_error or "")
+        assert "native context" in (app.state.plan_error or "")
         assert "✗ context 99999999 is beyond" in app.screen_text() and "262144" in app.screen_text()

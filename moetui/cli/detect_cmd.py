@@ -110,7 +110,7 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
             rows.append(["  repacking", f"OFF: {b.repack_note}"])
     else:
         rows.append(["llama.cpp", "llama-cpp-python not installed"])
-    from moetui.sizing.remote import remote_line
+    from moetui.sizing.remote import remote_line  # the sizing core loads gguf: not at the CLI's start
 
     rows += [["remote", remote_line(r)] for r in rig.remotes]
     out.append(table(rows))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import threading
+from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import PlanOptions
+    from moetui.tuner import TuneResult
 
 ASSETS = assets_dir()
 
@@ -51,7 +53,10 @@ SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
              "pick, download, plan, tune and chat in one click"),
 }
 
-_KEEP: Any = object()  # sentinel: "leave this setting as it is"
+class _Keep(Enum):
+    """request_plan's "leave this setting as it is" (None already means "no draft model")."""
+
+    KEEP = "keep"
 
 
 class MoetuiApp(App):
@@ -76,12 +81,6 @@ class MoetuiApp(App):
         super().__init__()
         self._remember = remember
         self.state = AppState(rig=rig, model_path=model_path)
-        self.plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan/Home
-        self.model_error: str | None = None  # why the last model picked could not be used
-        self.loading_model: str | None = None
-        self.detecting = False
-        self.planning = False
-        self.draft_path: str | None = None  # the Plan screen's draft-model knob
         self._draft_info: tuple[str, ModelInfo] | None = None
         self._detect_enabled = detect
         self._stop = threading.Event()  # cancels the RAM bandwidth probe when the app quits mid-detection
@@ -211,7 +210,7 @@ class MoetuiApp(App):
         s.plan = s.tuned = s.config = None
         if self._remember:
             remember_model(msg.path)
-        self.model_error = self.plan_error = self.loading_model = None
+        s.model_error = s.plan_error = s.loading_model = None
         self._load_tuned()
         self.refresh_screens()
         self.request_plan()
@@ -220,8 +219,8 @@ class MoetuiApp(App):
         self.state.plan = msg.plan
         if msg.options is not None:
             self.state.plan_options = msg.options
-        self.plan_error = None
-        self.planning = False
+        self.state.plan_error = None
+        self.state.planning = False
         self.refresh_screens()
 
     def on_tune_completed(self, msg: TuneCompleted) -> None:
@@ -254,13 +253,13 @@ class MoetuiApp(App):
             return
         self.call_from_thread(self._tuned_loaded, saved, model_path)
 
-    def _tuned_loaded(self, result: Any, model_path: str | None) -> None:
+    def _tuned_loaded(self, result: TuneResult, model_path: str | None) -> None:
         if self.state.model_path == model_path:  # still the same selection
             self.post_message(TuneCompleted(result))
 
     # ---- workers ---------------------------------------------------------------------------------
     def detect(self) -> None:
-        self.detecting = True
+        self.state.detecting = True
         self.refresh_screens()
         self._detect_worker()
 
@@ -269,25 +268,26 @@ class MoetuiApp(App):
         try:
             rig = detect_rig(stop=self._stop)
         except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI
-            self.call_from_thread(self._failed, "Rig detection failed", exc, "detecting")
+            self.call_from_thread(self._detect_failed, exc)
             return
         if not get_current_worker().is_cancelled:
             self.call_from_thread(self._detected, rig)
 
     def _detected(self, rig: Rig) -> None:
-        self.detecting = False
+        self.state.detecting = False
         self.post_message(RigChanged(rig))
 
     def select_model(self, path: str) -> None:
         """Inspect `path` (GGUF path, shape preset or hub ref) in a worker, then select it."""
-        self.loading_model = path  # shown as "reading…" until the worker reports; the selection changes on success
-        self.model_error = None
+        # shown as "reading…" until the worker reports; the selection changes on success
+        self.state.loading_model = path
+        self.state.model_error = None
         self.refresh_screens()
         self._inspect_worker(path)
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def _inspect_worker(self, path: str) -> None:
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         try:
             info = resolve_model(path)
@@ -298,25 +298,26 @@ class MoetuiApp(App):
             self.call_from_thread(self.post_message, ModelSelected(path, info))
 
     def _model_failed(self, path: str, exc: BaseException) -> None:
-        self.loading_model = None
+        s = self.state
+        s.loading_model = None
         # MoetuiErrors name the file already; anything else gets the path and the exception type
-        self.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
-        self.notify(self.model_error, title="Cannot use this model",
+        s.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
+        self.notify(s.model_error, title="Cannot use this model",
                     severity="error", timeout=8)
         self.refresh_screens()
 
-    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None = _KEEP) -> None:
+    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None | _Keep = _Keep.KEEP) -> None:
         """Plan the selection for the rig with `options` (default: the current ones) in a worker; the
         newest request wins. Does nothing until both a rig and a model are known."""
-        if options is not None:
-            self.state.plan_options = options
-        if draft_path is not _KEEP:
-            self.draft_path = draft_path or None
         s = self.state
+        if options is not None:
+            s.plan_options = options
+        if draft_path is not _Keep.KEEP:
+            s.draft_path = draft_path or None
         if s.rig is None or s.model_info is None:
             return
-        self.planning = True
-        self._plan_worker(s.model_info, s.rig, s.plan_options, self.draft_path, s.model_path)
+        s.planning = True
+        self._plan_worker(s.model_info, s.rig, s.plan_options, s.draft_path, s.model_path)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def _plan_worker(self, info: ModelInfo, rig: Rig, options: PlanOptions | None, draft_path: str | None,
@@ -337,23 +338,24 @@ class MoetuiApp(App):
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         if self._draft_info is None or self._draft_info[0] != path:
             self._draft_info = (path, resolve_model(path))
         return self._draft_info[1]
 
     def _plan_failed(self, exc: BaseException) -> None:
-        self.planning = False
-        self.state.plan = None
-        self.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+        s = self.state
+        s.planning = False
+        s.plan = None
+        s.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
         if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
-            self.notify(self.plan_error, title="No plan", severity="error", timeout=8)
+            self.notify(s.plan_error, title="No plan", severity="error", timeout=8)
         self.refresh_screens()
 
-    def _failed(self, title: str, exc: BaseException, flag: str) -> None:
-        setattr(self, flag, False)
-        self.notify(f"{type(exc).__name__}: {exc}", title=title, severity="error", timeout=8)
+    def _detect_failed(self, exc: BaseException) -> None:
+        self.state.detecting = False
+        self.notify(f"{type(exc).__name__}: {exc}", title="Rig detection failed", severity="error", timeout=8)
         self.refresh_screens()
 
 

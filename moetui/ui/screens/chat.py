@@ -2,9 +2,10 @@
 
 The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
 switching to Export and back does not reload; it is reloaded when the active config changes and closed
-when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
-worker and reach the log as typed messages in batches (at most 20 UI updates a second, whatever the decode
-speed), so the UI costs the model little: the child process never waits on us.
+when the screen is unmounted (app exit), so no model process outlives the app. The thread workers (load,
+reply, memory sampler) report as typed messages (chat_messages.py); tokens arrive in batches (at most 20
+UI updates a second, whatever the decode speed), so the UI costs the model little: the child process
+never waits on us.
 
 Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
 the live sampler share the screen's state; the messages live in chat_messages.py.
@@ -15,10 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psutil
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -26,12 +27,15 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
+from moetui.config import RunConfig
 from moetui.errors import MoetuiError, first_line
 from moetui.hardware import Sampler
-from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
+from moetui.model.info import ModelInfo
+from moetui.runtime.client import DoneEvent, ErrorEvent, LoadInfo, ModelWorker, StatsEvent, TokenEvent
+from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
-from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
-from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
+from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
@@ -39,6 +43,8 @@ from moetui.ui.widgets.stats_bar import ChatStatsBar
 FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
+# keyword arguments of ModelWorker.chat: temperature, top_p, ... (numbers) and stop (strings)
+Sampling = dict[str, float | int | list[str]]
 
 
 class ChatScreen(Screen):
@@ -54,23 +60,27 @@ class ChatScreen(Screen):
     model_loading: reactive[bool] = reactive(False)
     generating: reactive[bool] = reactive(False)
 
-    def __init__(self, *, max_tokens: int = 512, sampling: dict[str, Any] | None = None, name: str | None = None,
+    def __init__(self, *, max_tokens: int = 512, sampling: Sampling | None = None, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.max_tokens = max_tokens
-        self.sampling: dict[str, Any] = dict(sampling or {"temperature": 0.7, "top_p": 0.95})
+        self.sampling: Sampling = dict(sampling or {"temperature": 0.7, "top_p": 0.95})
         self.history: list[dict[str, str]] = []  # user/assistant turns (the system prompt is added per request)
-        self.model_worker: Any = None  # moetui.runtime.client.ModelWorker once loaded
-        self.load_info: Any = None
-        self.loaded_config: Any = None  # the RunConfig the worker runs
-        self._loading_config: Any = None
+        self.model_worker: ModelWorker | None = None  # once loaded
+        self.load_info: LoadInfo | None = None
+        self.loaded_config: RunConfig | None = None  # the config the worker runs
+        self._loading_config: RunConfig | None = None
         self._load_seq = 0
-        self._failed_config: Any = None  # the config whose load failed last (not retried by itself)
+        self._failed_config: RunConfig | None = None  # the config whose load failed last (not retried by itself)
         self._pending: str | None = None  # a message typed while the model loads
         self._shutting_down = threading.Event()
+        # Workers a load thread started and posted, not yet taken by the screen: if the screen closes before
+        # their ModelLoadEnded is handled, on_unmount closes them, so no model process outlives the screen.
+        self._unclaimed: set[ModelWorker] = set()
+        self._unclaimed_lock = threading.Lock()
         self._reply: ChatMessage | None = None
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
-        self.last_done: Any = None  # the DoneEvent of the last reply (tests and the overhead check read it)
+        self.last_done: DoneEvent | None = None  # the last reply's (tests and the overhead check read it)
 
     # --- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -118,10 +128,14 @@ class ChatScreen(Screen):
 
     def on_unmount(self) -> None:
         self._shutting_down.set()
+        with self._unclaimed_lock:
+            landed, self._unclaimed = list(self._unclaimed), set()
+        for worker in landed:
+            worker.close(timeout=2)
         self.close_worker()
 
     # --- model worker lifecycle -------------------------------------------------------------------
-    def active_config(self) -> Any:
+    def active_config(self) -> RunConfig | None:
         active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
         return active.config if active else None
 
@@ -137,7 +151,7 @@ class ChatScreen(Screen):
             return  # it failed already: retry only when asked (a message, Ctrl+R), not on every screen resume
         self.start_load(cfg)
 
-    def start_load(self, config: Any) -> None:
+    def start_load(self, config: RunConfig) -> None:
         """UI thread: mark the load as in progress *before* the thread starts, so a second call (mount and
         resume arrive together) does not start a second process; a newer load supersedes an older one."""
         self._load_seq += 1
@@ -151,19 +165,40 @@ class ChatScreen(Screen):
         return self.model_worker is not None and self.model_worker.alive
 
     @work(thread=True, group="chat-load")
-    def _load(self, config: Any, old: Any, seq: int) -> None:
+    def _load(self, config: RunConfig, old: ModelWorker | None, seq: int) -> None:
+        """Close the outdated worker, start one for `config`, and hand it to the screen by a message."""
         if old is not None:
             old.close(timeout=3)
         worker = ModelWorker()
         try:
             info = worker.start(config)
         except MoetuiError as exc:
-            ui_call(self.app, self._load_failed, config, exc, seq)
+            self.post_message(ModelLoadEnded(config, seq, error=exc))
             return
-        if self._shutting_down.is_set() or not ui_call(self.app, self._load_done, config, worker, info, seq):
+        with self._unclaimed_lock:
+            closing = self._shutting_down.is_set()
+            if not closing:
+                self._unclaimed.add(worker)
+        if closing:
             worker.close(timeout=2)  # the screen or app went away while we loaded
+        elif not self.post_message(ModelLoadEnded(config, seq, worker=worker, info=info)) and self._claim(worker):
+            worker.close(timeout=2)  # the screen is closing: nobody will take it
 
-    def _load_done(self, config: Any, worker: Any, info: Any, seq: int) -> None:
+    def _claim(self, worker: ModelWorker) -> bool:
+        """Take `worker` out of the unclaimed set; False when on_unmount (or the load thread) has it."""
+        with self._unclaimed_lock:
+            if worker not in self._unclaimed:
+                return False
+            self._unclaimed.discard(worker)
+            return True
+
+    def on_model_load_ended(self, message: ModelLoadEnded) -> None:
+        if message.error is not None:
+            self._load_failed(message.config, message.error, message.seq)
+        elif message.worker is not None and message.info is not None and self._claim(message.worker):
+            self._load_done(message.config, message.worker, message.info, message.seq)
+
+    def _load_done(self, config: RunConfig, worker: ModelWorker, info: LoadInfo, seq: int) -> None:
         if seq != self._load_seq or self._shutting_down.is_set():
             worker.kill()  # superseded by a newer load (or closing): never keep two model processes
             return
@@ -184,7 +219,7 @@ class ChatScreen(Screen):
         elif config != self.active_config():
             self.ensure_loaded()  # the state moved on while we loaded
 
-    def _load_failed(self, config: Any, exc: MoetuiError, seq: int) -> None:
+    def _load_failed(self, config: RunConfig, exc: MoetuiError, seq: int) -> None:
         if seq != self._load_seq:
             return  # an older request failed after a newer one started: only the newest speaks
         self._loading_config = None
@@ -235,10 +270,11 @@ class ChatScreen(Screen):
         system = self.query_one("#chat-system-input", Input).value.strip()
         messages = ([{"role": "system", "content": system}] if system else []) + list(self.history)
         self.generating = True
+        assert self.model_worker is not None  # send() sends only to a live worker
         self._generate(self.model_worker, messages)
 
     @work(thread=True, exclusive=True, group="chat-generate")
-    def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
+    def _generate(self, worker: ModelWorker, messages: list[dict[str, str]]) -> None:
         """Worker events -> typed messages (post_message is thread-safe); token text is batched to at most
         one message per FLUSH_S, so the UI's cost does not grow with the decode speed."""
         buf: list[str] = []
@@ -251,42 +287,36 @@ class ChatScreen(Screen):
                 return True
             text = "".join(buf)
             buf.clear()
-            return self.post_message(ReplyText(text))
+            return self.post_message(ReplyEvent(TokenEvent(text), worker))
 
         for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
             if isinstance(ev, TokenEvent):
                 buf.append(ev.text)
                 if time.monotonic() - last >= FLUSH_S and not flush():
                     worker.stop()  # the screen is closing
-            elif isinstance(ev, StatsEvent):
-                flush()
+                continue
+            flush()
+            if isinstance(ev, StatsEvent):
                 self.stats_events += 1
-                self.post_message(ReplyStats(ev.stats))
-            elif isinstance(ev, DoneEvent):
-                flush()
-                self.post_message(ReplyDone(ev))
-            elif isinstance(ev, ErrorEvent):
-                flush()
-                self.post_message(ReplyFailed(ev.error, worker))
+            self.post_message(ReplyEvent(ev, worker))
 
-    def on_reply_text(self, message: ReplyText) -> None:
-        self._tokens(message.text)
-
-    def on_reply_stats(self, message: ReplyStats) -> None:
-        self._stats(message.stats)
-
-    def on_reply_done(self, message: ReplyDone) -> None:
-        self._done(message.done)
-
-    def on_reply_failed(self, message: ReplyFailed) -> None:
-        self._failed(message.error, message.worker)
+    def on_reply_event(self, message: ReplyEvent) -> None:
+        match message.event:
+            case TokenEvent(text=text):
+                self._tokens(text)
+            case StatsEvent(stats=stats):
+                self._stats(stats)
+            case DoneEvent() as done:
+                self._done(done)
+            case ErrorEvent(error=error):
+                self._failed(error, message.worker)
 
     def _tokens(self, text: str) -> None:
         if self._reply is not None:
             self._reply.text += text
             self.query_one(ChatLog).append_to_last("")  # keeps the view on the end
 
-    def _stats(self, stats: Any) -> None:
+    def _stats(self, stats: LiveStats) -> None:
         bar = self.query_one(ChatStatsBar)
         bar.phase = stats.phase
         bar.decode_tps = stats.decode_tok_s
@@ -302,7 +332,7 @@ class ChatScreen(Screen):
         bar.acceptance = stats.acceptance
         bar.samples += 1
 
-    def _done(self, ev: Any) -> None:
+    def _done(self, ev: DoneEvent) -> None:
         self.last_done = ev
         self._stats(ev.stats)
         self.query_one(ChatStatsBar).phase = "idle"
@@ -319,7 +349,7 @@ class ChatScreen(Screen):
         if self.active_config() != self.loaded_config:
             self.ensure_loaded()  # the config changed while we answered
 
-    def _failed(self, exc: MoetuiError, worker: Any) -> None:
+    def _failed(self, exc: MoetuiError, worker: ModelWorker) -> None:
         self.generating = False
         if self._reply is not None:
             self._reply.streaming = False
@@ -363,15 +393,15 @@ class ChatScreen(Screen):
                     rss = psutil.Process(pid).memory_info().rss
                 except Exception:  # noqa: BLE001 - the worker just exited
                     rss = None
-                if not ui_call(self.app, self._sampled, vram, scope, rss):
-                    return
+                if not self.post_message(MemorySampled(vram, scope, rss)):
+                    return  # the screen is closing
 
-    def _sampled(self, vram: int | None, scope: str, rss: int | None) -> None:
+    def on_memory_sampled(self, message: MemorySampled) -> None:
         bar = self.query_one(ChatStatsBar)
-        if vram is not None:
-            bar.vram_bytes, bar.vram_scope = vram, scope
-        if rss is not None:
-            bar.rss_bytes = rss
+        if message.vram_bytes is not None:
+            bar.vram_bytes, bar.vram_scope = message.vram_bytes, message.vram_scope
+        if message.rss_bytes is not None:
+            bar.rss_bytes = message.rss_bytes
         bar.samples += 1
 
     # --- watchers and actions ---------------------------------------------------------------------
@@ -389,7 +419,7 @@ class ChatScreen(Screen):
         elif isinstance(self.focused, Input):
             self.query_one(ChatLog).focus()
 
-    def on_key(self, event: Any) -> None:
+    def on_key(self, event: events.Key) -> None:
         if event.key == "enter" and not isinstance(self.focused, Input):
             self.query_one("#chat-input", Input).focus()
             event.stop()
@@ -432,14 +462,13 @@ class ChatScreen(Screen):
             self.start_load(cfg)
 
 
-def _is_proxy(info: Any, config: Any) -> bool:
+def _is_proxy(info: ModelInfo | None, config: RunConfig) -> bool:
     """A model `moetui proxy` wrote (its general.name ends in "moetui proxy", see model/proxy.py): random
     weights, so the reply is noise and the user should be told so."""
-    return info is not None and str(getattr(info, "name", "")).endswith("moetui proxy") and (
-        getattr(info, "path", config.model_path) == config.model_path)
+    return info is not None and info.name.endswith("moetui proxy") and info.path == config.model_path
 
 
-def _placement(config: Any) -> str:
+def _placement(config: RunConfig) -> str:
     """'all on GPU', 'CPU only' or 'experts of 12 layers in RAM', from the config itself."""
 
     if config.n_gpu_layers == 0:

@@ -71,20 +71,18 @@ class PlanScreen(Screen):
         self.refresh_from_state()
 
     def refresh_from_state(self) -> None:
-        app = self.app
-        s = app.state  # type: ignore[attr-defined]
+        s = self.app.state  # type: ignore[attr-defined]
         p = s.plan
         self.query_one(PlacementMap).plan = p
         self.query_one(MemoryBars).plan = p
-        err = getattr(app, "plan_error", None)
-        self._show_error(err if err and p is None else None)
+        self._show_error(s.plan_error if s.plan_error and p is None else None)
         if p is None:
             if s.model_info is None:
                 summary = "No model selected: press m to pick one."
             elif s.rig is None:
                 summary = "Waiting for the rig…"
             else:
-                summary = "planning…" if getattr(app, "planning", False) else ""
+                summary = "planning…" if s.planning else ""
             self.query_one("#plan-summary", Static).update(summary)
             self.query_one("#plan-explanation", Static).update("")
             return

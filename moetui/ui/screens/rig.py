@@ -99,10 +99,10 @@ class RigScreen(Screen):
             self._sampler.close()
 
     def refresh_from_state(self) -> None:
-        app = self.app
-        rig = app.state.rig  # type: ignore[attr-defined]
+        state = self.app.state  # type: ignore[attr-defined]
+        rig = state.rig
         if rig is None:
-            text = "detecting this machine…" if getattr(app, "detecting", False) else "no rig yet: press Re-detect"
+            text = "detecting this machine…" if state.detecting else "no rig yet: press Re-detect"
         else:
             text = rig_details(rig)
         self.query_one("#rig-details", Static).update(text)

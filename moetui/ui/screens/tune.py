@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -32,17 +32,17 @@ from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
-from moetui.tuner import TuneOptions
-from moetui.tuner import tune
+from moetui.hardware import Rig
+from moetui.tuner import Probe, TuneEvent, TuneOptions, TuneResult, tune
 
 DEFAULT_BUDGET_S = 300
 OBJECTIVE_CHOICES = [("turn", "turn"), ("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
 WORKLOAD_CHOICES = [("chat", "chat"), ("long-prompt", "long-prompt"), ("decode", "decode")]
 
 
-def workload_choice(options: Any) -> str:
+def workload_choice(options: TuneOptions | None) -> str:
     """The picker's value for a TuneOptions' workload (a custom one shows as chat until picked)."""
-    name = getattr(getattr(options, "workload", None), "name", "chat")
+    name = options.workload.name if options is not None else "chat"
     return name if name in dict(WORKLOAD_CHOICES) else "chat"
 
 
@@ -55,13 +55,13 @@ class TuneScreen(Screen):
 
     running: reactive[bool] = reactive(False)
 
-    def __init__(self, *, options: Any = None, name: str | None = None, id: str | None = None,
+    def __init__(self, *, options: TuneOptions | None = None, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         """options: a moetui.tuner.TuneOptions to start from (the budget, objective and retune boxes
         override its fields); None: the tuner's defaults."""
         super().__init__(name=name, id=id, classes=classes)
         self.base_options = options
-        self.result: Any = None  # the last TuneResult shown
+        self.result: TuneResult | None = None  # the last one shown
         self._cancel = threading.Event()
         self.view: TuneView | None = None  # built on mount, over this screen's widgets
 
@@ -85,7 +85,7 @@ class TuneScreen(Screen):
         yield Footer()
 
     @property
-    def best(self) -> Any:
+    def best(self) -> Probe | None:
         """The best Probe so far."""
         return self.view.best if self.view is not None else None
 
@@ -108,7 +108,7 @@ class TuneScreen(Screen):
             self.show_result(state.tuned)  # tuned elsewhere (Best config): never leave an older tune on show
 
     # --- start / cancel ---------------------------------------------------------------------------
-    def options(self) -> Any:
+    def options(self) -> TuneOptions:
         """TuneOptions from the base options and the controls. Raises ConfigError on a bad budget."""
         raw = self.query_one("#tune-budget", Input).value.strip()
         try:
@@ -197,8 +197,8 @@ class TuneScreen(Screen):
 
     # --- the tuner thread -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tune")
-    def _run(self, model_path: str, rig: Any, options: Any, cancel: threading.Event) -> None:
-        def on_event(ev: Any) -> None:
+    def _run(self, model_path: str, rig: Rig, options: TuneOptions, cancel: threading.Event) -> None:
+        def on_event(ev: TuneEvent) -> None:
             if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
                 cancel.set()  # the app is gone: stop measuring
 
@@ -219,14 +219,14 @@ class TuneScreen(Screen):
         message.stop()
         self.apply_event(message.event)
 
-    def apply_event(self, ev: Any) -> None:
+    def apply_event(self, ev: TuneEvent) -> None:
         assert self.view is not None
         before = self.view.best
         best = self.view.apply(ev)
         if best is not None and best is not before:
             self.query_one("#tune-best", Static).update(f"Best so far: {describe_probe(best)}")
 
-    def show_result(self, result: Any) -> None:
+    def show_result(self, result: TuneResult) -> None:
         """Fill the table, plot and best line from a finished (or cached) result."""
         assert self.view is not None
         self.result = result
@@ -245,7 +245,7 @@ class TuneScreen(Screen):
         else:
             self._failed(message.error or RuntimeError("the tuner stopped"))
 
-    def _finished(self, result: Any) -> None:
+    def _finished(self, result: TuneResult) -> None:
         self.running = False
         self.show_result(result)
         if result.stopped == "cancelled":
