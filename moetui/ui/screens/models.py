@@ -21,7 +21,7 @@ from textual.worker import get_current_worker
 
 from moetui.errors import DoesNotFit, MoetuiError
 from moetui.hub.catalog import load_catalog
-from moetui.hub.discovery import add_folder, discover_local
+from moetui.hub.discovery import add_file, add_folder, discover_local
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
@@ -59,6 +59,7 @@ class ModelRow:
     approx: bool = False
     shape: str | None = None  # catalog rows: the shape preset that stands in for the file
     detail: str = ""  # the verdict in full words, shown when the row is highlighted
+    missing: bool = False  # an added or remembered file that is no longer there
 
 
 def verdict(p: Plan) -> str:
@@ -120,6 +121,7 @@ class ModelsScreen(Screen):
         self._rig_seen: object = None
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
+        self._pending_add: str | None = None  # a file Added, remembered once it is selected
         table = self.query_one(DataTable)
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
@@ -144,6 +146,10 @@ class ModelsScreen(Screen):
 
     def refresh_from_state(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
+        if self._pending_add is not None and s.model_path == self._pending_add and s.model_info is not None:
+            self._remember_added(self._pending_add)
+        elif self._pending_add is not None and getattr(self.app, "model_error", None):
+            self._pending_add = None  # the App could not read it: not worth listing next time
         if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
             self._rig_seen = s.rig
             self.scan()
@@ -155,6 +161,14 @@ class ModelsScreen(Screen):
             self._add_rows([row])
             self._eval_worker(row, s.rig)
         self._mark_selected()
+
+    def _remember_added(self, path: str) -> None:
+        """An Added file that loaded is listed after a restart too, even once another model is selected."""
+        self._pending_add = None
+        try:
+            add_file(path)
+        except (MoetuiError, OSError) as exc:  # a read-only data dir: selected now, not remembered
+            self.notify(f"not remembered for next time: {exc}", title="Add model", severity="warning")
 
     def _mark_selected(self) -> None:
         """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
@@ -190,7 +204,7 @@ class ModelsScreen(Screen):
         try:
             for m in discover_local():
                 if str(m.path) != selected:
-                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source))
+                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source, missing=m.missing))
         except Exception as exc:
             errors.append(f"local scan: {exc}")
         try:
@@ -221,10 +235,13 @@ class ModelsScreen(Screen):
         """(MoE shape, verdict, tok/s) for one row (worker thread)."""
         from moetui.sizing.plan import PlanOptions, plan
 
+        if row.missing:
+            row.detail = f"{row.key} is no longer there (moved or deleted); Add it again from its new place"
+            return "?", "missing", ""
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "added", "selected"):
                     from moetui.model.inspect import inspect_file
 
                     row.info = inspect_file(row.key)
@@ -261,7 +278,7 @@ class ModelsScreen(Screen):
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
             if known:
                 continue
-            size = ("~" if r.approx else "") + gib(r.size_bytes)
+            size = "-" if r.missing else ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
             table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
@@ -289,6 +306,9 @@ class ModelsScreen(Screen):
         key = event.row_key.value
         row = self.rows.get(key or "")
         if row is None:
+            return
+        if row.missing:
+            self.notify(f"{row.key}: no longer there (moved or deleted)", title="Model missing", severity="warning")
             return
         self.post_message(ModelSelected(row.key, row.info))
         self.notify(f"selected {row.name} {row.quant}".strip(), timeout=3)
@@ -340,6 +360,7 @@ class ModelsScreen(Screen):
             self.notify(f"scanning {path} from now on")
             self.scan()
         elif path.is_file():
+            self._pending_add = str(path)  # remembered once the App could read it (refresh_from_state)
             self.post_message(ModelSelected(str(path), None))
         else:
             self.notify(f"{path}: no such file or folder", title="Add model", severity="error")
