@@ -5,6 +5,7 @@ vanished since is shown as missing; fit verdicts are computed once per file, rig
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,65 @@ async def test_an_added_file_is_listed_after_a_restart_and_missing_once_deleted(
         await pilot.pause(0.2)
         assert app.state.model_path is None and app.is_running
         assert any("no longer there" in str(n.message) for n in app._notifications)
+
+
+# ---- fit verdicts: judged once per file, rig and planner inputs ------------------------------------
+@pytest.mark.anyio
+async def test_rescan_and_add_judge_only_new_rows(tiny_moe: Path, tmp_path: Path) -> None:
+    from moetui.hub.discovery import add_folder
+    from moetui.ui.screens.models import VERDICTS
+
+    folder = tmp_path / "ggufs"
+    folder.mkdir()
+    one, two = folder / "one-Q4_K_M.gguf", tmp_path / "two-Q4_K_M.gguf"
+    shutil.copy(tiny_moe, one)
+    shutil.copy(tiny_moe, two)
+    add_folder(folder)
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx4090-ddr5-64"), remember=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: _scanned(app), what="the first scan", timeout=90)
+        screen = app.screen
+        table = screen.query_one("#models-table")
+        first = {k: tuple(table.get_cell(k, c) for c in ("moe", "fit", "tps")) for k in screen.rows}
+        assert first[str(one)][1] == "all in VRAM"
+        n = VERDICTS.computed
+
+        await pilot.press("s")  # Rescan: the same files, the same rig: nothing judged again
+        await settle(app, pilot)
+        await wait_for(pilot, lambda: _scanned(app), what="the rescan", timeout=90)
+        await settle(app, pilot)
+        assert VERDICTS.computed == n
+        again = {k: tuple(table.get_cell(k, c) for c in ("moe", "fit", "tps")) for k in screen.rows}
+        assert again == first and all(screen.rows[k].info is not None for k in (str(one), str(tiny_moe)))
+
+        os.utime(one, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns + 10**9))  # the file changed
+        await pilot.press("s")
+        await settle(app, pilot)
+        await wait_for(pilot, lambda: _scanned(app), what="the rescan after a change", timeout=90)
+        await settle(app, pilot)
+        assert VERDICTS.computed == n + 1  # only that file
+
+        await pilot.click("#models-path")
+        await pilot.press(*str(two), "enter")  # Add: one new row, judged on its own
+        await wait_for(pilot, lambda: table.get_cell(str(two), "fit") == "all in VRAM" if str(two) in table.rows
+                       else False, what="the added row's verdict")
+        await settle(app, pilot)
+        assert VERDICTS.computed == n + 2
+        # the summary counts the rows in the table, the added one too ("21 models" over 22 rows was stale)
+        # (the highlighted added row shows its verdict in words now; the summary, shown again, counts it)
+        screen._status_done()
+        await pilot.pause()
+        status = str(screen.query_one("#models-status").render())
+        assert status.startswith(f"{len(table.rows)} models — Enter selects"), status
+        assert len(table.rows) == len(first) + 1
+
+    # another rig: every row judged for it
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx3060-ddr4-32"), remember=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        before = VERDICTS.computed
+        await pilot.press("m")
+        await wait_for(pilot, lambda: _scanned(app), what="the scan on another rig", timeout=90)
+        assert VERDICTS.computed - before == len(app.screen.rows) - sum(r.missing for r in app.screen.rows.values())
