@@ -137,10 +137,14 @@ def test_a_truncated_model_shows_an_error_and_the_app_stays_up(tiny_moe: Path, c
             await pilot.pause(1.0)
             # back on Chat, it does not retry the broken file by itself (no dialog loop)
             assert app.screen is chat and app.is_running and not chat.model_loading
+            log = chat.query_one(ChatLog)
+            assert [m.role for m in log.messages] == ["error"]
             # the app is still usable: a good config loads and answers
             chat.max_tokens = 4
             app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512)))
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the good model")
+            # no old error under the new model (stale state): the log starts afresh for it
+            assert "error" not in [m.role for m in log.messages], log.transcript()
             await type_and_send(pilot, "hi")
             await wait_for(pilot, lambda: chat.last_done is not None, what="a reply")
             assert chat.last_done.stats.tokens == 4
