@@ -29,6 +29,30 @@ async def test_rig_screen_shows_the_rig_and_live_gauges(tiny_moe: Path) -> None:
         assert ram.value is not None and 0 < ram.value < ram.total  # a real psutil sample
 
 
+async def test_home_and_rig_say_when_and_how_ram_bandwidth_was_measured(tiny_moe: Path) -> None:
+    import time
+
+    from moetui.hardware.rig import BandwidthResult
+
+    rig = load_preset("rtx4090-ddr5-64")
+    rig.source = "detected"  # as detection fills it in: a probe's figure, with its date
+    rig.bandwidth_probe = BandwidthResult(copy_gbs=24.1, read_gbs=22.0, threads=16, buffer_bytes=2**30,
+                                          measured_at=time.time() - 2 * 3600 - 60, checks=2, check_gbs=8.0,
+                                          note="RAM busy now: a quick check read 8.0 GB/s; plans use the 24.1")
+    rig.ram_bandwidth_gbs = 24.1
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, remember=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        text = app.screen_text()
+        assert "RAM bandwidth 24.1 GB/s, measured 2 h ago" in text and "RAM busy now" in text
+        await pilot.press("r")
+        await pilot.pause()
+        text = app.screen_text()
+        assert "bandwidth 24.1 GB/s, measured 2 h ago, peak 96 GB/s" in text
+        assert "RAM bandwidth: 16 threads copying and reading 1.0 GiB; confirmed by 2 quick checks since" in text
+        assert "RAM busy now: a quick check read 8.0 GB/s" in text
+
+
 async def test_rig_screen_shows_the_rebuild_hint_for_a_cpu_only_build(tiny_moe: Path) -> None:
     rig = load_preset("rtx4090-ddr5-64")
     rig.build.gpu_offload = False

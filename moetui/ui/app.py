@@ -28,8 +28,7 @@ from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
-from moetui.ui.selection import remember_model
-from moetui.ui.selection import remembered_model
+from moetui.ui.selection import remember_model, remembered_missing, remembered_model
 from textual.widgets import Input, TextArea
 
 if TYPE_CHECKING:
@@ -361,6 +360,21 @@ class MoetuiApp(App):
 
 def run_app(model_path: str | None = None, rig: Rig | None = None) -> None:
     """The app as `moetui` opens it: on `model_path`, else on the model selected last time."""
+    start_app(model_path, rig).run()
+
+
+def start_app(model_path: str | None = None, rig: Rig | None = None) -> MoetuiApp:
+    """The app `moetui` runs, not yet running: on `model_path`, else on the model selected last time; when
+    that one was a file that has vanished since, nothing is selected and Home says so."""
+    missing = None
     if model_path is None:
         model_path = remembered_model()
-    MoetuiApp(model_path=model_path, rig=rig).run()
+        missing = None if model_path else remembered_missing()
+    app = MoetuiApp(model_path=model_path, rig=rig)
+    if missing:
+        app.state.model_error = missing_model_text(missing)
+    return app
+
+
+def missing_model_text(path: str) -> str:
+    return f"the model selected last time is no longer there: {path} (moved or deleted); press m to pick one"

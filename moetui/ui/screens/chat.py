@@ -72,6 +72,8 @@ class ChatScreen(Screen):
         self._loading_config: RunConfig | None = None
         self._load_seq = 0
         self._failed_config: RunConfig | None = None  # the config whose load failed last (not retried by itself)
+        self._chat_model: str | None = None  # the model file the conversation in the log is with
+        self._load_errors: list[ChatMessage] = []  # "could not load" lines, gone once a load succeeds
         self._pending: str | None = None  # a message typed while the model loads
         self._shutting_down = threading.Event()
         # Workers a load thread started and posted, not yet taken by the screen: if the screen closes before
@@ -154,6 +156,9 @@ class ChatScreen(Screen):
     def start_load(self, config: RunConfig) -> None:
         """UI thread: mark the load as in progress *before* the thread starts, so a second call (mount and
         resume arrive together) does not start a second process; a newer load supersedes an older one."""
+        if self._chat_model is not None and config.model_path != self._chat_model and not self.generating:
+            self._clear_conversation()  # another model: its errors and its conversation are not this one's
+        self._chat_model = config.model_path
         self._load_seq += 1
         self._loading_config = config
         self.model_loading = True
@@ -205,6 +210,9 @@ class ChatScreen(Screen):
         self.model_worker, self.load_info, self.loaded_config = worker, info, config
         self._loading_config = None
         self.model_loading = False
+        for msg in self._load_errors:  # an earlier load's error is not this model's state
+            msg.remove()
+        self._load_errors.clear()
         bar = self.query_one(ChatStatsBar)
         bar.experts_ram = info.buffers.experts_ram
         bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
@@ -228,7 +236,7 @@ class ChatScreen(Screen):
         self.model_worker = self.load_info = self.loaded_config = None
         self._pending = None
         self.status_line = f"Could not load {Path(config.model_path).name}: {first_line(exc, 120)}"
-        self.query_one(ChatLog).add_message("error", first_line(exc))
+        self._load_errors.append(self.query_one(ChatLog).add_message("error", first_line(exc)))
         show_error(self, "The model did not load", exc)
 
     def close_worker(self) -> None:
@@ -438,13 +446,17 @@ class ChatScreen(Screen):
 
     def action_new_chat(self) -> None:
         self.action_stop()
+        self._clear_conversation()
+        self.query_one("#chat-input", Input).focus()
+
+    def _clear_conversation(self) -> None:
         if self._reply is not None:
             self._reply.streaming = False
         self.history.clear()
         self._reply = None
+        self._load_errors.clear()
         self.query_one(ChatLog).clear_messages()
         self.query_one(ChatStatsBar).tokens = 0
-        self.query_one("#chat-input", Input).focus()
 
     def action_system_prompt(self) -> None:
         box = self.query_one("#chat-system", Collapsible)

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from moetui.hardware.bandwidth import bandwidth_words
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gib, plan_mode, tps
@@ -49,7 +50,13 @@ class HomeScreen(Screen):
         s = self.app.state  # type: ignore[attr-defined]
         if s.rig is not None:
             rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [$text-muted]({s.rig.source})[/]" if s.rig.source != "detected" else "")
-            if s.rig.ram_bandwidth_gbs:
+            probe = s.rig.bandwidth_probe
+            if s.rig.ram_bandwidth_gbs and probe is not None and s.rig.source == "detected":
+                # when and how: a figure measured under load once read 9 GB/s where 24 was true
+                rig += f"\n      RAM bandwidth {bandwidth_words(s.rig.ram_bandwidth_gbs, probe)}"
+                if probe.note:
+                    rig += f"\n      [$text-warning]{escape(probe.note)}[/]"
+            elif s.rig.ram_bandwidth_gbs:
                 rig += f"\n      RAM bandwidth {s.rig.ram_bandwidth_gbs:.0f} GB/s"
             if s.rig.build.advice:
                 rig += f"\n      [$text-warning]{s.rig.build.advice.splitlines()[0]}[/]"

@@ -1,11 +1,15 @@
-"""Models: local GGUFs (HF cache, LM Studio, Ollama, added folders, the current selection) and the catalog's
+"""Models: local GGUFs (HF cache, LM Studio, Ollama, added folders and files, the current selection) and the catalog's
 quants; for each its size, MoE shape and a fit verdict for the current rig with predicted decode tok/s.
 
 Listing and verdicts run in a thread worker and fill the table row by row: local files need a header
-read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process)."""
+read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process).
+Verdicts are kept per file identity, rig and planner inputs (VerdictCache): a Rescan or an Add judges only
+the rows not judged before."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,7 @@ from textual.worker import get_current_worker
 
 from moetui.errors import DoesNotFit, MoetuiError
 from moetui.hub.catalog import load_catalog
-from moetui.hub.discovery import add_folder, discover_local
+from moetui.hub.discovery import add_file, add_folder, discover_local
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
@@ -46,6 +50,57 @@ def fit_name(name: str, width: int) -> str:
     return name[:width - 1 - tail] + "…" + name[-tail:]
 _shape_cache: dict[tuple[str, str], ModelInfo] = {}
 _shape_lock = threading.Lock()
+LOCAL_SOURCES = ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "added", "selected")
+
+
+def rig_key(rig: Rig) -> str:
+    """What of the rig a verdict depends on: everything detection or a preset states (memory, bandwidths,
+    build) but the wording (warnings, notes) and how the RAM figure was checked."""
+    d = rig.to_dict()
+    for k in ("warnings", "notes", "bandwidth_probe"):
+        d.pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class VerdictCache:
+    """Fit verdicts per (file identity, rig, planner inputs): a Rescan or an Add judges only the rows it has
+    not judged before (21 rows took 15-25 s). The file identity is path + size + mtime for a local file (an
+    edited or replaced file is judged again), ref + size + shape for a catalog row. Thread-safe: the scan
+    worker fills it. `computed` counts the verdicts really worked out (tests read it)."""
+
+    def __init__(self) -> None:
+        self._d: dict[tuple[object, ...], tuple[ModelInfo | None, tuple[str, str, str], str]] = {}
+        self._lock = threading.Lock()
+        self.computed = 0
+
+    @staticmethod
+    def key(row: ModelRow, rig_id: str) -> tuple[object, ...] | None:
+        from moetui.sizing.plan import PlanOptions
+
+        if row.source in LOCAL_SOURCES:
+            try:
+                st = Path(row.key).expanduser().stat()
+            except OSError:
+                return None  # gone: judged (and reported) afresh
+            ident: tuple[object, ...] = (str(Path(row.key).expanduser().resolve()), st.st_size, st.st_mtime_ns)
+        else:
+            ident = (row.key, row.size_bytes, row.shape)
+        return (ident, rig_id, repr(PlanOptions(model_path=row.key)))
+
+    def get(self, key: tuple[object, ...] | None) -> tuple[ModelInfo | None, tuple[str, str, str], str] | None:
+        if key is None:
+            return None
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key: tuple[object, ...] | None, value: tuple[ModelInfo | None, tuple[str, str, str], str]) -> None:
+        with self._lock:
+            self.computed += 1
+            if key is not None:
+                self._d[key] = value
+
+
+VERDICTS = VerdictCache()
 
 
 @dataclass
@@ -59,6 +114,7 @@ class ModelRow:
     approx: bool = False
     shape: str | None = None  # catalog rows: the shape preset that stands in for the file
     detail: str = ""  # the verdict in full words, shown when the row is highlighted
+    missing: bool = False  # an added or remembered file that is no longer there
 
 
 def verdict(p: Plan) -> str:
@@ -120,6 +176,8 @@ class ModelsScreen(Screen):
         self._rig_seen: object = None
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
+        self._pending_add: str | None = None  # a file Added, remembered once it is selected
+        self._done: tuple[list[str], str | None] | None = None  # the finished scan's errors and offline reason
         table = self.query_one(DataTable)
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
@@ -144,6 +202,10 @@ class ModelsScreen(Screen):
 
     def refresh_from_state(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
+        if self._pending_add is not None and s.model_path == self._pending_add and s.model_info is not None:
+            self._remember_added(self._pending_add)
+        elif self._pending_add is not None and s.model_error:
+            self._pending_add = None  # the App could not read it: not worth listing next time
         if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
             self._rig_seen = s.rig
             self.scan()
@@ -155,6 +217,14 @@ class ModelsScreen(Screen):
             self._add_rows([row])
             self._eval_worker(row, s.rig)
         self._mark_selected()
+
+    def _remember_added(self, path: str) -> None:
+        """An Added file that loaded is listed after a restart too, even once another model is selected."""
+        self._pending_add = None
+        try:
+            add_file(path)
+        except (MoetuiError, OSError) as exc:  # a read-only data dir: selected now, not remembered
+            self.notify(f"not remembered for next time: {exc}", title="Add model", severity="warning")
 
     def _mark_selected(self) -> None:
         """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
@@ -174,6 +244,7 @@ class ModelsScreen(Screen):
         self.rows = {}
         self._marked = None
         self._scanned = False
+        self._done = None
         self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
         s = self.app.state  # type: ignore[attr-defined]
         self._scan_worker(s.rig, s.model_path, s.model_info)
@@ -190,7 +261,7 @@ class ModelsScreen(Screen):
         try:
             for m in discover_local():
                 if str(m.path) != selected:
-                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source))
+                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source, missing=m.missing))
         except Exception as exc:
             errors.append(f"local scan: {exc}")
         try:
@@ -205,26 +276,54 @@ class ModelsScreen(Screen):
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
         self.app.call_from_thread(self._add_rows, rows, True)
+        rig_id = rig_key(rig) if rig is not None else None
         for i, row in enumerate(rows):
             if worker.is_cancelled:
                 return
-            cells = self._evaluate(row, rig)
+            cells = self._evaluate(row, rig, rig_id)
             self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
 
         offline = unreachable_reason()
-        done = (f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
-                + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
-                   "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
-        self.app.call_from_thread(self._status, done)
+        self.app.call_from_thread(self._scan_done, errors, offline)
 
-    def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
-        """(MoE shape, verdict, tok/s) for one row (worker thread)."""
+    def _scan_done(self, errors: list[str], offline: str | None) -> None:
+        self._done = (errors, offline)
+        self._status_done()
+
+    def _status_done(self) -> None:
+        """The scan's summary, counting the rows in the table now (one added since counts too)."""
+        if self._done is None:
+            return
+        errors, offline = self._done
+        self._status(f"{len(self.rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+                     + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
+                        "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
+
+    def _evaluate(self, row: ModelRow, rig: Rig | None, rig_id: str | None = None) -> tuple[str, str, str]:
+        """(MoE shape, verdict, tok/s) for one row (worker thread), from VERDICTS when judged before."""
+        if row.missing or rig is None:
+            return self._judge(row, rig)
+        key = VerdictCache.key(row, rig_id or rig_key(rig))
+        hit = VERDICTS.get(key)
+        if hit is not None:
+            info, cells, detail = hit
+            row.info = row.info or info
+            row.detail = detail
+            return cells
+        cells = self._judge(row, rig)
+        VERDICTS.put(key, (row.info, cells, row.detail))
+        return cells
+
+    def _judge(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
         from moetui.sizing.plan import PlanOptions, plan
 
+        if row.missing:
+            row.detail = f"{row.key} is no longer there (moved or deleted); Add it again from its new place"
+            return "?", "missing", ""
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.source in LOCAL_SOURCES:
                     from moetui.model.inspect import inspect_file
 
                     row.info = inspect_file(row.key)
@@ -261,7 +360,7 @@ class ModelsScreen(Screen):
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
             if known:
                 continue
-            size = ("~" if r.approx else "") + gib(r.size_bytes)
+            size = "-" if r.missing else ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
             table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
@@ -275,6 +374,8 @@ class ModelsScreen(Screen):
             table.update_cell(row.key, col, value)
         if status:
             self._status(status)
+        elif self._done is not None:
+            self._status_done()  # a row judged after the scan: the count follows the table
 
     def _status(self, text: str) -> None:
         self.query_one("#models-status", Static).update(text)
@@ -289,6 +390,9 @@ class ModelsScreen(Screen):
         key = event.row_key.value
         row = self.rows.get(key or "")
         if row is None:
+            return
+        if row.missing:
+            self.notify(f"{row.key}: no longer there (moved or deleted)", title="Model missing", severity="warning")
             return
         self.post_message(ModelSelected(row.key, row.info))
         self.notify(f"selected {row.name} {row.quant}".strip(), timeout=3)
@@ -340,6 +444,7 @@ class ModelsScreen(Screen):
             self.notify(f"scanning {path} from now on")
             self.scan()
         elif path.is_file():
+            self._pending_add = str(path)  # remembered once the App could read it (refresh_from_state)
             self.post_message(ModelSelected(str(path), None))
         else:
             self.notify(f"{path}: no such file or folder", title="Add model", severity="error")

@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError
 from moetui.hardware import Sampler, list_presets, load_preset
+from moetui.hardware.bandwidth import bandwidth_how, bandwidth_words
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
 from moetui.ui.widgets.format import gib
@@ -30,8 +31,9 @@ SAMPLE_PERIOD_S = 0.5  # 2 Hz, as the issue asks; a sample is a few NVML calls +
 DETECTED = "__detected__"
 
 
-def rig_details(rig: Rig) -> str:
-    """Rich markup for everything the sizing core uses from the rig, in plain words."""
+def rig_details(rig: Rig, now: float | None = None) -> str:
+    """Rich markup for everything the sizing core uses from the rig, in plain words (`now`: the clock that
+    says how long ago RAM bandwidth was measured; tests pass one)."""
     lines = [f"[b]{rig.name}[/b]  [$text-muted]({rig.source}{', ' + rig.os if rig.os else ''})[/]"]
     for i, g in enumerate(rig.gpus):
         bw = f", {g.mem_bandwidth_gbs:.0f} GB/s" if g.mem_bandwidth_gbs else ""
@@ -48,10 +50,14 @@ def rig_details(rig: Rig) -> str:
     if c.flags:
         lines.append(f"       [$text-muted]{' '.join(c.flags[:12])}{' …' if len(c.flags) > 12 else ''}[/]")
     m = rig.memory
-    ram_bw = (f"{rig.ram_bandwidth_gbs:.1f} GB/s" + (" measured" if rig.bandwidth_probe else "")
-              if rig.ram_bandwidth_gbs else "unknown")
+    ram_bw = bandwidth_words(rig.ram_bandwidth_gbs, rig.bandwidth_probe, rig.source, now=now)
     lines.append(f"RAM    {gib(m.total_bytes)} ({gib(m.available_bytes)} available), bandwidth {ram_bw}"
                  + (f", peak {m.theoretical_bandwidth_gbs:.0f} GB/s" if m.theoretical_bandwidth_gbs else ""))
+    probe = rig.bandwidth_probe
+    if probe is not None and rig.source == "detected" and rig.ram_bandwidth_gbs:
+        lines.append(f"       [$text-muted]RAM bandwidth: {bandwidth_how(probe)}[/]")
+        if probe.note:
+            lines.append(f"       [$text-warning]{escape(probe.note)}[/]")
     b = rig.build
     if b.installed:
         lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
