@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from ui_pilot import settle, wait_for
 
 from moetui.hardware import load_preset
 from moetui.ui.app import MoetuiApp
+from moetui.ui.state import RigChanged
 from moetui.ui.widgets.gauge import Gauge
 
 pytestmark = pytest.mark.anyio
@@ -197,3 +199,30 @@ async def test_plan_rejects_a_context_beyond_native_inline(tiny_moe: Path) -> No
         await settle(app, pilot)
         assert "native context" in (app.plan_error or "")
         assert "✗ context 99999999 is beyond" in app.screen_text() and "262144" in app.screen_text()
+
+
+async def test_plan_on_a_cpu_only_rig_says_nothing_of_a_gpu(tiny_moe: Path) -> None:
+    """No GPU (a reference rig without its card): the Why text speaks of the CPU and RAM only, and the VRAM
+    headroom knob is gone; a rig with a GPU shows the knob again."""
+    rig = dataclasses.replace(load_preset("rtx4090-ddr5-64"), gpus=[])
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.state.plan is not None and app.state.plan.mode == "cpu_only"
+        why = "\n".join(app.state.plan.explanation)
+        for word in ("GPU beside", "VRAM", "n_gpu_layers", "most time reading CPU", "cpu compute"):
+            assert word not in why
+        assert "reading the weights in RAM" in why and "no GPU found" in why
+        assert not app.screen.query_one("#plan-margin").display
+        assert "VRAM headroom" not in app.screen_text()
+        app.post_message(RigChanged(load_preset("rtx4090-ddr5-64")))
+        await settle(app, pilot)
+        assert app.screen.query_one("#plan-margin").display and "VRAM headroom" in app.screen_text()
+        no_offload = load_preset("rtx4090-ddr5-64")
+        no_offload.build.gpu_offload = False  # a GPU, and a llama.cpp build that cannot use it
+        app.post_message(RigChanged(no_offload))
+        await settle(app, pilot)
+        assert app.state.plan.mode == "cpu_only" and not app.screen.query_one("#plan-margin").display
+        assert "the GPU is not used" in "\n".join(app.state.plan.explanation)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.model.info import KV_CACHE_TYPES
-from moetui.sizing.plan import PlanOptions
+from moetui.sizing.plan import PlanOptions, gpu_usable
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
@@ -74,6 +74,8 @@ class PlanScreen(Screen):
         app = self.app
         s = app.state  # type: ignore[attr-defined]
         p = s.plan
+        # VRAM headroom means nothing where no GPU is used (none found, or a build without offload)
+        self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
         self.query_one(PlacementMap).plan = p
         self.query_one(MemoryBars).plan = p
         err = getattr(app, "plan_error", None)
