@@ -46,6 +46,21 @@ async def test_rig_screen_shows_the_rebuild_hint_for_a_cpu_only_build(tiny_moe: 
         assert "CPU only" in text and "rebuild with CMAKE_ARGS" in text
 
 
+async def test_rig_screen_on_this_machine_shows_no_driver_internals(tiny_moe: Path, cpu_rig) -> None:
+    """This machine, as detected: whatever its GPUs and drivers, the screen speaks in words, never in NVML's
+    ("NVML Shared Library Not Found") or the detector's raw labels."""
+    app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.query_one("#gauge-ram", Gauge).value is not None, what="a sample")
+        await pilot.pause(0.6)
+        text = app.screen_text()
+        assert "NVML" not in text and "Shared Library" not in text and "cpu_only" not in text
+        if not cpu_rig.gpus:
+            assert "GPU    none found" in text
+
+
 async def test_picking_a_reference_rig_replans() -> None:
     app = MoetuiApp(model_path=SPLIT_MODEL, rig=load_preset("rtx4090-ddr5-64"))
     async with app.run_test(size=(80, 24)) as pilot:

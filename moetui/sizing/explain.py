@@ -12,6 +12,16 @@ def gb(n: float) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
+# a plan's placement mode, in words (Plan.mode is for code and JSON)
+MODE_WORDS = {"cpu_only": "CPU only", "all_gpu": "all on GPU", "experts_split": "experts split between GPU and RAM",
+              "partial_layers": "some layers on GPU"}
+
+
+def mode_words(mode: str) -> str:
+    """"experts_split" -> "experts split between GPU and RAM"."""
+    return MODE_WORDS.get(mode, mode.replace("_", " "))
+
+
 def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: float, n_cpu_moe: int | None,
               gpu_names: list[str]) -> str:
     if mode == "cpu_only":

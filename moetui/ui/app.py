@@ -21,7 +21,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
@@ -116,7 +116,7 @@ class MoetuiApp(App):
             try:
                 screen = getattr(importlib.import_module(module_name), class_name)()
             except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
-                self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                self.notify(f"{title} is not available: {in_words(exc)}", title="Screen unavailable",
                             severity="warning")
                 return None
             self.install_screen(screen, name)
@@ -143,7 +143,7 @@ class MoetuiApp(App):
                 fn()
             except Exception as exc:  # one screen's bug must not take the others down
                 self.log.error(f"{s!r}.refresh_from_state failed: {exc!r}")
-                self.notify(f"{type(s).__name__}: {type(exc).__name__}: {exc}", severity="error")
+                self.notify(f"{self.screen_title(s) or type(s).__name__}: {in_words(exc)}", severity="error")
 
     def screen_title(self, screen: Screen) -> str | None:
         """'Tune' for the installed Tune screen; None for a screen moetui did not install (a dialog)."""
@@ -300,7 +300,7 @@ class MoetuiApp(App):
     def _model_failed(self, path: str, exc: BaseException) -> None:
         self.loading_model = None
         # MoetuiErrors name the file already; anything else gets the path and the exception type
-        self.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
+        self.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {in_words(exc)}"
         self.notify(self.model_error, title="Cannot use this model",
                     severity="error", timeout=8)
         self.refresh_screens()
@@ -346,14 +346,14 @@ class MoetuiApp(App):
     def _plan_failed(self, exc: BaseException) -> None:
         self.planning = False
         self.state.plan = None
-        self.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+        self.plan_error = in_words(exc)
         if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
             self.notify(self.plan_error, title="No plan", severity="error", timeout=8)
         self.refresh_screens()
 
     def _failed(self, title: str, exc: BaseException, flag: str) -> None:
         setattr(self, flag, False)
-        self.notify(f"{type(exc).__name__}: {exc}", title=title, severity="error", timeout=8)
+        self.notify(in_words(exc), title=title, severity="error", timeout=8)
         self.refresh_screens()
 
 

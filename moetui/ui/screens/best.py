@@ -34,7 +34,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError, first_line
+from moetui.errors import ConfigError, HubError, MoetuiError, first_line, in_words
 from moetui.hardware import detect_rig
 from moetui.hub.cache import cached_model_path
 from moetui.hub.listing import looks_like_hub_ref
@@ -251,7 +251,7 @@ class BestConfigScreen(Screen):
             # a step interrupted by the cancel may fail on the way out ("nothing could be measured")
             say(self._stopped, current, "cancelled" if cancel.is_set() else "failed", None if cancel.is_set() else exc)
         except Exception as exc:  # noqa: BLE001 - a bug in a step: report it and keep the app up
-            say(self._stopped, current, "failed", RuntimeError(f"{type(exc).__name__}: {exc}"))
+            say(self._stopped, current, "failed", RuntimeError(in_words(exc)))
 
     def _step_rig(self, rig: Any, cancel: threading.Event, say: Any) -> Any:
         if rig is None and getattr(self.app, "detecting", False):

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import DoesNotFit, MoetuiError
+from moetui.errors import DoesNotFit, MoetuiError, in_words
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_folder, discover_local
 from moetui.ui.state import ModelSelected
@@ -192,7 +192,7 @@ class ModelsScreen(Screen):
                 if str(m.path) != selected:
                     rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source))
         except Exception as exc:
-            errors.append(f"local scan: {exc}")
+            errors.append(f"local scan: {in_words(exc)}")
         try:
             for cm in load_catalog():
                 if cm.role != "target":
@@ -201,7 +201,7 @@ class ModelsScreen(Screen):
                     rows.append(ModelRow(q.ref, cm.name, q.quant, q.size_bytes, q.repo.split("/")[0], approx=q.approx,
                                          shape=cm.shape))
         except MoetuiError as exc:
-            errors.append(f"catalog: {exc}")
+            errors.append(f"catalog: {in_words(exc)}")
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
         self.app.call_from_thread(self._add_rows, rows, True)
@@ -233,7 +233,7 @@ class ModelsScreen(Screen):
                 else:
                     return "?", "no shape preset: download to inspect", ""
         except Exception as exc:
-            return "?", f"unreadable: {str(exc)[:60]}", ""
+            return "?", f"unreadable: {in_words(exc)[:60]}", ""
         if rig is None:
             return moe_shape(row.info), "rig not detected yet", ""
         try:
@@ -242,8 +242,8 @@ class ModelsScreen(Screen):
             row.detail = str(exc)
             return moe_shape(row.info), "does not fit", ""
         except Exception as exc:
-            row.detail = str(exc)
-            return moe_shape(row.info), f"no plan: {str(exc)[:50]}", ""
+            row.detail = in_words(exc)
+            return moe_shape(row.info), f"no plan: {row.detail[:50]}", ""
         n = sum(1 for ly in p.layers if ly.experts_cpu)
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")

@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, MoetuiError, first_line
+from moetui.errors import ConfigError, MoetuiError, first_line, in_words
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -210,7 +210,7 @@ class TuneScreen(Screen):
             self.post_message(TuneEnded(error=exc, cancelled=cancel.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - a tuner bug: report it, keep the app up
-            self.post_message(TuneEnded(error=RuntimeError(f"{type(exc).__name__}: {exc}")))
+            self.post_message(TuneEnded(error=RuntimeError(in_words(exc))))
             return
         self.post_message(TuneEnded(result=result))
 
