@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,13 +27,20 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
-from moetui.errors import MoetuiError, first_line
+from moetui.errors import MoetuiError, first_line, in_words
+from moetui.hub.cache import cached_model_path, needs_download
+from moetui.hub.catalog import find_quant
+from moetui.hub.download import DownloadCancelled, download_model
+from moetui.hub.listing import looks_like_hub_ref
 from moetui.hardware import Sampler
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
 from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
+from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
+from moetui.ui.widgets.choice_dialog import ChoiceDialog
+from moetui.ui.widgets.format import gib
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
@@ -69,6 +77,9 @@ class ChatScreen(Screen):
         self._pending: str | None = None  # a message typed while the model loads
         self._shutting_down = threading.Event()
         self._reply: ChatMessage | None = None
+        self.offered: str | None = None  # the hub model whose download was last offered (asked once per selection)
+        self.downloading: str | None = None  # the hub model being downloaded
+        self._download_cancel = threading.Event()
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
         self.last_done: Any = None  # the DoneEvent of the last reply (tests and the overhead check read it)
 
@@ -123,7 +134,90 @@ class ChatScreen(Screen):
     # --- model worker lifecycle -------------------------------------------------------------------
     def active_config(self) -> Any:
         active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
-        return active.config if active else None
+        cfg = active.config if active else None
+        if cfg is not None and looks_like_hub_ref(cfg.model_path) and not Path(cfg.model_path).exists():
+            cached = cached_model_path(cfg.model_path)  # a hub model downloaded since it was planned
+            if cached is not None and cached.is_file():
+                cfg = replace(cfg, model_path=str(cached))
+        return cfg
+
+    def _runnable(self, cfg: Any) -> bool:
+        """Whether the config names a file to load; if not, say why (and offer a download) instead of
+        letting the worker fail with "no such model file"."""
+        path = cfg.model_path
+        if Path(path).expanduser().is_file():
+            return True
+        if needs_download(path):
+            if self.downloading is not None:
+                return False  # its progress is in the status line
+            self.status_line = _not_downloaded(path)
+            if self.offered != path and self.is_current:
+                self.offer_download(path)
+            return False
+        self.status_line = (f"{path} has no file on this machine (a shape preset or a moved file): pick a local or "
+                            "downloaded model in Models (m), or run Best config (b).")
+        return False
+
+    # --- a hub model that is not downloaded yet ------------------------------------------------------
+    def offer_download(self, ref: str) -> None:
+        """Ask whether to download REF now; Best config (download + tune + chat) is the other way on."""
+        self.offered = ref
+        size = _download_size(ref, app_state(self.app).model_info)
+        dialog = ChoiceDialog(
+            f"{ref.split('/')[-1]} is not downloaded",
+            f"{ref} is not on this machine yet, so it cannot chat. Download it now "
+            f"({size} into the Hugging Face cache, resumable, checked against the hub's SHA-256)? "
+            "Best config downloads it too, then tunes it for this rig and opens Chat.",
+            [("download", f"Download {size}"), ("best", "Best config (download + tune)")])
+        self.app.push_screen(dialog, lambda choice: self._download_chosen(ref, choice))
+
+    def _download_chosen(self, ref: str, choice: str | None) -> None:
+        if choice == "download":
+            self.start_download(ref)
+        elif choice == "best":
+            self.app.action_open("best")  # type: ignore[attr-defined]
+        else:
+            self.status_line = _not_downloaded(ref)
+
+    def start_download(self, ref: str) -> None:
+        self.downloading = ref
+        self._download_cancel = threading.Event()
+        self.status_line = f"Downloading {ref} … (Esc cancels; it resumes later)"
+        self.query_one(ChatLog).add_message("info", f"Downloading {ref} into the Hugging Face cache …")
+        self._download(ref, self._download_cancel)
+
+    @work(thread=True, exclusive=True, group="chat-download", exit_on_error=False)
+    def _download(self, ref: str, cancel: threading.Event) -> None:
+        def progress(p: Any) -> None:
+            eta = f" · {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+            what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s{eta}"
+            ui_call(self.app, setattr, self, "status_line",
+                    f"Downloading {ref}: {gib(p.bytes_done)} of {gib(p.bytes_total)} ({p.fraction:.0%}) · {what} "
+                    "(Esc cancels)")
+
+        try:
+            result = download_model(ref, progress=progress, cancel=cancel, progress_interval_s=0.2)
+        except DownloadCancelled:
+            ui_call(self.app, self._download_ended, ref, None, None)
+            return
+        except Exception as exc:  # noqa: BLE001 - shown in words; the app stays up
+            ui_call(self.app, self._download_ended, ref, None, exc)
+            return
+        ui_call(self.app, self._download_ended, ref, result.path, None)
+
+    def _download_ended(self, ref: str, path: Path | None, exc: BaseException | None) -> None:
+        self.downloading = None
+        log = self.query_one(ChatLog)
+        if path is not None:
+            log.add_message("info", f"Downloaded {ref}: {path.name}. Loading it …")
+            self.post_message(ModelSelected(str(path), None))  # the App inspects and plans the file, Chat loads it
+        elif exc is None:
+            self.status_line = f"Download of {ref} cancelled; the part already fetched is kept for next time."
+            log.add_message("info", "Download cancelled.")
+        else:
+            self.status_line = f"Could not download {ref}: {first_line(in_words(exc), 120)}"
+            log.add_message("error", first_line(in_words(exc)))
+            show_error(self, "The download failed", exc)
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
@@ -135,6 +229,8 @@ class ChatScreen(Screen):
             return
         if cfg == self._failed_config:
             return  # it failed already: retry only when asked (a message, Ctrl+R), not on every screen resume
+        if self.downloading is not None or not self._runnable(cfg):
+            return
         self.start_load(cfg)
 
     def start_load(self, config: Any) -> None:
@@ -224,6 +320,7 @@ class ChatScreen(Screen):
         self.query_one(ChatLog).add_message("info", "(waiting for the model to load)")
         if not self.model_loading:
             self._failed_config = None  # sending is asking to try again
+            self.offered = None  # ... and to be asked about a download again
             self.ensure_loaded()
 
     def _send(self, text: str) -> None:
@@ -386,6 +483,8 @@ class ChatScreen(Screen):
         (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
         if self.generating:
             self.action_stop()
+        elif self.downloading is not None:
+            self._download_cancel.set()
         elif isinstance(self.focused, Input):
             self.query_one(ChatLog).focus()
 
@@ -430,6 +529,23 @@ class ChatScreen(Screen):
         if cfg is not None:
             self._loading_config = self._failed_config = None
             self.start_load(cfg)
+
+
+def _not_downloaded(ref: str) -> str:
+    return (f"{ref} is not downloaded, so it cannot chat yet: send a message to be asked again, or run Best config "
+            "(b), which downloads and tunes it.")
+
+
+def _download_size(ref: str, info: Any) -> str:
+    """What a download of REF costs, from the remote header read (exact) or the catalog (about)."""
+    size = getattr(info, "file_bytes", 0) if info is not None and str(getattr(info, "path", "")).startswith("hf://") else 0
+    if size:
+        return gib(size)
+    try:
+        found = find_quant(ref)
+    except MoetuiError:
+        found = None
+    return f"~{gib(found[1].size_bytes)}" if found else "its size on the hub"
 
 
 def _is_proxy(info: Any, config: Any) -> bool:

@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from moetui.hub.cache import needs_download
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gib, plan_mode, tps
@@ -67,6 +68,8 @@ class HomeScreen(Screen):
             model = f"[b]Model[/b]  {s.model_path}"
         else:
             model = "[b]Model[/b]  none selected: press [b]m[/b] to pick one, or the button above"
+        if s.model_path and needs_download(s.model_path):
+            model += "\n       [$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]"
         loading, err = getattr(app, "loading_model", None), getattr(app, "model_error", None)
         if loading:
             model += f"\n       [$text-muted]reading {escape(loading)}…[/]"

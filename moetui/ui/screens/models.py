@@ -20,6 +20,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
 from moetui.errors import DoesNotFit, MoetuiError, in_words
+from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_folder, discover_local
 from moetui.ui.state import ModelSelected
@@ -31,10 +32,19 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan
 
+NOT_DOWNLOADED = "↓ "  # in the "from" cell of a catalog quant that is not on this machine yet
 # (key, label, width): at 80 columns the name, where it is from (repo owner, HF cache, LM Studio ...),
 # the verdict and tok/s stay visible; the MoE shape scrolls into view
-COLUMNS = (("model", "model", 18), ("source", "from", 9), ("quant", "quant", 7), ("size", "size", 8),
+COLUMNS = (("model", "model", 18), ("source", "from", 11), ("quant", "quant", 7), ("size", "size", 8),
            ("fit", "fit on this rig", 16), ("tps", "tok/s", 6), ("moe", "MoE", 8))
+
+
+def _same_file(path: str | None) -> str:
+    """A path as one key for the same file reached through a symlink (the HF cache's snapshots)."""
+    try:
+        return str(Path(path or "").resolve())
+    except OSError:
+        return path or ""
 
 
 def fit_name(name: str, width: int) -> str:
@@ -59,6 +69,25 @@ class ModelRow:
     approx: bool = False
     shape: str | None = None  # catalog rows: the shape preset that stands in for the file
     detail: str = ""  # the verdict in full words, shown when the row is highlighted
+    local_path: str | None = None  # catalog rows: the file in the HF cache, once downloaded
+    catalog: bool = False  # a catalog quant (key REPO:QUANT) rather than a file found on this machine
+    quant_from_header: bool = False  # the quant cell is the GGUF header's file type, not a name
+
+    @property
+    def file(self) -> str | None:
+        """The local file behind the row (None: a catalog quant not downloaded)."""
+        return self.local_path if self.catalog else self.key
+
+    def source_cell(self) -> str:
+        return self.source if self.file is not None else NOT_DOWNLOADED + self.source
+
+    def describe_quant(self) -> str:
+        """Where the quant cell comes from, for the status line."""
+        if self.quant_from_header:
+            return ""
+        if self.file is None:
+            return "not downloaded: size and quant as published (the header is read once it is downloaded)"
+        return "quant from the file name (its header could not be read)"
 
 
 def verdict(p: Plan) -> str:
@@ -148,6 +177,7 @@ class ModelsScreen(Screen):
             self._rig_seen = s.rig
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
+              and all(r.local_path != s.model_path for r in self.rows.values())
               and Path(s.model_path).expanduser().is_file()):
             # a file picked elsewhere (Add, command line): one more row, judged on its own
             row = ModelRow(s.model_path, Path(s.model_path).name, "", Path(s.model_path).stat().st_size,
@@ -160,6 +190,7 @@ class ModelsScreen(Screen):
         """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
         path = self.app.state.model_path  # type: ignore[attr-defined]
         table = self.query_one(DataTable)
+        path = next((k for k, r in self.rows.items() if r.local_path and r.local_path == path), path)
         if path in self.rows and path != self._marked:
             self._marked = path
             try:
@@ -198,10 +229,15 @@ class ModelsScreen(Screen):
                 if cm.role != "target":
                     continue
                 for q in cm.quants:
+                    cached = cached_model_path(q.ref)
+                    local = str(cached) if cached is not None and cached.is_file() else None
                     rows.append(ModelRow(q.ref, cm.name, q.quant, q.size_bytes, q.repo.split("/")[0], approx=q.approx,
-                                         shape=cm.shape))
+                                         shape=cm.shape, local_path=local, catalog=True))
         except MoetuiError as exc:
             errors.append(f"catalog: {in_words(exc)}")
+        # a downloaded catalog quant is listed once, as its catalog row (the HF cache scan finds it too)
+        downloaded = {_same_file(r.local_path) for r in rows if r.local_path}
+        rows = [r for r in rows if r.catalog or _same_file(r.key) not in downloaded]
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
         self.app.call_from_thread(self._add_rows, rows, True)
@@ -212,7 +248,10 @@ class ModelsScreen(Screen):
             self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
 
         offline = unreachable_reason()
-        done = (f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+        missing = sum(1 for r in rows if r.file is None)
+        done = (f"{len(rows)} models" + (f" ({NOT_DOWNLOADED}{missing} not downloaded)" if missing else "")
+                + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+                + ("; Chat offers a download" if missing else "")
                 + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
                    "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
         self.app.call_from_thread(self._status, done)
@@ -224,15 +263,18 @@ class ModelsScreen(Screen):
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.file is not None:
                     from moetui.model.inspect import inspect_file
 
-                    row.info = inspect_file(row.key)
+                    row.info = inspect_file(row.file)
                 elif shape:
                     row.info = shape_info(shape, row.size_bytes)
                 else:
                     return "?", "no shape preset: download to inspect", ""
+            if row.file is not None and row.info.file_type and row.info.file_type != "?":
+                row.quant, row.quant_from_header = row.info.file_type, True  # the header's word, not the name's
         except Exception as exc:
+            row.detail = f"unreadable: {in_words(exc)}"
             return "?", f"unreadable: {in_words(exc)[:60]}", ""
         if rig is None:
             return moe_shape(row.info), "rig not detected yet", ""
@@ -247,6 +289,9 @@ class ModelsScreen(Screen):
         n = sum(1 for ly in p.layers if ly.experts_cpu)
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")
+        if row.file is None:
+            row.detail = (f"not downloaded ({gib(row.size_bytes)} from {row.key.split(':')[0]}); sized from its "
+                          f"published shape: {row.detail}. Chat (c) offers the download")
         return moe_shape(row.info), verdict(p), tps(p.decode_tps)
 
     @work(thread=True, group="models-eval", exit_on_error=False)
@@ -264,14 +309,15 @@ class ModelsScreen(Screen):
             size = ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
-            table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
+            table.add_row(fit_name(r.name, width), r.source_cell(), r.quant or "-", size, "…", "", moe_shape(r.info),
+                          key=r.key)
         self._mark_selected()
 
     def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
         table = self.query_one(DataTable)
         if self.rows.get(row.key) is not row:  # from a scan that was replaced since
             return
-        for col, value in zip(("moe", "fit", "tps"), cells):
+        for col, value in zip(("moe", "fit", "tps", "quant"), (*cells, row.quant or "-")):
             table.update_cell(row.key, col, value)
         if status:
             self._status(status)
@@ -282,7 +328,9 @@ class ModelsScreen(Screen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = self.rows.get(event.row_key.value or "")
         if row is not None and row.detail:
-            self._status(f"{row.name} {row.quant}: {row.detail}")
+            quant = row.describe_quant()
+            self._status(f"{row.name} {row.quant}: {row.detail}"
+                         + (f"\n{quant}" if quant and row.file is not None else ""))
 
     # ---- choosing and adding ---------------------------------------------------------------------
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -290,8 +338,10 @@ class ModelsScreen(Screen):
         row = self.rows.get(key or "")
         if row is None:
             return
-        self.post_message(ModelSelected(row.key, row.info))
-        self.notify(f"selected {row.name} {row.quant}".strip(), timeout=3)
+        # a downloaded catalog quant is selected as its file, so Chat, Tune and Export run that file
+        self.post_message(ModelSelected(row.file or row.key, row.info))
+        note = "" if row.file is not None else f" (not downloaded: {gib(row.size_bytes)}; Chat offers the download)"
+        self.notify(f"selected {row.name} {row.quant}{note}".strip(), timeout=4 if note else 3)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "models-path":

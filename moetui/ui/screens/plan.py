@@ -13,6 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
+from moetui.hub.cache import needs_download
 from moetui.model.info import KV_CACHE_TYPES
 from moetui.sizing.plan import PlanOptions, gpu_usable
 from moetui.ui.keys import app_action_bindings
@@ -98,6 +99,8 @@ class PlanScreen(Screen):
                  + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
         if c.draft is not None:
             lines.append(f"draft: {c.draft.model_path} ({'GPU' if c.draft.n_gpu_layers else 'CPU'})")
+        if s.model_path and needs_download(s.model_path):
+            lines.append("[$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]")
         if s.config is not None and s.config is not c:
             lines.append("[dim]Chat and Export use the tuned/chosen config; this is the plan[/dim]")
         self.query_one("#plan-summary", Static).update("\n".join(lines))
