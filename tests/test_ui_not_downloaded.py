@@ -142,6 +142,12 @@ async def test_declining_the_offer_says_how_to_get_it_later(hub_catalog, cpu_rig
         assert "send a message to be asked again" in chat.status_line and chat.model_worker is None
         assert "Best config" in chat.status_line
         assert needs_download(MISSING) and cached_model_path(MISSING) is None  # nothing was downloaded
+        await pilot.press("escape", "t")  # Tune cannot measure a file that is not here: it says so
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TuneScreen", what="Tune")
+        app.screen.action_start()
+        await pilot.pause()
+        assert not app.screen.running
+        assert any("is not downloaded" in str(n.message) for n in app._notifications)
 
 
 def test_run_on_a_model_not_downloaded_says_how_to_download_it(hub_catalog, capsys: pytest.CaptureFixture) -> None:
@@ -149,3 +155,23 @@ def test_run_on_a_model_not_downloaded_says_how_to_download_it(hub_catalog, caps
     err = capsys.readouterr().err
     assert "is not downloaded" in err and f"moetui models download {MISSING}" in err
     assert "no such model file" not in err
+
+
+def test_models_cli_reads_the_quant_from_the_header(tiny_moe: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    folder = tmp_path / "ggufs"
+    folder.mkdir()
+    shutil.copy(tiny_moe, folder / "mislabeled-Q8_0.gguf")  # the name says Q8_0, the header Q4_K_M
+    (folder / "broken-Q6_K.gguf").write_bytes(b"GGUF" + b"\0" * 20)  # no header to read: the name's, marked
+    add_folder(folder)
+    assert cli_main(["models", "--json"]) == 0
+    local = {Path(m["path"]).name: m["quant"] for m in json.loads(capsys.readouterr().out)["local"]}
+    assert local["mislabeled-Q8_0.gguf"] == "Q4_K_M" and local["broken-Q6_K.gguf"] == "Q6_K"
+    assert cli_main(["models"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("mislabeled-Q8_0.gguf"))
+    assert "Q4_K_M" in row.split() and "Q8_0" not in row.split()
+    broken = next(line for line in out.splitlines() if line.startswith("broken-Q6_K.gguf"))
+    assert "Q6_K?" in broken.split() and "from the file name" in out
