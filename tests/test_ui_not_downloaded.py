@@ -21,6 +21,7 @@ from moetui.paths import presets_dir
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.widgets.chat_log import ChatLog
+from moetui.ui.widgets.stats_bar import ChatStatsBar
 from moetui.ui.widgets.choice_dialog import ChoiceDialog
 
 pytestmark = pytest.mark.anyio
@@ -128,6 +129,9 @@ async def test_chat_on_a_model_not_downloaded_offers_the_download(hub_catalog, c
         chat.send("hello")
         await wait_for(pilot, lambda: chat.last_done is not None, timeout=60, what="a reply")
         assert not any(m.role == "error" for m in chat.query_one(ChatLog).messages)
+        bar = chat.query_one(ChatStatsBar)
+        if not cpu_rig.gpus:  # a CPU-only rig: the stats bar speaks of RAM, not of VRAM
+            assert not bar.uses_gpu and "VRAM" not in str(bar.render()) and "RAM" in str(bar.render())
 
 
 async def test_declining_the_offer_says_how_to_get_it_later(hub_catalog, cpu_rig: Rig) -> None:

@@ -35,6 +35,7 @@ from moetui.hub.listing import looks_like_hub_ref
 from moetui.hardware import Sampler
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import layers_from_overrides
+from moetui.sizing.plan import gpu_usable
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
 from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
 from moetui.ui.state import ModelSelected
@@ -97,6 +98,7 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
         self.ensure_loaded()
@@ -109,10 +111,17 @@ class ChatScreen(Screen):
         Chat loads a model; a hidden one just lets go of a process running an outdated config."""
         if not self.is_mounted:
             return
+        self._show_gpu_use(self.active_config())
         if self.is_current:
             self.ensure_loaded()
         elif self.loaded_config is not None and self.active_config() != self.loaded_config and not self.generating:
             self.release_worker()
+
+    def _show_gpu_use(self, cfg: Any) -> None:
+        """A CPU-only rig or config has no VRAM to show: the stats bar leaves it out (attributes down)."""
+        rig = app_state(self.app).rig
+        self.query_one(ChatStatsBar).uses_gpu = ((rig is None or gpu_usable(rig))
+                                                 and (cfg is None or cfg.n_gpu_layers != 0))
 
     def release_worker(self) -> None:
         """Free the model process (RAM, VRAM) without blocking the UI, e.g. before the tuner measures: a
