@@ -59,6 +59,8 @@ async def test_rig_screen_on_this_machine_shows_no_driver_internals(tiny_moe: Pa
         assert "NVML" not in text and "Shared Library" not in text and "cpu_only" not in text
         if not cpu_rig.gpus:
             assert "GPU    none found" in text
+            if cpu_rig.build.gpu_offload:  # a build that could offload, on a machine with nothing to offload to
+                assert "no GPU found: runs on the CPU" in text and "; GPU offload" not in text
 
 
 async def test_picking_a_reference_rig_replans() -> None:

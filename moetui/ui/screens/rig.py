@@ -55,7 +55,8 @@ def rig_details(rig: Rig) -> str:
     b = rig.build
     if b.installed:
         lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
-                     + ("[$text-success]GPU offload[/]" if b.gpu_offload else "[$text-warning]CPU only[/]"))
+                     + (("[$text-success]GPU offload[/]" if rig.gpus else "can offload, but no GPU found: runs on the CPU")
+                        if b.gpu_offload else "[$text-warning]CPU only[/]"))
     else:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
