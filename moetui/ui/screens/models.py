@@ -86,7 +86,7 @@ class ModelRow:
         if self.quant_from_header:
             return ""
         if self.file is None:
-            return "not downloaded: size and quant as published (the header is read once it is downloaded)"
+            return "quant as published (the header is read once it is downloaded)"
         return "quant from the file name (its header could not be read)"
 
 
@@ -289,9 +289,6 @@ class ModelsScreen(Screen):
         n = sum(1 for ly in p.layers if ly.experts_cpu)
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")
-        if row.file is None:
-            row.detail = (f"not downloaded ({gib(row.size_bytes)} from {row.key.split(':')[0]}); sized from its "
-                          f"published shape: {row.detail}. Chat (c) offers the download")
         return moe_shape(row.info), verdict(p), tps(p.decode_tps)
 
     @work(thread=True, group="models-eval", exit_on_error=False)
@@ -327,10 +324,15 @@ class ModelsScreen(Screen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = self.rows.get(event.row_key.value or "")
-        if row is not None and row.detail:
+        if row is None or not row.detail:
+            return
+        if row.file is None:  # what the row is before what the plan says of it
+            size = ("~" if row.approx else "") + gib(row.size_bytes)
+            self._status(f"{row.name} {row.quant}: not downloaded ({size} from {row.key.split(':')[0]}; quant and "
+                         f"size as published, the plan from its shape) — Chat (c) offers the download\n{row.detail}")
+        else:
             quant = row.describe_quant()
-            self._status(f"{row.name} {row.quant}: {row.detail}"
-                         + (f"\n{quant}" if quant and row.file is not None else ""))
+            self._status(f"{row.name} {row.quant}: {row.detail}" + (f"\n{quant}" if quant else ""))
 
     # ---- choosing and adding ---------------------------------------------------------------------
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
