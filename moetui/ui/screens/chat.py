@@ -7,7 +7,8 @@ worker and reach the log as typed messages in batches (at most 20 UI updates a s
 speed), so the UI costs the model little: the child process never waits on us.
 
 Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
-the live sampler share the screen's state; the messages live in chat_messages.py.
+the live sampler share the screen's state; the messages live in chat_messages.py, the offer to download a
+hub model that is not on this machine yet in chat_download.py.
 """
 
 from __future__ import annotations
@@ -27,21 +28,17 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
-from moetui.errors import MoetuiError, first_line, in_words
+from moetui.errors import MoetuiError, first_line
 from moetui.hub.cache import cached_model_path, needs_download
-from moetui.hub.catalog import find_quant
-from moetui.hub.download import DownloadCancelled, download_model
 from moetui.hub.listing import looks_like_hub_ref
 from moetui.hardware import Sampler
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.plan import gpu_usable
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
+from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
 from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
-from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
-from moetui.ui.widgets.choice_dialog import ChoiceDialog
-from moetui.ui.widgets.format import gib
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
@@ -50,7 +47,7 @@ FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
 
 
-class ChatScreen(Screen):
+class ChatScreen(DownloadOffer, Screen):
     CSS_PATH = FLOWS_TCSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_leave_input", "Stop"),
@@ -159,74 +156,13 @@ class ChatScreen(Screen):
         if needs_download(path):
             if self.downloading is not None:
                 return False  # its progress is in the status line
-            self.status_line = _not_downloaded(path)
+            self.status_line = not_downloaded(path)
             if self.offered != path and self.is_current:
                 self.offer_download(path)
             return False
         self.status_line = (f"{path} has no file on this machine (a shape preset or a moved file): pick a local or "
                             "downloaded model in Models (m), or run Best config (b).")
         return False
-
-    # --- a hub model that is not downloaded yet ------------------------------------------------------
-    def offer_download(self, ref: str) -> None:
-        """Ask whether to download REF now; Best config (download + tune + chat) is the other way on."""
-        self.offered = ref
-        size = _download_size(ref, app_state(self.app).model_info)
-        dialog = ChoiceDialog(
-            f"{ref.split('/')[-1]} is not downloaded",
-            f"{ref} is not on this machine yet, so it cannot chat. Download it now "
-            f"({size} into the Hugging Face cache, resumable, checked against the hub's SHA-256)? "
-            "Best config downloads it too, then tunes it for this rig and opens Chat.",
-            [("download", f"Download {size}"), ("best", "Best config (download + tune)")])
-        self.app.push_screen(dialog, lambda choice: self._download_chosen(ref, choice))
-
-    def _download_chosen(self, ref: str, choice: str | None) -> None:
-        if choice == "download":
-            self.start_download(ref)
-        elif choice == "best":
-            self.app.action_open("best")  # type: ignore[attr-defined]
-        else:
-            self.status_line = _not_downloaded(ref)
-
-    def start_download(self, ref: str) -> None:
-        self.downloading = ref
-        self._download_cancel = threading.Event()
-        self.status_line = f"Downloading {ref} … (Esc cancels; it resumes later)"
-        self.query_one(ChatLog).add_message("info", f"Downloading {ref} into the Hugging Face cache …")
-        self._download(ref, self._download_cancel)
-
-    @work(thread=True, exclusive=True, group="chat-download", exit_on_error=False)
-    def _download(self, ref: str, cancel: threading.Event) -> None:
-        def progress(p: Any) -> None:
-            eta = f" · {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-            what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s{eta}"
-            ui_call(self.app, setattr, self, "status_line",
-                    f"Downloading {ref}: {gib(p.bytes_done)} of {gib(p.bytes_total)} ({p.fraction:.0%}) · {what} "
-                    "(Esc cancels)")
-
-        try:
-            result = download_model(ref, progress=progress, cancel=cancel, progress_interval_s=0.2)
-        except DownloadCancelled:
-            ui_call(self.app, self._download_ended, ref, None, None)
-            return
-        except Exception as exc:  # noqa: BLE001 - shown in words; the app stays up
-            ui_call(self.app, self._download_ended, ref, None, exc)
-            return
-        ui_call(self.app, self._download_ended, ref, result.path, None)
-
-    def _download_ended(self, ref: str, path: Path | None, exc: BaseException | None) -> None:
-        self.downloading = None
-        log = self.query_one(ChatLog)
-        if path is not None:
-            log.add_message("info", f"Downloaded {ref}: {path.name}. Loading it …")
-            self.post_message(ModelSelected(str(path), None))  # the App inspects and plans the file, Chat loads it
-        elif exc is None:
-            self.status_line = f"Download of {ref} cancelled; the part already fetched is kept for next time."
-            log.add_message("info", "Download cancelled.")
-        else:
-            self.status_line = f"Could not download {ref}: {first_line(in_words(exc), 120)}"
-            log.add_message("error", first_line(in_words(exc)))
-            show_error(self, "The download failed", exc)
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
@@ -538,23 +474,6 @@ class ChatScreen(Screen):
         if cfg is not None:
             self._loading_config = self._failed_config = None
             self.start_load(cfg)
-
-
-def _not_downloaded(ref: str) -> str:
-    return (f"{ref} is not downloaded, so it cannot chat yet: send a message to be asked again, or run Best config "
-            "(b), which downloads and tunes it.")
-
-
-def _download_size(ref: str, info: Any) -> str:
-    """What a download of REF costs, from the remote header read (exact) or the catalog (about)."""
-    size = getattr(info, "file_bytes", 0) if info is not None and str(getattr(info, "path", "")).startswith("hf://") else 0
-    if size:
-        return gib(size)
-    try:
-        found = find_quant(ref)
-    except MoetuiError:
-        found = None
-    return f"~{gib(found[1].size_bytes)}" if found else "its size on the hub"
 
 
 def _is_proxy(info: Any, config: Any) -> bool:
