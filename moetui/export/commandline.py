@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from moetui.config import RunConfig, TensorOverride
 from moetui.export import quoting
 from moetui.export.flags import ToolFlags, detect_flags
+from moetui.hub.listing import looks_like_hub_ref
 from moetui.sizing.overrides import layers_from_overrides, n_cpu_moe_equivalent
 
 NGL_ALL_FALLBACK = "999"  # releases without `-ngl all`: more layers than any model has
@@ -59,7 +60,12 @@ def _path_warnings(cfg: RunConfig) -> list[str]:
     if cfg.draft and cfg.draft.kind == "model" and cfg.draft.model_path:
         paths.append(("draft model", cfg.draft.model_path))
     for what, p in paths:
-        if not os.path.exists(p):
+        if os.path.exists(p):
+            continue
+        if looks_like_hub_ref(p):
+            out.append(f"{what} {p} is not downloaded: `moetui models download {p}` fetches it; then export "
+                       "again for its path")
+        else:
             out.append(f"{what} {p} does not exist (yet)")
     return out
 

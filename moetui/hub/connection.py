@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from moetui.errors import HubError
+from moetui.errors import HubError, network_reason
 from urllib.parse import urlsplit
 import socket
 
@@ -51,7 +51,7 @@ def unreachable_reason(timeout_s: float = 2.0) -> str | None:
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as exc:
-        return f"cannot reach {host} ({exc.strerror or type(exc).__name__})"
+        return f"cannot reach {host}: {network_reason(exc)}"
     return None
 
 
@@ -104,6 +104,6 @@ def hub_errors(what: str) -> Iterator[None]:
         status = exc.response.status_code if exc.response is not None else "?"
         raise HubError(f"{what}: the hub answered HTTP {status}") from exc
     except (httpx2.ConnectError, httpx2.TimeoutException) as exc:
-        raise HubError(f"offline: {what}: cannot reach {endpoint()} ({type(exc).__name__}: {exc})") from exc
+        raise HubError(f"offline: {what}: cannot reach {endpoint()}: {network_reason(exc)}") from exc
     except httpx2.HTTPError as exc:
-        raise HubError(f"{what}: network error ({type(exc).__name__}: {exc})") from exc
+        raise HubError(f"{what}: the connection to {endpoint()} failed: {network_reason(exc)}") from exc

@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
@@ -114,7 +114,7 @@ class MoetuiApp(App):
             try:
                 screen = getattr(importlib.import_module(module_name), class_name)()
             except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
-                self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                self.notify(f"{title} is not available: {in_words(exc)}", title="Screen unavailable",
                             severity="warning")
                 return None
             self.install_screen(screen, name)
@@ -141,7 +141,7 @@ class MoetuiApp(App):
                 fn()
             except Exception as exc:  # one screen's bug must not take the others down
                 self.log.error(f"{s!r}.refresh_from_state failed: {exc!r}")
-                self.notify(f"{type(s).__name__}: {type(exc).__name__}: {exc}", severity="error")
+                self.notify(f"{self.screen_title(s) or type(s).__name__}: {in_words(exc)}", severity="error")
 
     def screen_title(self, screen: Screen) -> str | None:
         """'Tune' for the installed Tune screen; None for a screen moetui did not install (a dialog)."""
@@ -300,7 +300,7 @@ class MoetuiApp(App):
         s = self.state
         s.loading_model = None
         # MoetuiErrors name the file already; anything else gets the path and the exception type
-        s.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
+        s.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {in_words(exc)}"
         self.notify(s.model_error, title="Cannot use this model",
                     severity="error", timeout=8)
         self.refresh_screens()
@@ -347,14 +347,14 @@ class MoetuiApp(App):
         s = self.state
         s.planning = False
         s.plan = None
-        s.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+        s.plan_error = in_words(exc)
         if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
             self.notify(s.plan_error, title="No plan", severity="error", timeout=8)
         self.refresh_screens()
 
     def _detect_failed(self, exc: BaseException) -> None:
         self.state.detecting = False
-        self.notify(f"{type(exc).__name__}: {exc}", title="Rig detection failed", severity="error", timeout=8)
+        self.notify(in_words(exc), title="Rig detection failed", severity="error", timeout=8)
         self.refresh_screens()
 
 

@@ -35,7 +35,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError, first_line
+from moetui.errors import ConfigError, HubError, MoetuiError, first_line, in_words
 from moetui.hardware import Rig, detect_rig
 from moetui.hub.best_pick import NothingFits, pick_from_catalog
 from moetui.hub.cache import cached_model_path
@@ -270,7 +270,7 @@ class BestConfigScreen(Screen):
             say.show(FlowEnded(FlowOutcome.CANCELLED, current) if cancel.is_set()
                      else FlowEnded(FlowOutcome.FAILED, current, error=exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a step: report it and keep the app up
-            say.show(FlowEnded(FlowOutcome.FAILED, current, error=RuntimeError(f"{type(exc).__name__}: {exc}")))
+            say.show(FlowEnded(FlowOutcome.FAILED, current, error=RuntimeError(in_words(exc))))
 
     def _step_rig(self, rig: Rig | None, cancel: threading.Event, say: FlowReporter) -> Rig:
         if rig is None and app_state(self.app).detecting:

@@ -8,13 +8,15 @@ UI updates a second, whatever the decode speed), so the UI costs the model littl
 never waits on us.
 
 Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
-the live sampler share the screen's state; the messages live in chat_messages.py.
+the live sampler share the screen's state; the messages live in chat_messages.py, the offer to download a
+hub model that is not on this machine yet in chat_download.py.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,12 +31,16 @@ from textual.widgets import Button, Collapsible, Footer, Input, Static
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError, first_line
+from moetui.hub.cache import cached_model_path, needs_download
+from moetui.hub.listing import looks_like_hub_ref
 from moetui.hardware import Sampler
 from moetui.model.info import ModelInfo
 from moetui.runtime.client import DoneEvent, ErrorEvent, LoadInfo, ModelWorker, StatsEvent, TokenEvent
 from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
+from moetui.sizing.plan import gpu_usable
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
+from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
 from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
@@ -47,7 +53,7 @@ SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
 Sampling = dict[str, float | int | list[str]]
 
 
-class ChatScreen(Screen):
+class ChatScreen(DownloadOffer, Screen):
     CSS_PATH = FLOWS_TCSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_leave_input", "Stop"),
@@ -81,6 +87,9 @@ class ChatScreen(Screen):
         self._unclaimed: set[ModelWorker] = set()
         self._unclaimed_lock = threading.Lock()
         self._reply: ChatMessage | None = None
+        self.offered: str | None = None  # the hub model whose download was last offered (asked once per selection)
+        self.downloading: str | None = None  # the hub model being downloaded
+        self._download_cancel = threading.Event()
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
         self.last_done: DoneEvent | None = None  # the last reply's (tests and the overhead check read it)
 
@@ -98,6 +107,7 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
         self.ensure_loaded()
@@ -110,10 +120,17 @@ class ChatScreen(Screen):
         Chat loads a model; a hidden one just lets go of a process running an outdated config."""
         if not self.is_mounted:
             return
+        self._show_gpu_use(self.active_config())
         if self.is_current:
             self.ensure_loaded()
         elif self.loaded_config is not None and self.active_config() != self.loaded_config and not self.generating:
             self.release_worker()
+
+    def _show_gpu_use(self, cfg: RunConfig | None) -> None:
+        """A CPU-only rig or config has no VRAM to show: the stats bar leaves it out (attributes down)."""
+        rig = app_state(self.app).rig
+        self.query_one(ChatStatsBar).uses_gpu = ((rig is None or gpu_usable(rig))
+                                                 and (cfg is None or cfg.n_gpu_layers != 0))
 
     def release_worker(self) -> None:
         """Free the model process (RAM, VRAM) without blocking the UI, e.g. before the tuner measures: a
@@ -139,7 +156,29 @@ class ChatScreen(Screen):
     # --- model worker lifecycle -------------------------------------------------------------------
     def active_config(self) -> RunConfig | None:
         active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
-        return active.config if active else None
+        cfg = active.config if active else None
+        if cfg is not None and looks_like_hub_ref(cfg.model_path) and not Path(cfg.model_path).exists():
+            cached = cached_model_path(cfg.model_path)  # a hub model downloaded since it was planned
+            if cached is not None and cached.is_file():
+                cfg = replace(cfg, model_path=str(cached))
+        return cfg
+
+    def _runnable(self, cfg: RunConfig) -> bool:
+        """Whether the config names a file to load; if not, say why (and offer a download) instead of
+        letting the worker fail with "no such model file"."""
+        path = cfg.model_path
+        if Path(path).expanduser().is_file():
+            return True
+        if needs_download(path):
+            if self.downloading is not None:
+                return False  # its progress is in the status line
+            self.status_line = not_downloaded(path)
+            if self.offered != path and self.is_current:
+                self.offer_download(path)
+            return False
+        self.status_line = (f"{path} has no file on this machine (a shape preset or a moved file): pick a local or "
+                            "downloaded model in Models (m), or run Best config (b).")
+        return False
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
@@ -151,6 +190,8 @@ class ChatScreen(Screen):
             return
         if cfg == self._failed_config:
             return  # it failed already: retry only when asked (a message, Ctrl+R), not on every screen resume
+        if self.downloading is not None or not self._runnable(cfg):
+            return
         self.start_load(cfg)
 
     def start_load(self, config: RunConfig) -> None:
@@ -267,6 +308,7 @@ class ChatScreen(Screen):
         self.query_one(ChatLog).add_message("info", "(waiting for the model to load)")
         if not self.model_loading:
             self._failed_config = None  # sending is asking to try again
+            self.offered = None  # ... and to be asked about a download again
             self.ensure_loaded()
 
     def _send(self, text: str) -> None:
@@ -424,6 +466,8 @@ class ChatScreen(Screen):
         (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
         if self.generating:
             self.action_stop()
+        elif self.downloading is not None:
+            self._download_cancel.set()
         elif isinstance(self.focused, Input):
             self.query_one(ChatLog).focus()
 

@@ -5,11 +5,13 @@ typed values, as the Tune screen's TunerEvent carries the tuner's events; ChatSc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.message import Message
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError
+from moetui.hub.download import DownloadProgress
 from moetui.runtime.client import Event, LoadInfo, ModelWorker
 
 
@@ -42,3 +44,21 @@ class MemorySampled(Message, bubble=False):
     vram_bytes: int | None
     vram_scope: str
     rss_bytes: int | None
+
+
+@dataclass
+class DownloadProgressed(Message, bubble=False):
+    """How far the download of the hub model `ref` has come (the hub's own progress event)."""
+
+    ref: str
+    progress: DownloadProgress
+
+
+@dataclass
+class DownloadEnded(Message, bubble=False):
+    """The download of `ref` ended: `path` is the file it fetched, or `error` says why not; neither: it was
+    cancelled (the part fetched is kept for a later resume)."""
+
+    ref: str
+    path: Path | None = None
+    error: BaseException | None = None

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from moetui.hardware.bandwidth import bandwidth_words
+from moetui.hub.cache import needs_download
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gib, plan_mode, tps
@@ -73,6 +74,8 @@ class HomeScreen(Screen):
             model = f"[b]Model[/b]  {s.model_path}"
         else:
             model = "[b]Model[/b]  none selected: press [b]m[/b] to pick one, or the button above"
+        if s.model_path and needs_download(s.model_path):
+            model += "\n       [$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]"
         if s.loading_model:
             model += f"\n       [$text-muted]reading {escape(s.loading_model)}…[/]"
         if s.model_error:

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.hardware import Sampler, list_presets, load_preset
 from moetui.hardware.bandwidth import bandwidth_how, bandwidth_words
 from moetui.ui.keys import app_action_bindings
@@ -61,7 +61,8 @@ def rig_details(rig: Rig, now: float | None = None) -> str:
     b = rig.build
     if b.installed:
         lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
-                     + ("[$text-success]GPU offload[/]" if b.gpu_offload else "[$text-warning]CPU only[/]"))
+                     + (("[$text-success]GPU offload[/]" if rig.gpus else "can offload, but no GPU found: runs on the CPU")
+                        if b.gpu_offload else "[$text-warning]CPU only[/]"))
     else:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
@@ -119,15 +120,17 @@ class RigScreen(Screen):
         try:
             sampler = Sampler()
         except Exception as exc:  # the gauges are a nicety: show n/a, keep going
-            self.app.call_from_thread(self.notify, f"live gauges unavailable: {exc}", severity="warning")
+            self.app.call_from_thread(self.notify, f"live gauges unavailable: {in_words(exc)}", severity="warning")
             return
         self.app.call_from_thread(self._sampler_ready, sampler)
 
     def _sampler_ready(self, sampler) -> None:
         self._sampler = sampler
-        if sampler.error:
+        rig = self.app.state.rig  # type: ignore[attr-defined]
+        if sampler.error and not (rig is not None and rig.source == "detected" and not rig.gpus):
+            # a machine with no GPU has no GPU gauges to miss: say nothing of the driver there
             self.query_one("#rig-live-title", Static).update(
-                f"[b]Live[/b] [$text-muted](this machine, 2 Hz; GPU: {sampler.error})[/]")
+                f"[b]Live[/b] [$text-muted](this machine, 2 Hz; no GPU gauges: {escape(sampler.error)})[/]")
 
     def _tick(self) -> None:
         if self._sampler is not None and self.is_current:

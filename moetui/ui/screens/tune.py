@@ -18,7 +18,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, MoetuiError, first_line
+from moetui.errors import ConfigError, MoetuiError, first_line, in_words
+from moetui.hub.cache import needs_download
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -131,6 +132,10 @@ class TuneScreen(Screen):
         if self.running:
             return
         state = app_state(self.app)
+        if state.model_path and needs_download(state.model_path):
+            self.notify(f"{state.model_path} is not downloaded: a tune measures the file. Chat (c) offers the "
+                        "download; Best config (b) downloads and tunes it.", title="Not downloaded", severity="warning")
+            return
         if not state.model_path or not Path(state.model_path).is_file():
             self.notify("Select a local model first (m), or run Best config (b) to get one.", severity="warning")
             return
@@ -210,7 +215,7 @@ class TuneScreen(Screen):
             self.post_message(TuneEnded(error=exc, cancelled=cancel.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - a tuner bug: report it, keep the app up
-            self.post_message(TuneEnded(error=RuntimeError(f"{type(exc).__name__}: {exc}")))
+            self.post_message(TuneEnded(error=RuntimeError(in_words(exc))))
             return
         self.post_message(TuneEnded(result=result))
 
