@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -159,7 +160,8 @@ async def test_rescan_and_add_judge_only_new_rows(tiny_moe: Path, tmp_path: Path
         screen._status_done()
         await pilot.pause()
         status = str(screen.query_one("#models-status").render())
-        assert status.startswith(f"{len(table.rows)} models — Enter selects"), status
+        # (catalog quants not downloaded are counted apart: "(↓ N not downloaded)")
+        assert re.match(rf"{len(table.rows)} models( \(↓ \d+ not downloaded\))? — Enter selects", status), status
         assert len(table.rows) == len(first) + 1
 
     # another rig: every row judged for it
@@ -170,3 +172,21 @@ async def test_rescan_and_add_judge_only_new_rows(tiny_moe: Path, tmp_path: Path
         await pilot.press("m")
         await wait_for(pilot, lambda: _scanned(app), what="the scan on another rig", timeout=90)
         assert VERDICTS.computed - before == len(app.screen.rows) - sum(r.missing for r in app.screen.rows.values())
+
+
+def test_a_catalog_quants_verdict_is_kept_apart_once_it_is_downloaded(tiny_moe: Path, tmp_path: Path) -> None:
+    """Not downloaded, a catalog quant is judged from its shape preset; downloaded, from its file's header:
+    the two verdicts must not stand in for each other, and an edited file is judged again."""
+    from moetui.ui.screens.models import ModelRow, VerdictCache
+
+    rig_id = "rig"
+    ref = "me/tiny-GGUF:Q4_K_M"
+    tiny_moe = Path(shutil.copy(tiny_moe, tmp_path / tiny_moe.name))  # its mtime changes below
+    remote = ModelRow(ref, "tiny", "Q4_K_M", 1 << 30, "me", shape="qwen3-30b-a3b", catalog=True)
+    local = ModelRow(ref, "tiny", "Q4_K_M", 1 << 30, "me", shape="qwen3-30b-a3b", catalog=True,
+                     local_path=str(tiny_moe))
+    assert remote.file is None and local.file == str(tiny_moe)
+    k_remote, k_local = VerdictCache.key(remote, rig_id), VerdictCache.key(local, rig_id)
+    assert k_remote is not None and k_local is not None and k_remote != k_local
+    os.utime(tiny_moe, ns=(tiny_moe.stat().st_atime_ns, tiny_moe.stat().st_mtime_ns + 10**9))
+    assert VerdictCache.key(local, rig_id) != k_local
