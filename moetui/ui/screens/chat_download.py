@@ -102,7 +102,7 @@ def not_downloaded(ref: str) -> str:
 
 def _download_size(ref: str, info: ModelInfo | None) -> str:
     """What a download of REF costs, from the remote header read (exact) or the catalog (about)."""
-    size = getattr(info, "file_bytes", 0) if info is not None and str(getattr(info, "path", "")).startswith("hf://") else 0
+    size = info.file_bytes if info is not None and info.path.startswith("hf://") else 0
     if size:
         return gib(size)
     try:
