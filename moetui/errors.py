@@ -5,6 +5,7 @@ one place: classify_failure."""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -28,6 +29,11 @@ class ErrorKind(StrEnum):
     CANCELLED = "cancelled"
     BUDGET = "budget"  # the tune's time budget ran out while it loaded or measured (not a hang)
 
+    @property
+    def words(self) -> str:
+        """The kind as a person reads it ("failed_before" -> "failed in an earlier tune")."""
+        return _KIND_WORDS.get(self, self.value.replace("_", " "))
+
     @classmethod
     def parse(cls, value: object) -> "ErrorKind":
         """The kind a worker or a saved file names; ERROR for one this version does not know."""
@@ -36,6 +42,15 @@ class ErrorKind(StrEnum):
         except ValueError:
             return cls.ERROR
 
+
+_KIND_WORDS = {
+    ErrorKind.CRASH: "crashed", ErrorKind.OOM: "out of memory", ErrorKind.HANG: "stopped responding",
+    ErrorKind.LOAD: "would not load", ErrorKind.CONTEXT: "context refused", ErrorKind.CONFIG: "setting refused",
+    ErrorKind.DRAFT_MISMATCH: "draft model does not match", ErrorKind.STATE: "no model running",
+    ErrorKind.PROTOCOL: "no proper reply", ErrorKind.RPC: "remote host failed", ErrorKind.ERROR: "failed",
+    ErrorKind.HEADROOM: "left too little free memory", ErrorKind.FAILED_BEFORE: "failed in an earlier tune",
+    ErrorKind.CANCELLED: "cancelled",
+}
 
 # what llama.cpp and CUDA print when an allocation fails
 OOM_WORDS = ("out of memory", "failed to allocate", "cudamalloc failed", "unable to allocate")
@@ -85,6 +100,56 @@ def first_line(exc: BaseException | str, limit: int | None = None) -> str:
     if not line and isinstance(exc, BaseException):
         line = type(exc).__name__
     return line[:limit] if limit is not None else line
+
+
+# ---- raw internals in words: what a socket, a driver library or a Python exception says, for a person ----
+# errno values of a failed connection (negative ones are getaddrinfo's EAI_* codes, as httpx shows them)
+_NET_ERRNO = {
+    -2: "its name could not be looked up (no network connection, or no DNS)",
+    -3: "its name could not be looked up just now (DNS did not answer; try again)",
+    -5: "its name has no address (no network connection, or no DNS)",
+    101: "the network is unreachable (no network connection)",
+    104: "the connection was reset",
+    110: "it did not answer in time",
+    111: "it refused the connection (nothing listens there)",
+    113: "there is no route to it (no network connection)",
+}
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words: "[Errno -2] Name or service not known" (a socket.gaierror, or the
+    text httpx wraps it in) -> "its name could not be looked up (no network connection, or no DNS)"."""
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        m = re.search(r"\[Errno (-?\d+)\]", str(exc))
+        code = int(m.group(1)) if m else None
+    if code in _NET_ERRNO:
+        return _NET_ERRNO[code]
+    text = str(exc).lower()
+    if isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in type(exc).__name__.lower():
+        return _NET_ERRNO[110]
+    if isinstance(exc, ConnectionRefusedError) or "refused" in text:
+        return _NET_ERRNO[111]
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return _NET_ERRNO[-2]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return first_line(exc) or "the connection failed"
+
+
+def in_words(exc: BaseException) -> str:
+    """An exception as a person reads it: a MoetuiError's own message; a file or network error's reason in
+    words; anything else (a bug) says it is unexpected, with the type kept for a bug report."""
+    if isinstance(exc, MoetuiError):
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in ("ConnectError", "ConnectTimeout"):
+        return f"cannot connect: {network_reason(exc)}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror[0].lower() + exc.strerror[1:]}"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return f"unexpected error ({type(exc).__name__}: {first_line(exc, 200)}); please report it"
 
 
 class MoetuiError(Exception):

@@ -9,8 +9,11 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from textual.message import Message
 from ui_pilot import wait_for
 
 from moetui.cli import build_parser
@@ -21,6 +24,8 @@ from moetui.model.inspect import inspect_file
 from moetui.tuner.active import ConfigSource, active_for_model, choose, saved_profile
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.best import BestConfigScreen
+from moetui.ui.screens.best_messages import FlowReporter
+from moetui.ui.state import PlanChanged
 
 QUICK = ["-p", "32", "-n", "8", "-r", "3"]
 
@@ -42,6 +47,20 @@ def comparable(cfg: dict) -> dict:
 def exported(model: Path) -> tuple[dict, str]:
     proc = moetui("export", str(model), "--tool", "config", "--json")
     return json.loads(proc.stdout)["config"], proc.stderr
+
+
+@dataclass
+class KeptMessages(FlowReporter):
+    """Best config's reporter for a step called on its own: keeps the messages instead of posting them."""
+
+    to_screen: list[Message] = field(default_factory=list)
+    to_app: list[Message] = field(default_factory=list)
+
+    def show(self, message: Message) -> None:
+        self.to_screen.append(message)
+
+    def tell_app(self, message: Message) -> None:
+        self.to_app.append(message)
 
 
 def test_tuned_and_planned_configs_agree_everywhere(tiny_moe: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
@@ -79,8 +98,11 @@ def test_tuned_and_planned_configs_agree_everywhere(tiny_moe: Path, tiny_model) 
             await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
             assert comparable(app.state.plan.config.to_dict()) == comparable(planned["config"])  # the Plan screen's
             assert app.state.active().source is ConfigSource.PLANNED
-            _, best_plan = BestConfigScreen()._step_plan(other, None, rig, None, lambda *a: None)
+            best = BestConfigScreen()
+            said = KeptMessages(best, threading.Event())
+            _, best_plan = best._step_plan(other, None, rig, None, said)
             assert comparable(best_plan.config.to_dict()) == comparable(planned["config"])  # Best config's plan step
+            assert [m.plan for m in said.to_app if isinstance(m, PlanChanged)] == [best_plan]  # and what it tells the App
 
     asyncio.run(in_the_app())
 

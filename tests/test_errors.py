@@ -9,6 +9,8 @@ import pytest
 
 from moetui.errors import (
     ConfigError,
+    in_words,
+    network_reason,
     DraftMismatch,
     ErrorKind,
     ModelFileError,
@@ -73,3 +75,58 @@ def test_first_line_never_raises(exc: BaseException | str, line: str) -> None:
 
 def test_first_line_cuts_to_the_limit() -> None:
     assert first_line(ValueError("x" * 500), 160) == "x" * 160
+
+
+# ---- raw internals in words ----------------------------------------------------------------------
+def _closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    return port
+
+
+def test_a_refused_connection_reads_in_words() -> None:
+    import socket
+
+    with pytest.raises(OSError) as info:
+        socket.create_connection(("127.0.0.1", _closed_port()), timeout=2)
+    assert network_reason(info.value) == "it refused the connection (nothing listens there)"
+    assert in_words(info.value).startswith("cannot connect: it refused")
+
+
+def test_a_name_that_cannot_be_looked_up_reads_in_words() -> None:
+    import socket
+
+    with pytest.raises(socket.gaierror) as info:
+        socket.getaddrinfo("no-such-host.invalid", 443)
+    words = network_reason(info.value)
+    assert "could not be looked up" in words or "has no address" in words
+    assert "Errno" not in words
+    # the text httpx wraps it in reads the same
+    assert network_reason(RuntimeError("[Errno -2] Name or service not known")) == \
+        "its name could not be looked up (no network connection, or no DNS)"
+
+
+def test_a_file_error_names_the_file_and_a_bug_says_it_is_one(tmp_path) -> None:
+    with pytest.raises(OSError) as info:
+        open(tmp_path / "missing.gguf")
+    assert in_words(info.value) == f"{tmp_path / 'missing.gguf'}: no such file or directory"
+    assert in_words(ConfigError("context must be positive")) == "context must be positive"
+    bug = in_words(KeyError("n_ctx"))
+    assert bug.startswith("unexpected error (KeyError") and "report" in bug
+
+
+def test_every_error_kind_has_words() -> None:
+    for kind in ErrorKind:
+        assert kind.words and "_" not in kind.words
+    assert ErrorKind.FAILED_BEFORE.words == "failed in an earlier tune"
+
+
+def test_the_ui_and_the_tuner_name_plan_modes_alike() -> None:
+    from moetui.sizing.explain import MODE_WORDS
+    from moetui.ui.widgets.format import PLAN_MODES
+
+    assert PLAN_MODES == MODE_WORDS and all("_" not in w for w in MODE_WORDS.values())

@@ -204,3 +204,13 @@ def test_older_llama_bench_spellings() -> None:
     assert _value(a, "-fa") == "1" and _value(a, "-mmp") == "0" and "-lm" not in a
     cmd = export_command(RunConfig(model_path="m.gguf", load_mode="mlock"), "bench", flags)
     assert "-fa" not in cmd.argv and any("mlock" in d for d in cmd.differences)
+
+
+def test_a_hub_model_not_downloaded_is_named_as_such() -> None:
+    from moetui.export.commandline import _path_warnings
+
+    ref = "me/never-GGUF:Q4_K_M"
+    warnings = _path_warnings(RunConfig(model_path=ref))
+    assert warnings == [f"model {ref} is not downloaded: `moetui models download {ref}` fetches it; then export "
+                        "again for its path"]
+    assert _path_warnings(RunConfig(model_path="/nope/x.gguf")) == ["model /nope/x.gguf does not exist (yet)"]

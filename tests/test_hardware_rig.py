@@ -229,7 +229,7 @@ def test_detect_from_recorded_trees() -> None:
     assert rig.cpu.performance_cores == 6
     assert 31 * GiB < rig.memory.total_bytes < 32 * GiB
     assert [g.vendor for g in rig.gpus] == ["amd", "amd"] and [g.index for g in rig.gpus] == [0, 1]
-    assert any("NVML library" in w for w in rig.warnings)
+    assert any("no NVIDIA driver installed" in w for w in rig.warnings)
 
 
 def test_detect_apple_from_sysctl() -> None:
@@ -244,8 +244,11 @@ def test_detect_with_bandwidth_probe_and_cache() -> None:
     assert first.ram_bandwidth_gbs and first.ram_bandwidth_gbs > 0.5
     assert first.bandwidth_probe and not first.bandwidth_probe.cached
     second = detect.detect_rig(sysctl_text=None)
-    assert second.bandwidth_probe and second.bandwidth_probe.cached
-    assert second.ram_bandwidth_gbs == first.ram_bandwidth_gbs
+    assert second.bandwidth_probe and second.bandwidth_probe.check_gbs  # a quick check of the cached figure
+    if second.bandwidth_probe.note.startswith("re-measured:"):  # the check read 1.5x more: a better figure
+        assert second.ram_bandwidth_gbs > first.ram_bandwidth_gbs
+    else:
+        assert second.bandwidth_probe.cached and second.ram_bandwidth_gbs == first.ram_bandwidth_gbs
     assert second.fingerprint == first.fingerprint
 
 
@@ -282,12 +285,14 @@ def test_cli_json_and_table_within_budget() -> None:
     rig = Rig.from_dict(json.loads(p.stdout))
     assert rig.ram_bandwidth_gbs and rig.fingerprint.startswith("rig-")
     assert rig.bandwidth_probe and not rig.bandwidth_probe.cached
+    assert rig.bandwidth_probe.measured_at and abs(time.time() - rig.bandwidth_probe.measured_at) < 60  # when
     # 2 s is the budget on an idle machine; allow slack for a loaded CI box, report the real figure.
     assert wall < 4.0, f"moetui detect --json took {wall:.2f} s"
     p = _cli()
     assert p.returncode == 0, p.stderr
     for word in ("RAM bandwidth", "llama.cpp", "ISA", "fingerprint"):
         assert word in p.stdout
+    assert "measured just now, " in p.stdout  # the cached figure, and when it was measured
 
 
 def test_cli_preset_and_list() -> None:

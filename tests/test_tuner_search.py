@@ -237,3 +237,9 @@ def test_over_many_seeds_noise_rarely_decides_and_a_real_gain_usually_does():
     same = verdicts(1.0, 0.03)
     assert sum(v != Verdict.TIE for v in same) <= 5  # ~5% in a 300-seed run, each by less than the noise
     assert verdicts(1.10, 0.02).count(Verdict.BETTER) >= 57
+
+
+def test_every_dimension_is_named_in_words() -> None:
+    from moetui.tuner.options import DIMENSION_WORDS, DIMENSIONS
+
+    assert set(DIMENSION_WORDS) == set(DIMENSIONS) and all("_" not in w for w in DIMENSION_WORDS.values())

@@ -101,7 +101,7 @@ async def test_truncated_gguf_is_reported_and_app_stays_up(tiny_moe: Path, tmp_p
         good = app.state.model_info
         app.post_message(ModelSelected(str(bad)))
         await settle(app, pilot)
-        assert app.model_error and "truncated.gguf" in app.model_error
+        assert app.state.model_error and "truncated.gguf" in app.state.model_error
         assert any(n.severity == "error" for n in app._notifications)
         assert app.state.model_info is good  # the previous selection's info is kept
         assert "✗" in app.screen_text()  # the Home model card says why (the toast says it too)
@@ -113,7 +113,7 @@ async def test_truncated_gguf_is_reported_and_app_stays_up(tiny_moe: Path, tmp_p
 async def test_rig_is_detected_in_a_worker(tiny_moe: Path) -> None:
     app = MoetuiApp(model_path=str(tiny_moe))
     async with app.run_test(size=(80, 24)) as pilot:
-        assert app.state.rig is None or app.detecting is False
+        assert app.state.rig is None or app.state.detecting is False
         await settle(app, pilot, 4)
         assert app.state.rig is not None and app.state.rig.source == "detected"
         assert app.state.plan is not None  # planned once both rig and model were known

@@ -5,14 +5,18 @@ the app stays up, and closing the app leaves no model process behind."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 import psutil
 from ui_pilot import wait_for
 
 from moetui.config import RunConfig
 from moetui.hardware import Rig
+from moetui.runtime.client import LoadInfo, ModelWorker
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.state import ConfigChosen
@@ -137,16 +141,51 @@ def test_a_truncated_model_shows_an_error_and_the_app_stays_up(tiny_moe: Path, c
             await pilot.pause(1.0)
             # back on Chat, it does not retry the broken file by itself (no dialog loop)
             assert app.screen is chat and app.is_running and not chat.model_loading
+            log = chat.query_one(ChatLog)
+            assert [m.role for m in log.messages] == ["error"]
             # the app is still usable: a good config loads and answers
             chat.max_tokens = 4
             app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512)))
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the good model")
+            # no old error under the new model (stale state): the log starts afresh for it
+            assert "error" not in [m.role for m in log.messages], log.transcript()
             await type_and_send(pilot, "hi")
             await wait_for(pilot, lambda: chat.last_done is not None, what="a reply")
             assert chat.last_done.stats.tokens == 4
         assert worker_children() == []
 
     asyncio.run(run())
+
+
+def test_quitting_while_the_model_loads_leaves_no_model_process(tiny_moe: Path, cpu_rig: Rig,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load thread holds a running model process when the app quits: it must close it itself, since no
+    screen is left to take it."""
+    loaded: list[ModelWorker] = []
+    release = threading.Event()
+    real_start = ModelWorker.start
+
+    def start_then_wait(worker: ModelWorker, config: RunConfig) -> LoadInfo:
+        info = real_start(worker, config)
+        loaded.append(worker)
+        release.wait(30)  # the app quits while the process is up and the load not yet reported
+        return info
+
+    monkeypatch.setattr(ModelWorker, "start", start_then_wait)
+
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            chat = await open_chat(app, pilot, RunConfig(model_path=str(tiny_moe), n_ctx=512))
+            await wait_for(pilot, lambda: bool(loaded), what="the model process to start")
+            assert loaded[0].alive and chat.model_loading and chat.model_worker is None
+        release.set()  # the app has closed; asyncio.run then waits for the load thread to end
+
+    asyncio.run(run())
+    deadline = time.monotonic() + 15
+    while loaded[0].alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not loaded[0].alive and worker_children() == []
 
 
 def test_a_worker_killed_mid_reply_is_reported_and_the_next_message_reloads(tiny_moe: Path, cpu_rig: Rig) -> None:
@@ -227,3 +266,77 @@ def test_a_streaming_message_draws_the_same_lines_as_the_finished_one() -> None:
             assert streamed == whole
 
     asyncio.run(main())
+
+
+# ---- borders that hold: what a model emits never moves the terminal's cursor ----------------------------
+def border_faults(text: str, width: int) -> list[str]:
+    """Lines of a rendered screen that would break in a terminal: a character the terminal acts on (ESC,
+    CR, TAB, ...), a line not exactly `width` cells wide, a chat-log line whose side borders are not at
+    both ends."""
+    from rich.cells import cell_len
+
+    faults, inside = [], False
+    for i, line in enumerate(text.splitlines()):
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line):
+            faults.append(f"line {i}: control character in {line!r}")
+        if cell_len(line) != width:
+            faults.append(f"line {i}: {cell_len(line)} cells wide, not {width}")
+        if line.startswith("╭"):
+            inside = True
+        elif line.startswith("╰"):
+            inside = False
+        elif inside and not (line.startswith("│") and line.endswith("│")):
+            faults.append(f"line {i}: the log's border breaks: {line!r}")
+    return faults
+
+
+BYTE_TOKENS = ["The keeper", "\x1b[31m", " lit", "\tthe", " lamp\r\n", "\x08\x00", " at dusk", "\x7f\x85", "\r",
+               "and waited", "\u2028", " for ships"]
+
+
+def test_control_characters_in_a_reply_are_drawn_not_obeyed_at_80x24_and_120x40() -> None:
+    """Random weights (and, now and then, a real model's byte tokens) emit ESC, CR, TAB, BS: drawn as they
+    came, they moved the terminal's cursor and the log's right border broke. Streamed and finished."""
+    async def run(size: tuple[int, int]) -> None:
+        app = MoetuiApp(model_path=None, rig=None, detect=False, remember=False)
+        async with app.run_test(size=size) as pilot:
+            chat = await open_chat(app, pilot)
+            log = chat.query_one(ChatLog)
+            log.add_message("user", "a story,\tplease\x1b[0m")
+            msg = log.add_message("assistant", "")
+            msg.streaming = True
+            for _ in range(8):  # long enough to scroll: the scrollbar sits inside the border too
+                for piece in BYTE_TOKENS:
+                    msg.text += piece
+                    await pilot.pause()
+                    assert border_faults(app.screen_text(), size[0]) == [], size
+            msg.streaming = False
+            msg.text = "".join(BYTE_TOKENS)  # the finished text, as the worker reports it
+            await pilot.pause()
+            assert border_faults(app.screen_text(), size[0]) == [], size
+            assert msg.text.startswith("The keeper␛[31m lit    the lamp\n␈␀ at dusk␡\ufffd\nand waited\n for ships")
+            assert "a story,    please␛[0m" in app.screen_text()
+
+    for size in ((80, 24), (120, 40)):
+        asyncio.run(run(size))
+
+
+def test_a_real_random_weights_reply_keeps_the_borders_whole(tiny_moe: Path, cpu_rig: Rig) -> None:
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False, remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+            chat = await open_chat(app, pilot)
+            chat.max_tokens = 300
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
+            await type_and_send(pilot, "tell me a story")
+            frames = 0
+            while chat.last_done is None and frames < 400:
+                await pilot.pause(0.05)
+                frames += 1
+                assert border_faults(app.screen_text(), 120) == []
+            await wait_for(pilot, lambda: chat.last_done is not None, what="the reply")
+            await pilot.pause()
+            assert border_faults(app.screen_text(), 120) == []
+
+    asyncio.run(run())

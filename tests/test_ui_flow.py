@@ -38,7 +38,7 @@ def test_detect_plan_tune_chat_export(tiny_moe: Path) -> None:
             # 1. the rig is detected, and the Rig screen names it
             await wait_for(pilot, lambda: app.state.rig is not None, timeout=30, what="rig detection")
             rig = app.state.rig
-            assert not app.detecting and rig.cpu is not None and rig.memory.total_bytes > 0
+            assert not app.state.detecting and rig.cpu is not None and rig.memory.total_bytes > 0
             await pilot.press("r")
             await wait_for(pilot, lambda: isinstance(app.screen, RigScreen), what="the Rig screen")
             await pilot.pause(0.2)
@@ -52,7 +52,7 @@ def test_detect_plan_tune_chat_export(tiny_moe: Path) -> None:
             await wait_for(pilot, lambda: isinstance(app.screen, PlanScreen), what="the Plan screen")
             await pilot.pause(0.2)
             plan_text = app.screen_text()
-            assert "tok/s" in plan_text and app.plan_error is None
+            assert "tok/s" in plan_text and app.state.plan_error is None
 
             # 3. Tune with a tiny budget (installed under "tune" so the key opens this one), start by key
             tune = TuneScreen(options=TINY_TUNE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from ui_pilot import settle, wait_for
 
 from moetui.hardware import load_preset
 from moetui.ui.app import MoetuiApp
+from moetui.ui.state import RigChanged
 from moetui.ui.widgets.gauge import Gauge
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +31,30 @@ async def test_rig_screen_shows_the_rig_and_live_gauges(tiny_moe: Path) -> None:
         assert ram.value is not None and 0 < ram.value < ram.total  # a real psutil sample
 
 
+async def test_home_and_rig_say_when_and_how_ram_bandwidth_was_measured(tiny_moe: Path) -> None:
+    import time
+
+    from moetui.hardware.rig import BandwidthResult
+
+    rig = load_preset("rtx4090-ddr5-64")
+    rig.source = "detected"  # as detection fills it in: a probe's figure, with its date
+    rig.bandwidth_probe = BandwidthResult(copy_gbs=24.1, read_gbs=22.0, threads=16, buffer_bytes=2**30,
+                                          measured_at=time.time() - 2 * 3600 - 60, checks=2, check_gbs=8.0,
+                                          note="RAM busy now: a quick check read 8.0 GB/s; plans use the 24.1")
+    rig.ram_bandwidth_gbs = 24.1
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, remember=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        text = app.screen_text()
+        assert "RAM bandwidth 24.1 GB/s, measured 2 h ago" in text and "RAM busy now" in text
+        await pilot.press("r")
+        await pilot.pause()
+        text = app.screen_text()
+        assert "bandwidth 24.1 GB/s, measured 2 h ago, peak 96 GB/s" in text
+        assert "RAM bandwidth: 16 threads copying and reading 1.0 GiB; confirmed by 2 quick checks since" in text
+        assert "RAM busy now: a quick check read 8.0 GB/s" in text
+
+
 async def test_rig_screen_shows_the_rebuild_hint_for_a_cpu_only_build(tiny_moe: Path) -> None:
     rig = load_preset("rtx4090-ddr5-64")
     rig.build.gpu_offload = False
@@ -42,6 +68,23 @@ async def test_rig_screen_shows_the_rebuild_hint_for_a_cpu_only_build(tiny_moe: 
         await pilot.pause()
         text = app.screen_text()
         assert "CPU only" in text and "rebuild with CMAKE_ARGS" in text
+
+
+async def test_rig_screen_on_this_machine_shows_no_driver_internals(tiny_moe: Path, cpu_rig) -> None:
+    """This machine, as detected: whatever its GPUs and drivers, the screen speaks in words, never in NVML's
+    ("NVML Shared Library Not Found") or the detector's raw labels."""
+    app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.query_one("#gauge-ram", Gauge).value is not None, what="a sample")
+        await pilot.pause(0.6)
+        text = app.screen_text()
+        assert "NVML" not in text and "Shared Library" not in text and "cpu_only" not in text
+        if not cpu_rig.gpus:
+            assert "GPU    none found" in text
+            if cpu_rig.build.gpu_offload:  # a build that could offload, on a machine with nothing to offload to
+                assert "no GPU found: runs on the CPU" in text and "; GPU offload" not in text
 
 
 async def test_picking_a_reference_rig_replans() -> None:
@@ -117,7 +160,7 @@ async def test_adding_a_bad_file_reports_it(tiny_moe: Path, tmp_path: Path) -> N
         await pilot.click("#models-path")
         await pilot.press(*str(bad), "enter")
         await settle(app, pilot)
-        assert app.model_error and "half.gguf" in app.model_error
+        assert app.state.model_error and "half.gguf" in app.state.model_error
         assert app.state.model_path == str(tiny_moe)
         await pilot.press("escape", "p")
         await pilot.pause()
@@ -178,12 +221,12 @@ async def test_plan_headroom_that_leaves_no_room_is_shown_inline() -> None:
         await pilot.click("#plan-margin")
         await pilot.press(*"11")  # 11 GiB of headroom on a 12 GB card: the model no longer fits 32 GB of RAM
         await settle(app, pilot)
-        assert app.state.plan is None and "does not fit" in (app.plan_error or "")
+        assert app.state.plan is None and "does not fit" in (app.state.plan_error or "")
         assert "✗" in app.screen_text() and "does not fit" in app.screen_text()
         assert not app._notifications  # inline, not a toast per keystroke
         await pilot.press("backspace", "backspace", *"1")
         await settle(app, pilot)
-        assert app.state.plan is not None and app.plan_error is None
+        assert app.state.plan is not None and app.state.plan_error is None
 
 
 async def test_plan_rejects_a_context_beyond_native_inline(tiny_moe: Path) -> None:
@@ -195,5 +238,32 @@ async def test_plan_rejects_a_context_beyond_native_inline(tiny_moe: Path) -> No
         await pilot.click("#plan-ctx")
         await pilot.press(*"99999999")
         await settle(app, pilot)
-        assert "native context" in (app.plan_error or "")
+        assert "native context" in (app.state.plan_error or "")
         assert "✗ context 99999999 is beyond" in app.screen_text() and "262144" in app.screen_text()
+
+
+async def test_plan_on_a_cpu_only_rig_says_nothing_of_a_gpu(tiny_moe: Path) -> None:
+    """No GPU (a reference rig without its card): the Why text speaks of the CPU and RAM only, and the VRAM
+    headroom knob is gone; a rig with a GPU shows the knob again."""
+    rig = dataclasses.replace(load_preset("rtx4090-ddr5-64"), gpus=[])
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        assert app.state.plan is not None and app.state.plan.mode == "cpu_only"
+        why = "\n".join(app.state.plan.explanation)
+        for word in ("GPU beside", "VRAM", "n_gpu_layers", "most time reading CPU", "cpu compute"):
+            assert word not in why
+        assert "reading the weights in RAM" in why and "no GPU found" in why
+        assert not app.screen.query_one("#plan-margin").display
+        assert "VRAM headroom" not in app.screen_text()
+        app.post_message(RigChanged(load_preset("rtx4090-ddr5-64")))
+        await settle(app, pilot)
+        assert app.screen.query_one("#plan-margin").display and "VRAM headroom" in app.screen_text()
+        no_offload = load_preset("rtx4090-ddr5-64")
+        no_offload.build.gpu_offload = False  # a GPU, and a llama.cpp build that cannot use it
+        app.post_message(RigChanged(no_offload))
+        await settle(app, pilot)
+        assert app.state.plan.mode == "cpu_only" and not app.screen.query_one("#plan-margin").display
+        assert "the GPU is not used" in "\n".join(app.state.plan.explanation)

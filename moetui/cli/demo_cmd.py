@@ -58,7 +58,7 @@ def _streamed(done: Any) -> str:
 
 def _real_words(rig: Any, say: Any, summary: dict[str, Any]) -> None:
     """Step 5: the same prompt through a real small model, when `moetui[real]` is installed."""
-    from moetui.model.inspect import inspect_file
+    from moetui.model.inspect import inspect_file  # gguf: not at the CLI's start
     from moetui.sizing.plan import PlanOptions, plan
 
     path = real_model_path()
@@ -77,7 +77,7 @@ def _real_words(rig: Any, say: Any, summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.model.inspect import inspect_file
+    from moetui.model.inspect import inspect_file  # gguf: not at the CLI's start (moetui --help stays quick)
     from moetui.sizing.plan import PlanOptions, plan
 
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             "work on any GGUF; `moetui proxy --list` shows real models to try before you download.")
         return 0
     say("\nOpening the app with the demo model selected (q quits)…")
-    from moetui.ui.app import run_app
+    from moetui.ui.app import run_app  # textual: only once the app opens
 
     run_app(str(path))
     return 0

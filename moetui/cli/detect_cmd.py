@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from moetui.cli.output import gib, print_json, table
+from moetui.hardware.bandwidth import bandwidth_words
 from moetui.hardware.nvidia import capture_nvml
 from moetui.hardware.presets import list_presets, load_rig
 from moetui.paths import atomic_write_json
@@ -89,7 +90,10 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
             parts.append(f"copy {probe.copy_gbs:g}")
         if probe.read_gbs:
             parts.append(f"read {probe.read_gbs:g}")
-        bw_note = f"measured, {probe.threads} threads: {', '.join(parts)}" + (", cached" if probe.cached else "") + (", INTERRUPTED" if probe.interrupted else "")
+        when = "" if probe.interrupted else bandwidth_words(rig.ram_bandwidth_gbs, probe).partition(", ")[2]
+        bw_note = (f"{when or 'measured'}, {probe.threads} threads: {', '.join(parts)}"
+                   + (f"; a quick check now read {probe.check_gbs:g}" if probe.check_gbs else "")
+                   + (", INTERRUPTED" if probe.interrupted else ""))
     else:
         bw_note = "not measured"
     rows = [
@@ -100,6 +104,8 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
         ["swap", f"{gib(m.swap_free_bytes)} free / {gib(m.swap_total_bytes)}" if m.swap_total_bytes else "none"],
         ["RAM bandwidth", f"{_bw(rig.ram_bandwidth_gbs)} ({bw_note})"],
     ]
+    if probe is not None and probe.note and rig.source != "preset":
+        rows.append(["", probe.note])
     b = rig.build
     if b.installed:
         rows.append(["llama.cpp", f"llama-cpp-python {b.version}, backends: {', '.join(b.backends) or '?'}, GPU offload: {'yes' if b.gpu_offload else 'NO'}"])
@@ -110,7 +116,7 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
             rows.append(["  repacking", f"OFF: {b.repack_note}"])
     else:
         rows.append(["llama.cpp", "llama-cpp-python not installed"])
-    from moetui.sizing.remote import remote_line
+    from moetui.sizing.remote import remote_line  # the sizing core loads gguf: not at the CLI's start
 
     rows += [["remote", remote_line(r)] for r in rig.remotes]
     out.append(table(rows))

@@ -52,8 +52,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _overview(args: argparse.Namespace) -> int:
+    from moetui.model.inspect import header_file_type  # gguf: only where headers are read
+
     catalog = load_catalog()
     local = discover_local()
+    from_name = set()
+    for m in local:  # the quant the header declares; the file name's only where the header cannot be read
+        label = header_file_type(m.path)
+        if label:
+            m.quant = label
+        else:
+            from_name.add(m.path)
     # catalog quants already complete in the HF cache (read from refs/ and snapshots/, no request)
     downloaded = {q.ref: str(path) for m in catalog for q in m.quants if (path := cached_model_path(q.ref))}
     if args.json:
@@ -69,8 +78,11 @@ def _overview(args: argparse.Namespace) -> int:
     print()
     if local:
         print("Local models")
-        print(table([[m.name, m.quant or "-", human_bytes(m.size_bytes), m.source, str(m.path)] for m in local],
+        print(table([[m.name, (m.quant or "-") + ("?" if m.path in from_name else ""), human_bytes(m.size_bytes),
+                      m.source, str(m.path)] for m in local],
                     ["name", "quant", "size", "source", "path"]))
+        if from_name:
+            print("quant? : from the file name (the header could not be read)")
     else:
         print("No local GGUF models found (HF cache, LM Studio, Ollama, added folders).")
     return 0

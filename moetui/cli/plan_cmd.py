@@ -33,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(ref: str):
-    from moetui.hub.resolve import resolve_model
+    from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the CLI's start
 
     return resolve_model(ref)
 
 
 def run(args: argparse.Namespace) -> int:
-    from moetui.sizing.plan import PlanOptions
+    from moetui.sizing.plan import PlanOptions  # gguf, via the sizing core and the tuner: not at the CLI's start
     from moetui.tuner.active import plan_for_rig
     from moetui.tuner.store import ProfileStore
 

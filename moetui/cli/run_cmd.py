@@ -5,7 +5,6 @@ quits). The config options below are shared with `moetui bench` and applied on t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -13,10 +12,11 @@ from moetui.cli.export_cmd import announce
 from moetui.cli.argtypes import finite_float
 from moetui.cli.output import printable
 from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
-from moetui.errors import ConfigError, ModelFileError
+from moetui.errors import ConfigError
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 from moetui.hardware.rpc import parse_endpoints
+from moetui.hub.cache import local_model_file
 from moetui.errors import WorkerError
 
 
@@ -65,8 +65,7 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
     """--config; else (planned) what is in force for this model on this rig (moetui.tuner.active: the
     profile `moetui tune` saved when prefer_tuned, else the plan); else llama.cpp's defaults. The flags on
     top."""
-    if not os.path.isfile(args.model):
-        raise ModelFileError(f"{args.model}: no such model file")
+    args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
     if args.config:
         cfg = RunConfig.load(args.config)
     elif planned:

@@ -6,15 +6,15 @@ for the same workload is shown at once unless --retune. Ctrl-C stops the search 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from moetui.cli.argtypes import GB_AMOUNT, SECONDS_BUDGET
 from moetui.cli.output import print_json, table
-from moetui.errors import ConfigError, ModelFileError
+from moetui.errors import ConfigError
 from moetui.export import quoting
 from moetui.hardware import load_rig
+from moetui.hub.cache import local_model_file
 from moetui.tuner.engine import tune
 from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, parse_workload
 from moetui.tuner.events import ProbeFinished, ProbesCompared, ProbeStarted, TuneProgress
@@ -100,8 +100,7 @@ def _turn(p: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not os.path.isfile(args.model):
-        raise ModelFileError(f"{args.model}: no such model file")
+    args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
     if args.rig != "auto":
         raise ConfigError("a tune measures this machine: --rig must be 'auto' (use `moetui plan --rig` for what-ifs)")
     options = options_from_args(args)

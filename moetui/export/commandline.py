@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from moetui.config import RunConfig, TensorOverride
 from moetui.export import quoting
 from moetui.export.flags import ToolFlags, detect_flags
+from moetui.hub.listing import looks_like_hub_ref
 from moetui.sizing.overrides import layers_from_overrides, n_cpu_moe_equivalent
 
 NGL_ALL_FALLBACK = "999"  # releases without `-ngl all`: more layers than any model has
@@ -59,7 +60,12 @@ def _path_warnings(cfg: RunConfig) -> list[str]:
     if cfg.draft and cfg.draft.kind == "model" and cfg.draft.model_path:
         paths.append(("draft model", cfg.draft.model_path))
     for what, p in paths:
-        if not os.path.exists(p):
+        if os.path.exists(p):
+            continue
+        if looks_like_hub_ref(p):
+            out.append(f"{what} {p} is not downloaded: `moetui models download {p}` fetches it; then export "
+                       "again for its path")
+        else:
             out.append(f"{what} {p} does not exist (yet)")
     return out
 
@@ -170,19 +176,31 @@ def _rpc(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     return [flag, ",".join(cfg.rpc_servers)]
 
 
-def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
-    argv = ["-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
-    argv += _placement(cfg.overrides, flags, ",", diffs)
-    argv += _split(cfg, flags, ",")
+def _placement_and_kv(cfg: RunConfig, flags: ToolFlags, diffs: list[str], *, overrides_sep: str,
+                      split_sep: str) -> list[str]:
+    """Where the tensors go (-ot / --n-cpu-moe, tensor split), flash attention and the KV cache types: the
+    same flags in every tool, joined with the tool's own separators (llama-bench splits values on commas)."""
+    argv = _placement(cfg.overrides, flags, overrides_sep, diffs)
+    argv += _split(cfg, flags, split_sep)
     argv += _flash_attn(cfg.flash_attn, flags, diffs)
     argv += ["-ctk", cfg.cache_type_k, "-ctv", cfg.cache_type_v]
+    return argv
+
+
+def _batches_and_loading(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    """Batch sizes, how the weights are loaded (mmap, mlock, ...) and CPU repacking: the same in every tool."""
+    return ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch), *_load_mode(cfg.load_mode, flags, diffs),
+            *_repack(cfg, flags, diffs)]
+
+
+def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    argv = ["-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
+    argv += _placement_and_kv(cfg, flags, diffs, overrides_sep=",", split_sep=",")
     if cfg.n_threads is not None:
         argv += ["-t", str(cfg.n_threads)]
     if cfg.n_threads_batch is not None:
         argv += ["-tb", str(cfg.n_threads_batch)]
-    argv += ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch)]
-    argv += _load_mode(cfg.load_mode, flags, diffs)
-    argv += _repack(cfg, flags, diffs)
+    argv += _batches_and_loading(cfg, flags, diffs)
     if cfg.seed != -1:
         argv += ["-s", str(cfg.seed)]
     if flags.has("--swa-full"):
@@ -272,17 +290,12 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
         warnings.append(f"llama-bench splits -m on commas, so this line fails for {cfg.model_path}: "
                         "link the model under a name without a comma (ln -s) and use that path")
     argv = [flags.binary, "-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
-    argv += _placement(cfg.overrides, flags, ";", diffs)
-    argv += _split(cfg, flags, "/")
-    argv += _flash_attn(cfg.flash_attn, flags, diffs)
-    argv += ["-ctk", cfg.cache_type_k, "-ctv", cfg.cache_type_v]
+    argv += _placement_and_kv(cfg, flags, diffs, overrides_sep=";", split_sep="/")
     if cfg.n_threads is not None:
         argv += ["-t", str(cfg.n_threads)]
     if cfg.n_threads_batch is not None and cfg.n_threads_batch != cfg.n_threads:
         diffs.append(f"n_threads_batch {cfg.n_threads_batch}: llama-bench uses -t for both prompt and decode")
-    argv += ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch)]
-    argv += _load_mode(cfg.load_mode, flags, diffs)
-    argv += _repack(cfg, flags, diffs)
+    argv += _batches_and_loading(cfg, flags, diffs)
     argv += ["-p", str(n_prompt), "-n", str(n_gen)]
     if output:
         argv += ["-o", output]

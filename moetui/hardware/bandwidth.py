@@ -1,4 +1,5 @@
-"""Measured RAM bandwidth: a multithreaded numpy copy and read probe, under a second, cached per rig.
+"""Measured RAM bandwidth: a multithreaded numpy copy and read probe, under a second, cached per rig with
+the time it was measured and re-checked at each detection (see "per-rig cache" below).
 
 Why measured: decode speed of the CPU-resident part of an MoE model is bound by how fast the cores
 can stream expert weights out of RAM, and the usable figure is well below the DIMMs' theoretical
@@ -21,7 +22,7 @@ import json
 import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from moetui.hardware.rig import BandwidthResult
 from moetui.paths import atomic_write_json, cache_dir
@@ -173,40 +174,91 @@ def measure_ram_bandwidth(
 
 
 # ---- per-rig cache -----------------------------------------------------------------------------
+#
+# A figure measured while something else streamed memory (a build, another model, a colleague's job) reads
+# low: 9 GB/s one time, 24 the next, and every CPU-side prediction with it. So a cached figure is not
+# trusted blindly: each detection runs a quick check (~0.3 s). When the check reads far more than the cache
+# (DISTURBED_RATIO), the cached figure was the disturbed one: measure again, keep the better. When it reads
+# far less, the machine is busy now: keep the cached figure (what the rig does when idle) and say so.
 
 
 def _cache_path() -> Any:
     return cache_dir() / CACHE_FILE
 
 
-def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S) -> BandwidthResult | None:
+DISTURBED_RATIO = 1.5  # a check this many times off the cached figure disagrees strongly (noise is ~10-20 %)
+CHECK_SECONDS = 0.1  # the quick check's measuring time and whole budget
+CHECK_BUDGET_S = 0.3
+
+
+def _read_cache() -> dict[str, Any]:
     try:
         data = json.loads(_cache_path().read_text())
-        entry = data[key]
-        if time.time() - float(entry["measured_at"]) > max_age_s:
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S, now: Callable[[], float] = time.time) -> BandwidthResult | None:
+    try:
+        entry = _read_cache()[key]
+        measured_at = float(entry["measured_at"])
+        if now() - measured_at > max_age_s:
             return None
         r = BandwidthResult(**{k: v for k, v in entry["result"].items() if k in BandwidthResult.__dataclass_fields__})
-        r.cached = True
+        r.cached, r.measured_at, r.checks = True, measured_at, int(entry.get("checks", 0))
+        r.check_gbs, r.note, r.interrupted = None, "", False
         return r
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def store_cached(key: str, result: BandwidthResult) -> None:
-    path = _cache_path()
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
+def store_cached(key: str, result: BandwidthResult, *, now: Callable[[], float] = time.time) -> None:
+    """Keep `result` as this rig's figure; its measured_at (now, when unset) says when it was measured."""
+    data = _read_cache()
+    if result.measured_at is None:
+        result.measured_at = now()
     d = asdict(result)
-    d["cached"] = False
-    data[key] = {"measured_at": time.time(), "result": d}
+    d.update(cached=False, check_gbs=None, note="")
+    data[key] = {"measured_at": result.measured_at, "checks": result.checks, "result": d}
     try:
-        atomic_write_json(path, data)
+        atomic_write_json(_cache_path(), data)
     except OSError:
         pass  # a read-only cache dir only costs a re-measure next time
+
+
+def _checked(key: str, hit: BandwidthResult, check: BandwidthResult | None, now: Callable[[], float],
+             measure: Callable[[], BandwidthResult], warnings: list[str]) -> BandwidthResult:
+    """The cached figure after this start's quick check (see the comment above)."""
+    cached_gbs = hit.best_gbs or 0.0
+    got = check.best_gbs if check is not None and not check.interrupted else None
+    if not got:
+        return hit  # no check (failed, cancelled): the cached figure as it is
+    hit.check_gbs = got
+    if got >= cached_gbs * DISTURBED_RATIO:
+        try:
+            fresh = measure()
+        except (MemoryError, ImportError, RuntimeError, OSError):
+            fresh = None
+        if fresh is None or fresh.interrupted or not fresh.best_gbs:
+            return hit
+        was = f"{cached_gbs:.1f} GB/s, measured {ago(now() - (hit.measured_at or now()))}"
+        if fresh.best_gbs > cached_gbs:
+            fresh.measured_at, fresh.check_gbs = now(), got
+            fresh.note = f"re-measured: the cached figure ({was}) looked disturbed, a quick check read {got:.1f}"
+            store_cached(key, fresh, now=now)
+            return fresh
+        hit.note = f"re-measured ({fresh.best_gbs:.1f} GB/s): the cached {cached_gbs:.1f} is the better figure, kept"
+        return hit
+    if got * DISTURBED_RATIO <= cached_gbs:
+        hit.note = (f"RAM busy now: a quick check read {got:.1f} GB/s; plans use the {cached_gbs:.1f} "
+                    f"measured {ago(now() - (hit.measured_at or now()))}")
+        warnings.append(hit.note)
+        return hit
+    hit.checks += 1
+    store_cached(key, hit, now=now)  # keeps measured_at: the figure is the old one, confirmed once more
+    hit.cached = True
+    return hit
 
 
 def ram_bandwidth(
@@ -218,15 +270,29 @@ def ram_bandwidth(
     available_bytes: int | None = None,
     warnings: list[str] | None = None,
     stop: threading.Event | None = None,
+    check: bool = True,
+    now: Callable[[], float] = time.time,
 ) -> BandwidthResult | None:
-    """Cached measurement for this rig (`key` = the hardware fingerprint). Never raises."""
+    """Measured RAM bandwidth for this rig (`key` = the hardware fingerprint), from the cache when one is
+    there and a quick check (`check`) agrees with it, measured afresh otherwise. Never raises."""
     warnings = warnings if warnings is not None else []
+
+    def measure(**kw: Any) -> BandwidthResult:
+        return measure_ram_bandwidth(physical_cores=physical_cores, l3_bytes=l3_bytes,
+                                     available_bytes=available_bytes, stop=stop, **kw)
+
     if use_cache:
-        hit = load_cached(key)
+        hit = load_cached(key, now=now)
         if hit is not None and hit.best_gbs:
-            return hit
+            if not check:
+                return hit
+            try:
+                quick: BandwidthResult | None = measure(seconds=CHECK_SECONDS, budget_s=CHECK_BUDGET_S)
+            except (MemoryError, ImportError, RuntimeError, OSError):
+                quick = None
+            return _checked(key, hit, quick, now, measure, warnings)
     try:
-        r = measure_ram_bandwidth(physical_cores=physical_cores, l3_bytes=l3_bytes, available_bytes=available_bytes, stop=stop)
+        r = measure()
     except (MemoryError, ImportError, RuntimeError, OSError) as exc:
         warnings.append(f"RAM bandwidth: probe failed ({exc})")
         return None
@@ -234,7 +300,44 @@ def ram_bandwidth(
         warnings.append("RAM bandwidth: probe interrupted; figure is partial and not cached")
         return r
     if r.best_gbs:
-        store_cached(key, r)
+        r.measured_at = now()
+        store_cached(key, r, now=now)
     else:
         warnings.append("RAM bandwidth: probe measured nothing")
     return r
+
+
+# ---- in words ----------------------------------------------------------------------------------
+
+
+def ago(seconds: float) -> str:
+    """'just now', '5 min ago', '2 h ago', '3 days ago'."""
+    s = max(0.0, seconds)
+    if s < 60:
+        return "just now"
+    if s < 3600:
+        return f"{s // 60:.0f} min ago"
+    if s < 2 * 86400:
+        return f"{s // 3600:.0f} h ago"
+    return f"{s // 86400:.0f} days ago"
+
+
+def bandwidth_words(gbs: float | None, probe: BandwidthResult | None, source: str = "detected", *,
+                    now: float | None = None) -> str:
+    """The RAM bandwidth figure with when it was measured: '24.1 GB/s, measured 2 h ago'."""
+    if not gbs:
+        return "unknown"
+    if source == "preset" or probe is None:  # a reference rig's typical figure: no measurement to date
+        return f"{gbs:.1f} GB/s"
+    if probe.interrupted:
+        return f"{gbs:.1f} GB/s, partial (the probe was interrupted)"
+    when = ago((now if now is not None else time.time()) - probe.measured_at) if probe.measured_at else "just now"
+    return f"{gbs:.1f} GB/s, measured {when}"
+
+
+def bandwidth_how(probe: BandwidthResult) -> str:
+    """How the figure was measured: '16 threads copying and reading 1.0 GiB; confirmed by 2 quick checks since'."""
+    text = f"{probe.threads} threads copying and reading {probe.buffer_bytes / 2**30:.1f} GiB"
+    if probe.checks:
+        text += f"; confirmed by {probe.checks} quick check{'s' if probe.checks > 1 else ''} since"
+    return text

@@ -33,7 +33,8 @@ def detect_rig(
 ) -> Rig:
     """Detect this machine. Never raises for hardware it cannot read: see rig.warnings.
 
-    measure_bandwidth: run (or reuse the cached) RAM bandwidth probe, <= 1 s.
+    measure_bandwidth: run the RAM bandwidth probe (<= 1 s), or reuse the cached figure after a ~0.3 s
+        check that it was not measured under load (moetui.hardware.bandwidth).
     use_cache: reuse a cached bandwidth figure for the same hardware (30 days).
     nvml: an object with pynvml's functions (tests pass FakeNvml); None = the real pynvml.
     root / drm_root / sysctl_text: recorded sources for tests; defaults read the live machine.

@@ -72,6 +72,14 @@ def describe_nvml_error(exc: BaseException) -> str:
         return "permission denied"
     if code == NVML_ERROR_FUNCTION_NOT_FOUND:
         return "driver too old for this query"
+    if code == NVML_ERROR_LIBRARY_NOT_FOUND:  # pynvml: "NVML Shared Library Not Found"
+        return "no NVIDIA driver installed"
+    if code == NVML_ERROR_DRIVER_NOT_LOADED:
+        return "the NVIDIA driver is not loaded"
+    if code == NVML_ERROR_GPU_IS_LOST:
+        return "the GPU stopped answering (lost from the bus; a reboot may be needed)"
+    if code == NVML_ERROR_UNINITIALIZED:
+        return "the NVIDIA driver could not be opened"
     return text
 
 
@@ -128,13 +136,13 @@ def read_nvidia(api: Any | None = None, *, load: Callable[[], Any | None] = load
     except Exception as exc:
         code = _err_code(exc)
         if code == NVML_ERROR_LIBRARY_NOT_FOUND:
-            msg = "NVIDIA: NVML library (libnvidia-ml) not found: no NVIDIA driver installed"
+            msg = "NVIDIA: no NVIDIA driver installed (its library, libnvidia-ml, is not on this machine)"
         elif code == NVML_ERROR_DRIVER_NOT_LOADED:
-            msg = "NVIDIA: NVML present but the NVIDIA driver is not loaded"
+            msg = "NVIDIA: the NVIDIA driver is installed but not loaded (a reboot, or `sudo modprobe nvidia`)"
         elif code == NVML_ERROR_NO_PERMISSION:
             msg = "NVIDIA: permission denied opening the NVIDIA driver"
         else:
-            msg = f"NVIDIA: NVML init failed: {describe_nvml_error(exc)}"
+            msg = f"NVIDIA: the driver could not be opened: {describe_nvml_error(exc)}"
         report.warnings.append(msg)
         return report
     report.available = True

@@ -125,6 +125,13 @@ class BandwidthResult:
     seconds: float = 0.0
     cached: bool = False
     interrupted: bool = False
+    # when the figure in use was measured (epoch seconds), and how many starts have checked it since
+    measured_at: float | None = None
+    checks: int = 0
+    # this start's quick re-check of a cached figure (GB/s), and what moetui made of it, in words:
+    # "re-measured: ..." when the cached figure looked disturbed, "RAM busy now: ..." when the check read less
+    check_gbs: float | None = None
+    note: str = ""
 
     @property
     def best_gbs(self) -> float | None:

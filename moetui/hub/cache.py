@@ -11,9 +11,11 @@ import os
 import re
 from pathlib import Path
 
-from moetui.errors import HubError
+from moetui.errors import HubError, ModelFileError
 from moetui.hub.connection import hf_cache_dir
-from moetui.hub.listing import SPLIT_RE, HubRef, QuantGroup, RemoteFile, RepoListing, group_quants, parse_ref, select_quant
+from moetui.hub.listing import (
+    SPLIT_RE, HubRef, QuantGroup, RemoteFile, RepoListing, group_quants, looks_like_hub_ref, parse_ref, select_quant,
+)
 from moetui.paths import atomic_write_text
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -78,6 +80,31 @@ def cached_listing(repo: str, revision: str | None = None, cache: Path | None = 
 def _complete(group: QuantGroup) -> bool:
     m = SPLIT_RE.match(Path(group.first.path).name)
     return not m or len(group.files) == int(m.group("count"))
+
+
+def local_model_file(ref: str, cache: Path | None = None) -> str:
+    """The file to load for REF: a local path as given, a hub model from the HF cache. A hub model that
+    is not downloaded raises a ModelFileError that says how to download it (never "no such model file")."""
+    if Path(ref).expanduser().is_file():
+        return str(Path(ref).expanduser())
+    if looks_like_hub_ref(ref) and not Path(ref).expanduser().exists():
+        cached = cached_model_path(ref, cache)
+        if cached is not None and cached.is_file():
+            return str(cached)
+        raise ModelFileError(f"{ref} is not downloaded: `moetui models download {ref}` fetches it into the Hugging "
+                             "Face cache (resumable), then run this again (`moetui plan` sizes it without the file)")
+    raise ModelFileError(f"{ref}: no such model file")
+
+
+def needs_download(ref: str, cache: Path | None = None) -> bool:
+    """Whether REF names a hub model (owner/repo:QUANT) that is neither a local file nor complete in the HF
+    cache: it can be sized and planned from its header or shape, but not run until it is downloaded."""
+    if not ref or Path(ref).expanduser().exists() or not looks_like_hub_ref(ref):
+        return False
+    try:
+        return cached_model_path(ref, cache) is None
+    except HubError:
+        return True
 
 
 def cached_model_path(ref: str | HubRef, cache: Path | None = None) -> Path | None:

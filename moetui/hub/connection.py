@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from moetui.errors import HubError
+from moetui.errors import HubError, network_reason
 from urllib.parse import urlsplit
 import socket
 
@@ -22,7 +22,7 @@ _TRUE = {"1", "on", "yes", "true"}
 
 
 def endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub costs start-up time: only when the hub is asked
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
@@ -31,7 +31,7 @@ def is_offline() -> bool:
     raw = os.environ.get("HF_HUB_OFFLINE")
     if raw is not None:
         return raw.strip().lower() in _TRUE
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # heavy: only when the environment does not answer
 
     return bool(constants.HF_HUB_OFFLINE)
 
@@ -51,7 +51,7 @@ def unreachable_reason(timeout_s: float = 2.0) -> str | None:
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as exc:
-        return f"cannot reach {host} ({exc.strerror or type(exc).__name__})"
+        return f"cannot reach {host}: {network_reason(exc)}"
     return None
 
 
@@ -67,14 +67,14 @@ def hf_cache_dir() -> Path:
         return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
     if os.environ.get("HF_HOME"):
         return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # heavy: only when the environment does not answer
 
     return Path(constants.HF_HUB_CACHE)
 
 
 def auth_headers() -> dict[str, str]:
     """huggingface_hub's standard headers: user agent plus the token from HF_TOKEN or `hf auth login`."""
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub.utils import build_hf_headers  # heavy: only when the hub is asked
 
     return build_hf_headers()
 
@@ -82,7 +82,7 @@ def auth_headers() -> dict[str, str]:
 @contextlib.contextmanager
 def hub_errors(what: str) -> Iterator[None]:
     """Turn huggingface_hub / httpx failures into a HubError whose one line says what to do."""
-    import httpx2
+    import httpx2  # heavy (httpx2, huggingface_hub): only around a hub call
     from huggingface_hub import errors as hfe
 
     try:
@@ -104,6 +104,6 @@ def hub_errors(what: str) -> Iterator[None]:
         status = exc.response.status_code if exc.response is not None else "?"
         raise HubError(f"{what}: the hub answered HTTP {status}") from exc
     except (httpx2.ConnectError, httpx2.TimeoutException) as exc:
-        raise HubError(f"offline: {what}: cannot reach {endpoint()} ({type(exc).__name__}: {exc})") from exc
+        raise HubError(f"offline: {what}: cannot reach {endpoint()}: {network_reason(exc)}") from exc
     except httpx2.HTTPError as exc:
-        raise HubError(f"{what}: network error ({type(exc).__name__}: {exc})") from exc
+        raise HubError(f"{what}: the connection to {endpoint()} failed: {network_reason(exc)}") from exc

@@ -1,5 +1,7 @@
 """GGUF models already on this machine: moetui's own (the demo proxies in the data dir, the optional real
-model from PyPI), the HF cache, LM Studio, Ollama, and folders the user added.
+model from PyPI), the HF cache, LM Studio, Ollama, and the folders and files the user added (both lists are
+kept in the data dir, written atomically, so they are there again after a restart; an added file that has
+since been moved or deleted is listed with missing=True rather than dropped or raised on).
 
 Only names, paths and sizes are gathered here (a directory walk, no file is opened except to check an
 Ollama blob's magic), so listing stays fast; inspect a LocalModel's path when it is picked.
@@ -19,7 +21,7 @@ from moetui.hub.listing import SPLIT_RE, quant_label
 from moetui.paths import atomic_write_json, data_dir
 from moetui.hub.real_model import DISPLAY_NAME, real_model_path
 
-SOURCES = ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder")
+SOURCES = ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "added")
 MAX_DEPTH = 8
 _SKIP = ("mmproj", "imatrix")
 
@@ -33,6 +35,7 @@ class LocalModel:
     quant: str = ""
     repo: str | None = None  # hub repo for hf-cache models
     files: list[Path] = field(default_factory=list)
+    missing: bool = False  # an added file that is no longer there (moved, deleted, its disk unmounted)
 
 
 # --- user folders -------------------------------------------------------------------------------------
@@ -73,6 +76,60 @@ def remove_folder(path: str | os.PathLike[str]) -> bool:
         return False
     atomic_write_json(_folders_file(), {"folders": [str(x) for x in folders if x != p]})
     return True
+
+
+# --- user files ---------------------------------------------------------------------------------------
+
+def _files_file() -> Path:
+    return data_dir() / "added_files.json"
+
+
+def list_files() -> list[Path]:
+    """The GGUF files the user added one by one (Models screen's Add), in the order added; those that have
+    vanished since are still listed (the caller says they are missing). A damaged list reads as empty: it
+    only costs the memory of what was added."""
+    try:
+        data = json.loads(_files_file().read_text())
+        return [Path(p) for p in data.get("files", []) if isinstance(p, str) and p]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def add_file(path: str | os.PathLike[str]) -> Path:
+    """Remember a GGUF file to list from now on (absolute, resolved). Raises ConfigError if it is not a file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file" if not p.exists() else f"{p}: not a file")
+    p = p.resolve()
+    files = list_files()
+    if p not in files:
+        files.append(p)
+        atomic_write_json(_files_file(), {"files": [str(x) for x in files]})
+    return p
+
+
+def remove_file(path: str | os.PathLike[str]) -> bool:
+    p = Path(path).expanduser()
+    p = p.resolve() if p.exists() else p.absolute()
+    files = list_files()
+    if p not in files:
+        return False
+    atomic_write_json(_files_file(), {"files": [str(x) for x in files if x != p]})
+    return True
+
+
+def added_models() -> list[LocalModel]:
+    out: list[LocalModel] = []
+    for p in list_files():
+        try:
+            present = p.is_file()
+        except OSError:
+            present = False
+        if present:
+            out.append(LocalModel(p, p.name, "added", _size(p), quant_label(p.name), files=[p]))
+        else:
+            out.append(LocalModel(p, p.name, "added", 0, quant_label(p.name), missing=True))
+    return out
 
 
 # --- walking folders ----------------------------------------------------------------------------------
@@ -297,7 +354,8 @@ def pip_models() -> list[LocalModel]:
 def discover_local(sources: Iterable[str] = SOURCES) -> list[LocalModel]:
     """Every local GGUF model, one entry per model; the same file reached twice is listed once."""
     finders = {"moetui": moetui_models, "pip": pip_models, "hf-cache": hf_cache_models,
-               "lmstudio": lmstudio_models, "ollama": ollama_models, "folder": folder_models}
+               "lmstudio": lmstudio_models, "ollama": ollama_models, "folder": folder_models,
+               "added": added_models}
     out: list[LocalModel] = []
     seen: set[Path] = set()
     for src in sources:

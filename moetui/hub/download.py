@@ -176,7 +176,7 @@ def download_model(ref: str | HubRef, progress: ProgressFn | None = None, cancel
 
 def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, progress: ProgressFn | None,
                     cancel: threading.Event | None, cache: Path, interval_s: float) -> DownloadResult:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url  # heavy: only when something is downloaded
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import WeakFileLock
 
@@ -235,7 +235,7 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                     except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
                         raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
                     except OSError as exc:
-                        import httpx2
+                        import httpx2  # heavy: only to tell a network error from a disk error
 
                         if isinstance(exc, httpx2.HTTPError):
                             raise  # hub_errors words it

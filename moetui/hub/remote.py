@@ -30,7 +30,7 @@ class HubRangeSource:
     """A ByteSource over one file on the hub: HTTP Range GETs, redirects followed, auth kept on the hub."""
 
     def __init__(self, repo: str, path: str, revision: str = "main", size: int | None = None) -> None:
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url  # heavy: only for a remote file
 
         require_online(f"reading {repo}/{path}")
         self.name = f"hf://{repo}/{path}"
@@ -68,7 +68,7 @@ class HubRangeSource:
         return self._win[rel : rel + (end - offset)]
 
     def _fetch(self, start: int, end: int) -> bytes:
-        from huggingface_hub import get_session
+        from huggingface_hub import get_session  # heavy: only for a remote file
 
         self.requests += 1
         headers = dict(self._headers, Range=f"bytes={start}-{end - 1}")

@@ -17,7 +17,7 @@ def demo_model_path(scale: str = "tiny") -> Path:
 
 
 def ensure_demo_model(scale: str = "tiny") -> Path:
-    from moetui.model.proxy import write_proxy
+    from moetui.model.proxy import write_proxy  # gguf and numpy: only when the demo model is written
     from moetui.model.shapes import load_shape, scaled
 
     path = demo_model_path(scale)

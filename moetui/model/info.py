@@ -134,20 +134,6 @@ class ModelInfo:
             total += k * bk + v * bv
         return total
 
-    def kv_cache_bytes(self, n_ctx: int, cache_type_k: str = "f16", cache_type_v: str | None = None,
-                       n_ubatch: int = 512, n_seq: int = 1, layers: list[int] | None = None) -> int:
-        """Bytes llama.cpp allocates for the KV cache at this context, SWA layers included."""
-        cache_type_v = cache_type_v or cache_type_k
-        bk, bv = kv_bytes_per_element(cache_type_k), kv_bytes_per_element(cache_type_v)
-        n_ctx_pad = -(-n_ctx // 256) * 256
-        swa_cells = min(n_ctx_pad, -(-(self.sliding_window * n_seq + n_ubatch) // 256) * 256) if self.sliding_window else n_ctx_pad
-        total = 0.0
-        for il in (range(self.n_layers) if layers is None else layers):
-            cells = swa_cells if il in self.swa_layers else n_ctx_pad
-            k, v = self.kv_elements_per_token(il)
-            total += cells * (k * bk + v * bv)
-        return int(total)
-
     def to_dict(self, with_tensors: bool = False) -> dict[str, Any]:
         d = asdict(self)
         if not with_tensors:

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from moetui.errors import ModelFileError, UnsupportedArchitecture
+from moetui.errors import MoetuiError, ModelFileError, UnsupportedArchitecture
 from moetui.model.gguf_header import ByteSource, GGUFHeader, read_file_header, read_header
 from moetui.model.header_values import MAX_CONTEXT, MAX_DIM, MAX_EXPERTS, MAX_LAYERS, MAX_VOCAB, HeaderValues
 from moetui.model.info import LayerInfo, ModelInfo, TensorRecord
@@ -45,6 +45,26 @@ def split_siblings(path: Path) -> list[Path]:
     if missing:
         raise ModelFileError(f"{path}: split model is missing {', '.join(missing)}")
     return files
+
+
+def file_type_of(headers: Sequence[GGUFHeader]) -> str:
+    """The quant a GGUF's header declares (general.file_type, as llama.cpp names it), else its most common
+    tensor type; "?" when it has neither."""
+    ftype = next((h.metadata.get("general.file_type") for h in headers if "general.file_type" in h.metadata), None)
+    if isinstance(ftype, int) and not isinstance(ftype, bool) and ftype in _FTYPE:
+        return _FTYPE[ftype]
+    counts = Counter(t.type.name for h in headers for t in h.tensors)
+    return counts.most_common(1)[0][0] if counts else "?"
+
+
+def header_file_type(path: str | os.PathLike[str]) -> str | None:
+    """The quant of a local GGUF read from its header (the first part's, for a split model); None when the
+    header cannot be read."""
+    try:
+        label = file_type_of([read_file_header(path)])
+    except (MoetuiError, OSError, ValueError):
+        return None
+    return None if label == "?" else label
 
 
 def inspect_file(path: str | os.PathLike[str]) -> ModelInfo:
@@ -139,12 +159,8 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
     else:
         sliding = 0 if not swa_layers else sliding
 
-    ftype = md.get("general.file_type")
+    file_type = file_type_of(headers)
     type_counts = Counter(r.type for r in records)
-    if isinstance(ftype, int) and not isinstance(ftype, bool) and ftype in _FTYPE:
-        file_type = _FTYPE[ftype]
-    else:
-        file_type = type_counts.most_common(1)[0][0] if records else "?"
 
     ident = hashlib.sha256()
     for h in headers:

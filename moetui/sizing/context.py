@@ -41,16 +41,19 @@ def largest_fitting(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
 
 
 def choose_context(target: int, explicit: bool, native: int, forced_kv: str | None,
-                   good: Callable[[int, str], bool], feasible: Callable[[int, str], bool]) -> ContextChoice | None:
+                   good: Callable[[int, str], bool], feasible: Callable[[int, str], bool],
+                   on_gpu: bool = True) -> ContextChoice | None:
     """good(ctx, kv): the non-expert weights and KV stay on the GPU (or, CPU-only, it fits RAM);
-    feasible(ctx, kv): it runs at all (partial layer offload allowed). None if nothing fits."""
+    feasible(ctx, kv): it runs at all (partial layer offload allowed). None if nothing fits.
+    on_gpu: whether the plan has a GPU at all (the reasons then speak of RAM, not of the GPU)."""
     kvs = [forced_kv] if forced_kv else ["f16", "q8_0"]
+    beside = "on the GPU beside the non-expert weights" if on_gpu else "in RAM beside the weights"
     for kv in kvs:
         if good(target, kv):
             why = []
             if kv == "q8_0" and not forced_kv:
-                why.append(f"KV cache q8_0: with f16 the cache for {target} tokens does not fit next to the "
-                           f"non-expert weights on the GPU; q8_0 halves it (needs flash attention: on)")
+                why.append(f"KV cache q8_0: with f16 the cache for {target} tokens does not fit {beside}; "
+                           f"q8_0 halves it (needs flash attention: on)")
             return ContextChoice(target, kv, kv == "q8_0", why)
     if explicit:
         for kv in kvs:
@@ -63,7 +66,7 @@ def choose_context(target: int, explicit: bool, native: int, forced_kv: str | No
         if best:
             return ContextChoice(best, kv, kv == "q8_0", [
                 f"context {best} (of {target} {'asked' if explicit else 'aimed for'}): the largest whose KV "
-                f"cache fits on the GPU beside the non-expert weights with a {kv} cache"])
+                f"cache fits {beside} with a {kv} cache"])
     kv = kvs[-1]
     best = largest_fitting(CTX_STEP, target, lambda c: feasible(c, kv))
     if best:

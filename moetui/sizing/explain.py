@@ -12,10 +12,22 @@ def gb(n: float) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
+# a plan's placement mode, in words (Plan.mode is for code and JSON)
+MODE_WORDS = {"cpu_only": "CPU only", "all_gpu": "all on GPU", "experts_split": "experts split between GPU and RAM",
+              "partial_layers": "some layers on GPU"}
+
+
+def mode_words(mode: str) -> str:
+    """"experts_split" -> "experts split between GPU and RAM"."""
+    return MODE_WORDS.get(mode, mode.replace("_", " "))
+
+
 def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: float, n_cpu_moe: int | None,
               gpu_names: list[str]) -> str:
     if mode == "cpu_only":
-        return "everything runs on the CPU (n_gpu_layers 0)"
+        if gpu_names:  # a GPU the plan may use, too small for even one layer
+            return f"{' + '.join(gpu_names)} cannot hold even one layer: everything runs on the CPU, in RAM"
+        return "everything runs on the CPU: the weights and the KV cache in RAM"
     gpus = " + ".join(gpu_names)
     if mode == "all_gpu":
         return f"the whole model fits on {gpus}: every layer and every expert on the GPU (-ngl all)"
@@ -28,9 +40,31 @@ def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: f
 
 
 def budget_line(device: str, total: int, budget: int, detail: str) -> str:
-    return f"{device}: {gb(total)} planned of a {gb(budget)} budget ({detail})"
+    return f"{'RAM' if device == 'CPU' else device}: {gb(total)} planned of a {gb(budget)} budget ({detail})"
+
+
+# what sets the prompt's pace (SpeedPrediction.prompt_bound), in words
+PROMPT_BOUNDS = {
+    "cpu compute": "the CPU's arithmetic sets its pace",
+    "cpu compute + network": "the CPU's arithmetic and the network set its pace",
+    "gpu compute": "the GPU's arithmetic sets its pace",
+    "pcie copies of CPU experts": "copying the experts held in RAM to the GPU sets its pace",
+}
+
+
+def memory_of(device: str) -> str:
+    """Where a device's weights are, for a person: "CPU" -> "RAM", "CUDA0" -> "CUDA0's VRAM"."""
+    if device == "CPU":
+        return "RAM"
+    if device.startswith(("CUDA", "ROCm", "Vulkan", "SYCL")):
+        return f"{device}'s VRAM"
+    if device.startswith("Metal"):
+        return "unified memory (Metal)"
+    return f"{device}'s memory"
 
 
 def speed_line(decode: float, prompt: float, bound: str, slowest: str) -> str:
-    return (f"predicted ~{decode:.1f} tok/s decode (most time reading {slowest}), ~{prompt:.0f} tok/s prompt "
-            f"({bound}); a prediction from bandwidth and default efficiency factors, `moetui tune` measures")
+    pace = PROMPT_BOUNDS.get(bound, bound)
+    return (f"predicted ~{decode:.1f} tok/s decode (most of each token's time goes to reading the weights in "
+            f"{memory_of(slowest)}), ~{prompt:.0f} tok/s prompt ({pace}); a prediction from bandwidth and "
+            f"default efficiency factors: `moetui tune` measures the real speed")

@@ -34,14 +34,19 @@ PINNED_MAX_SHARE = 0.7
 
 
 # ---- budgets --------------------------------------------------------------------------------------
+def gpu_usable(rig: Rig) -> bool:
+    """Whether a plan for this rig can put anything on a GPU: one was found and the build can offload."""
+    return bool(rig.gpus) and rig.build.gpu_offload
+
+
 def gpu_budgets(rig: Rig, o: PlanOptions) -> tuple[list[str], dict[str, int], list[float], list[str]]:
     """(device names, budget per device, tensor_split fractions, notes). Empty when the GPU can't be used."""
     notes: list[str] = []
     if not rig.gpus:
-        return [], {}, [], ["no GPU found: everything on the CPU"]
+        return [], {}, [], ["no GPU found on this machine"]
     if not rig.build.gpu_offload:
         why = rig.build.advice or "the installed llama.cpp build has no GPU backend"
-        return [], {}, [], [f"{why}: everything on the CPU (n_gpu_layers 0)"]
+        return [], {}, [], [f"{why}; until then the GPU is not used"]
     names, budgets, weights = [], {}, []
     cap = o.vram_budget_bytes
     total_free = sum((g.vram_free_bytes or g.vram_total_bytes) for g in rig.gpus) or 1
@@ -107,7 +112,7 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
         return p
     if o.n_ubatch is not None:
         return _plan_at(model, rig, replace(o, n_batch=o.n_batch or max(2048, o.n_ubatch)), workload)
-    gpu_offload = bool(rig.gpus) and rig.build.gpu_offload
+    gpu_offload = gpu_usable(rig)
     plans: list[Plan] = []
     for ub in ubatch_candidates(workload, gpu_offload):
         at = replace(o, n_ubatch=ub, n_batch=max(o.n_batch or 2048, ub))
@@ -172,7 +177,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
     def feasible(ctx: int, kv: str) -> bool:
         return ram_ok(search(ctx, kv))
 
-    choice = choose_context(target, explicit, native * o.n_parallel, o.cache_type, good, feasible)
+    choice = choose_context(target, explicit, native * o.n_parallel, o.cache_type, good, feasible, on_gpu=bool(gpus))
     if choice is None:
         kv = o.cache_type or "q8_0"
         r = search(256, kv)
@@ -181,7 +186,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
             f"{model.name or model.path} does not fit this rig even at the smallest context: RAM budget "
             f"{explain.gb(ram)} is {explain.gb(max(short, 0))} short"
             + (f" after filling {explain.gb(sum(budgets.values()))} of GPU memory" if gpus else "")
-            + " (a smaller quant, more RAM, or a lower --margin)")
+            + (" (a smaller quant, more RAM, or a lower --margin)" if gpus else " (a smaller quant or more RAM)"))
     why += choice.reason
     r = search(choice.n_ctx, choice.cache_type)
     a = r.assignment

@@ -44,6 +44,7 @@ from moetui.hardware import detect_rig
 from moetui.hardware.fingerprint import fingerprint
 from moetui.model.inspect import inspect_file
 from moetui.sizing.plan import DEFAULT_VRAM_MARGIN
+from moetui.sizing import explain
 from moetui.sizing.plan import PlanOptions, plan
 import os
 import resource
@@ -198,8 +199,9 @@ class Tuner:
             self.search = search = Search(runner, self.space(start))
             for note in self.notes:
                 runner.emit(TuneProgress(0.0, 0.0, None, note))
-            runner.emit(TuneProgress(0.0, 0.0, None, f"plan: {self.plan.mode}, predicted tg {self.plan.decode_tps:.1f} "
-                                     f"t/s, pp {self.plan.prompt_tps:.1f} t/s; measuring it"))
+            runner.emit(TuneProgress(0.0, 0.0, None, f"plan: {explain.mode_words(self.plan.mode)}, predicted decode "
+                                     f"{self.plan.decode_tps:.1f} tok/s, prompt {self.plan.prompt_tps:.1f} tok/s; "
+                                     "measuring it"))
             search.consider(start, {}, "plan", role=ProbeRole.PLAN)
             plan_probe = runner.probes[0]
             plan_probe.predicted_decode_tps, plan_probe.predicted_prompt_tps = self.plan.decode_tps, self.plan.prompt_tps

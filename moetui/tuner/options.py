@@ -9,6 +9,10 @@ from moetui.errors import ConfigError
 from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload
 
 DIMENSIONS = ("placement", "threads", "ubatch", "flash_attn", "cache_type", "load_mode", "repack", "draft")
+# each dimension as the Tune screen names it ("searching: threads, micro-batch, ...")
+DIMENSION_WORDS = {"placement": "where the experts go", "threads": "threads", "ubatch": "micro-batch",
+                   "flash_attn": "flash attention", "cache_type": "KV cache type", "load_mode": "load mode",
+                   "repack": "weight repacking", "draft": "draft model"}
 OBJECTIVES = ("turn", "decode", "balanced", "prefill")
 MIN_REPS = 3  # a median needs at least three figures: with two, one stalled repetition decides it
 MAX_ROUNDS_LIMIT = 32

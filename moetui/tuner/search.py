@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from moetui.config import DraftConfig, RunConfig
 from moetui.tuner.duel import Runner, duel
 from moetui.tuner.events import ProbesCompared, TuneEvent, TuneProgress
+from moetui.tuner.options import DIMENSION_WORDS
 from moetui.tuner.evidence import Decision, Verdict
 from moetui.tuner.placement_axis import BETTER, FAILED, SAME, STOP, WORSE, PlacementAxis, walk
 from moetui.tuner.probe import Probe, ProbeRole, ProbeStatus
@@ -193,7 +194,7 @@ class Search:
     def run(self) -> str:
         dims = self.space.dimensions
         r = self.runner
-        r.emit(TuneProgress(r.fraction(), r.elapsed(), r.eta(), "searching: " + ", ".join(dims)))
+        r.emit(TuneProgress(r.fraction(), r.elapsed(), r.eta(), "searching: " + ", ".join(DIMENSION_WORDS.get(d, d) for d in dims)))
         if self.incumbent is None and "placement" not in dims:
             return "exhausted"  # the plan and the defaults failed and nothing else can make it fit
         searched_from: dict[str, RunConfig | None] = {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import threading
+from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -21,20 +22,20 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
 from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
-from moetui.ui.selection import remember_model
-from moetui.ui.selection import remembered_model
+from moetui.ui.selection import remember_model, remembered_missing, remembered_model
 from textual.widgets import Input, TextArea
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import PlanOptions
+    from moetui.tuner import TuneResult
 
 ASSETS = assets_dir()
 
@@ -51,7 +52,10 @@ SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
              "pick, download, plan, tune and chat in one click"),
 }
 
-_KEEP: Any = object()  # sentinel: "leave this setting as it is"
+class _Keep(Enum):
+    """request_plan's "leave this setting as it is" (None already means "no draft model")."""
+
+    KEEP = "keep"
 
 
 class MoetuiApp(App):
@@ -76,12 +80,6 @@ class MoetuiApp(App):
         super().__init__()
         self._remember = remember
         self.state = AppState(rig=rig, model_path=model_path)
-        self.plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan/Home
-        self.model_error: str | None = None  # why the last model picked could not be used
-        self.loading_model: str | None = None
-        self.detecting = False
-        self.planning = False
-        self.draft_path: str | None = None  # the Plan screen's draft-model knob
         self._draft_info: tuple[str, ModelInfo] | None = None
         self._detect_enabled = detect
         self._stop = threading.Event()  # cancels the RAM bandwidth probe when the app quits mid-detection
@@ -116,7 +114,7 @@ class MoetuiApp(App):
             try:
                 screen = getattr(importlib.import_module(module_name), class_name)()
             except Exception as exc:  # a screen that fails to build (a bug, a broken install) must not take the app down
-                self.notify(f"{title} is not available: {type(exc).__name__}: {exc}", title="Screen unavailable",
+                self.notify(f"{title} is not available: {in_words(exc)}", title="Screen unavailable",
                             severity="warning")
                 return None
             self.install_screen(screen, name)
@@ -143,7 +141,7 @@ class MoetuiApp(App):
                 fn()
             except Exception as exc:  # one screen's bug must not take the others down
                 self.log.error(f"{s!r}.refresh_from_state failed: {exc!r}")
-                self.notify(f"{type(s).__name__}: {type(exc).__name__}: {exc}", severity="error")
+                self.notify(f"{self.screen_title(s) or type(s).__name__}: {in_words(exc)}", severity="error")
 
     def screen_title(self, screen: Screen) -> str | None:
         """'Tune' for the installed Tune screen; None for a screen moetui did not install (a dialog)."""
@@ -211,7 +209,7 @@ class MoetuiApp(App):
         s.plan = s.tuned = s.config = None
         if self._remember:
             remember_model(msg.path)
-        self.model_error = self.plan_error = self.loading_model = None
+        s.model_error = s.plan_error = s.loading_model = None
         self._load_tuned()
         self.refresh_screens()
         self.request_plan()
@@ -220,8 +218,8 @@ class MoetuiApp(App):
         self.state.plan = msg.plan
         if msg.options is not None:
             self.state.plan_options = msg.options
-        self.plan_error = None
-        self.planning = False
+        self.state.plan_error = None
+        self.state.planning = False
         self.refresh_screens()
 
     def on_tune_completed(self, msg: TuneCompleted) -> None:
@@ -254,13 +252,13 @@ class MoetuiApp(App):
             return
         self.call_from_thread(self._tuned_loaded, saved, model_path)
 
-    def _tuned_loaded(self, result: Any, model_path: str | None) -> None:
+    def _tuned_loaded(self, result: TuneResult, model_path: str | None) -> None:
         if self.state.model_path == model_path:  # still the same selection
             self.post_message(TuneCompleted(result))
 
     # ---- workers ---------------------------------------------------------------------------------
     def detect(self) -> None:
-        self.detecting = True
+        self.state.detecting = True
         self.refresh_screens()
         self._detect_worker()
 
@@ -269,25 +267,26 @@ class MoetuiApp(App):
         try:
             rig = detect_rig(stop=self._stop)
         except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI
-            self.call_from_thread(self._failed, "Rig detection failed", exc, "detecting")
+            self.call_from_thread(self._detect_failed, exc)
             return
         if not get_current_worker().is_cancelled:
             self.call_from_thread(self._detected, rig)
 
     def _detected(self, rig: Rig) -> None:
-        self.detecting = False
+        self.state.detecting = False
         self.post_message(RigChanged(rig))
 
     def select_model(self, path: str) -> None:
         """Inspect `path` (GGUF path, shape preset or hub ref) in a worker, then select it."""
-        self.loading_model = path  # shown as "reading…" until the worker reports; the selection changes on success
-        self.model_error = None
+        # shown as "reading…" until the worker reports; the selection changes on success
+        self.state.loading_model = path
+        self.state.model_error = None
         self.refresh_screens()
         self._inspect_worker(path)
 
     @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
     def _inspect_worker(self, path: str) -> None:
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         try:
             info = resolve_model(path)
@@ -298,25 +297,26 @@ class MoetuiApp(App):
             self.call_from_thread(self.post_message, ModelSelected(path, info))
 
     def _model_failed(self, path: str, exc: BaseException) -> None:
-        self.loading_model = None
+        s = self.state
+        s.loading_model = None
         # MoetuiErrors name the file already; anything else gets the path and the exception type
-        self.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {type(exc).__name__}: {exc}"
-        self.notify(self.model_error, title="Cannot use this model",
+        s.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {in_words(exc)}"
+        self.notify(s.model_error, title="Cannot use this model",
                     severity="error", timeout=8)
         self.refresh_screens()
 
-    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None = _KEEP) -> None:
+    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None | _Keep = _Keep.KEEP) -> None:
         """Plan the selection for the rig with `options` (default: the current ones) in a worker; the
         newest request wins. Does nothing until both a rig and a model are known."""
-        if options is not None:
-            self.state.plan_options = options
-        if draft_path is not _KEEP:
-            self.draft_path = draft_path or None
         s = self.state
+        if options is not None:
+            s.plan_options = options
+        if draft_path is not _Keep.KEEP:
+            s.draft_path = draft_path or None
         if s.rig is None or s.model_info is None:
             return
-        self.planning = True
-        self._plan_worker(s.model_info, s.rig, s.plan_options, self.draft_path, s.model_path)
+        s.planning = True
+        self._plan_worker(s.model_info, s.rig, s.plan_options, s.draft_path, s.model_path)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def _plan_worker(self, info: ModelInfo, rig: Rig, options: PlanOptions | None, draft_path: str | None,
@@ -337,28 +337,44 @@ class MoetuiApp(App):
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
-        from moetui.hub.resolve import resolve_model
+        from moetui.hub.resolve import resolve_model  # gguf and the hub client: not at the app's start
 
         if self._draft_info is None or self._draft_info[0] != path:
             self._draft_info = (path, resolve_model(path))
         return self._draft_info[1]
 
     def _plan_failed(self, exc: BaseException) -> None:
-        self.planning = False
-        self.state.plan = None
-        self.plan_error = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+        s = self.state
+        s.planning = False
+        s.plan = None
+        s.plan_error = in_words(exc)
         if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
-            self.notify(self.plan_error, title="No plan", severity="error", timeout=8)
+            self.notify(s.plan_error, title="No plan", severity="error", timeout=8)
         self.refresh_screens()
 
-    def _failed(self, title: str, exc: BaseException, flag: str) -> None:
-        setattr(self, flag, False)
-        self.notify(f"{type(exc).__name__}: {exc}", title=title, severity="error", timeout=8)
+    def _detect_failed(self, exc: BaseException) -> None:
+        self.state.detecting = False
+        self.notify(in_words(exc), title="Rig detection failed", severity="error", timeout=8)
         self.refresh_screens()
 
 
 def run_app(model_path: str | None = None, rig: Rig | None = None) -> None:
     """The app as `moetui` opens it: on `model_path`, else on the model selected last time."""
+    start_app(model_path, rig).run()
+
+
+def start_app(model_path: str | None = None, rig: Rig | None = None) -> MoetuiApp:
+    """The app `moetui` runs, not yet running: on `model_path`, else on the model selected last time; when
+    that one was a file that has vanished since, nothing is selected and Home says so."""
+    missing = None
     if model_path is None:
         model_path = remembered_model()
-    MoetuiApp(model_path=model_path, rig=rig).run()
+        missing = None if model_path else remembered_missing()
+    app = MoetuiApp(model_path=model_path, rig=rig)
+    if missing:
+        app.state.model_error = missing_model_text(missing)
+    return app
+
+
+def missing_model_text(path: str) -> str:
+    return f"the model selected last time is no longer there: {path} (moved or deleted); press m to pick one"

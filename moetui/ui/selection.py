@@ -25,16 +25,31 @@ def remember_model(path: str) -> None:
         pass  # a read-only data dir costs only the memory of the selection
 
 
-def remembered_model() -> str | None:
-    """The last selection, if it is still usable: a file that still exists, or a reference that is not a
-    file path (a shape preset, REPO:QUANT)."""
+def _remembered() -> str | None:
     try:
         value = json.loads(_file().read_text()).get("model_path")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(value, str) or not value:
-        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _vanished(value: str) -> bool:
     path = Path(value).expanduser()
-    if (path.is_absolute() or value.lower().endswith(".gguf")) and not path.is_file():
-        return None
-    return value
+    try:
+        return (path.is_absolute() or value.lower().endswith(".gguf")) and not path.is_file()
+    except OSError:
+        return True
+
+
+def remembered_model() -> str | None:
+    """The last selection, if it is still usable: a file that still exists, or a reference that is not a
+    file path (a shape preset, REPO:QUANT)."""
+    value = _remembered()
+    return None if value is None or _vanished(value) else value
+
+
+def remembered_missing() -> str | None:
+    """The last selection when it was a file that is no longer there (moved, deleted): the app opens with
+    nothing selected and says so, rather than failing to read it."""
+    value = _remembered()
+    return value if value is not None and _vanished(value) else None

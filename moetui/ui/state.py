@@ -30,6 +30,13 @@ class AppState:
     plan_options: PlanOptions | None = None
     tuned: TuneResult | None = None  # moetui.tuner.TuneResult, when tuned (or loaded from the profile store)
     config: RunConfig | None = None  # what Chat/Export use: tuned.best.config, else plan.config
+    draft_path: str | None = None  # the Plan screen's draft-model knob, planned with the selection
+    # what the App's workers are doing or why they failed: the screens show it, only the App writes it
+    detecting: bool = False  # the rig is being detected (Rig, Home and Best config wait for it)
+    loading_model: str | None = None  # the path being inspected, until it is selected or fails
+    model_error: str | None = None  # why the last model picked could not be used
+    planning: bool = False  # a plan for the selection is being computed
+    plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan and Home
 
     def active(self, *, defaults: bool = False) -> ActiveConfig | None:
         """Which config is in force and why (moetui.tuner.active): chosen, tuned, planned. defaults:

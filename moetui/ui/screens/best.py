@@ -10,9 +10,10 @@ Steps, shown as a checklist:
 5. the tune, within a time budget (a saved profile for this rig and model answers at once),
 6. Chat, with the winner.
 
-All of it runs in one thread worker with a cancel Event; each step reports back through call_from_thread,
-and each result goes up to the App as the usual messages (ModelSelected, PlanChanged, TuneCompleted), so
-the other screens follow. A failing step is marked ✗ with its reason, a dialog explains, the app stays up.
+All of it runs in one thread worker with a cancel Event; each step reports to the screen with typed
+messages (best_messages.py), and each result goes up to the App as the usual messages (ModelSelected,
+PlanChanged, TuneCompleted), so the other screens follow. A failing step is marked ✗ with its reason, a
+dialog explains, the app stays up.
 Two endings offer a way on instead of a Close button (moetui.ui.widgets.choice_dialog): nothing in the
 catalog reaching the minimum speed (a short table; lower the minimum, take the fastest anyway, or use a
 local model) and a hub that cannot be reached (what works offline: a local model, the demo model, the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -34,19 +35,23 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError, first_line
-from moetui.hardware import detect_rig
+from moetui.errors import ConfigError, HubError, MoetuiError, first_line, in_words
+from moetui.hardware import Rig, detect_rig
+from moetui.hub.best_pick import NothingFits, pick_from_catalog
 from moetui.hub.cache import cached_model_path
+from moetui.hub.catalog import CatalogModel
 from moetui.hub.listing import looks_like_hub_ref
 from moetui.ui.screens.chat import ChatScreen
-from moetui.ui.screens.flow_common import (
-    FLOWS_TCSS,
-    app_state,
-    open_screen,
-    release_model_workers,
-    ui_call,
-)
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, open_screen
 from moetui.ui.screens.best_dead_ends import hub_unreachable_dialog, nothing_fits_dialog
+from moetui.ui.screens.best_messages import (
+    FlowEnded,
+    FlowOutcome,
+    FlowReporter,
+    ProgressChanged,
+    StepChanged,
+    TargetChanged,
+)
 from moetui.ui.screens.tune import WORKLOAD_CHOICES, workload_choice
 from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
@@ -57,9 +62,12 @@ from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
 from moetui.ui.widgets.tick_box import TickBox
-from moetui.hub.download import DownloadCancelled, download_model
+from moetui.hub.download import DownloadCancelled, DownloadProgress, download_model
+from moetui.model.info import ModelInfo
 from moetui.model.inspect import inspect_file
-from moetui.tuner import TuneOptions, tune
+from moetui.sizing.plan import Plan, PlanOptions
+from moetui.tuner import TuneEvent, TuneOptions, TuneResult, tune
+from moetui.tuner.active import plan_for_rig, plan_options_for
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -85,8 +93,8 @@ class BestConfigScreen(Screen):
 
     running: reactive[bool] = reactive(False)
 
-    def __init__(self, *, budget_s: float = DEFAULT_BUDGET_S, autostart: bool = True, tune_options: Any = None,
-                 catalog: list[Any] | None = None, name: str | None = None, id: str | None = None,
+    def __init__(self, *, budget_s: float = DEFAULT_BUDGET_S, autostart: bool = True,
+                 tune_options: TuneOptions | None = None, catalog: list[CatalogModel] | None = None, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         """budget_s: the tuning budget; autostart: start when first shown (the one click is the one that
         opened this screen); tune_options: a TuneOptions to start from (tests shrink the measurement);
@@ -97,7 +105,7 @@ class BestConfigScreen(Screen):
         self.tune_options = tune_options
         self.catalog = catalog
         self.outcome: str | None = None  # "done" | "failed" | "cancelled" once a run ended
-        self.result: Any = None  # the TuneResult of the last run
+        self.result: TuneResult | None = None  # the last run's
         self.model_path: str | None = None  # the local GGUF the flow settled on
         self.min_decode_tps = 10.0  # what the catalog pick must reach (lowered from the nothing-fits dialog)
         self.take_ref: str | None = None  # a catalog pick taken anyway, below the minimum
@@ -190,7 +198,23 @@ class BestConfigScreen(Screen):
         if not running and self.is_current:
             start.focus()
 
-    # --- UI-thread setters the flow calls ---------------------------------------------------------
+    # --- the flow's messages (UI thread) ----------------------------------------------------------
+    def on_step_changed(self, message: StepChanged) -> None:
+        self._step(message.key, message.status, message.detail)
+
+    def on_target_changed(self, message: TargetChanged) -> None:
+        self._target(message.text)
+
+    def on_progress_changed(self, message: ProgressChanged) -> None:
+        self.query_one(ProgressEta).update_progress(message.fraction, eta_s=message.eta_s,
+                                                    elapsed_s=message.elapsed_s, message=message.message)
+
+    def on_flow_ended(self, message: FlowEnded) -> None:
+        if message.outcome is FlowOutcome.DONE:
+            self._finish(message.result)
+        else:
+            self._stopped(message.step, message.outcome, message.error)
+
     def _step(self, key: str, status: str, detail: str | None = None) -> None:
         self.query_one(FlowChecklist).set_step(key, status, detail)
 
@@ -210,18 +234,12 @@ class BestConfigScreen(Screen):
             tail = f" · best {describe_probe(best)}" if best is not None else ""
             self._detail(f"probe {probe.index} {probe_name(probe)}: {probe.status}{tail}")
 
-    def _progress(self, fraction: float | None, eta_s: float | None, elapsed_s: float | None, message: str) -> None:
-        self.query_one(ProgressEta).update_progress(fraction, eta_s=eta_s, elapsed_s=elapsed_s, message=message)
-
     # --- the flow (worker thread) -----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="best")
-    def _flow(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any, budget: float,
-              retune: bool, cancel: threading.Event) -> None:
+    def _flow(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None,
+              plan_options: PlanOptions | None, budget: float, retune: bool, cancel: threading.Event) -> None:
         current = "rig"
-
-        def say(fn: Any, *args: Any) -> None:
-            if not ui_call(self.app, fn, *args):
-                cancel.set()  # the app is gone
+        say = FlowReporter(self, cancel)
 
         def check() -> None:
             if cancel.is_set():
@@ -243,122 +261,120 @@ class BestConfigScreen(Screen):
             result = self._step_tune(path, rig, plan, budget, retune, cancel, say)
             check()
             current = "chat"
-            say(self._step, "chat", "running", "opening Chat …")
-            say(self._finish, result)
+            say.step("chat", "running", "opening Chat …")
+            say.show(FlowEnded(FlowOutcome.DONE, current, result=result))
         except FlowCancelled:
-            say(self._stopped, current, "cancelled", None)
+            say.show(FlowEnded(FlowOutcome.CANCELLED, current))
         except MoetuiError as exc:
             # a step interrupted by the cancel may fail on the way out ("nothing could be measured")
-            say(self._stopped, current, "cancelled" if cancel.is_set() else "failed", None if cancel.is_set() else exc)
+            say.show(FlowEnded(FlowOutcome.CANCELLED, current) if cancel.is_set()
+                     else FlowEnded(FlowOutcome.FAILED, current, error=exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a step: report it and keep the app up
-            say(self._stopped, current, "failed", RuntimeError(f"{type(exc).__name__}: {exc}"))
+            say.show(FlowEnded(FlowOutcome.FAILED, current, error=RuntimeError(in_words(exc))))
 
-    def _step_rig(self, rig: Any, cancel: threading.Event, say: Any) -> Any:
-        if rig is None and getattr(self.app, "detecting", False):
-            say(self._step, "rig", "running", "waiting for the app's detection …")
-            while rig is None and getattr(self.app, "detecting", False) and not cancel.wait(0.1):
+    def _step_rig(self, rig: Rig | None, cancel: threading.Event, say: FlowReporter) -> Rig:
+        if rig is None and app_state(self.app).detecting:
+            say.step("rig", "running", "waiting for the app's detection …")
+            while rig is None and app_state(self.app).detecting and not cancel.wait(0.1):
                 rig = app_state(self.app).rig  # a plain read of the shared state; the App thread writes it
             rig = rig or app_state(self.app).rig
         if rig is not None:
-            say(self._step, "rig", "done", rig.name)
+            say.step("rig", "done", rig.name)
             return rig
         if cancel.is_set():
             raise FlowCancelled("cancelled")
-        say(self._step, "rig", "running", "detecting …")
+        say.step("rig", "running", "detecting …")
 
         rig = detect_rig(stop=cancel)
-        say(self.app.post_message, RigChanged(rig))
-        say(self._step, "rig", "done", rig.name)
+        say.tell_app(RigChanged(rig))
+        say.step("rig", "done", rig.name)
         return rig
 
-    def _step_model(self, rig: Any, selected: str | None, selected_info: Any, plan_options: Any,
-                    say: Any) -> tuple[Path | None, str | None, Any]:
+    def _step_model(self, rig: Rig, selected: str | None, selected_info: ModelInfo | None,
+                    plan_options: PlanOptions | None,
+                    say: FlowReporter) -> tuple[Path | None, str | None, ModelInfo | None]:
         """(local path or None, hub ref to download or None, ModelInfo when already known)."""
 
         if selected and Path(selected).expanduser().is_file():
             path = Path(selected).expanduser()
-            quant = getattr(selected_info, "file_type", None) or "as selected"
-            say(self._step, "model", "done", f"{path.name} ({quant}, selected)")
-            say(self._target, f"Model: {path} (the selected local model)")
+            quant = (selected_info.file_type if selected_info is not None else None) or "as selected"
+            say.step("model", "done", f"{path.name} ({quant}, selected)")
+            say.target(f"Model: {path} (the selected local model)")
             return path, None, selected_info
         if selected and looks_like_hub_ref(selected):
-            say(self._step, "model", "done", f"{selected} (selected)")
-            say(self._target, f"Model: {selected} (the selected hub model)")
+            say.step("model", "done", f"{selected} (selected)")
+            say.target(f"Model: {selected} (the selected hub model)")
             return None, selected, None
         if selected:
             raise ConfigError(f"{selected}: the selected model is neither a local GGUF nor a hub reference; "
                               "pick one in Models (m), or clear it to use the catalog")
-        from moetui.hub.best_pick import pick_from_catalog
-        from moetui.tuner.active import plan_options_for
-
         if self.take_ref is not None:  # "take the best anyway" from the nothing-fits dialog
             ref, self.take_ref = self.take_ref, None
-            say(self._step, "model", "done", f"{ref} (taken anyway, below {self.min_decode_tps:g} tok/s)")
-            say(self._target, f"Model: {ref} (the fastest catalog model for this rig)")
+            say.step("model", "done", f"{ref} (taken anyway, below {self.min_decode_tps:g} tok/s)")
+            say.target(f"Model: {ref} (the fastest catalog model for this rig)")
             return None, ref, None
-        say(self._step, "model", "running", "sizing the catalog for this rig …")
+        say.step("model", "running", "sizing the catalog for this rig …")
 
         def progress(i: int, n: int, name: str) -> None:
-            say(self._progress, i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
+            say.progress(i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
         pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), self.min_decode_tps,
                                  progress=progress)
         self.picked_shape = pick.model.shape
-        say(self._progress, 1.0, None, None, "")
-        say(self._step, "model", "done", f"{pick.model.name} {pick.quant.quant} "
+        say.progress(1.0, None, None, "")
+        say.step("model", "done", f"{pick.model.name} {pick.quant.quant} "
             f"(~{gib(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
-        say(self._target, f"Model: {pick.ref} (the catalog's best fit for this rig)")
+        say.target(f"Model: {pick.ref} (the catalog's best fit for this rig)")
         return None, pick.ref, None
 
-    def _step_download(self, path: Path | None, ref: str | None, cancel: threading.Event, say: Any) -> Path:
+    def _step_download(self, path: Path | None, ref: str | None, cancel: threading.Event, say: FlowReporter) -> Path:
         if path is not None:
-            say(self._step, "download", "skipped", "local file")
+            say.step("download", "skipped", "local file")
             return path
         assert ref is not None
 
         cached = cached_model_path(ref)
         if cached is not None and cached.is_file():
-            say(self._step, "download", "skipped", f"already in the HF cache: {cached.name}")
+            say.step("download", "skipped", f"already in the HF cache: {cached.name}")
             return cached
-        say(self._step, "download", "running", ref)
+        say.step("download", "running", ref)
 
-        def progress(p: Any) -> None:
+        def progress(p: DownloadProgress) -> None:
             part = f" part {p.file_index + 1}/{p.n_files}" if p.n_files > 1 else ""
             what = "verifying" if p.phase == "verify" else f"{gib(int(p.speed_bps))}/s"
-            say(self._progress, p.fraction, p.eta_s, None,
+            say.progress(p.fraction, p.eta_s, None,
                 f"{gib(p.bytes_done)} of {gib(p.bytes_total)}{part} · {what}")
 
         try:
             result = download_model(ref, progress=progress, cancel=cancel)
         except DownloadCancelled:
             raise FlowCancelled("cancelled") from None
-        say(self._progress, 1.0, None, result.seconds, "downloaded")
-        say(self._step, "download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
+        say.progress(1.0, None, result.seconds, "downloaded")
+        say.step("download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
         return result.path
 
-    def _step_plan(self, path: Path, info: Any, rig: Any, plan_options: Any, say: Any) -> tuple[Any, Any]:
-        from moetui.tuner.active import plan_for_rig
-
-        say(self._step, "plan", "running", "inspecting and placing …")
-        if info is None or Path(getattr(info, "path", "") or "") != path:
+    def _step_plan(self, path: Path, info: ModelInfo | None, rig: Rig, plan_options: PlanOptions | None,
+                   say: FlowReporter) -> tuple[ModelInfo, Plan]:
+        say.step("plan", "running", "inspecting and placing …")
+        if info is None or Path(info.path or "") != path:
             info = inspect_file(path)
         p = plan_for_rig(info, rig, plan_options, str(path))  # as the Plan screen plans: measured efficiency
         self.model_path = str(path)
-        say(self.app.post_message, ModelSelected(str(path), info))
-        say(self.app.post_message, PlanChanged(p, plan_options))
-        say(self._step, "plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
+        say.tell_app(ModelSelected(str(path), info))
+        say.tell_app(PlanChanged(p, plan_options))
+        say.step("plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
         return info, p
 
-    def _step_tune(self, path: Path, rig: Any, plan: Any, budget: float, retune: bool, cancel: threading.Event,
-                   say: Any) -> Any:
+    def _step_tune(self, path: Path, rig: Rig, plan: Plan, budget: float, retune: bool, cancel: threading.Event,
+                   say: FlowReporter) -> TuneResult:
         base = self.tune_options or TuneOptions()
         workload = base.workload if self.workload == workload_choice(base) else WORKLOADS[self.workload]
         opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx,
                        workload=workload)
-        say(self._step, "tune", "running", f"budget {budget:.0f} s")
-        say(release_model_workers, self.app)  # no other model resident while the tuner measures
+        say.step("tune", "running", f"budget {budget:.0f} s")
+        say.release_model_workers()  # no other model resident while the tuner measures
 
-        def on_event(ev: Any) -> None:
+        def on_event(ev: TuneEvent) -> None:
             if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
                 cancel.set()
 
@@ -366,14 +382,14 @@ class BestConfigScreen(Screen):
         if result.stopped == "cancelled":
             raise FlowCancelled("cancelled")
         self.result = result
-        say(self.app.post_message, TuneCompleted(result))
+        say.tell_app(TuneCompleted(result))
         how = "saved profile" if result.from_cache else _probes(len(result.probes))
-        say(self._progress, 1.0, None, result.elapsed_s, f"tuned ({how})")
-        say(self._step, "tune", "done", f"{describe_probe(result.best)} ({how})")
+        say.progress(1.0, None, result.elapsed_s, f"tuned ({how})")
+        say.step("tune", "done", f"{describe_probe(result.best)} ({how})")
         return result
 
     # --- endings (UI thread) ----------------------------------------------------------------------
-    def _finish(self, result: Any) -> None:
+    def _finish(self, result: TuneResult | None) -> None:
         self.outcome = "done"
         self.running = False
         self._step("chat", "done", "Chat is open with this config")
@@ -383,7 +399,7 @@ class BestConfigScreen(Screen):
 
         self.app.call_later(open_screen, self.app, "chat", ChatScreen)
 
-    def _stopped(self, step: str, outcome: str, exc: BaseException | None) -> None:
+    def _stopped(self, step: str, outcome: FlowOutcome, exc: BaseException | None) -> None:
         self.outcome = outcome
         self.running = False
         checklist = self.query_one(FlowChecklist)
@@ -393,8 +409,6 @@ class BestConfigScreen(Screen):
             if s.status == "pending":
                 checklist.set_step(s.key, "skipped")
         self.query_one(ProgressEta).message = outcome
-        from moetui.hub.best_pick import NothingFits
-
         if isinstance(exc, NothingFits):
             self._nothing_fits(exc)
         elif isinstance(exc, HubError) and str(exc).startswith("offline"):
@@ -405,7 +419,7 @@ class BestConfigScreen(Screen):
         else:
             self.notify("Best config cancelled.", timeout=4)
 
-    def _nothing_fits(self, exc: Any) -> None:
+    def _nothing_fits(self, exc: NothingFits) -> None:
         nothing_fits_dialog(self, exc)
 
     def _hub_unreachable(self, exc: BaseException) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from moetui.hub.best_pick import shape_mix
+from moetui.model.demo import ensure_demo_model
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.choice_dialog import ChoiceDialog
-from moetui.model.demo import ensure_demo_model
 
 
 def nothing_fits_dialog(screen: Any, exc: Any) -> None:
@@ -53,8 +54,6 @@ def hub_unreachable_dialog(screen: Any, exc: BaseException) -> None:
         elif key == "demo":
             _use_demo_model(screen)
         elif key == "proxy" and shape:
-            from moetui.hub.best_pick import shape_mix
-
             screen.app.post_message(ModelSelected(f"{shape}:{shape_mix(shape)}"))
             screen.app.call_later(screen.app.action_open, "plan")
         elif key == "rig":

@@ -2,23 +2,26 @@
 
 The worker process (`ModelWorker`) is loaded in a thread worker and kept while the screen lives, so
 switching to Export and back does not reload; it is reloaded when the active config changes and closed
-when the screen is unmounted (app exit), so no model process outlives the app. Tokens arrive on a thread
-worker and reach the log as typed messages in batches (at most 20 UI updates a second, whatever the decode
-speed), so the UI costs the model little: the child process never waits on us.
+when the screen is unmounted (app exit), so no model process outlives the app. The thread workers (load,
+reply, memory sampler) report as typed messages (chat_messages.py); tokens arrive in batches (at most 20
+UI updates a second, whatever the decode speed), so the UI costs the model little: the child process
+never waits on us.
 
 Over 400 lines because the model process's lifecycle (load, reload, release, crash), the streaming reply and
-the live sampler share the screen's state; the messages live in chat_messages.py.
+the live sampler share the screen's state; the messages live in chat_messages.py, the offer to download a
+hub model that is not on this machine yet in chat_download.py.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import psutil
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -26,12 +29,19 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
+from moetui.config import RunConfig
 from moetui.errors import MoetuiError, first_line
+from moetui.hub.cache import cached_model_path, needs_download
+from moetui.hub.listing import looks_like_hub_ref
 from moetui.hardware import Sampler
-from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
+from moetui.model.info import ModelInfo
+from moetui.runtime.client import DoneEvent, ErrorEvent, LoadInfo, ModelWorker, StatsEvent, TokenEvent
+from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
-from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state, ui_call
-from moetui.ui.screens.chat_messages import ReplyDone, ReplyFailed, ReplyStats, ReplyText
+from moetui.sizing.plan import gpu_usable
+from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
+from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
+from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
@@ -39,9 +49,11 @@ from moetui.ui.widgets.stats_bar import ChatStatsBar
 FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
+# keyword arguments of ModelWorker.chat: temperature, top_p, ... (numbers) and stop (strings)
+Sampling = dict[str, float | int | list[str]]
 
 
-class ChatScreen(Screen):
+class ChatScreen(DownloadOffer, Screen):
     CSS_PATH = FLOWS_TCSS
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop_or_leave_input", "Stop"),
@@ -54,23 +66,32 @@ class ChatScreen(Screen):
     model_loading: reactive[bool] = reactive(False)
     generating: reactive[bool] = reactive(False)
 
-    def __init__(self, *, max_tokens: int = 512, sampling: dict[str, Any] | None = None, name: str | None = None,
+    def __init__(self, *, max_tokens: int = 512, sampling: Sampling | None = None, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.max_tokens = max_tokens
-        self.sampling: dict[str, Any] = dict(sampling or {"temperature": 0.7, "top_p": 0.95})
+        self.sampling: Sampling = dict(sampling or {"temperature": 0.7, "top_p": 0.95})
         self.history: list[dict[str, str]] = []  # user/assistant turns (the system prompt is added per request)
-        self.model_worker: Any = None  # moetui.runtime.client.ModelWorker once loaded
-        self.load_info: Any = None
-        self.loaded_config: Any = None  # the RunConfig the worker runs
-        self._loading_config: Any = None
+        self.model_worker: ModelWorker | None = None  # once loaded
+        self.load_info: LoadInfo | None = None
+        self.loaded_config: RunConfig | None = None  # the config the worker runs
+        self._loading_config: RunConfig | None = None
         self._load_seq = 0
-        self._failed_config: Any = None  # the config whose load failed last (not retried by itself)
+        self._failed_config: RunConfig | None = None  # the config whose load failed last (not retried by itself)
+        self._chat_model: str | None = None  # the model file the conversation in the log is with
+        self._load_errors: list[ChatMessage] = []  # "could not load" lines, gone once a load succeeds
         self._pending: str | None = None  # a message typed while the model loads
         self._shutting_down = threading.Event()
+        # Workers a load thread started and posted, not yet taken by the screen: if the screen closes before
+        # their ModelLoadEnded is handled, on_unmount closes them, so no model process outlives the screen.
+        self._unclaimed: set[ModelWorker] = set()
+        self._unclaimed_lock = threading.Lock()
         self._reply: ChatMessage | None = None
+        self.offered: str | None = None  # the hub model whose download was last offered (asked once per selection)
+        self.downloading: str | None = None  # the hub model being downloaded
+        self._download_cancel = threading.Event()
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
-        self.last_done: Any = None  # the DoneEvent of the last reply (tests and the overhead check read it)
+        self.last_done: DoneEvent | None = None  # the last reply's (tests and the overhead check read it)
 
     # --- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -86,6 +107,7 @@ class ChatScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
         self.ensure_loaded()
@@ -98,10 +120,17 @@ class ChatScreen(Screen):
         Chat loads a model; a hidden one just lets go of a process running an outdated config."""
         if not self.is_mounted:
             return
+        self._show_gpu_use(self.active_config())
         if self.is_current:
             self.ensure_loaded()
         elif self.loaded_config is not None and self.active_config() != self.loaded_config and not self.generating:
             self.release_worker()
+
+    def _show_gpu_use(self, cfg: RunConfig | None) -> None:
+        """A CPU-only rig or config has no VRAM to show: the stats bar leaves it out (attributes down)."""
+        rig = app_state(self.app).rig
+        self.query_one(ChatStatsBar).uses_gpu = ((rig is None or gpu_usable(rig))
+                                                 and (cfg is None or cfg.n_gpu_layers != 0))
 
     def release_worker(self) -> None:
         """Free the model process (RAM, VRAM) without blocking the UI, e.g. before the tuner measures: a
@@ -118,12 +147,38 @@ class ChatScreen(Screen):
 
     def on_unmount(self) -> None:
         self._shutting_down.set()
+        with self._unclaimed_lock:
+            landed, self._unclaimed = list(self._unclaimed), set()
+        for worker in landed:
+            worker.close(timeout=2)
         self.close_worker()
 
     # --- model worker lifecycle -------------------------------------------------------------------
-    def active_config(self) -> Any:
+    def active_config(self) -> RunConfig | None:
         active = app_state(self.app).active(defaults=True)  # no plan yet: llama.cpp's defaults
-        return active.config if active else None
+        cfg = active.config if active else None
+        if cfg is not None and looks_like_hub_ref(cfg.model_path) and not Path(cfg.model_path).exists():
+            cached = cached_model_path(cfg.model_path)  # a hub model downloaded since it was planned
+            if cached is not None and cached.is_file():
+                cfg = replace(cfg, model_path=str(cached))
+        return cfg
+
+    def _runnable(self, cfg: RunConfig) -> bool:
+        """Whether the config names a file to load; if not, say why (and offer a download) instead of
+        letting the worker fail with "no such model file"."""
+        path = cfg.model_path
+        if Path(path).expanduser().is_file():
+            return True
+        if needs_download(path):
+            if self.downloading is not None:
+                return False  # its progress is in the status line
+            self.status_line = not_downloaded(path)
+            if self.offered != path and self.is_current:
+                self.offer_download(path)
+            return False
+        self.status_line = (f"{path} has no file on this machine (a shape preset or a moved file): pick a local or "
+                            "downloaded model in Models (m), or run Best config (b).")
+        return False
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
@@ -135,11 +190,16 @@ class ChatScreen(Screen):
             return
         if cfg == self._failed_config:
             return  # it failed already: retry only when asked (a message, Ctrl+R), not on every screen resume
+        if self.downloading is not None or not self._runnable(cfg):
+            return
         self.start_load(cfg)
 
-    def start_load(self, config: Any) -> None:
+    def start_load(self, config: RunConfig) -> None:
         """UI thread: mark the load as in progress *before* the thread starts, so a second call (mount and
         resume arrive together) does not start a second process; a newer load supersedes an older one."""
+        if self._chat_model is not None and config.model_path != self._chat_model and not self.generating:
+            self._clear_conversation()  # another model: its errors and its conversation are not this one's
+        self._chat_model = config.model_path
         self._load_seq += 1
         self._loading_config = config
         self.model_loading = True
@@ -151,25 +211,49 @@ class ChatScreen(Screen):
         return self.model_worker is not None and self.model_worker.alive
 
     @work(thread=True, group="chat-load")
-    def _load(self, config: Any, old: Any, seq: int) -> None:
+    def _load(self, config: RunConfig, old: ModelWorker | None, seq: int) -> None:
+        """Close the outdated worker, start one for `config`, and hand it to the screen by a message."""
         if old is not None:
             old.close(timeout=3)
         worker = ModelWorker()
         try:
             info = worker.start(config)
         except MoetuiError as exc:
-            ui_call(self.app, self._load_failed, config, exc, seq)
+            self.post_message(ModelLoadEnded(config, seq, error=exc))
             return
-        if self._shutting_down.is_set() or not ui_call(self.app, self._load_done, config, worker, info, seq):
+        with self._unclaimed_lock:
+            closing = self._shutting_down.is_set()
+            if not closing:
+                self._unclaimed.add(worker)
+        if closing:
             worker.close(timeout=2)  # the screen or app went away while we loaded
+        elif not self.post_message(ModelLoadEnded(config, seq, worker=worker, info=info)) and self._claim(worker):
+            worker.close(timeout=2)  # the screen is closing: nobody will take it
 
-    def _load_done(self, config: Any, worker: Any, info: Any, seq: int) -> None:
+    def _claim(self, worker: ModelWorker) -> bool:
+        """Take `worker` out of the unclaimed set; False when on_unmount (or the load thread) has it."""
+        with self._unclaimed_lock:
+            if worker not in self._unclaimed:
+                return False
+            self._unclaimed.discard(worker)
+            return True
+
+    def on_model_load_ended(self, message: ModelLoadEnded) -> None:
+        if message.error is not None:
+            self._load_failed(message.config, message.error, message.seq)
+        elif message.worker is not None and message.info is not None and self._claim(message.worker):
+            self._load_done(message.config, message.worker, message.info, message.seq)
+
+    def _load_done(self, config: RunConfig, worker: ModelWorker, info: LoadInfo, seq: int) -> None:
         if seq != self._load_seq or self._shutting_down.is_set():
             worker.kill()  # superseded by a newer load (or closing): never keep two model processes
             return
         self.model_worker, self.load_info, self.loaded_config = worker, info, config
         self._loading_config = None
         self.model_loading = False
+        for msg in self._load_errors:  # an earlier load's error is not this model's state
+            msg.remove()
+        self._load_errors.clear()
         bar = self.query_one(ChatStatsBar)
         bar.experts_ram = info.buffers.experts_ram
         bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
@@ -184,7 +268,7 @@ class ChatScreen(Screen):
         elif config != self.active_config():
             self.ensure_loaded()  # the state moved on while we loaded
 
-    def _load_failed(self, config: Any, exc: MoetuiError, seq: int) -> None:
+    def _load_failed(self, config: RunConfig, exc: MoetuiError, seq: int) -> None:
         if seq != self._load_seq:
             return  # an older request failed after a newer one started: only the newest speaks
         self._loading_config = None
@@ -193,7 +277,7 @@ class ChatScreen(Screen):
         self.model_worker = self.load_info = self.loaded_config = None
         self._pending = None
         self.status_line = f"Could not load {Path(config.model_path).name}: {first_line(exc, 120)}"
-        self.query_one(ChatLog).add_message("error", first_line(exc))
+        self._load_errors.append(self.query_one(ChatLog).add_message("error", first_line(exc)))
         show_error(self, "The model did not load", exc)
 
     def close_worker(self) -> None:
@@ -224,6 +308,7 @@ class ChatScreen(Screen):
         self.query_one(ChatLog).add_message("info", "(waiting for the model to load)")
         if not self.model_loading:
             self._failed_config = None  # sending is asking to try again
+            self.offered = None  # ... and to be asked about a download again
             self.ensure_loaded()
 
     def _send(self, text: str) -> None:
@@ -235,10 +320,11 @@ class ChatScreen(Screen):
         system = self.query_one("#chat-system-input", Input).value.strip()
         messages = ([{"role": "system", "content": system}] if system else []) + list(self.history)
         self.generating = True
+        assert self.model_worker is not None  # send() sends only to a live worker
         self._generate(self.model_worker, messages)
 
     @work(thread=True, exclusive=True, group="chat-generate")
-    def _generate(self, worker: Any, messages: list[dict[str, str]]) -> None:
+    def _generate(self, worker: ModelWorker, messages: list[dict[str, str]]) -> None:
         """Worker events -> typed messages (post_message is thread-safe); token text is batched to at most
         one message per FLUSH_S, so the UI's cost does not grow with the decode speed."""
         buf: list[str] = []
@@ -251,42 +337,36 @@ class ChatScreen(Screen):
                 return True
             text = "".join(buf)
             buf.clear()
-            return self.post_message(ReplyText(text))
+            return self.post_message(ReplyEvent(TokenEvent(text), worker))
 
         for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
             if isinstance(ev, TokenEvent):
                 buf.append(ev.text)
                 if time.monotonic() - last >= FLUSH_S and not flush():
                     worker.stop()  # the screen is closing
-            elif isinstance(ev, StatsEvent):
-                flush()
+                continue
+            flush()
+            if isinstance(ev, StatsEvent):
                 self.stats_events += 1
-                self.post_message(ReplyStats(ev.stats))
-            elif isinstance(ev, DoneEvent):
-                flush()
-                self.post_message(ReplyDone(ev))
-            elif isinstance(ev, ErrorEvent):
-                flush()
-                self.post_message(ReplyFailed(ev.error, worker))
+            self.post_message(ReplyEvent(ev, worker))
 
-    def on_reply_text(self, message: ReplyText) -> None:
-        self._tokens(message.text)
-
-    def on_reply_stats(self, message: ReplyStats) -> None:
-        self._stats(message.stats)
-
-    def on_reply_done(self, message: ReplyDone) -> None:
-        self._done(message.done)
-
-    def on_reply_failed(self, message: ReplyFailed) -> None:
-        self._failed(message.error, message.worker)
+    def on_reply_event(self, message: ReplyEvent) -> None:
+        match message.event:
+            case TokenEvent(text=text):
+                self._tokens(text)
+            case StatsEvent(stats=stats):
+                self._stats(stats)
+            case DoneEvent() as done:
+                self._done(done)
+            case ErrorEvent(error=error):
+                self._failed(error, message.worker)
 
     def _tokens(self, text: str) -> None:
         if self._reply is not None:
             self._reply.text += text
             self.query_one(ChatLog).append_to_last("")  # keeps the view on the end
 
-    def _stats(self, stats: Any) -> None:
+    def _stats(self, stats: LiveStats) -> None:
         bar = self.query_one(ChatStatsBar)
         bar.phase = stats.phase
         bar.decode_tps = stats.decode_tok_s
@@ -302,7 +382,7 @@ class ChatScreen(Screen):
         bar.acceptance = stats.acceptance
         bar.samples += 1
 
-    def _done(self, ev: Any) -> None:
+    def _done(self, ev: DoneEvent) -> None:
         self.last_done = ev
         self._stats(ev.stats)
         self.query_one(ChatStatsBar).phase = "idle"
@@ -319,7 +399,7 @@ class ChatScreen(Screen):
         if self.active_config() != self.loaded_config:
             self.ensure_loaded()  # the config changed while we answered
 
-    def _failed(self, exc: MoetuiError, worker: Any) -> None:
+    def _failed(self, exc: MoetuiError, worker: ModelWorker) -> None:
         self.generating = False
         if self._reply is not None:
             self._reply.streaming = False
@@ -363,15 +443,15 @@ class ChatScreen(Screen):
                     rss = psutil.Process(pid).memory_info().rss
                 except Exception:  # noqa: BLE001 - the worker just exited
                     rss = None
-                if not ui_call(self.app, self._sampled, vram, scope, rss):
-                    return
+                if not self.post_message(MemorySampled(vram, scope, rss)):
+                    return  # the screen is closing
 
-    def _sampled(self, vram: int | None, scope: str, rss: int | None) -> None:
+    def on_memory_sampled(self, message: MemorySampled) -> None:
         bar = self.query_one(ChatStatsBar)
-        if vram is not None:
-            bar.vram_bytes, bar.vram_scope = vram, scope
-        if rss is not None:
-            bar.rss_bytes = rss
+        if message.vram_bytes is not None:
+            bar.vram_bytes, bar.vram_scope = message.vram_bytes, message.vram_scope
+        if message.rss_bytes is not None:
+            bar.rss_bytes = message.rss_bytes
         bar.samples += 1
 
     # --- watchers and actions ---------------------------------------------------------------------
@@ -386,10 +466,12 @@ class ChatScreen(Screen):
         (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
         if self.generating:
             self.action_stop()
+        elif self.downloading is not None:
+            self._download_cancel.set()
         elif isinstance(self.focused, Input):
             self.query_one(ChatLog).focus()
 
-    def on_key(self, event: Any) -> None:
+    def on_key(self, event: events.Key) -> None:
         if event.key == "enter" and not isinstance(self.focused, Input):
             self.query_one("#chat-input", Input).focus()
             event.stop()
@@ -408,13 +490,17 @@ class ChatScreen(Screen):
 
     def action_new_chat(self) -> None:
         self.action_stop()
+        self._clear_conversation()
+        self.query_one("#chat-input", Input).focus()
+
+    def _clear_conversation(self) -> None:
         if self._reply is not None:
             self._reply.streaming = False
         self.history.clear()
         self._reply = None
+        self._load_errors.clear()
         self.query_one(ChatLog).clear_messages()
         self.query_one(ChatStatsBar).tokens = 0
-        self.query_one("#chat-input", Input).focus()
 
     def action_system_prompt(self) -> None:
         box = self.query_one("#chat-system", Collapsible)
@@ -432,14 +518,13 @@ class ChatScreen(Screen):
             self.start_load(cfg)
 
 
-def _is_proxy(info: Any, config: Any) -> bool:
+def _is_proxy(info: ModelInfo | None, config: RunConfig) -> bool:
     """A model `moetui proxy` wrote (its general.name ends in "moetui proxy", see model/proxy.py): random
     weights, so the reply is noise and the user should be told so."""
-    return info is not None and str(getattr(info, "name", "")).endswith("moetui proxy") and (
-        getattr(info, "path", config.model_path) == config.model_path)
+    return info is not None and info.name.endswith("moetui proxy") and info.path == config.model_path
 
 
-def _placement(config: Any) -> str:
+def _placement(config: RunConfig) -> str:
     """'all on GPU', 'CPU only' or 'experts of 12 layers in RAM', from the config itself."""
 
     if config.n_gpu_layers == 0:

@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Select, Static, TextArea
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.export.commandline import export_command
 from moetui.export.python_snippet import python_snippet
 from moetui.paths import atomic_write_text, data_dir
@@ -114,7 +114,7 @@ class ExportScreen(Screen):
         try:
             text, warnings = render_export(cfg, tool, shell)
         except Exception as exc:
-            msg = str(exc) if isinstance(exc, MoetuiError) else f"{type(exc).__name__}: {exc}"
+            msg = in_words(exc)
             self.app.call_from_thread(self._show, "", [f"cannot export: {msg}"], source, True)
             return
         if not get_current_worker().is_cancelled:

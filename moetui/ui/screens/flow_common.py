@@ -1,44 +1,17 @@
-"""Helpers the flow screens (Chat, Tune, Best config) share: the stylesheet path, calling back into the
-UI from a worker thread when the app may already be gone, and opening another screen by name."""
+"""Helpers the flow screens (Chat, Tune, Best config) share: the stylesheet path, the app's state (or a
+bare one in a host app), opening another screen by name, and letting go of model processes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from textual.app import App
-from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widget import Widget
 
 from moetui.paths import assets_dir
 from moetui.ui.state import AppState
 
 FLOWS_TCSS = str(assets_dir() / "flows.tcss")
-
-
-def ui_call(app: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
-    """`app.call_from_thread`, but False instead of an exception when the app has stopped or the screen
-    that owns `fn` is being torn down (a worker thread that outlives its screen must wind down quietly,
-    not fail the app with a traceback over the user's shell)."""
-    owner = getattr(fn, "__self__", None)
-
-    def guarded() -> bool:
-        if isinstance(owner, Widget) and not owner.is_attached:
-            return False
-        try:
-            fn(*args, **kwargs)
-        except NoMatches:
-            closing = getattr(owner, "_closing", False) or getattr(owner, "_closed", False)
-            if app.is_running and not closing:
-                raise  # a live screen missing a widget is a bug: let it show
-            return False  # the app or screen is closing and its widgets are already gone
-        return True
-
-    try:
-        return bool(app.call_from_thread(guarded))
-    except RuntimeError:
-        return False
 
 
 def open_screen(app: App, name: str, factory: Callable[[], Screen]) -> None:
@@ -54,7 +27,7 @@ def open_screen(app: App, name: str, factory: Callable[[], Screen]) -> None:
         app.push_screen(factory())
 
 
-def app_state(app: App) -> Any:
+def app_state(app: App) -> AppState:
     """The app's AppState; a bare one for a host app that has none (the flows then say what is missing)."""
     state = getattr(app, "state", None)
     if state is None:

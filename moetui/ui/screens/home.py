@@ -13,6 +13,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from moetui.hardware.bandwidth import bandwidth_words
+from moetui.hub.cache import needs_download
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import gib, plan_mode, tps
@@ -46,16 +48,21 @@ class HomeScreen(Screen):
         self.app.action_open("best" if bid == "best" else bid.removeprefix("nav-"))  # type: ignore[attr-defined]
 
     def refresh_from_state(self) -> None:
-        app = self.app
-        s = app.state  # type: ignore[attr-defined]
+        s = self.app.state  # type: ignore[attr-defined]
         if s.rig is not None:
             rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [$text-muted]({s.rig.source})[/]" if s.rig.source != "detected" else "")
-            if s.rig.ram_bandwidth_gbs:
+            probe = s.rig.bandwidth_probe
+            if s.rig.ram_bandwidth_gbs and probe is not None and s.rig.source == "detected":
+                # when and how: a figure measured under load once read 9 GB/s where 24 was true
+                rig += f"\n      RAM bandwidth {bandwidth_words(s.rig.ram_bandwidth_gbs, probe)}"
+                if probe.note:
+                    rig += f"\n      [$text-warning]{escape(probe.note)}[/]"
+            elif s.rig.ram_bandwidth_gbs:
                 rig += f"\n      RAM bandwidth {s.rig.ram_bandwidth_gbs:.0f} GB/s"
             if s.rig.build.advice:
                 rig += f"\n      [$text-warning]{s.rig.build.advice.splitlines()[0]}[/]"
         else:
-            rig = "[b]Rig[/b]  detecting…" if getattr(app, "detecting", False) else "[b]Rig[/b]  not detected"
+            rig = "[b]Rig[/b]  detecting…" if s.detecting else "[b]Rig[/b]  not detected"
         self.query_one("#home-rig", Static).update(rig)
 
         if s.model_info is not None:
@@ -67,11 +74,12 @@ class HomeScreen(Screen):
             model = f"[b]Model[/b]  {s.model_path}"
         else:
             model = "[b]Model[/b]  none selected: press [b]m[/b] to pick one, or the button above"
-        loading, err = getattr(app, "loading_model", None), getattr(app, "model_error", None)
-        if loading:
-            model += f"\n       [$text-muted]reading {escape(loading)}…[/]"
-        if err:
-            model += f"\n       [$text-error]✗ {escape(err)}[/]"
+        if s.model_path and needs_download(s.model_path):
+            model += "\n       [$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]"
+        if s.loading_model:
+            model += f"\n       [$text-muted]reading {escape(s.loading_model)}…[/]"
+        if s.model_error:
+            model += f"\n       [$text-error]✗ {escape(s.model_error)}[/]"
         self.query_one("#home-model", Static).update(model)
 
         cfg = s.active_config()
@@ -80,8 +88,8 @@ class HomeScreen(Screen):
             plan = (f"[b]Plan[/b]   {plan_mode(p.mode)}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
                     + (f", --n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else "")
                     + f"\n       predicted {tps(p.decode_tps)} tok/s decode, {tps(p.prompt_tps)} tok/s prompt")
-        elif getattr(app, "plan_error", None):
-            plan = f"[b]Plan[/b]   [$text-error]{app.plan_error}[/]"  # type: ignore[attr-defined]
+        elif s.plan_error:
+            plan = f"[b]Plan[/b]   [$text-error]{s.plan_error}[/]"
         else:
             plan = "[b]Plan[/b]   —"
         if s.tuned is not None and cfg is not None:

@@ -1,11 +1,15 @@
-"""Models: local GGUFs (HF cache, LM Studio, Ollama, added folders, the current selection) and the catalog's
+"""Models: local GGUFs (HF cache, LM Studio, Ollama, added folders and files, the current selection) and the catalog's
 quants; for each its size, MoE shape and a fit verdict for the current rig with predicted decode tok/s.
 
 Listing and verdicts run in a thread worker and fill the table row by row: local files need a header
-read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process)."""
+read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process).
+Verdicts are kept per file identity, rig and planner inputs (VerdictCache): a Rescan or an Add judges only
+the rows not judged before."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +23,10 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import DoesNotFit, MoetuiError
+from moetui.errors import DoesNotFit, MoetuiError, in_words
+from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
-from moetui.hub.discovery import add_folder, discover_local
+from moetui.hub.discovery import add_file, add_folder, discover_local
 from moetui.ui.state import ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
@@ -31,10 +36,19 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan
 
+NOT_DOWNLOADED = "↓ "  # in the "from" cell of a catalog quant that is not on this machine yet
 # (key, label, width): at 80 columns the name, where it is from (repo owner, HF cache, LM Studio ...),
 # the verdict and tok/s stay visible; the MoE shape scrolls into view
-COLUMNS = (("model", "model", 18), ("source", "from", 9), ("quant", "quant", 7), ("size", "size", 8),
+COLUMNS = (("model", "model", 18), ("source", "from", 11), ("quant", "quant", 7), ("size", "size", 8),
            ("fit", "fit on this rig", 16), ("tps", "tok/s", 6), ("moe", "MoE", 8))
+
+
+def _same_file(path: str | None) -> str:
+    """A path as one key for the same file reached through a symlink (the HF cache's snapshots)."""
+    try:
+        return str(Path(path or "").resolve())
+    except OSError:
+        return path or ""
 
 
 def fit_name(name: str, width: int) -> str:
@@ -48,6 +62,57 @@ _shape_cache: dict[tuple[str, str], ModelInfo] = {}
 _shape_lock = threading.Lock()
 
 
+def rig_key(rig: Rig) -> str:
+    """What of the rig a verdict depends on: everything detection or a preset states (memory, bandwidths,
+    build) but the wording (warnings, notes) and how the RAM figure was checked."""
+    d = rig.to_dict()
+    for k in ("warnings", "notes", "bandwidth_probe"):
+        d.pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class VerdictCache:
+    """Fit verdicts per (file identity, rig, planner inputs): a Rescan or an Add judges only the rows it has
+    not judged before (21 rows took 15-25 s). The file identity is path + size + mtime for a local file (an
+    edited or replaced file is judged again), ref + size + shape for a catalog row. Thread-safe: the scan
+    worker fills it. `computed` counts the verdicts really worked out (tests read it)."""
+
+    def __init__(self) -> None:
+        self._d: dict[tuple[object, ...], tuple[ModelInfo | None, tuple[str, str, str], str]] = {}
+        self._lock = threading.Lock()
+        self.computed = 0
+
+    @staticmethod
+    def key(row: ModelRow, rig_id: str) -> tuple[object, ...] | None:
+        from moetui.sizing.plan import PlanOptions
+
+        path = row.file  # a catalog quant once downloaded is judged from its file, not its shape
+        if path is not None:
+            try:
+                st = Path(path).expanduser().stat()
+            except OSError:
+                return None  # gone: judged (and reported) afresh
+            ident: tuple[object, ...] = (str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns)
+        else:
+            ident = (row.key, row.size_bytes, row.shape, "not downloaded")
+        return (ident, rig_id, repr(PlanOptions(model_path=row.key)))
+
+    def get(self, key: tuple[object, ...] | None) -> tuple[ModelInfo | None, tuple[str, str, str], str] | None:
+        if key is None:
+            return None
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key: tuple[object, ...] | None, value: tuple[ModelInfo | None, tuple[str, str, str], str]) -> None:
+        with self._lock:
+            self.computed += 1
+            if key is not None:
+                self._d[key] = value
+
+
+VERDICTS = VerdictCache()
+
+
 @dataclass
 class ModelRow:
     key: str  # DataTable row key: what ModelSelected carries as the path (file path or REPO:QUANT)
@@ -59,6 +124,31 @@ class ModelRow:
     approx: bool = False
     shape: str | None = None  # catalog rows: the shape preset that stands in for the file
     detail: str = ""  # the verdict in full words, shown when the row is highlighted
+    missing: bool = False  # an added or remembered file that is no longer there
+    local_path: str | None = None  # catalog rows: the file in the HF cache, once downloaded
+    catalog: bool = False  # a catalog quant (key REPO:QUANT) rather than a file found on this machine
+    quant_from_header: bool = False  # the quant cell is the GGUF header's file type, not a name
+
+    @property
+    def file(self) -> str | None:
+        """The local file behind the row (None: a catalog quant not downloaded)."""
+        return self.local_path if self.catalog else self.key
+
+    def source_cell(self) -> str:
+        return self.source if self.file is not None else NOT_DOWNLOADED + self.source
+
+    def describe_quant(self) -> str:
+        """Where the quant cell comes from, for the status line."""
+        if self.quant_from_header:
+            return ""
+        if self.file is None:
+            return "quant as published (the header is read once it is downloaded)"
+        return "quant from the file name (its header could not be read)"
+
+    def take_header_quant(self) -> None:
+        """The quant cell from the GGUF header's file type, where there is a file and its header says one."""
+        if self.file is not None and self.info is not None and self.info.file_type and self.info.file_type != "?":
+            self.quant, self.quant_from_header = self.info.file_type, True  # the header's word, not the name's
 
 
 def verdict(p: Plan) -> str:
@@ -120,6 +210,8 @@ class ModelsScreen(Screen):
         self._rig_seen: object = None
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
+        self._pending_add: str | None = None  # a file Added, remembered once it is selected
+        self._done: tuple[list[str], str | None] | None = None  # the finished scan's errors and offline reason
         table = self.query_one(DataTable)
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
@@ -144,10 +236,15 @@ class ModelsScreen(Screen):
 
     def refresh_from_state(self) -> None:
         s = self.app.state  # type: ignore[attr-defined]
+        if self._pending_add is not None and s.model_path == self._pending_add and s.model_info is not None:
+            self._remember_added(self._pending_add)
+        elif self._pending_add is not None and s.model_error:
+            self._pending_add = None  # the App could not read it: not worth listing next time
         if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
             self._rig_seen = s.rig
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
+              and all(r.local_path != s.model_path for r in self.rows.values())
               and Path(s.model_path).expanduser().is_file()):
             # a file picked elsewhere (Add, command line): one more row, judged on its own
             row = ModelRow(s.model_path, Path(s.model_path).name, "", Path(s.model_path).stat().st_size,
@@ -156,10 +253,19 @@ class ModelsScreen(Screen):
             self._eval_worker(row, s.rig)
         self._mark_selected()
 
+    def _remember_added(self, path: str) -> None:
+        """An Added file that loaded is listed after a restart too, even once another model is selected."""
+        self._pending_add = None
+        try:
+            add_file(path)
+        except (MoetuiError, OSError) as exc:  # a read-only data dir: selected now, not remembered
+            self.notify(f"not remembered for next time: {exc}", title="Add model", severity="warning")
+
     def _mark_selected(self) -> None:
         """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
         path = self.app.state.model_path  # type: ignore[attr-defined]
         table = self.query_one(DataTable)
+        path = next((k for k, r in self.rows.items() if r.local_path and r.local_path == path), path)
         if path in self.rows and path != self._marked:
             self._marked = path
             try:
@@ -174,6 +280,7 @@ class ModelsScreen(Screen):
         self.rows = {}
         self._marked = None
         self._scanned = False
+        self._done = None
         self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
         s = self.app.state  # type: ignore[attr-defined]
         self._scan_worker(s.rig, s.model_path, s.model_info)
@@ -190,50 +297,89 @@ class ModelsScreen(Screen):
         try:
             for m in discover_local():
                 if str(m.path) != selected:
-                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source))
+                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source, missing=m.missing))
         except Exception as exc:
-            errors.append(f"local scan: {exc}")
+            errors.append(f"local scan: {in_words(exc)}")
         try:
             for cm in load_catalog():
                 if cm.role != "target":
                     continue
                 for q in cm.quants:
+                    cached = cached_model_path(q.ref)
+                    local = str(cached) if cached is not None and cached.is_file() else None
                     rows.append(ModelRow(q.ref, cm.name, q.quant, q.size_bytes, q.repo.split("/")[0], approx=q.approx,
-                                         shape=cm.shape))
+                                         shape=cm.shape, local_path=local, catalog=True))
         except MoetuiError as exc:
-            errors.append(f"catalog: {exc}")
+            errors.append(f"catalog: {in_words(exc)}")
+        # a downloaded catalog quant is listed once, as its catalog row (the HF cache scan finds it too)
+        downloaded = {_same_file(r.local_path) for r in rows if r.local_path}
+        rows = [r for r in rows if r.catalog or _same_file(r.key) not in downloaded]
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
         self.app.call_from_thread(self._add_rows, rows, True)
+        rig_id = rig_key(rig) if rig is not None else None
         for i, row in enumerate(rows):
             if worker.is_cancelled:
                 return
-            cells = self._evaluate(row, rig)
+            cells = self._evaluate(row, rig, rig_id)
             self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
 
         offline = unreachable_reason()
-        done = (f"{len(rows)} models" + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
-                + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
-                   "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
-        self.app.call_from_thread(self._status, done)
+        self.app.call_from_thread(self._scan_done, errors, offline)
 
-    def _evaluate(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
-        """(MoE shape, verdict, tok/s) for one row (worker thread)."""
+    def _scan_done(self, errors: list[str], offline: str | None) -> None:
+        self._done = (errors, offline)
+        self._status_done()
+
+    def _status_done(self) -> None:
+        """The scan's summary, counting the rows in the table now (one added since counts too)."""
+        if self._done is None:
+            return
+        errors, offline = self._done
+        missing = sum(1 for r in self.rows.values() if r.file is None)
+        self._status(f"{len(self.rows)} models" + (f" ({NOT_DOWNLOADED}{missing} not downloaded)" if missing else "")
+                     + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
+                     + ("; Chat offers a download" if missing else "")
+                     + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
+                        "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
+
+    def _evaluate(self, row: ModelRow, rig: Rig | None, rig_id: str | None = None) -> tuple[str, str, str]:
+        """(MoE shape, verdict, tok/s) for one row (worker thread), from VERDICTS when judged before."""
+        if row.missing or rig is None:
+            return self._judge(row, rig)
+        key = VerdictCache.key(row, rig_id or rig_key(rig))
+        hit = VERDICTS.get(key)
+        if hit is not None:
+            info, cells, detail = hit
+            row.info = row.info or info
+            row.detail = detail
+            row.take_header_quant()
+            return cells
+        cells = self._judge(row, rig)
+        VERDICTS.put(key, (row.info, cells, row.detail))
+        return cells
+
+    def _judge(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
         from moetui.sizing.plan import PlanOptions, plan
 
+        if row.missing:
+            row.detail = f"{row.key} is no longer there (moved or deleted); Add it again from its new place"
+            return "?", "missing", ""
         try:
             if row.info is None:
                 shape = row.shape
-                if row.source in ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "selected"):
+                if row.file is not None:
                     from moetui.model.inspect import inspect_file
 
-                    row.info = inspect_file(row.key)
+                    row.info = inspect_file(row.file)
                 elif shape:
                     row.info = shape_info(shape, row.size_bytes)
                 else:
                     return "?", "no shape preset: download to inspect", ""
+            row.take_header_quant()
         except Exception as exc:
-            return "?", f"unreadable: {str(exc)[:60]}", ""
+            row.detail = f"unreadable: {in_words(exc)}"
+            return "?", f"unreadable: {in_words(exc)[:60]}", ""
         if rig is None:
             return moe_shape(row.info), "rig not detected yet", ""
         try:
@@ -242,8 +388,8 @@ class ModelsScreen(Screen):
             row.detail = str(exc)
             return moe_shape(row.info), "does not fit", ""
         except Exception as exc:
-            row.detail = str(exc)
-            return moe_shape(row.info), f"no plan: {str(exc)[:50]}", ""
+            row.detail = in_words(exc)
+            return moe_shape(row.info), f"no plan: {row.detail[:50]}", ""
         n = sum(1 for ly in p.layers if ly.experts_cpu)
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")
@@ -261,28 +407,38 @@ class ModelsScreen(Screen):
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
             if known:
                 continue
-            size = ("~" if r.approx else "") + gib(r.size_bytes)
+            size = "-" if r.missing else ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
-            table.add_row(fit_name(r.name, width), r.source, r.quant or "-", size, "…", "", moe_shape(r.info), key=r.key)
+            table.add_row(fit_name(r.name, width), r.source_cell(), r.quant or "-", size, "…", "", moe_shape(r.info),
+                          key=r.key)
         self._mark_selected()
 
     def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
         table = self.query_one(DataTable)
         if self.rows.get(row.key) is not row:  # from a scan that was replaced since
             return
-        for col, value in zip(("moe", "fit", "tps"), cells):
+        for col, value in zip(("moe", "fit", "tps", "quant"), (*cells, row.quant or "-")):
             table.update_cell(row.key, col, value)
         if status:
             self._status(status)
+        elif self._done is not None:
+            self._status_done()  # a row judged after the scan: the count follows the table
 
     def _status(self, text: str) -> None:
         self.query_one("#models-status", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = self.rows.get(event.row_key.value or "")
-        if row is not None and row.detail:
-            self._status(f"{row.name} {row.quant}: {row.detail}")
+        if row is None or not row.detail:
+            return
+        if row.file is None:  # what the row is before what the plan says of it
+            size = ("~" if row.approx else "") + gib(row.size_bytes)
+            self._status(f"{row.name} {row.quant}: not downloaded ({size} from {row.key.split(':')[0]}; quant and "
+                         f"size as published, the plan from its shape) — Chat (c) offers the download\n{row.detail}")
+        else:
+            quant = row.describe_quant()
+            self._status(f"{row.name} {row.quant}: {row.detail}" + (f"\n{quant}" if quant else ""))
 
     # ---- choosing and adding ---------------------------------------------------------------------
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -290,8 +446,13 @@ class ModelsScreen(Screen):
         row = self.rows.get(key or "")
         if row is None:
             return
-        self.post_message(ModelSelected(row.key, row.info))
-        self.notify(f"selected {row.name} {row.quant}".strip(), timeout=3)
+        if row.missing:
+            self.notify(f"{row.key}: no longer there (moved or deleted)", title="Model missing", severity="warning")
+            return
+        # a downloaded catalog quant is selected as its file, so Chat, Tune and Export run that file
+        self.post_message(ModelSelected(row.file or row.key, row.info))
+        note = "" if row.file is not None else f" (not downloaded: {gib(row.size_bytes)}; Chat offers the download)"
+        self.notify(f"selected {row.name} {row.quant}{note}".strip(), timeout=4 if note else 3)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "models-path":
@@ -340,6 +501,7 @@ class ModelsScreen(Screen):
             self.notify(f"scanning {path} from now on")
             self.scan()
         elif path.is_file():
+            self._pending_add = str(path)  # remembered once the App could read it (refresh_from_state)
             self.post_message(ModelSelected(str(path), None))
         else:
             self.notify(f"{path}: no such file or folder", title="Add model", severity="error")

@@ -13,8 +13,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
+from moetui.hub.cache import needs_download
 from moetui.model.info import KV_CACHE_TYPES
-from moetui.sizing.plan import PlanOptions
+from moetui.sizing.plan import PlanOptions, gpu_usable
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
@@ -71,20 +72,20 @@ class PlanScreen(Screen):
         self.refresh_from_state()
 
     def refresh_from_state(self) -> None:
-        app = self.app
-        s = app.state  # type: ignore[attr-defined]
+        s = self.app.state  # type: ignore[attr-defined]
         p = s.plan
+        # VRAM headroom means nothing where no GPU is used (none found, or a build without offload)
+        self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
         self.query_one(PlacementMap).plan = p
         self.query_one(MemoryBars).plan = p
-        err = getattr(app, "plan_error", None)
-        self._show_error(err if err and p is None else None)
+        self._show_error(s.plan_error if s.plan_error and p is None else None)
         if p is None:
             if s.model_info is None:
                 summary = "No model selected: press m to pick one."
             elif s.rig is None:
                 summary = "Waiting for the rig…"
             else:
-                summary = "planning…" if getattr(app, "planning", False) else ""
+                summary = "planning…" if s.planning else ""
             self.query_one("#plan-summary", Static).update(summary)
             self.query_one("#plan-explanation", Static).update("")
             return
@@ -96,6 +97,8 @@ class PlanScreen(Screen):
                  + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
         if c.draft is not None:
             lines.append(f"draft: {c.draft.model_path} ({'GPU' if c.draft.n_gpu_layers else 'CPU'})")
+        if s.model_path and needs_download(s.model_path):
+            lines.append("[$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]")
         if s.config is not None and s.config is not c:
             lines.append("[dim]Chat and Export use the tuned/chosen config; this is the plan[/dim]")
         self.query_one("#plan-summary", Static).update("\n".join(lines))

@@ -14,8 +14,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Select, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import MoetuiError
+from moetui.errors import MoetuiError, in_words
 from moetui.hardware import Sampler, list_presets, load_preset
+from moetui.hardware.bandwidth import bandwidth_how, bandwidth_words
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.state import RigChanged
 from moetui.ui.widgets.format import gib
@@ -30,8 +31,9 @@ SAMPLE_PERIOD_S = 0.5  # 2 Hz, as the issue asks; a sample is a few NVML calls +
 DETECTED = "__detected__"
 
 
-def rig_details(rig: Rig) -> str:
-    """Rich markup for everything the sizing core uses from the rig, in plain words."""
+def rig_details(rig: Rig, now: float | None = None) -> str:
+    """Rich markup for everything the sizing core uses from the rig, in plain words (`now`: the clock that
+    says how long ago RAM bandwidth was measured; tests pass one)."""
     lines = [f"[b]{rig.name}[/b]  [$text-muted]({rig.source}{', ' + rig.os if rig.os else ''})[/]"]
     for i, g in enumerate(rig.gpus):
         bw = f", {g.mem_bandwidth_gbs:.0f} GB/s" if g.mem_bandwidth_gbs else ""
@@ -48,14 +50,19 @@ def rig_details(rig: Rig) -> str:
     if c.flags:
         lines.append(f"       [$text-muted]{' '.join(c.flags[:12])}{' …' if len(c.flags) > 12 else ''}[/]")
     m = rig.memory
-    ram_bw = (f"{rig.ram_bandwidth_gbs:.1f} GB/s" + (" measured" if rig.bandwidth_probe else "")
-              if rig.ram_bandwidth_gbs else "unknown")
+    ram_bw = bandwidth_words(rig.ram_bandwidth_gbs, rig.bandwidth_probe, rig.source, now=now)
     lines.append(f"RAM    {gib(m.total_bytes)} ({gib(m.available_bytes)} available), bandwidth {ram_bw}"
                  + (f", peak {m.theoretical_bandwidth_gbs:.0f} GB/s" if m.theoretical_bandwidth_gbs else ""))
+    probe = rig.bandwidth_probe
+    if probe is not None and rig.source == "detected" and rig.ram_bandwidth_gbs:
+        lines.append(f"       [$text-muted]RAM bandwidth: {bandwidth_how(probe)}[/]")
+        if probe.note:
+            lines.append(f"       [$text-warning]{escape(probe.note)}[/]")
     b = rig.build
     if b.installed:
         lines.append(f"llama  llama-cpp-python {b.version or '?'}: backends {', '.join(b.backends) or '?'}; "
-                     + ("[$text-success]GPU offload[/]" if b.gpu_offload else "[$text-warning]CPU only[/]"))
+                     + (("[$text-success]GPU offload[/]" if rig.gpus else "can offload, but no GPU found: runs on the CPU")
+                        if b.gpu_offload else "[$text-warning]CPU only[/]"))
     else:
         lines.append("llama  llama-cpp-python not read" if rig.source == "detected" else "llama  (reference rig)")
     if b.advice:
@@ -99,10 +106,10 @@ class RigScreen(Screen):
             self._sampler.close()
 
     def refresh_from_state(self) -> None:
-        app = self.app
-        rig = app.state.rig  # type: ignore[attr-defined]
+        state = self.app.state  # type: ignore[attr-defined]
+        rig = state.rig
         if rig is None:
-            text = "detecting this machine…" if getattr(app, "detecting", False) else "no rig yet: press Re-detect"
+            text = "detecting this machine…" if state.detecting else "no rig yet: press Re-detect"
         else:
             text = rig_details(rig)
         self.query_one("#rig-details", Static).update(text)
@@ -113,15 +120,17 @@ class RigScreen(Screen):
         try:
             sampler = Sampler()
         except Exception as exc:  # the gauges are a nicety: show n/a, keep going
-            self.app.call_from_thread(self.notify, f"live gauges unavailable: {exc}", severity="warning")
+            self.app.call_from_thread(self.notify, f"live gauges unavailable: {in_words(exc)}", severity="warning")
             return
         self.app.call_from_thread(self._sampler_ready, sampler)
 
     def _sampler_ready(self, sampler) -> None:
         self._sampler = sampler
-        if sampler.error:
+        rig = self.app.state.rig  # type: ignore[attr-defined]
+        if sampler.error and not (rig is not None and rig.source == "detected" and not rig.gpus):
+            # a machine with no GPU has no GPU gauges to miss: say nothing of the driver there
             self.query_one("#rig-live-title", Static).update(
-                f"[b]Live[/b] [$text-muted](this machine, 2 Hz; GPU: {sampler.error})[/]")
+                f"[b]Live[/b] [$text-muted](this machine, 2 Hz; no GPU gauges: {escape(sampler.error)})[/]")
 
     def _tick(self) -> None:
         if self._sampler is not None and self.is_current:

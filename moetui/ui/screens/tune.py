@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,7 +18,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, MoetuiError, first_line
+from moetui.errors import ConfigError, MoetuiError, first_line, in_words
+from moetui.hub.cache import needs_download
 from moetui.ui.screens.flow_common import (
     FLOWS_TCSS,
     app_state,
@@ -32,17 +33,17 @@ from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
-from moetui.tuner import TuneOptions
-from moetui.tuner import tune
+from moetui.hardware import Rig
+from moetui.tuner import Probe, TuneEvent, TuneOptions, TuneResult, tune
 
 DEFAULT_BUDGET_S = 300
 OBJECTIVE_CHOICES = [("turn", "turn"), ("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
 WORKLOAD_CHOICES = [("chat", "chat"), ("long-prompt", "long-prompt"), ("decode", "decode")]
 
 
-def workload_choice(options: Any) -> str:
+def workload_choice(options: TuneOptions | None) -> str:
     """The picker's value for a TuneOptions' workload (a custom one shows as chat until picked)."""
-    name = getattr(getattr(options, "workload", None), "name", "chat")
+    name = options.workload.name if options is not None else "chat"
     return name if name in dict(WORKLOAD_CHOICES) else "chat"
 
 
@@ -55,13 +56,13 @@ class TuneScreen(Screen):
 
     running: reactive[bool] = reactive(False)
 
-    def __init__(self, *, options: Any = None, name: str | None = None, id: str | None = None,
+    def __init__(self, *, options: TuneOptions | None = None, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         """options: a moetui.tuner.TuneOptions to start from (the budget, objective and retune boxes
         override its fields); None: the tuner's defaults."""
         super().__init__(name=name, id=id, classes=classes)
         self.base_options = options
-        self.result: Any = None  # the last TuneResult shown
+        self.result: TuneResult | None = None  # the last one shown
         self._cancel = threading.Event()
         self.view: TuneView | None = None  # built on mount, over this screen's widgets
 
@@ -85,7 +86,7 @@ class TuneScreen(Screen):
         yield Footer()
 
     @property
-    def best(self) -> Any:
+    def best(self) -> Probe | None:
         """The best Probe so far."""
         return self.view.best if self.view is not None else None
 
@@ -108,7 +109,7 @@ class TuneScreen(Screen):
             self.show_result(state.tuned)  # tuned elsewhere (Best config): never leave an older tune on show
 
     # --- start / cancel ---------------------------------------------------------------------------
-    def options(self) -> Any:
+    def options(self) -> TuneOptions:
         """TuneOptions from the base options and the controls. Raises ConfigError on a bad budget."""
         raw = self.query_one("#tune-budget", Input).value.strip()
         try:
@@ -131,6 +132,10 @@ class TuneScreen(Screen):
         if self.running:
             return
         state = app_state(self.app)
+        if state.model_path and needs_download(state.model_path):
+            self.notify(f"{state.model_path} is not downloaded: a tune measures the file. Chat (c) offers the "
+                        "download; Best config (b) downloads and tunes it.", title="Not downloaded", severity="warning")
+            return
         if not state.model_path or not Path(state.model_path).is_file():
             self.notify("Select a local model first (m), or run Best config (b) to get one.", severity="warning")
             return
@@ -197,8 +202,8 @@ class TuneScreen(Screen):
 
     # --- the tuner thread -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="tune")
-    def _run(self, model_path: str, rig: Any, options: Any, cancel: threading.Event) -> None:
-        def on_event(ev: Any) -> None:
+    def _run(self, model_path: str, rig: Rig, options: TuneOptions, cancel: threading.Event) -> None:
+        def on_event(ev: TuneEvent) -> None:
             if not self.post_message(TunerEvent(ev)):  # thread-safe; False once the screen is closing
                 cancel.set()  # the app is gone: stop measuring
 
@@ -210,7 +215,7 @@ class TuneScreen(Screen):
             self.post_message(TuneEnded(error=exc, cancelled=cancel.is_set()))
             return
         except Exception as exc:  # noqa: BLE001 - a tuner bug: report it, keep the app up
-            self.post_message(TuneEnded(error=RuntimeError(f"{type(exc).__name__}: {exc}")))
+            self.post_message(TuneEnded(error=RuntimeError(in_words(exc))))
             return
         self.post_message(TuneEnded(result=result))
 
@@ -219,14 +224,14 @@ class TuneScreen(Screen):
         message.stop()
         self.apply_event(message.event)
 
-    def apply_event(self, ev: Any) -> None:
+    def apply_event(self, ev: TuneEvent) -> None:
         assert self.view is not None
         before = self.view.best
         best = self.view.apply(ev)
         if best is not None and best is not before:
             self.query_one("#tune-best", Static).update(f"Best so far: {describe_probe(best)}")
 
-    def show_result(self, result: Any) -> None:
+    def show_result(self, result: TuneResult) -> None:
         """Fill the table, plot and best line from a finished (or cached) result."""
         assert self.view is not None
         self.result = result
@@ -245,7 +250,7 @@ class TuneScreen(Screen):
         else:
             self._failed(message.error or RuntimeError("the tuner stopped"))
 
-    def _finished(self, result: Any) -> None:
+    def _finished(self, result: TuneResult) -> None:
         self.running = False
         self.show_result(result)
         if result.stopped == "cancelled":

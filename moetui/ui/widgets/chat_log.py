@@ -3,6 +3,8 @@ while tokens stream in (`append_to_last`); the log follows the end unless the us
 
 from __future__ import annotations
 
+import re
+
 from rich._wrap import divide_line
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -14,6 +16,34 @@ ROLE_LABELS = {"user": "you", "assistant": "model", "system": "system", "error":
 
 
 STREAM_CHUNK_LINES = 6
+
+# Characters a terminal acts on instead of drawing: a model's byte tokens (random weights emit them all the
+# time, a real model now and then) carried ESC, CR, BS and TAB into the transcript, and the terminal's cursor
+# moved with them: the log's right border broke and lines shifted. Drawn as the Unicode control pictures
+# (ESC -> "␛", one cell each), tabs as spaces, CR LF and lone CR as a line break.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+TAB = "    "
+
+
+def _picture(m: re.Match[str]) -> str:
+    c = m.group()
+    if c == "\r":
+        return "\n"
+    if c in "\u2028\u2029":
+        return "\n"
+    o = ord(c)
+    if o < 0x20:
+        return chr(0x2400 + o)
+    return "\u2421" if o == 0x7F else "\ufffd"  # DEL, C1 controls
+
+
+def printable(text: str) -> str:
+    """`text` as the terminal should draw it: no character moves its cursor but a line break."""
+    if "\t" in text:
+        text = text.replace("\t", TAB)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return _CONTROL.sub(_picture, text)
 
 
 class ChatMessage(Widget):
@@ -38,7 +68,7 @@ class ChatMessage(Widget):
     def __init__(self, role: str, text: str = "", **kwargs: object) -> None:
         super().__init__(classes=f"chat-msg chat-{role}", **kwargs)  # type: ignore[arg-type]
         self.role = role
-        self.set_reactive(ChatMessage.text, text)
+        self.set_reactive(ChatMessage.text, printable(text))
         self._n_lines = 0  # wrapped lines at the last layout
         self._streaming = False
         self._reserved = 0  # lines reserved while streaming
@@ -91,6 +121,9 @@ class ChatMessage(Widget):
             return super().render_line(y)
         lines = self._stream_lines(width)
         return lines[y] if y < len(lines) else Strip.blank(width, self.visual_style.rich_style)
+
+    def validate_text(self, text: str) -> str:
+        return printable(text)  # a C-speed scan of the text: microseconds for a long reply
 
     def watch_text(self) -> None:
         self._lines = None

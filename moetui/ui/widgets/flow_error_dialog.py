@@ -11,6 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from moetui.errors import in_words
+
 
 class FlowErrorDialog(ModalScreen[None]):
     DEFAULT_CSS = """
@@ -52,5 +54,5 @@ class FlowErrorDialog(ModalScreen[None]):
 def show_error(screen_or_app, title: str, exc: BaseException) -> None:  # type: ignore[no-untyped-def]
     """Open the dialog (no toast as well: the same words twice read as two errors). Call on the UI thread."""
     app = getattr(screen_or_app, "app", screen_or_app)
-    message = str(exc) or type(exc).__name__
+    message = in_words(exc)
     app.push_screen(FlowErrorDialog(title, message, getattr(exc, "log_tail", "") or ""))

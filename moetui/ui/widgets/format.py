@@ -20,6 +20,7 @@ def gib(n: int | float | None) -> str:
     return f"{n / 1024:.0f} KiB"
 
 
+# the same words as moetui.sizing.explain.MODE_WORDS (not imported: this module stays light; a test holds them equal)
 PLAN_MODES = {"cpu_only": "CPU only", "all_gpu": "all on GPU", "experts_split": "experts split between GPU and RAM",
               "partial_layers": "some layers on GPU"}
 

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from moetui.ui.widgets.flow_format import fmt_rate
+from moetui.errors import ErrorKind
 from moetui.ui.widgets.format import gib
 from moetui.ui.probe_words import probe_name
 
@@ -47,7 +48,7 @@ class ProbeTable(DataTable):
         if probe.index == self.best_index:
             mark = "★"
         name = probe_name(probe)
-        label = name if probe.status != "failed" or not probe.error else f"{name} ({probe.error_kind or 'failed'})"
+        label = name if probe.status != "failed" or not probe.error else f"{name} ({ErrorKind.parse(probe.error_kind).words if probe.error_kind else 'failed'})"
         return {
             "idx": str(probe.index), "label": label, "status": mark,
             "tg": _spread(bench.tg_median, bench.tg_stdev, 1) if bench else "-",

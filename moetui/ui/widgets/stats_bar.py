@@ -25,6 +25,7 @@ class ChatStatsBar(Widget):
     vram_bytes: reactive[int | None] = reactive(None)
     vram_scope: reactive[str] = reactive("")  # "proc" (this worker, NVML) | "gpu" (whole GPU) | ""
     rss_bytes: reactive[int | None] = reactive(None)
+    uses_gpu: reactive[bool] = reactive(True)  # False on a CPU-only rig or config: no VRAM figure to show
     experts_ram: reactive[int] = reactive(0)
     experts_total: reactive[int] = reactive(0)
     acceptance: reactive[float | None] = reactive(None)
@@ -46,9 +47,10 @@ class ChatStatsBar(Widget):
         part("tok", str(self.tokens))
         if self.prompt_tps is not None:
             part("pp", f"{fmt_rate(self.prompt_tps, 0)} t/s")
-        vram = gib(self.vram_bytes)
-        part("VRAM", vram + (" (GPU)" if self.vram_scope == "gpu" and self.vram_bytes is not None else ""))
-        part("RSS", gib(self.rss_bytes))
+        if self.uses_gpu:
+            vram = gib(self.vram_bytes)
+            part("VRAM", vram + (" (GPU)" if self.vram_scope == "gpu" and self.vram_bytes is not None else ""))
+        part("RAM" if not self.uses_gpu else "RSS", gib(self.rss_bytes))
         if self.experts_total:
             part("expert tensors in RAM", f"{self.experts_ram}/{self.experts_total}")
         if self.acceptance is not None:
