@@ -49,7 +49,7 @@ _KIND_WORDS = {
     ErrorKind.DRAFT_MISMATCH: "draft model does not match", ErrorKind.STATE: "no model running",
     ErrorKind.PROTOCOL: "no proper reply", ErrorKind.RPC: "remote host failed", ErrorKind.ERROR: "failed",
     ErrorKind.HEADROOM: "left too little free memory", ErrorKind.FAILED_BEFORE: "failed in an earlier tune",
-    ErrorKind.CANCELLED: "cancelled",
+    ErrorKind.CANCELLED: "cancelled", ErrorKind.BUDGET: "not measured: the time budget ran out",
 }
 
 # what llama.cpp and CUDA print when an allocation fails
