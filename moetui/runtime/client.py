@@ -152,6 +152,7 @@ class ModelWorker:
         self._write_lock = threading.Lock()
         self._current: _Request | None = None
         self._reader: threading.Thread | None = None
+        self._ended_here = True  # the process (none yet) was ended by this client: close() or kill()
 
     # --- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -180,6 +181,7 @@ class ModelWorker:
             )
         finally:
             log.close()
+        self._ended_here = False
         _live.add(self)
         self._ready: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read_loop, args=(self.proc,), daemon=True, name="moetui-worker-reader")
@@ -222,6 +224,7 @@ class ModelWorker:
         proc = self.proc
         if proc is None:
             return
+        self._ended_here = True
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -388,6 +391,10 @@ class ModelWorker:
         """Send one request and yield its raw events until a terminal one; raise on death or hang.
         Holds the request lock throughout."""
         if not self.alive:
+            if self.proc is not None and not self._ended_here:
+                # it died on its own before this request (a signal right after the spawn): a crash, not a
+                # request made of a stopped worker
+                raise self._failure(ErrorKind.CRASH, "the model worker died")
             raise WorkerError("the model worker is not running", self.log_tail(), kind=ErrorKind.STATE)
         with self._lock:
             rid = next(self._ids)
