@@ -29,7 +29,8 @@ class FakeRunner:
 
     def __init__(self, speed: Callable[[RunConfig], tuple[float, float]], noise: float = 0.02, seed: int = 1,
                  drift: Callable[[int], float] = lambda t: 1.0, fails: Callable[[RunConfig], bool] = lambda c: False,
-                 max_turns: int = 10_000) -> None:
+                 max_turns: int = 10_000, cheap: bool = True) -> None:
+        self.cheap = cheap  # False: a GPU that reloads the weights at every switch, so turns come in blocks
         self.speed, self.noise, self.rng, self.drift, self.fails = speed, noise, random.Random(seed), drift, fails
         self.probes: list[Probe] = []
         self.best: Probe | None = None
@@ -78,7 +79,7 @@ class FakeRunner:
         return self._keys.get(config_key(cfg))
 
     def cheap_switch(self, a, b):
-        return True
+        return self.cheap
 
     def out_of_budget(self):
         return self.turns >= self.max_turns
@@ -243,3 +244,27 @@ def test_every_dimension_is_named_in_words() -> None:
     from moetui.tuner.options import DIMENSION_WORDS, DIMENSIONS
 
     assert set(DIMENSION_WORDS) == set(DIMENSIONS) and all("_" not in w for w in DIMENSION_WORDS.values())
+
+
+def test_a_slow_stretch_over_one_block_does_not_crown_an_equal_config():
+    # a GPU rig: every switch reloads, so each turn is a block of three repetitions back to back; the
+    # machine is 12% slower while the incumbent's first two blocks run (repetitions 7-12, after the plan's
+    # 1-3 and the candidate's 4-6): six figures that, pooled, lie clear of the candidate's; taken per block,
+    # they are two slow figures of three
+    runner = FakeRunner(lambda c: (1000.0, 50.0), noise=0.005, drift=lambda t: 0.88 if 7 <= t <= 12 else 1.0,
+                        cheap=False)
+    search = Search(runner, _space([]))
+    _start(search, DEFAULTS.replace(n_ubatch=1024))
+    search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch")
+    d = search.decisions[-1]
+    assert d.verdict == Verdict.TIE and d.kept == "incumbent", d.describe()
+    assert d.candidate.block == 3 and d.rounds == 3 and d.candidate.reps == 9 and "in 3 blocks" in d.describe()
+
+
+def test_with_blocks_a_real_gain_still_wins():
+    runner = FakeRunner(lambda c: (1000.0, 50.0 * (1.15 if c.n_ubatch == 2048 else 1.0)), noise=0.02, cheap=False)
+    search = Search(runner, _space([]))
+    _start(search, DEFAULTS)
+    search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch")
+    d = search.decisions[-1]
+    assert d.verdict == Verdict.BETTER and d.kept == "candidate" and d.rounds == 3

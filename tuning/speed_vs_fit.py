@@ -224,6 +224,8 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
             vram = f", VRAM {probe.vram_bytes / GiB:.3f} GiB" if getattr(probe, "vram_bytes", None) else ""
             probes.append(f"{probe.label}: {probe.status}{why}{vram}")
             log("tuner", probes[-1])
+        elif type(ev).__name__ == "ProbesCompared":
+            log("tuner", "compared: " + ev.decision.describe())
 
     opts = tune_options(TuneOptions, budget, ctx, workload)
     store = ProfileStore(Path(f"/tmp/moetui-data/profiles-{time.time_ns()}"))
@@ -233,6 +235,7 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
     return {"config": best.config.to_dict() if best else None, "seconds": time.perf_counter() - t0,
             "tuner_measured": {"pp": getattr(bench, "pp_median", None), "tg": getattr(bench, "tg_median", None)},
             "stopped": result.stopped, "probes": probes, "label": best.label if best else None,
+            "decisions": [d.describe() for d in getattr(result, "decisions", None) or []],
             "predicted": getattr(result, "predicted", None), "efficiency": getattr(result, "efficiency", None),
             "objective_score": getattr(best, "score", None), "turn_s": getattr(best, "turn_s", None)}
 
@@ -525,6 +528,7 @@ def stage_report(args: argparse.Namespace) -> None:
                              f"exported line: decode {tm['tg']:.1f} vs {tuned['median'].get('tg') or 0:.1f} tok/s "
                              f"({_r(tuned['median'].get('tg'), tm['tg'])}x)")
             lines += [f"  - probe {pr}" for pr in t["probes"]]
+            lines += [f"  - compared: {d}" for d in t.get("decisions") or []]
         if agree:
             lines.append(f"- two tunes from scratch: winners {agree['winners']}; chat turn {agree['turns']} s by "
                          f"llama-bench, the slower over the faster {agree['ratio']}")

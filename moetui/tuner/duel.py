@@ -16,10 +16,13 @@ from typing import Protocol
 from moetui.config import RunConfig
 from moetui.tuner.evidence import Decision, Side, Verdict, judge
 from moetui.tuner.options import MIN_REPS
-
-FIRST_REPS = 4
 from moetui.tuner.probe import Probe, ProbeStatus
 from moetui.tuner.scoring import Objective
+
+FIRST_REPS = 4  # figures a side before a verdict: with three, disjoint ranges happen by chance one time in ten
+# where each turn is a block (the interval then spans block medians, evidence.Side): with two blocks a side
+# two equal configs come out disjoint one time in three, with three one time in ten
+FIRST_BLOCKS = 3
 
 
 class Runner(Protocol):
@@ -59,8 +62,7 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
     both = (candidate, incumbent)  # the candidate first: if it fails, no time went into the incumbent
     # where every switch reloads the weights (a GPU holds one copy), each turn measures a block of reps
     per_turn = 1 if runner.cheap_switch(incumbent.config, candidate.config) else MIN_REPS
-    # four figures a side before a verdict: with three, disjoint ranges happen by chance one time in ten
-    first = max(2, math.ceil(FIRST_REPS / per_turn))
+    first = FIRST_REPS if per_turn == 1 else FIRST_BLOCKS
     most = max(first, math.ceil(max_rounds / per_turn))
     rounds, verdict = 0, None
     while verdict is None:
@@ -74,9 +76,9 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
         rounds += add
         if any(p.status != ProbeStatus.RUNNING for p in both):
             break
-        a, b = _sides(incumbent, candidate, objective)
+        a, b = _sides(incumbent, candidate, objective, per_turn)
         verdict = judge(a, b, objective.lower_is_better, last_round=rounds >= most or runner.out_of_budget())
-    a, b = _sides(incumbent, candidate, objective)
+    a, b = _sides(incumbent, candidate, objective, per_turn)
     if candidate.status != ProbeStatus.RUNNING:
         why = candidate.error or "it did not run"
         return Decision(dimension, objective.name, objective.unit, a, b, rounds, Verdict.FAILED, "incumbent", why)
@@ -100,8 +102,8 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
     return Decision(dimension, objective.name, objective.unit, a, b, rounds, verdict, keep, why)
 
 
-def _sides(incumbent: Probe, candidate: Probe, objective: Objective) -> tuple[Side, Side]:
+def _sides(incumbent: Probe, candidate: Probe, objective: Objective, block: int) -> tuple[Side, Side]:
     def side(p: Probe) -> Side:
-        return Side.of(p.index, p.label, objective.samples(p.bench) if p.bench else [])
+        return Side.of(p.index, p.label, objective.samples(p.bench) if p.bench else [], block)
 
     return side(incumbent), side(candidate)

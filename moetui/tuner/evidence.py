@@ -1,7 +1,10 @@
 """What one comparison saw and decided: both sides' medians, spreads and repetitions, the verdict and why.
 
 The rule (pure, so tests can drive it with made-up figures): each side's interval is a distribution-free one
-for its median (order statistics, median_interval; with a small floor). Disjoint intervals decide, if the gap is worth a change
+for its median (order statistics, median_interval; with a small floor). Where a side was measured in blocks
+of repetitions (a GPU that reloads the weights at every switch), the interval is taken over the blocks'
+medians, not the repetitions: repetitions back to back share the moment's slowness, so a slow half-minute
+that hit one block would otherwise look like six independent figures against the config. Disjoint intervals decide, if the gap is worth a change
 (MIN_GAIN); overlapping ones ask for another round, unless both lie inside the MIN_GAIN band around each
 other (a tie more rounds cannot break) or the rounds are spent (a tie). A tie keeps the simpler config.
 """
@@ -37,15 +40,18 @@ class Side:
     reps: int
     low: float | None  # the interval
     high: float | None
+    block: int = 1  # repetitions measured back to back per figure the interval is taken over
 
     @classmethod
-    def of(cls, index: int, label: str, xs: list[float]) -> Side:
+    def of(cls, index: int, label: str, xs: list[float], block: int = 1) -> Side:
         if not xs:
-            return cls(index, label, None, 0.0, 0, None, None)
+            return cls(index, label, None, 0.0, 0, None, None, block)
         med = statistics.median(xs)
-        low, high = median_interval(xs)
+        figures = xs if block <= 1 else [statistics.median(xs[i:i + block]) for i in range(0, len(xs), block)]
+        low, high = median_interval(figures)
         floor = FLOOR * abs(med)
-        return cls(index, label, med, robust_spread(xs), len(xs), min(low, med - floor), max(high, med + floor))
+        return cls(index, label, med, robust_spread(xs), len(xs), min(low, med - floor), max(high, med + floor),
+                   block)
 
 
 def median_interval(xs: list[float]) -> tuple[float, float]:
@@ -96,7 +102,8 @@ class Decision:
         def fig(s: Side) -> str:
             if s.median is None:
                 return f"{s.label}: not measured"
-            return f"{s.label} {s.median:.3g} ± {s.spread:.2g} {self.unit} ({s.reps}x)"
+            blocks = f" in {-(-s.reps // s.block)} blocks" if s.block > 1 else ""
+            return f"{s.label} {s.median:.3g} ± {s.spread:.2g} {self.unit} ({s.reps}x{blocks})"
 
         return f"{self.dimension}: {fig(self.candidate)} vs {fig(self.incumbent)}: {self.verdict}, {self.reason}"
 
