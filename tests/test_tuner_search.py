@@ -268,3 +268,26 @@ def test_with_blocks_a_real_gain_still_wins():
     search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch")
     d = search.decisions[-1]
     assert d.verdict == Verdict.BETTER and d.kept == "candidate" and d.rounds == 3
+
+
+def test_a_candidate_whose_incumbent_the_budget_cut_is_not_crowned():
+    # seen on an H200 capped at 8 GiB: the candidate ran its block, then the budget ran out while the plan
+    # reloaded; the candidate's lone figures were taken for a win over a config that was 12% faster
+    class BudgetCut(FakeRunner):
+        def turn(self, probe, reps, *, generate=False, record=True):
+            if probe.label == "plan" and self.turns >= 3:  # the plan's second measurement: its reload is cut
+                probe.status, probe.error_kind = ProbeStatus.SKIPPED, "budget"
+                probe.error = "not measured: the tune's time budget ran out while it was loading or measuring"
+                return False
+            return super().turn(probe, reps, generate=generate, record=record)
+
+    runner = BudgetCut(lambda c: (1000.0, 50.0 * (0.88 if c.n_ubatch == 2048 else 1.0)), cheap=False)
+    search = Search(runner, _space([]))
+    plan = _start(search, DEFAULTS.replace(n_ubatch=1024))
+    plan.label = "plan"
+    assert search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch") == "same"
+    d = search.decisions[-1]
+    assert d.verdict == Verdict.UNDECIDED and d.kept == "incumbent" and "budget ran out" in d.reason
+    assert search.incumbent is plan
+    cand = runner.probes[-1]
+    assert cand.status == ProbeStatus.SKIPPED and cand.error_kind == "budget"  # not remembered as failed

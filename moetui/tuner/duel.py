@@ -14,6 +14,7 @@ import math
 from typing import Protocol
 
 from moetui.config import RunConfig
+from moetui.errors import ErrorKind
 from moetui.tuner.evidence import Decision, Side, Verdict, judge
 from moetui.tuner.options import MIN_REPS
 from moetui.tuner.probe import Probe, ProbeStatus
@@ -82,6 +83,13 @@ def duel(runner: Runner, incumbent: Probe, candidate: Probe, objective: Objectiv
     if candidate.status != ProbeStatus.RUNNING:
         why = candidate.error or "it did not run"
         return Decision(dimension, objective.name, objective.unit, a, b, rounds, Verdict.FAILED, "incumbent", why)
+    if incumbent.status != ProbeStatus.RUNNING and incumbent.error_kind == ErrorKind.BUDGET.value:
+        # the candidate's figures stand alone, taken at another moment than the incumbent's: not a comparison
+        # (seen on an H200 capped at 8 GiB: the plan's reload was cut by the budget and a slower config won)
+        candidate.status, candidate.error_kind = ProbeStatus.SKIPPED, ErrorKind.BUDGET.value
+        candidate.error = "not compared: the time budget ran out before the incumbent was measured beside it"
+        return Decision(dimension, objective.name, objective.unit, a, b, rounds, Verdict.UNDECIDED, "incumbent",
+                        "the time budget ran out before the incumbent was measured beside it")
     if incumbent.status != ProbeStatus.RUNNING:
         keep = "candidate" if b.reps >= MIN_REPS else "incumbent"
         if keep == "incumbent":  # not the candidate's fault: it is not remembered as failed

@@ -29,6 +29,7 @@ class Verdict(StrEnum):
     WORSE = "worse"
     TIE = "tie"  # inside the noise: the simpler config is kept
     FAILED = "failed"  # the candidate did not run
+    UNDECIDED = "not compared"  # the time ran out before the incumbent was measured beside it: it stays
 
 
 @dataclass
