@@ -5,6 +5,7 @@ the app stays up, and closing the app leaves no model process behind."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from moetui.config import RunConfig
 from moetui.hardware import Rig
 from moetui.runtime.client import LoadInfo, ModelWorker
 from moetui.ui.app import MoetuiApp
+from moetui.ui.collector import CollectorHold
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.state import ConfigChosen
 from moetui.ui.widgets.chat_log import ChatLog
@@ -73,6 +75,7 @@ def test_chat_streams_tokens_and_stats_then_closes_the_worker(tiny_moe: Path, cp
             assert bar.experts_total > 0 and bar.experts_ram == bar.experts_total
             assert "tg" in str(bar.render()) and f"expert tensors in RAM {bar.experts_total}/{bar.experts_total}" in str(bar.render())
             assert chat.history[-1] == {"role": "assistant", "content": reply.text}
+            assert gc.isenabled() and not chat.collector.holding  # held only while the reply streamed
             pid = chat.model_worker.pid
             assert psutil.pid_exists(pid)
             await pilot.press("escape", "t")  # leave Chat (installed, not visible) before quitting
@@ -200,11 +203,13 @@ def test_a_worker_killed_mid_reply_is_reported_and_the_next_message_reloads(tiny
             first_pid = chat.model_worker.pid
             await type_and_send(pilot, "go")
             await wait_for(pilot, lambda: chat.query_one(ChatLog).messages[-1].text != "", what="first tokens")
+            assert chat.collector.holding and not gc.isenabled()  # no full collection freezes the stream
             psutil.Process(first_pid).kill()  # what the OOM killer does
             await wait_for(pilot, lambda: isinstance(app.screen, FlowErrorDialog), what="the error dialog")
             assert "SIGKILL" in app.screen.message
             await pilot.press("escape")
             assert chat.model_worker is None and not chat.generating
+            assert gc.isenabled()  # a reply that failed gives the collector back
             assert chat.query_one(ChatLog).messages[-1].role == "error"
             chat.max_tokens = 4
             await type_and_send(pilot, "again")
@@ -235,6 +240,22 @@ def test_draft_acceptance_shows_in_the_stats_bar(tiny_moe: Path, tiny_draft: Pat
             assert bar.acceptance == stats.acceptance and f"draft acc {stats.acceptance:.0%}" in str(bar.render())
 
     asyncio.run(run())
+
+
+def test_the_collector_hold_gives_back_only_what_it_took() -> None:
+    hold = CollectorHold()
+    try:
+        hold.hold()
+        assert not gc.isenabled() and hold.holding
+        hold.hold()  # twice is once
+        hold.release()
+        assert gc.isenabled() and not hold.holding
+        gc.disable()  # someone else turned it off: a hold and a release leave it off
+        hold.hold()
+        hold.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_streaming_message_draws_the_same_lines_as_the_finished_one() -> None:

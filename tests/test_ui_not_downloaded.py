@@ -90,7 +90,7 @@ async def test_models_says_which_catalog_quants_are_not_downloaded(hub_catalog, 
         assert table.get_cell(HAVE, "quant") == "Q4_K_M" and rows[HAVE].quant_from_header
         assert not rows[MISSING].quant_from_header
         status = str(screen.query_one("#models-status").render())
-        assert "↓ 1 not downloaded" in status and "Chat offers a download" in status
+        assert "↓ 1 not downloaded" in status and "d downloads the highlighted one" in status
         table.move_cursor(row=table.get_row_index(MISSING))
         await pilot.pause()
         highlighted = str(screen.query_one("#models-status").render())
@@ -100,6 +100,39 @@ async def test_models_says_which_catalog_quants_are_not_downloaded(hub_catalog, 
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.state.model_path == str(have) and app.state.plan is not None,
                        what="the downloaded quant's plan")
+
+
+async def test_d_on_models_downloads_the_highlighted_quant_and_chat_loads_it(hub_catalog, cpu_rig: Rig,
+                                                                             tiny_moe: Path) -> None:
+    app = MoetuiApp(rig=cpu_rig, detect=False, remember=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("m")
+        screen = app.screen
+        await wait_for(pilot, lambda: "Enter selects" in str(screen.query_one("#models-status").render()),
+                       what="the scan")
+        table = screen.query_one("#models-table")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(MISSING))
+        await pilot.pause()
+        assert "d downloads it" in str(screen.query_one("#models-status").render())
+        await pilot.press("d")  # no dialog: asked and answered
+        chat = app.get_screen("chat")
+        await wait_for(pilot, lambda: app.screen is chat, what="Chat")
+        assert not isinstance(app.screen, ChoiceDialog)
+        await wait_for(pilot, lambda: not needs_download(MISSING) and app.state.model_path == str(cached_model_path(MISSING)),
+                       timeout=60, what="the download and its selection")
+        assert Path(app.state.model_path).read_bytes() == tiny_moe.read_bytes()
+        await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=60, what="the downloaded model to load")
+        assert chat.loaded_config.model_path == app.state.model_path and chat.downloading is None
+        # d on a quant that is here already says so and changes nothing
+        await pilot.press("escape", "m")
+        await wait_for(pilot, lambda: app.screen is screen, what="Models again")
+        await wait_for(pilot, lambda: screen.rows.get(MISSING) is not None and screen.rows[MISSING].file is not None,
+                       what="the rescan to see the download")
+        table.move_cursor(row=table.get_row_index(MISSING))
+        await pilot.press("d")
+        await pilot.pause()
+        assert app.screen is screen and any("on this machine already" in str(n.message) for n in app._notifications)
 
 
 async def test_chat_on_a_model_not_downloaded_offers_the_download(hub_catalog, cpu_rig: Rig, tiny_moe: Path,

@@ -39,6 +39,7 @@ from moetui.runtime.client import DoneEvent, ErrorEvent, LoadInfo, ModelWorker, 
 from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.plan import gpu_usable
+from moetui.ui.collector import CollectorHold
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
 from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
 from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
@@ -90,6 +91,7 @@ class ChatScreen(DownloadOffer, Screen):
         self.offered: str | None = None  # the hub model whose download was last offered (asked once per selection)
         self.downloading: str | None = None  # the hub model being downloaded
         self._download_cancel = threading.Event()
+        self.collector = CollectorHold()  # held while a reply streams
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
         self.last_done: DoneEvent | None = None  # the last reply's (tests and the overhead check read it)
 
@@ -110,6 +112,7 @@ class ChatScreen(DownloadOffer, Screen):
         self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
+        self.start_pending_download()
         self.ensure_loaded()
 
     def on_screen_resume(self) -> None:
@@ -146,6 +149,7 @@ class ChatScreen(DownloadOffer, Screen):
             threading.Thread(target=w.close, kwargs={"timeout": 3}, daemon=True, name="moetui-chat-release").start()
 
     def on_unmount(self) -> None:
+        self.collector.release()
         self._shutting_down.set()
         with self._unclaimed_lock:
             landed, self._unclaimed = list(self._unclaimed), set()
@@ -460,6 +464,10 @@ class ChatScreen(DownloadOffer, Screen):
 
     def watch_generating(self, value: bool) -> None:
         self.query_one("#chat-stop", Button).disabled = not value
+        if value:  # a full collection mid-reply froze the screen for up to 280 ms (collector.py)
+            self.collector.hold()
+        else:
+            self.collector.release()
 
     def action_stop_or_leave_input(self) -> None:
         """Esc stops a reply; when there is none, it leaves the message box so the app's one-letter keys

@@ -26,6 +26,8 @@ from moetui.ui.widgets.format import gib
 class DownloadOffer:
     """Mixed into ChatScreen: it provides status_line, offered, downloading and _download_cancel."""
 
+    _download_on_mount: str | None = None
+
     status_line: str
     offered: str | None
     downloading: str | None
@@ -50,6 +52,21 @@ class DownloadOffer:
             self.app.action_open("best")  # type: ignore[attr-defined]
         else:
             self.status_line = not_downloaded(ref)
+
+    def download_now(self, ref: str) -> None:
+        """Download REF without asking (the user pressed Download on Models); when this screen is not up yet,
+        as soon as it is: its status line shows the progress."""
+        self.offered = ref  # asked and answered: no dialog for it
+        if self.is_mounted:  # type: ignore[attr-defined]
+            self.start_download(ref)
+        else:
+            self.downloading = ref  # on_mount starts it; meanwhile nothing else loads
+            self._download_on_mount = ref
+
+    def start_pending_download(self) -> None:
+        ref, self._download_on_mount = getattr(self, "_download_on_mount", None), None
+        if ref is not None:
+            self.start_download(ref)
 
     def start_download(self, ref: str) -> None:
         self.downloading = ref

@@ -191,6 +191,8 @@ class ModelsScreen(Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add path", tooltip="add the GGUF file or folder typed in the path box"),
         Binding("s", "rescan", "Rescan", tooltip="list the local models again and judge them for this rig"),
+        Binding("d", "download", "Download", tooltip="download the highlighted catalog quant; Chat shows the "
+                "progress, then loads it"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -243,6 +245,8 @@ class ModelsScreen(Screen):
         if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
             self._rig_seen = s.rig
             self.scan()
+        elif self._scanned and self._downloaded_since_scan():  # (d here, or Chat's offer) judged from the file now
+            self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
               and all(r.local_path != s.model_path for r in self.rows.values())
               and Path(s.model_path).expanduser().is_file()):
@@ -252,6 +256,15 @@ class ModelsScreen(Screen):
             self._add_rows([row])
             self._eval_worker(row, s.rig)
         self._mark_selected()
+
+    def _downloaded_since_scan(self) -> bool:
+        """A catalog quant listed as not downloaded is in the HF cache now (a lookup per such row, no reads)."""
+        for row in self.rows.values():
+            if row.catalog and row.file is None:
+                cached = cached_model_path(row.key)
+                if cached is not None and cached.is_file():
+                    return True
+        return False
 
     def _remember_added(self, path: str) -> None:
         """An Added file that loaded is listed after a restart too, even once another model is selected."""
@@ -339,7 +352,7 @@ class ModelsScreen(Screen):
         missing = sum(1 for r in self.rows.values() if r.file is None)
         self._status(f"{len(self.rows)} models" + (f" ({NOT_DOWNLOADED}{missing} not downloaded)" if missing else "")
                      + (f"; {'; '.join(errors)}" if errors else "") + " — Enter selects"
-                     + ("; Chat offers a download" if missing else "")
+                     + ("; d downloads the highlighted one" if missing else "")
                      + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
                         "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
 
@@ -435,7 +448,7 @@ class ModelsScreen(Screen):
         if row.file is None:  # what the row is before what the plan says of it
             size = ("~" if row.approx else "") + gib(row.size_bytes)
             self._status(f"{row.name} {row.quant}: not downloaded ({size} from {row.key.split(':')[0]}; quant and "
-                         f"size as published, the plan from its shape) — Chat (c) offers the download\n{row.detail}")
+                         f"size as published, the plan from its shape) — d downloads it\n{row.detail}")
         else:
             quant = row.describe_quant()
             self._status(f"{row.name} {row.quant}: {row.detail}" + (f"\n{quant}" if quant else ""))
@@ -451,8 +464,32 @@ class ModelsScreen(Screen):
             return
         # a downloaded catalog quant is selected as its file, so Chat, Tune and Export run that file
         self.post_message(ModelSelected(row.file or row.key, row.info))
-        note = "" if row.file is not None else f" (not downloaded: {gib(row.size_bytes)}; Chat offers the download)"
+        note = "" if row.file is not None else f" (not downloaded: {gib(row.size_bytes)}; d downloads it)"
         self.notify(f"selected {row.name} {row.quant}{note}".strip(), timeout=4 if note else 3)
+
+    def action_download(self) -> None:
+        """Download the highlighted catalog quant: selected, with Chat showing the progress and loading it."""
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return
+        row = self.rows.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or "")
+        if row is None:
+            return
+        if row.file is not None:
+            self.notify(f"{row.name} {row.quant} is on this machine already ({row.file}): Enter selects it",
+                        title="Downloaded already", timeout=4)
+            return
+        chat = self.app.screen_named("chat")  # type: ignore[attr-defined]
+        if chat is None:
+            return
+        if chat.downloading is not None and chat.downloading != row.key:
+            self.notify(f"{chat.downloading} is downloading: one at a time (Esc on Chat cancels it)",
+                        title="A download is running", severity="warning")
+            return
+        if chat.downloading is None:
+            chat.download_now(row.key)
+        self.post_message(ModelSelected(row.key, row.info))
+        self.app.action_open("chat")  # type: ignore[attr-defined]
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "models-path":
