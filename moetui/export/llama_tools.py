@@ -39,7 +39,7 @@ CMAKE_FLAGS = (
 )
 # A variant names what a caller needs from the build; each maps to the folder that has it. "rpc" (ggml's
 # rpc-server, --rpc in llama-server/-cli/-bench) is in the one build, since CMAKE_FLAGS enables RPC.
-VARIANT_FLAGS: dict[str, str] = {"": "", "rpc": ""}
+VARIANT_FOLDERS: dict[str, str] = {"": "", "rpc": ""}  # variant -> folder suffix ("": the one build)
 
 
 class LlamaToolsError(MoetuiError):
@@ -54,7 +54,7 @@ def installed_llama_cpp_python_version() -> str:
 
 
 def tools_dir(version: str | None = None, variant: str = "") -> Path:
-    folder = VARIANT_FLAGS.get(variant, variant)
+    folder = VARIANT_FOLDERS.get(variant, variant)
     suffix = f"-{folder}" if folder else ""
     env = os.environ.get("MOETUI_LLAMA_TOOLS_DIR")
     if env:
@@ -133,12 +133,12 @@ def _configured(build: Path) -> bool:
 def ensure_llama_tools(targets: Iterable[str] = DEFAULT_TARGETS, version: str | None = None,
                        jobs: int | None = None, out: TextIO | None = sys.stderr, variant: str = "") -> Path:
     """The folder holding the llama.cpp binaries `targets` (e.g. "llama-server", "llama-bench"), building
-    them first if they are not cached. `variant`: a key of VARIANT_FLAGS ("rpc": with the RPC backend).
+    them first if they are not cached. `variant`: a key of VARIANT_FOLDERS ("rpc": with the RPC backend).
     Raises LlamaToolsError when they cannot be built."""
     targets = list(targets)
     version = version or installed_llama_cpp_python_version()
-    if variant not in VARIANT_FLAGS:
-        raise LlamaToolsError(f"unknown llama.cpp tools variant {variant!r} (one of {', '.join(map(repr, VARIANT_FLAGS))})")
+    if variant not in VARIANT_FOLDERS:
+        raise LlamaToolsError(f"unknown llama.cpp tools variant {variant!r} (one of {', '.join(map(repr, VARIANT_FOLDERS))})")
     root = tools_dir(version, variant)
     if not missing_targets(targets, version, variant):
         return bin_dir(version, variant)

@@ -40,7 +40,7 @@ import jinja2
 from moetui.runtime.streaming import Completion, stream_completion
 
 STATS_PERIOD_S = 0.4
-TOKEN_BATCH_S = 0.01  # token text goes out at most every 10 ms: at 2,000 tok/s one JSON line per token
+TOKEN_BATCH_S = 0.025  # token text goes out at most every 25 ms: each message wakes the reader (the CLI, the app), whose CPU a CPU-bound model on few cores would otherwise use
 # costs the parent (a TUI on the same cores) more CPU than the text is worth; 10 ms is below what a reader sees
 
 
