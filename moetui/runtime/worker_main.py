@@ -40,8 +40,8 @@ import jinja2
 from moetui.runtime.streaming import Completion, stream_completion
 
 STATS_PERIOD_S = 0.4
-TOKEN_BATCH_S = 0.025  # token text goes out at most every 25 ms: each message wakes the reader (the CLI, the app), whose CPU a CPU-bound model on few cores would otherwise use
-# costs the parent (a TUI on the same cores) more CPU than the text is worth; 10 ms is below what a reader sees
+TOKEN_BATCH_S = 0.025  # token text goes out at most every 25 ms: each message wakes the reader (the CLI, the
+# TUI on the same cores), whose CPU a CPU-bound model would otherwise use; 25 ms is below what a reader sees
 
 
 class Worker:

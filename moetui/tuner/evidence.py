@@ -4,8 +4,8 @@ The rule (pure, so tests can drive it with made-up figures): each side's interva
 for its median (order statistics, median_interval; with a small floor). Where a side was measured in blocks
 of repetitions (a GPU that reloads the weights at every switch), the interval is taken over the blocks'
 medians, not the repetitions: repetitions back to back share the moment's slowness, so a slow half-minute
-that hit one block would otherwise look like six independent figures against the config. Disjoint intervals decide, if the gap is worth a change
-(MIN_GAIN); overlapping ones ask for another round, unless both lie inside the MIN_GAIN band around each
+that hit one block would otherwise look like six independent figures against the config. Disjoint
+intervals decide, if the gap is worth a change (MIN_GAIN); overlapping ones ask for another round, unless both lie inside the MIN_GAIN band around each
 other (a tie more rounds cannot break) or the rounds are spent (a tie). A tie keeps the simpler config.
 """
 

@@ -27,7 +27,7 @@ from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
-from moetui.ui.state import AppState, ConfigChosen, ModelSelected, PlanChanged, RigChanged, TuneCompleted
+from moetui.ui.state import AppState, ConfigChosen, DownloadRequested, ModelSelected, PlanChanged, RigChanged, TuneCompleted
 from moetui.ui.selection import remember_model, remembered_missing, remembered_model
 from textual.widgets import Input, TextArea
 
@@ -199,6 +199,19 @@ class MoetuiApp(App):
         self._load_tuned()
         self.refresh_screens()
         self.request_plan()
+
+    def on_download_requested(self, msg: DownloadRequested) -> None:
+        """Models' Download key: Chat owns downloads (its status line shows the progress, then it loads)."""
+        chat = self.screen_named("chat")
+        if chat is None:
+            return
+        if chat.downloading is not None and chat.downloading != msg.ref:
+            self.notify(f"{chat.downloading} is downloading: one at a time (Esc on Chat cancels it)",
+                        title="A download is running", severity="warning")
+            return
+        if chat.downloading is None:
+            chat.download_now(msg.ref)
+        self.action_open("chat")
 
     def on_model_selected(self, msg: ModelSelected) -> None:
         if msg.info is None:

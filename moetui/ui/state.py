@@ -52,6 +52,14 @@ class AppState:
         return active.config if active else None
 
 
+class DownloadRequested(Message):
+    """Download this hub model (REPO:QUANT) now, without asking: Chat shows the progress, then loads it."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+
+
 class ModelSelected(Message):
     """A model was picked (Models screen, Best-config flow, command line). `info` None: inspect it."""
 

@@ -64,7 +64,7 @@ class DownloadOffer:
             self._download_on_mount = ref
 
     def start_pending_download(self) -> None:
-        ref, self._download_on_mount = getattr(self, "_download_on_mount", None), None
+        ref, self._download_on_mount = self._download_on_mount, None
         if ref is not None:
             self.start_download(ref)
 

@@ -27,7 +27,7 @@ from moetui.errors import DoesNotFit, MoetuiError, in_words
 from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_file, add_folder, discover_local
-from moetui.ui.state import ModelSelected
+from moetui.ui.state import DownloadRequested, ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
 
@@ -220,6 +220,8 @@ class ModelsScreen(Screen):
         self.refresh_from_state()
 
     def on_screen_resume(self) -> None:
+        if self._scanned and self._downloaded_since_scan():  # (d here, or Chat's offer) judged from the file now
+            self.scan()
         self.refresh_from_state()
 
     def on_resize(self) -> None:
@@ -244,8 +246,6 @@ class ModelsScreen(Screen):
             self._pending_add = None  # the App could not read it: not worth listing next time
         if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
             self._rig_seen = s.rig
-            self.scan()
-        elif self._scanned and self._downloaded_since_scan():  # (d here, or Chat's offer) judged from the file now
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
               and all(r.local_path != s.model_path for r in self.rows.values())
@@ -479,17 +479,8 @@ class ModelsScreen(Screen):
             self.notify(f"{row.name} {row.quant} is on this machine already ({row.file}): Enter selects it",
                         title="Downloaded already", timeout=4)
             return
-        chat = self.app.screen_named("chat")  # type: ignore[attr-defined]
-        if chat is None:
-            return
-        if chat.downloading is not None and chat.downloading != row.key:
-            self.notify(f"{chat.downloading} is downloading: one at a time (Esc on Chat cancels it)",
-                        title="A download is running", severity="warning")
-            return
-        if chat.downloading is None:
-            chat.download_now(row.key)
         self.post_message(ModelSelected(row.key, row.info))
-        self.app.action_open("chat")  # type: ignore[attr-defined]
+        self.post_message(DownloadRequested(row.key))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "models-path":
