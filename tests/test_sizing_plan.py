@@ -15,7 +15,7 @@ from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Ri
 from moetui.model.inspect import inspect_file
 from moetui.sizing.memory import GIB
 from moetui.sizing.overrides import layers_from_overrides
-from moetui.sizing.plan import PlanOptions, plan
+from moetui.sizing.plan import KV_Q8_MIN_GAIN, PlanOptions, plan
 from moetui.sizing.quant_choice import choose_quant
 from moetui.model.virtual import model_info_for_shape
 
@@ -103,9 +103,9 @@ def test_partial_layer_offload_when_dense_part_does_not_fit(qwen30b):
     assert dev["output.weight"] == "CPU"
 
 
-def test_q8_0_cache_chosen_only_when_needed_for_context(qwen30b):
+def test_q8_0_cache_chosen_when_f16_cannot_hold_the_context(qwen30b):
     rig = make_rig([12])
-    small = plan(qwen30b, rig, PlanOptions(n_ctx=8192))
+    small = plan(qwen30b, rig, PlanOptions(n_ctx=8192, cache_type="f16"))
     assert small.config.cache_type_k == "f16"
     max_f16 = small.max_ctx
     assert max_f16 and max_f16 < qwen30b.context_length
@@ -113,7 +113,26 @@ def test_q8_0_cache_chosen_only_when_needed_for_context(qwen30b):
     p = plan(qwen30b, rig, PlanOptions(n_ctx=ask))
     assert p.config.cache_type_k == "q8_0" == p.config.cache_type_v
     assert p.config.flash_attn == "on"
-    assert any("q8_0" in line for line in p.explanation)
+    assert any("q8_0 halves it" in line for line in p.explanation)
+
+
+def test_with_experts_in_ram_a_q8_0_cache_buys_more_experts_on_the_gpu(qwen30b):
+    rig = make_rig([12])
+    f16 = plan(qwen30b, rig, PlanOptions(n_ctx=32768, cache_type="f16"))
+    q8 = plan(qwen30b, rig, PlanOptions(n_ctx=32768))
+    assert f16.mode == q8.mode == "experts_split"
+    assert q8.config.cache_type_k == q8.config.cache_type_v == "q8_0" and q8.config.flash_attn == "on"
+    assert q8.memory["CUDA0"].weights > f16.memory["CUDA0"].weights
+    assert q8.memory["CUDA0"].total <= q8.budgets["CUDA0"]
+    assert q8.decode_tps > f16.decode_tps and q8.turn_seconds < f16.turn_seconds * (1 - KV_Q8_MIN_GAIN)
+    assert any("KV cache q8_0, not f16" in line and "--kv f16" in line for line in q8.explanation)
+    assert q8.config.n_ctx == f16.config.n_ctx  # the cache type never trades the context away
+
+
+def test_all_on_gpu_keeps_the_f16_cache(qwen30b):
+    p = plan(qwen30b, make_rig([48]), PlanOptions(n_ctx=8192))
+    assert p.mode == "all_gpu" and p.config.cache_type_k == "f16"
+    assert not any("q8_0" in line for line in p.explanation)
 
 
 def test_two_gpus_split_layers(qwen30b):

@@ -145,9 +145,15 @@ MOE_GPU_FFN_FLOOR = 3.75
 
 
 def gpu_compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn: bool,
-                             with_output: bool = True) -> int:
-    """compute_buffer_bytes for a GPU, with the floor measured on CUDA for MoE graphs."""
+                             with_output: bool = True, quantized_kv: bool = False) -> int:
+    """compute_buffer_bytes for a GPU, with the floor measured on CUDA for MoE graphs. quantized_kv: a
+    q8_0/q4_0 cache, which CUDA's flash attention converts to f16 for batches, one layer's K and V at a
+    time, in scratch space after the attention output (ggml-cuda/fattn-common.cuh, f16_extra_data)."""
     base = compute_buffer_bytes(model, n_ctx, n_ubatch, flash_attn, with_output)
+    if quantized_kv and flash_attn:
+        k, v = max((model.kv_elements_per_token(il) for il in range(model.n_layers)), default=(0, 0))
+        attn_phase = compute_buffer_bytes(model, n_ctx, n_ubatch, flash_attn, with_output=False)
+        base = max(base, attn_phase + padded_ctx(n_ctx) * (k + v) * 2)
     if not (model.is_moe and with_output):
         return base
     floor = n_ubatch * 4 * (model.n_vocab + model.n_embd

@@ -94,7 +94,8 @@ def memory_by_device(model: ModelInfo, a: Assignment, s: MemorySettings, cpu_fla
         # in RAM), so no weight-copy term is added.
         for g in used_gpus:
             out[g].compute = gpu_compute_buffer_bytes(model, s.n_ctx, s.n_ubatch, s.flash_attn,
-                                                      with_output=(g == a.output_device))
+                                                      with_output=(g == a.output_device),
+                                                      quantized_kv=(s.cache_type_k, s.cache_type_v) != ("f16", "f16"))
         out["CPU"].compute = host_compute_bytes(model, s.n_ubatch)
         if "CPU" in a.layer_device or a.output_device == "CPU":
             out["CPU"].compute = max(out["CPU"].compute, compute_buffer_bytes(

@@ -31,6 +31,8 @@ UBATCH_MIN_GAIN = 0.03
 # pinned host memory cannot be swapped or reclaimed: pin RAM-resident weights only while they leave
 # this share of the machine's RAM to everything else
 PINNED_MAX_SHARE = 0.7
+# a q8_0 KV cache (flash attention on) replaces f16 only when the predicted turn is this much shorter
+KV_Q8_MIN_GAIN = 0.02
 
 
 # ---- budgets --------------------------------------------------------------------------------------
@@ -110,11 +112,25 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
         p = plan_across_hosts(model, rig, replace(o, n_ubatch=ub, n_batch=o.n_batch or max(2048, ub)), plan)
         p.workload, p.turn_seconds = workload, workload.turn_seconds(p.prompt_tps, p.decode_tps)
         return p
+    best = _plan_ubatch(model, rig, o, workload)
+    if o.cache_type is None and best.mode == "experts_split" and best.config.cache_type_k == "f16":
+        best = _weigh_q8_cache(model, rig, o, workload, best)
+    return best
+
+
+def _plan_ubatch(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload) -> Plan:
+    """At the user's ubatch, or the best of the candidates."""
     if o.n_ubatch is not None:
         return _plan_at(model, rig, replace(o, n_batch=o.n_batch or max(2048, o.n_ubatch)), workload)
-    gpu_offload = gpu_usable(rig)
+    return _best_ubatch(model, rig, o, workload)
+
+
+def _best_ubatch(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload) -> Plan:
+    """Every candidate ubatch planned; the shortest turn wins, turns within UBATCH_MIN_GAIN of it tie and
+    the tie goes to the faster prompt. The first candidate chooses the context (and the KV type unless
+    o.cache_type forces it); the others are weighed at that context."""
     plans: list[Plan] = []
-    for ub in ubatch_candidates(workload, gpu_offload):
+    for ub in ubatch_candidates(workload, gpu_usable(rig)):
         at = replace(o, n_ubatch=ub, n_batch=max(o.n_batch or 2048, ub))
         if plans:  # the first plan chose the context; the others are weighed at that context only
             first = plans[0].config
@@ -140,6 +156,30 @@ def plan(model: ModelInfo, rig: Rig, options: PlanOptions | None = None) -> Plan
                                 f"({workload.describe().split(': ', 1)[1]}); predicted seconds per turn: {trade}")
         best.config.notes = list(best.explanation)
     return best
+
+
+def _weigh_q8_cache(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, f16: Plan) -> Plan:
+    """With experts in RAM every byte of GPU memory is an expert tensor that decode need not read from
+    RAM: a q8_0 cache (half of f16's bytes) leaves room for more of them. It wins only when the turn it
+    predicts is KV_Q8_MIN_GAIN shorter, since it is not bit-identical to f16; never at a shorter context."""
+    try:
+        q8 = _plan_ubatch(model, rig, replace(o, n_ctx=f16.config.n_ctx // o.n_parallel, cache_type="q8_0"), workload)
+    except DoesNotFit:
+        return f16
+    if q8.config.n_ctx < f16.config.n_ctx or q8.turn_seconds > f16.turn_seconds * (1 - KV_Q8_MIN_GAIN):
+        f16.explanation.append(f"KV cache f16: q8_0 would predict {q8.turn_seconds:.2f} s per turn against "
+                               f"{f16.turn_seconds:.2f} s, not worth the cache's lower precision")
+        f16.config.notes = list(f16.explanation)
+        return f16
+    gpu = [d for d in q8.memory if d != "CPU"]
+    freed = sum(f16.memory[d].kv - q8.memory[d].kv for d in gpu)
+    moved = sum(q8.memory[d].weights - f16.memory[d].weights for d in gpu)
+    q8.explanation.append(
+        f"KV cache q8_0, not f16: it halves the cache ({explain.gb(freed)} freed on the GPU), so "
+        f"{explain.gb(moved)} more expert weights stay on the GPU and decode reads less from RAM; predicted "
+        f"{q8.turn_seconds:.2f} s per turn against {f16.turn_seconds:.2f} s with f16 (--kv f16 keeps f16)")
+    q8.config.notes = list(q8.explanation)
+    return q8
 
 
 def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, with_max_ctx: bool = True) -> Plan:
