@@ -39,10 +39,12 @@ CAPS = (8, 12, 24)
 CTXS = (8192, 32768)
 
 
-def fit_params(n_ctx: int) -> dict[str, Any]:
-    """llama.cpp's own placement at the same margin as moetui's plan."""
+def fit_params(n_ctx: int, kv: str = "f16") -> dict[str, Any]:
+    """llama.cpp's own placement at the same margin as moetui's plan (kv: the cache type it fits for)."""
     t0 = time.perf_counter()
     cmd = [str(BIN / "llama-fit-params"), "-m", str(MODEL), "-c", str(n_ctx), "-fa", "on", "-fitt", str(MARGIN_MIB)]
+    if kv != "f16":
+        cmd += ["-ctk", kv, "-ctv", kv]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except OSError as exc:
@@ -279,7 +281,7 @@ def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
         if args.cpu_moe:
             variants["--cpu-moe (llama.cpp defaults)"] = ["-ngl", "999", "-ncmoe", "999"]
         plans: dict[str, Any] = {}
-        for w in workloads_for(args.ctx):
+        for w in [w for w in workloads_for(args.ctx) if not args.plan_workloads or w in args.plan_workloads]:
             p = plan(info, rig, PlanOptions(n_ctx=args.ctx, vram_margin_bytes=MARGIN_MIB << 20, workload=WORKLOADS[w],
                                             model_path=str(MODEL)))
             plans[w] = p
@@ -296,7 +298,7 @@ def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
                 variants[f"moetui plan ({w})"] = argv
         save()
         if args.prove_memory:
-            out["memory_proof"] = prove_memory(plans[workloads_for(args.ctx)[0]].config)
+            out["memory_proof"] = prove_memory(plans[next(iter(plans))].config)
             log("memory proof", {k: v for k, v in out["memory_proof"].items() if k != "buffers"})
             save()
         if args.tune_budget > 0:
@@ -330,14 +332,20 @@ def stage_cell(args: argparse.Namespace) -> dict[str, Any]:
                                           "config": p.config.to_dict()}
                 save()
         if args.grid:  # placement (llama.cpp's fit, moetui's plan) x load mode x ubatch
-            base_plan = plans[workloads_for(args.ctx)[0]]
+            base_plan = plans[next(iter(plans))]
+            kv = base_plan.config.cache_type_k
             placements = {"fit": fit_bench_args(fit["line"]) if fit["rc"] == 0 else None,
                           "plan": [a for a in bench_argv(base_plan.config)]}
+            if kv != "f16":  # llama.cpp's fit given the plan's cache type: the placement it would pick then
+                fit_kv = fit_params(args.ctx, kv)
+                out["fit_" + kv] = fit_kv
+                if fit_kv["rc"] == 0 and fit_kv["line"].startswith("-c"):
+                    placements[f"fit ({kv} cache)"] = [*fit_bench_args(fit_kv["line"]), "-ctk", kv, "-ctv", kv]
             for pname, pargs in placements.items():
                 if not pargs:
                     continue
                 pl = _placement_only(pargs)
-                for lm, ub in (("none", 512), ("none", 2048), ("auto", 2048)):
+                for lm, ub in args.grid_modes:
                     argv = [*pl, "-fa", "on", "-lm", lm, "-ub", str(ub), "-b", str(max(2048, ub))]
                     if not any(_same_test(argv, v) for v in variants.values()):
                         variants[f"grid: {pname} placement, -lm {lm}, -ub {ub}"] = argv
@@ -364,7 +372,7 @@ class _NoCap:  # a dry run of the cell on a machine with no GPU to cap (the scri
 
 
 def _placement_only(argv: list[str]) -> list[str]:
-    keep, out, i = {"-ngl", "-ot", "-ncmoe", "-ts", "-sm", "-mg"}, [], 0
+    keep, out, i = {"-ngl", "-ot", "-ncmoe", "-ts", "-sm", "-mg", "-ctk", "-ctv"}, [], 0
     while i < len(argv):
         if argv[i] in keep and i + 1 < len(argv):
             out += argv[i:i + 2]
@@ -543,6 +551,10 @@ def stage_report(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
+def _grid_modes(text: str) -> list[tuple[str, int]]:
+    return [(m, int(u)) for m, u in (pair.split(":") for pair in text.split(","))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -565,7 +577,11 @@ def main() -> None:
     c.add_argument("--tunes", type=int, default=1, help="tune this many times from scratch (agreement)")
     c.add_argument("--cpu-moe", action="store_true")
     c.add_argument("--grid", action="store_true")
+    c.add_argument("--grid-modes", type=_grid_modes, default=_grid_modes("none:512,none:2048,auto:2048"),
+                   help="load mode:ubatch pairs the grid tries for each placement")
     c.add_argument("--prove-memory", action="store_true")
+    c.add_argument("--plan-workloads", type=lambda t: t.split(","), default=None,
+                   help="plan (and bench) only these workloads, e.g. chat,long-prompt (default: all that fit)")
     c.add_argument("--no-cap", action="store_true", help="no VRAM cap (a dry run without a GPU)")
     r = sub.add_parser("report")
     r.add_argument("dirs", nargs="+")
