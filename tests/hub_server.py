@@ -61,6 +61,8 @@ class FakeHub:
         self.cut_after: dict[str, int] = {}  # file path -> bytes sent before the first GET's socket closes
         self.wrong_sha: set[str] = set()  # file paths whose advertised sha256 is wrong
         self.stall_after: dict[str, int] = {}  # file path -> bytes sent before the first GET hangs (until close)
+        # file path -> bytes sent before every GET to the end of the file (a download, not a header read) hangs
+        self.stall_downloads: dict[str, int] = {}
         # file path -> how every ranged GET of it goes wrong: "short" (half the bytes, said so in the
         # headers), "shifted" (another range, said so in Content-Range), "lying" (another range, the
         # Content-Range claiming the one asked for), "ignored" (200 with the whole file)
@@ -112,6 +114,11 @@ class FakeHub:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
+
+    def release_stalls(self) -> None:
+        """Stalled responses end now (their connection closes): a hung download fails as a cut one."""
+        self.stall_downloads.clear()
+        self._closing.set()
 
     def close(self) -> None:
         self._closing.set()  # releases stalled responses
@@ -284,6 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
                 cut = self.fake.cut_after.pop(f.path)  # only the first GET is cut
             if f.path in self.fake.stall_after:
                 stall = cut = self.fake.stall_after.pop(f.path)  # only the first GET stalls
+            elif (not rng or rng.endswith("-")) and f.path in self.fake.stall_downloads:  # to the end: a download
+                stall = cut = self.fake.stall_downloads[f.path]
         sent = 0
         with open(f.local, "rb") as fh:
             fh.seek(start)

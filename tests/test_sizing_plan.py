@@ -53,17 +53,23 @@ def test_small_model_all_on_gpu(tiny_moe):
     assert dict(p.placement)["output.weight"] == "CUDA0"
 
 
-def test_experts_split_lowest_layers_on_cpu_within_budget(qwen30b):
+@pytest.mark.parametrize("order", ["last", "first"])
+def test_experts_split_keeps_one_end_of_the_model_in_ram_within_budget(qwen30b, order):
     t0 = time.perf_counter()
-    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=16384))
+    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=16384, experts_in_ram=order))
     # interactive use wants well under a second; 2 s leaves room for a loaded, shared CI machine
     assert time.perf_counter() - t0 < 2.0
     assert p.mode == "experts_split" and p.config.n_gpu_layers == -1
     assert p.memory["CUDA0"].total <= p.budgets["CUDA0"]
     cpu_layers = [l.index for l in p.layers if l.experts_cpu]
     gpu_layers = [l.index for l in p.layers if l.experts_gpu]
-    assert cpu_layers and gpu_layers and max(cpu_layers) <= min(gpu_layers)  # CPU = lowest layers
-    assert cpu_layers == list(range(len(cpu_layers)))
+    assert cpu_layers and gpu_layers
+    if order == "first":  # --n-cpu-moe's way: the lowest layers in RAM
+        assert max(cpu_layers) <= min(gpu_layers) and cpu_layers == list(range(len(cpu_layers)))
+    else:  # llama.cpp's fit's way, the default: the highest layers in RAM
+        n = qwen30b.n_layers
+        assert min(cpu_layers) >= max(gpu_layers) and cpu_layers == list(range(n - len(cpu_layers), n))
+        assert "highest layers first" in p.explanation[0] and p.n_cpu_moe is None
     # the overrides say exactly what the layer summary says
     parsed = layers_from_overrides(p.config.overrides)
     assert {il: set(l.experts_cpu) for l in p.layers if l.experts_cpu for il in [l.index]} == {
@@ -79,7 +85,7 @@ def test_experts_split_lowest_layers_on_cpu_within_budget(qwen30b):
 def test_whole_layer_boundary_is_exactly_n_cpu_moe(qwen30b):
     # find a budget where the boundary falls on a whole layer: the split plan's GPU total plus the
     # bytes of the boundary layer's GPU parts moved back to CPU
-    base = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192))
+    base = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, experts_in_ram="first"))
     split = [l for l in base.layers if l.experts_cpu and l.experts_gpu]
     if split:
         l = split[0]
@@ -87,7 +93,8 @@ def test_whole_layer_boundary_is_exactly_n_cpu_moe(qwen30b):
         budget = base.memory["CUDA0"].total - extra + 1024
     else:
         budget = base.memory["CUDA0"].total + 1024
-    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, vram_budget_bytes=budget, vram_margin_bytes=0))
+    p = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, vram_budget_bytes=budget, vram_margin_bytes=0,
+                                                  experts_in_ram="first"))
     assert p.n_cpu_moe is not None and p.n_cpu_moe > 0
     assert "--n-cpu-moe" in p.llama_args() and "-ot" not in p.llama_args()
     assert all((l.index < p.n_cpu_moe) == bool(l.experts_cpu) for l in p.layers)
@@ -140,6 +147,11 @@ def test_two_gpus_split_layers(qwen30b):
     assert p.config.tensor_split and len(p.config.tensor_split) == 2
     assert {"CUDA0", "CUDA1"} <= {l.device for l in p.layers}
     assert p.memory["CUDA0"].total <= p.budgets["CUDA0"] and p.memory["CUDA1"].total <= p.budgets["CUDA1"]
+
+
+def test_an_unknown_experts_in_ram_order_is_refused(qwen30b):
+    with pytest.raises(ConfigError, match="experts in RAM must be one of first, last"):
+        plan(qwen30b, make_rig([12]), PlanOptions(experts_in_ram="middle"))
 
 
 def test_does_not_fit_gives_shortfall(qwen30b):

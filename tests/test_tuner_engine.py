@@ -14,6 +14,7 @@ import pytest
 
 from moetui.config import RunConfig
 from moetui.hardware import detect_rig
+from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.workload import WORKLOADS
 from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
 from moetui.tuner import (
@@ -227,11 +228,13 @@ def test_placement_is_searched_from_the_plan_position(tiny_moe, tmp_path):
     result = tuner.run()
     assert tuner.plan.mode == "experts_split"
     assert axis.position(result.plan_probe.config) == pos0
-    placed = [p for p in result.probes if "n_cpu_moe" in p.changes and p.role == "search"]
+    placed = [p for p in result.probes if "experts_in_ram_last" in p.changes and p.role == "search"]
     assert placed, "no placement probe"
-    # first whole layers fewer in RAM (down), written as llama.cpp's --n-cpu-moe equivalent
+    # first whole layers fewer in RAM (down), at the plan's end of the model: the last layers
     first = pos0 - pos0 % 3 if pos0 % 3 else pos0 - 3
-    assert axis.position(placed[0].config) == first and placed[0].changes == {"n_cpu_moe": first // 3}
+    assert axis.position(placed[0].config) == first and placed[0].changes == {"experts_in_ram_last": first // 3}
+    in_ram = layers_from_overrides(placed[0].config.overrides)
+    assert sorted(in_ram) == list(range(info.n_layers - first // 3, info.n_layers))
     assert all(p.reloaded for p in placed)  # a placement change needs a reload
     assert all(p.status == "ok" for p in placed)
     assert result.baseline is None  # llama.cpp's defaults would not fit this GPU: not measured

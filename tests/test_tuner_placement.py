@@ -19,9 +19,9 @@ from moetui.tuner.placement_axis import (
 
 def test_axis_round_trips_positions(tiny_moe):
     info = inspect_file(tiny_moe)
-    axis = PlacementAxis.for_model(info)
-    assert axis is not None and axis.per_layer == 3 and axis.max == 3 * len(axis.moe_layers)
     base = RunConfig(model_path=str(tiny_moe))
+    axis = PlacementAxis.for_model(info, base.replace(overrides=n_cpu_moe_overrides(1)))  # first layers in RAM
+    assert axis is not None and not axis.from_end and axis.per_layer == 3 and axis.max == 3 * len(axis.moe_layers)
     for pos in range(axis.max + 1):
         assert axis.position(axis.config_at(base, pos)) == pos
     # whole layers are exactly --n-cpu-moe N
@@ -31,6 +31,23 @@ def test_axis_round_trips_positions(tiny_moe):
     assert axis.cpu_map(7) == {0: {"up", "gate", "down"}, 1: {"up", "gate", "down"}, 2: {"down"}}
     assert axis.describe(8)["boundary"] == "blk.2 gate+down in RAM"
     assert axis.position(base.replace(overrides=cpu_expert_overrides({0: {"up", "gate", "down"}, 1: {"down"}}))) == 4
+
+
+def test_axis_from_the_last_layer(tiny_moe):
+    """The plan keeps the last layers' experts in RAM (llama.cpp's fit's way): the axis counts from there."""
+    info = inspect_file(tiny_moe)
+    base = RunConfig(model_path=str(tiny_moe))
+    n = info.n_layers
+    last = base.replace(overrides=cpu_expert_overrides({n - 1: {"up", "gate", "down"}}))
+    for config in (base, last):  # no experts in RAM yet: the plan's default end
+        axis = PlacementAxis.for_model(info, config)
+        assert axis is not None and axis.from_end and axis.moe_layers[0] == n - 1
+    assert axis.position(last) == 3 and axis.describe(3) == {"experts_in_ram_last": 1}
+    for pos in range(axis.max + 1):
+        assert axis.position(axis.config_at(base, pos)) == pos
+    # the boundary is the next layer down; its last-to-move part ("down") goes to RAM first
+    assert axis.cpu_map(4) == {n - 1: {"up", "gate", "down"}, n - 2: {"down"}}
+    assert axis.describe(5) == {"experts_in_ram_last": 1, "boundary": f"blk.{n - 2} gate+down in RAM"}
 
 
 def _world(fails_below: int, score):

@@ -213,3 +213,33 @@ def test_models_cli_reads_the_quant_from_the_header(tiny_moe: Path, tmp_path: Pa
     assert "Q4_K_M" in row.split() and "Q8_0" not in row.split()
     broken = next(line for line in out.splitlines() if line.startswith("broken-Q6_K.gguf"))
     assert "Q6_K?" in broken.split() and "from the file name" in out
+
+
+async def test_d_while_a_download_runs_is_refused_with_a_reason(hub_catalog, cpu_rig: Rig) -> None:
+    # the download hangs until the hub closes (both files have the same bytes: the CDN serves one blob)
+    hub_catalog.stall_downloads.update({"other-moe-Q4_K_M.gguf": 1 << 16, "tiny-moe-Q4_K_M.gguf": 1 << 16})
+    app = MoetuiApp(rig=cpu_rig, detect=False, remember=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("m")
+        models = app.screen
+        await wait_for(pilot, lambda: "Enter selects" in str(models.query_one("#models-status").render()),
+                       what="the scan")
+        table = models.query_one("#models-table")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(MISSING))
+        await pilot.press("d")
+        chat = app.get_screen("chat")
+        await wait_for(pilot, lambda: app.screen is chat and chat.downloading == MISSING, what="the download")
+        await pilot.press("tab", "m")  # out of the message box, then Models: the download goes on
+        await wait_for(pilot, lambda: app.screen is models, what="Models again")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(HAVE))
+        await pilot.press("d")
+        await pilot.pause()
+        assert app.screen is models and chat.downloading == MISSING  # nothing else started or opened
+        warnings = [n for n in app._notifications if n.title == "A download is running"]
+        assert warnings and MISSING in str(warnings[-1].message) and "one at a time" in str(warnings[-1].message)
+        assert needs_download(HAVE)
+        hub_catalog.release_stalls()  # the connection drops; huggingface_hub's http_get resumes it with a Range
+        await wait_for(pilot, lambda: chat.downloading is None, what="the resumed download to end")
+        assert not needs_download(MISSING) and needs_download(HAVE)

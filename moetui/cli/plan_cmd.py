@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vram-budget", type=GB_AMOUNT, default=None, metavar="GB", help="cap the GPU memory used, GB")
     p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
     p.add_argument("--kv", choices=["f16", "q8_0"], default=None, help="force the KV cache type")
+    p.add_argument("--experts-in-ram", choices=["last", "first"], default="last",
+                   help="which layers' experts stay in RAM when not all fit: the last (default, as llama.cpp's "
+                        "fit) or the first (as --n-cpu-moe)")
     p.add_argument("--ubatch", type=int, default=None,
                    help="n_ubatch (prompt chunk size; default: the one that pays for itself on the workload)")
     p.add_argument("--workload", default=None, metavar="NAME|P,D,R",
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ubatch is not None and args.ubatch <= 0:
         raise ConfigError("--ubatch must be positive")
     o = PlanOptions(n_ctx=args.ctx, cache_type=args.kv, n_ubatch=args.ubatch,
-                    n_batch=max(2048, args.ubatch) if args.ubatch else None, workload=parse_workload(args.workload))
+                    n_batch=max(2048, args.ubatch) if args.ubatch else None, workload=parse_workload(args.workload),
+                    experts_in_ram=args.experts_in_ram)
     if args.margin is not None:
         o.vram_margin_bytes = int(args.margin * GB)
     if args.vram_budget is not None:

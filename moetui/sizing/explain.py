@@ -23,7 +23,7 @@ def mode_words(mode: str) -> str:
 
 
 def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: float, n_cpu_moe: int | None,
-              gpu_names: list[str]) -> str:
+              gpu_names: list[str], experts_in_ram: str = "first") -> str:
     if mode == "cpu_only":
         if gpu_names:  # a GPU the plan may use, too small for even one layer
             return f"{' + '.join(gpu_names)} cannot hold even one layer: everything runs on the CPU, in RAM"
@@ -33,8 +33,11 @@ def mode_line(mode: str, model: ModelInfo, n_gpu_layers: int, cpu_expert_frac: f
         return f"the whole model fits on {gpus}: every layer and every expert on the GPU (-ngl all)"
     if mode == "experts_split":
         how = f"exactly --n-cpu-moe {n_cpu_moe}" if n_cpu_moe is not None else "tensor overrides (-ot), the boundary layer split by part"
+        which = ("lowest layers first" if experts_in_ram == "first" else
+                 "highest layers first, as llama.cpp's fit does (prompts ran 9-14% faster that way than with the "
+                 "lowest layers in RAM on an H200)")
         return (f"non-expert weights and the KV cache on {gpus}; {cpu_expert_frac:.0%} of the routed-expert "
-                f"bytes in RAM, lowest layers first ({how})")
+                f"bytes in RAM, {which} ({how})")
     return (f"even the non-expert weights do not fit on {gpus}: partial layer offload, the last {n_gpu_layers} of "
             f"{model.n_layers} layers on the GPU and every routed expert in RAM — expect CPU-bound speed")
 

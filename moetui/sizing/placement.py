@@ -20,6 +20,12 @@ from moetui.sizing.memory import (
 from moetui.sizing.overrides import ALL_PARTS
 
 PART_ORDER = ("up", "gate", "down", "gate_up")  # order parts of the boundary layer are tried
+# Which layers' experts stay in RAM when not all fit on the GPU. On the H200 capped at 8 and 12 GiB
+# (tuning/results/speed_vs_fit.md, same llama-bench run, same cache type, pinned weights) the LAST layers
+# in RAM (llama.cpp's fit does that) processed prompts 9-14% faster than as many FIRST layers
+# (--n-cpu-moe), at ubatch 512 and 2048, with decode the same or faster: LAST is the planner's default.
+FIRST, LAST = "first", "last"
+EXPERT_RAM_ORDERS = (FIRST, LAST)
 
 
 def gpu_device_name(gpu: GPUInfo, i: int) -> str:
@@ -142,9 +148,12 @@ def _fits(mem: dict[str, MemoryBreakdown], budgets: dict[str, int]) -> bool:
 
 
 def place(model: ModelInfo, gpus: list[str], budgets: dict[str, int], fractions: list[float],
-          s: MemorySettings, cpu_flags: list[str] | None = None, cpu_arch: str = "x86_64") -> SearchResult:
+          s: MemorySettings, cpu_flags: list[str] | None = None, cpu_arch: str = "x86_64",
+          experts_in_ram: str = LAST) -> SearchResult:
     """Place the model given GPU budgets (bytes a device may hold, runtime overhead included).
-    The CPU budget is checked by the caller (everything that does not fit a GPU lands there)."""
+    The CPU budget is checked by the caller (everything that does not fit a GPU lands there).
+    experts_in_ram: which layers' experts stay in RAM when not all fit, the FIRST layers (as llama.cpp's
+    --n-cpu-moe) or the LAST (as llama.cpp's own fit)."""
     n = model.n_layers
     if not gpus:
         a = Assignment([], ["CPU"] * n, output_device="CPU", n_gpu_layers=0)
@@ -167,13 +176,14 @@ def place(model: ModelInfo, gpus: list[str], budgets: dict[str, int], fractions:
     base = Assignment(gpus, full, {il: set(p) for il, p in all_cpu.items()}, gpus[-1], -1, split)
     m = mem(base)
     if _fits(m, budgets) and moe_layers:
-        # bring experts back, highest layer first, part by part; a device that could not take a part
-        # takes nothing lower (keeps the CPU experts the lowest layers, as --n-cpu-moe does)
+        # bring experts back part by part, from the end of the model that stays on the GPU (the highest
+        # layers when the FIRST stay in RAM); a device that could not take a part takes nothing further,
+        # so the experts in RAM are one run of layers at the other end.
         # incremental: moving a part to its GPU adds its bytes there; the compute buffer's copy term
         # (largest CPU weight) is kept at its all-experts-on-CPU value, which can only over-estimate.
         free = {d: budgets.get(d, 0) - m[d].total for d in gpus}
         full_dev: set[str] = set()
-        for il in sorted(moe_layers, reverse=True):
+        for il in sorted(moe_layers, reverse=experts_in_ram == FIRST):
             dev = full[il]
             if dev in full_dev:
                 continue

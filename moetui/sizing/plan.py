@@ -13,7 +13,7 @@ from moetui.sizing.context import DEFAULT_TARGET_CTX, choose_context, largest_fi
 from moetui.sizing.memory import MemoryBreakdown, compute_buffer_bytes, kv_cache_bytes
 from moetui.sizing.overrides import cpu_expert_overrides, n_cpu_moe_equivalent
 from moetui.sizing.placement import (
-    MemorySettings, SearchResult, cpu_expert_map, experts_on_cpu_fraction, gpu_device_name,
+    EXPERT_RAM_ORDERS, MemorySettings, SearchResult, cpu_expert_map, experts_on_cpu_fraction, gpu_device_name,
     hops_per_token, place, tensor_placement,
 )
 from moetui.sizing.speed import predict
@@ -85,6 +85,8 @@ def _validate(model: ModelInfo, o: PlanOptions) -> None:
         raise ConfigError(f"load mode must be one of {', '.join(LOAD_MODES)}, not {o.load_mode!r}")
     if o.n_parallel < 1:
         raise ConfigError("n_parallel must be >= 1")
+    if o.experts_in_ram not in EXPERT_RAM_ORDERS:
+        raise ConfigError(f"experts in RAM must be one of {', '.join(EXPERT_RAM_ORDERS)}, not {o.experts_in_ram!r}")
     if o.vram_margin_bytes < 0 or o.ram_reserve_bytes < 0:
         raise ConfigError("margins must be >= 0")
     if not model.tensors or model.n_layers <= 0:
@@ -204,7 +206,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
     def search(ctx: int, kv: str) -> SearchResult:
         key = (ctx, kv, True)
         if key not in cache:
-            cache[key] = place(model, gpus, budgets, fractions, settings(ctx, kv), flags, arch)
+            cache[key] = place(model, gpus, budgets, fractions, settings(ctx, kv), flags, arch, o.experts_in_ram)
         return cache[key]
 
     def ram_ok(r: SearchResult) -> bool:
@@ -292,7 +294,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
     # explanation
     frac = experts_on_cpu_fraction(model, a)
     why.insert(0, explain.mode_line(r.mode, model, a.n_gpu_layers if r.mode == "partial_layers" else model.n_layers,
-                                    frac, n_cpu_moe, gpus))
+                                    frac, n_cpu_moe, gpus, o.experts_in_ram))
     for d, m in memory.items():
         if d != "CPU" and d not in set(a.layer_device):
             continue

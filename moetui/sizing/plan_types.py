@@ -35,6 +35,7 @@ class PlanOptions:
     swa_full: bool = True  # llama-cpp-python's default
     efficiency: EfficiencyFactors = field(default_factory=EfficiencyFactors)
     model_path: str | None = None  # what RunConfig.model_path says; default ModelInfo.path
+    experts_in_ram: str = "last"  # which layers' experts stay in RAM: "last" (llama.cpp's fit) or "first" (--n-cpu-moe)
 
 
 @dataclass

@@ -160,14 +160,14 @@ class Tuner:
         return SearchSpace(dimensions=ordered, objective=self.runner.objective, defaults=self.default_config(start),
                            n_prompt=o.n_prompt or MIN_PROMPT, cores=self.rig.cpu.physical_cores or 1,
                            logical_cores=self.rig.cpu.logical_cores or self.rig.cpu.physical_cores or 1,
-                           gpu_offload=self._gpu_offload(), axis=PlacementAxis.for_model(self.info),
+                           gpu_offload=self._gpu_offload(), axis=PlacementAxis.for_model(self.info, self.plan.config),
                            mlock_possible=self.mlock_possible(), draft_path=o.draft_path, max_rounds=o.max_rounds,
                            reps=o.reps)
 
     def _placement_applies(self) -> bool:
         if not self._gpu_offload() or not self.info.is_moe or self.plan.mode not in ("experts_split", "all_gpu"):
             return False
-        axis = PlacementAxis.for_model(self.info)
+        axis = PlacementAxis.for_model(self.info, self.plan.config)
         return axis is not None and axis.position(self.plan.config) is not None
 
     def mlock_possible(self) -> bool:

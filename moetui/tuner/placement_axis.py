@@ -1,7 +1,8 @@
-"""Expert placement as one axis: position p = number of expert *parts* kept in RAM, counted from the first
-MoE layer (what llama.cpp's --n-cpu-moe does, whole layers) with the boundary layer split part by part.
-p = k * P + j: the first k MoE layers' experts in RAM plus j parts of the next one, P parts per layer.
-The tuner walks this axis from the plan's position in both directions."""
+"""Expert placement as one axis: position p = number of expert *parts* kept in RAM, counted from one end of
+the model, whole layers with the boundary layer split part by part: from the first MoE layer (what
+llama.cpp's --n-cpu-moe does) or from the last (what llama.cpp's fit and moetui's plan do).
+p = k * P + j: k MoE layers' experts in RAM plus j parts of the next one, P parts per layer.
+The tuner walks this axis from the plan's position in both directions, at the plan's end of the model."""
 
 from __future__ import annotations
 
@@ -18,18 +19,27 @@ from moetui.sizing.overrides import (
 from moetui.sizing.placement import PART_ORDER
 
 
+# probe changes that name a position on the axis (one of the first two, maybe the third)
+AXIS_KEYS = ("n_cpu_moe", "experts_in_ram_last", "boundary")
+
+
 @dataclass
 class PlacementAxis:
-    moe_layers: list[int]  # indices of the MoE layers, in order
+    moe_layers: list[int]  # indices of the MoE layers, in the order they go to RAM
     parts: list[str]  # expert parts of a layer, in the order they move to the GPU
+    from_end: bool = False  # moe_layers run from the last layer down
 
     @classmethod
-    def for_model(cls, model: ModelInfo) -> PlacementAxis | None:
+    def for_model(cls, model: ModelInfo, config: RunConfig | None = None) -> PlacementAxis | None:
+        """The axis at the end of the model where `config` keeps its experts in RAM: the first layers when
+        its RAM experts include the first MoE layer but not the last, else the last (the plan's default)."""
         moe = [l.index for l in model.layers if l.is_moe and l.expert_bytes]
         if not moe:
             return None
         parts = [p for p in PART_ORDER if p in model.layers[moe[0]].expert_bytes]
-        return cls(moe, parts)
+        cpu = layers_from_overrides(config.overrides) if config is not None else None
+        first = bool(cpu) and moe[0] in cpu and moe[-1] not in cpu
+        return cls(moe, parts) if first else cls(moe[::-1], parts, from_end=True)
 
     @property
     def per_layer(self) -> int:
@@ -61,10 +71,14 @@ class PlacementAxis:
         return base.replace(overrides=cpu_expert_overrides(self.cpu_map(pos)))
 
     def describe(self, pos: int) -> dict[str, object]:
-        """The probe's `changes` entry: {"n_cpu_moe": k} plus {"boundary": "blk.N down"} when split."""
+        """The probe's `changes` entry: {"n_cpu_moe": N} (from the first layer) or {"experts_in_ram_last":
+        k} (from the last), plus {"boundary": "blk.N down in RAM"} when a layer is split."""
         k, j = divmod(pos, self.per_layer)
-        # in llama.cpp's terms: --n-cpu-moe counts layers from 0, dense leading layers included
-        out: dict[str, object] = {"n_cpu_moe": self.moe_layers[k - 1] + 1 if k else 0}
+        out: dict[str, object]
+        if self.from_end:
+            out = {"experts_in_ram_last": k}
+        else:  # in llama.cpp's terms: --n-cpu-moe counts layers from 0, dense leading layers included
+            out = {"n_cpu_moe": self.moe_layers[k - 1] + 1 if k else 0}
         if j:
             il = self.moe_layers[k]
             out["boundary"] = f"blk.{il} " + "+".join(self.parts[self.per_layer - j:]) + " in RAM"

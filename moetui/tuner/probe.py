@@ -96,7 +96,7 @@ def short_label(changes: dict[str, Any]) -> str:
     """Human text for a probe's changes from the plan."""
     if not changes:
         return "plan"
-    names = {"n_cpu_moe": "experts in RAM", "boundary": "split", "n_threads": "t", "n_threads_batch": "tb",
+    names = {"n_cpu_moe": "experts in RAM", "experts_in_ram_last": "experts in RAM, last", "boundary": "split", "n_threads": "t", "n_threads_batch": "tb",
              "n_ubatch": "ub", "n_batch": "b", "flash_attn": "fa", "cache_type": "kv", "load_mode": "load",
              "repack": "repack", "draft_max": "draft-max", "draft": "draft", "n_gpu_layers": "ngl",
              "overrides": "overrides"}

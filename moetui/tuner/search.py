@@ -23,7 +23,7 @@ from moetui.tuner.duel import Runner, duel
 from moetui.tuner.events import ProbesCompared, TuneEvent, TuneProgress
 from moetui.tuner.options import DIMENSION_WORDS
 from moetui.tuner.evidence import Decision, Verdict
-from moetui.tuner.placement_axis import BETTER, FAILED, SAME, STOP, WORSE, PlacementAxis, walk
+from moetui.tuner.placement_axis import AXIS_KEYS, BETTER, FAILED, SAME, STOP, WORSE, PlacementAxis, walk
 from moetui.tuner.probe import Probe, ProbeRole, ProbeStatus
 from moetui.tuner.scoring import Objective
 
@@ -235,7 +235,7 @@ class Search:
         def try_pos(pos: int) -> str:
             cfg_base = self.incumbent.config if self.incumbent else base
             ch = {k: v for k, v in (self.incumbent.changes if self.incumbent else {}).items()
-                  if k not in ("n_cpu_moe", "boundary")}
+                  if k not in AXIS_KEYS}
             ch.update(axis.describe(pos))
             return self.consider(axis.config_at(cfg_base, pos), ch, "placement")
 

@@ -11,6 +11,7 @@ from moetui.tuner.probe import Probe, short_label
 def _change_words(key: str, value: Any) -> str:
     words = {
         "n_cpu_moe": lambda v: f"experts of {v} layers in RAM",
+        "experts_in_ram_last": lambda v: f"experts of the last {v} layers in RAM",
         "n_threads": lambda v: f"{v} thread{'s' if v != 1 else ''}",
         "n_threads_batch": lambda v: f"{v} prompt thread{'s' if v != 1 else ''}",
         "n_ubatch": lambda v: f"micro-batch {v}",
