@@ -102,18 +102,24 @@ async def test_models_says_which_catalog_quants_are_not_downloaded(hub_catalog, 
                        what="the downloaded quant's plan")
 
 
+async def models_at(pilot, app: MoetuiApp, ref: str):  # type: ignore[no-untyped-def]
+    """Models, scanned, with its table focused on REF's row: (the screen, its table)."""
+    await pilot.press("m")
+    screen = app.screen
+    await wait_for(pilot, lambda: "Enter selects" in str(screen.query_one("#models-status").render()),
+                   what="the scan")
+    table = screen.query_one("#models-table")
+    table.focus()
+    table.move_cursor(row=table.get_row_index(ref))
+    await pilot.pause()
+    return screen, table
+
+
 async def test_d_on_models_downloads_the_highlighted_quant_and_chat_loads_it(hub_catalog, cpu_rig: Rig,
                                                                              tiny_moe: Path) -> None:
     app = MoetuiApp(rig=cpu_rig, detect=False, remember=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("m")
-        screen = app.screen
-        await wait_for(pilot, lambda: "Enter selects" in str(screen.query_one("#models-status").render()),
-                       what="the scan")
-        table = screen.query_one("#models-table")
-        table.focus()
-        table.move_cursor(row=table.get_row_index(MISSING))
-        await pilot.pause()
+        screen, table = await models_at(pilot, app, MISSING)
         assert "d downloads it" in str(screen.query_one("#models-status").render())
         await pilot.press("d")  # no dialog: asked and answered
         chat = app.get_screen("chat")
@@ -220,13 +226,7 @@ async def test_d_while_a_download_runs_is_refused_with_a_reason(hub_catalog, cpu
     hub_catalog.stall_downloads.update({"other-moe-Q4_K_M.gguf": 1 << 16, "tiny-moe-Q4_K_M.gguf": 1 << 16})
     app = MoetuiApp(rig=cpu_rig, detect=False, remember=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("m")
-        models = app.screen
-        await wait_for(pilot, lambda: "Enter selects" in str(models.query_one("#models-status").render()),
-                       what="the scan")
-        table = models.query_one("#models-table")
-        table.focus()
-        table.move_cursor(row=table.get_row_index(MISSING))
+        models, table = await models_at(pilot, app, MISSING)
         await pilot.press("d")
         chat = app.get_screen("chat")
         await wait_for(pilot, lambda: app.screen is chat and chat.downloading == MISSING, what="the download")

@@ -27,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Collapsible, Footer, Input, Static
 
 from moetui.config import RunConfig
@@ -47,7 +48,7 @@ from moetui.ui.widgets.chat_log import ChatLog, ChatMessage
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.stats_bar import ChatStatsBar
 
-FLUSH_S = 0.05  # token batches reach the UI at most this often (20 Hz: a reader sees it stream), and each UI
+FLUSH_S = 0.05  # reply text reaches the screen on this steady tick (20 Hz: a reader sees it stream), and each UI
 # update costs the UI process a few ms of CPU that a CPU-bound model would otherwise use
 SAMPLE_S = 0.5  # VRAM/RSS sampling period (2 Hz)
 # keyword arguments of ModelWorker.chat: temperature, top_p, ... (numbers) and stop (strings)
@@ -92,6 +93,9 @@ class ChatScreen(DownloadOffer, Screen):
         self.downloading: str | None = None  # the hub model being downloaded
         self._download_cancel = threading.Event()
         self.collector = CollectorHold()  # held while a reply streams
+        self._unshown: list[str] = []  # reply text the worker thread got and the screen has not drawn yet
+        self._unshown_lock = threading.Lock()
+        self._drain_timer: Timer | None = None  # drains _unshown every FLUSH_S while a reply streams
         self.stats_events = 0  # live StatsEvents received (the bar's >= 2 Hz feed while generating)
         self.last_done: DoneEvent | None = None  # the last reply's (tests and the overhead check read it)
 
@@ -109,6 +113,7 @@ class ChatScreen(DownloadOffer, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._drain_timer = self.set_interval(FLUSH_S, self._show_unshown, pause=True)
         self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
@@ -329,41 +334,44 @@ class ChatScreen(DownloadOffer, Screen):
 
     @work(thread=True, exclusive=True, group="chat-generate")
     def _generate(self, worker: ModelWorker, messages: list[dict[str, str]]) -> None:
-        """Worker events -> typed messages (post_message is thread-safe); token text is batched to at most
-        one message per FLUSH_S, so the UI's cost does not grow with the decode speed."""
-        buf: list[str] = []
+        """Worker events -> typed messages (post_message is thread-safe). Token text goes into `_unshown`,
+        which the UI thread drains on a steady FLUSH_S timer (and on a wake posted at most every FLUSH_S),
+        so the UI's cost does not grow with the decode speed and a token that arrives just after a drain
+        waits one timer tick, not until the next token."""
         last = time.monotonic()
-
-        def flush() -> bool:
-            nonlocal last
-            last = time.monotonic()
-            if not buf:
-                return True
-            text = "".join(buf)
-            buf.clear()
-            return self.post_message(ReplyEvent(TokenEvent(text), worker))
-
         for ev in worker.chat(messages, max_tokens=self.max_tokens, **self.sampling):
             if isinstance(ev, TokenEvent):
-                buf.append(ev.text)
-                if time.monotonic() - last >= FLUSH_S and not flush():
-                    worker.stop()  # the screen is closing
+                with self._unshown_lock:
+                    self._unshown.append(ev.text)
+                if time.monotonic() - last >= FLUSH_S:
+                    last = time.monotonic()
+                    if not self.post_message(ReplyEvent(TokenEvent(""), worker)):
+                        worker.stop()  # the screen is closing
                 continue
-            flush()
             if isinstance(ev, StatsEvent):
                 self.stats_events += 1
             self.post_message(ReplyEvent(ev, worker))
 
     def on_reply_event(self, message: ReplyEvent) -> None:
         match message.event:
-            case TokenEvent(text=text):
-                self._tokens(text)
+            case TokenEvent():
+                self._show_unshown()
             case StatsEvent(stats=stats):
                 self._stats(stats)
             case DoneEvent() as done:
+                self._show_unshown()
                 self._done(done)
             case ErrorEvent(error=error):
+                self._show_unshown()
                 self._failed(error, message.worker)
+
+    def _show_unshown(self) -> None:
+        """The UI thread's side of `_unshown`: whatever text arrived since the last drain, in order."""
+        with self._unshown_lock:
+            text = "".join(self._unshown)
+            self._unshown.clear()
+        if text:
+            self._tokens(text)
 
     def _tokens(self, text: str) -> None:
         if self._reply is not None:
@@ -466,8 +474,12 @@ class ChatScreen(DownloadOffer, Screen):
         self.query_one("#chat-stop", Button).disabled = not value
         if value:  # a full collection mid-reply froze the screen for up to 280 ms (collector.py)
             self.collector.hold()
+            if self._drain_timer is not None:
+                self._drain_timer.resume()
         else:
             self.collector.release()
+            if self._drain_timer is not None:
+                self._drain_timer.pause()
 
     def action_stop_or_leave_input(self) -> None:
         """Esc stops a reply; when there is none, it leaves the message box so the app's one-letter keys
