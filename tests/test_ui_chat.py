@@ -242,6 +242,40 @@ def test_draft_acceptance_shows_in_the_stats_bar(tiny_moe: Path, tiny_draft: Pat
     asyncio.run(run())
 
 
+def test_reply_text_is_drawn_on_the_tick_with_no_token_after_it(tiny_moe: Path, cpu_rig: Rig) -> None:
+    """Text the generation thread hands over is drawn within a tick even when no later token comes to
+    wake the screen (a slow model between tokens); with no reply streaming the tick is paused."""
+    async def run() -> None:
+        app = MoetuiApp(model_path=str(tiny_moe), rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+            chat = await open_chat(app, pilot)
+            await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load")
+            reply = chat._reply = chat.query_one(ChatLog).add_message("assistant", "")
+
+            def hand_over(text: str) -> None:  # what _generate's thread does with a token, and nothing more
+                def put() -> None:
+                    with chat._unshown_lock:
+                        chat._unshown.append(text)
+                t = threading.Thread(target=put)
+                t.start()
+                t.join()
+
+            chat.generating = True
+            hand_over("first words")
+            await wait_for(pilot, lambda: "first words" in reply.text, timeout=1.0, what="the tick to draw the text")
+            chat.generating = False
+            await pilot.pause()
+            hand_over(" later")
+            await pilot.pause(0.3)
+            assert "later" not in reply.text  # paused while idle: nothing drains
+            chat.generating = True
+            await wait_for(pilot, lambda: reply.text.endswith("first words later"), timeout=1.0, what="the resumed tick")
+            chat.generating, chat._reply = False, None
+
+    asyncio.run(run())
+
+
 def test_the_collector_hold_gives_back_only_what_it_took() -> None:
     hold = CollectorHold()
     try:
