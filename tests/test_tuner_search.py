@@ -291,3 +291,41 @@ def test_a_candidate_whose_incumbent_the_budget_cut_is_not_crowned():
     assert search.incumbent is plan
     cand = runner.probes[-1]
     assert cand.status == ProbeStatus.SKIPPED and cand.error_kind == "budget"  # not remembered as failed
+
+
+class _CutAtPlansLastTurn(FakeRunner):
+    """The budget runs out while the plan reloads for its last turn of a comparison (C, P P, C C, P): both
+    have been measured side by side twice before the cut."""
+
+    def turn(self, probe, reps, *, generate=False, record=True):
+        if probe.label == "plan" and self.turns >= 15:
+            probe.status, probe.error_kind = ProbeStatus.SKIPPED, "budget"
+            probe.error = "not measured: the tune's time budget ran out while it was loading or measuring"
+            return False
+        return super().turn(probe, reps, generate=generate, record=record)
+
+
+def test_a_clear_win_measured_side_by_side_stands_when_the_budget_cuts_the_incumbents_last_turn():
+    # seen on an H200 at 12 GiB: one more layer's experts on the GPU measured 3.99 against 4.34 s/turn in
+    # 3 and 2 blocks, and was thrown away because the plan's third block was cut
+    runner = _CutAtPlansLastTurn(lambda c: (1000.0, 50.0 * (1.10 if c.n_ubatch == 2048 else 1.0)), noise=0.01,
+                                 cheap=False)
+    search = Search(runner, _space([]))
+    plan = _start(search, DEFAULTS.replace(n_ubatch=1024))
+    plan.label = "plan"
+    assert search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch") == "better"
+    d = search.decisions[-1]
+    assert d.verdict == Verdict.BETTER and d.kept == "candidate", d.describe()
+    assert d.incumbent.reps == 6 and d.candidate.reps == 9 and "side by side" in d.reason
+    assert search.incumbent.config.n_ubatch == 2048
+
+
+def test_a_cut_comparison_inside_the_noise_keeps_the_incumbent():
+    runner = _CutAtPlansLastTurn(lambda c: (1000.0, 50.0), noise=0.03, cheap=False)
+    search = Search(runner, _space([]))
+    plan = _start(search, DEFAULTS.replace(n_ubatch=1024))
+    plan.label = "plan"
+    search.consider(DEFAULTS.replace(n_ubatch=2048), {"n_ubatch": 2048}, "ubatch")
+    d = search.decisions[-1]
+    assert d.kept == "incumbent" and d.verdict == Verdict.UNDECIDED, d.describe()
+    assert search.incumbent is plan

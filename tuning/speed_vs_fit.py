@@ -414,6 +414,7 @@ def summarise_cell(cell: dict[str, Any]) -> dict[str, Any]:
     long_p = WORKLOADS["long-prompt"].prompt_tokens
     by: dict[str, dict[str, list[float]]] = {}
     n_prompt = 2048
+    per_process: dict[str, list[float]] = {}
     for run in cell["runs"]:
         v = by.setdefault(run["variant"], {"pp": [], "pp_long": [], "tg": []})
         for r in run["rows"]:
@@ -421,7 +422,11 @@ def summarise_cell(cell: dict[str, Any]) -> dict[str, Any]:
                 v.setdefault("errors", []).append(r["error"])  # type: ignore[arg-type]
         v["pp"] += _samples(run["rows"], n_prompt, 0)
         v["pp_long"] += _samples(run["rows"], long_p, 0)
-        v["tg"] += _samples(run["rows"], 0, 128)
+        tg = _samples(run["rows"], 0, 128)
+        v["tg"] += tg
+        if tg:
+            per_process.setdefault(run["variant"], []).append(statistics.median(tg))
+    pooled = _pool_same_lines(cell.get("variants") or {}, by, per_process)
     out: dict[str, Any] = {}
     for name, v in by.items():
         med = {k: statistics.median(x) if x else None for k, x in v.items() if k != "errors"}
@@ -431,8 +436,30 @@ def summarise_cell(cell: dict[str, Any]) -> dict[str, Any]:
                      "errors": v.get("errors", []),
                      "turn_chat_s": chat.turn_seconds(med["pp"], med["tg"]) if med["pp"] and med["tg"] else None,
                      "turn_long_prompt_s": (long_w.turn_seconds(med["pp_long"], med["tg"])
-                                            if med["pp_long"] and med["tg"] else None)}
+                                            if med["pp_long"] and med["tg"] else None),
+                     "pooled_with": pooled.get(name, []), "decode_by_process": per_process.get(name, [])}
     return out
+
+
+def _pool_same_lines(variants: dict[str, list[str]], by: dict[str, dict[str, list[float]]],
+                     per_process: dict[str, list[float]]) -> dict[str, list[str]]:
+    """Variants that are one and the same llama-bench line (the tuner kept the plan, say) were benched as
+    separate processes; their samples are pooled so that the same line is not reported twice with two values
+    (decode differs by up to ~20% between processes of one line on the lent host, tuning/results/decode_noise)."""
+    names = [n for n in by if n in variants]
+    groups: list[list[str]] = []
+    for n in names:
+        g = next((g for g in groups if _same_test(variants[g[0]], variants[n])), None)
+        (g.append(n) if g is not None else groups.append([n]))
+    pooled: dict[str, list[str]] = {}
+    for g in (g for g in groups if len(g) > 1):
+        merged = {k: [x for n in g for x in by[n].get(k, [])] for k in ("pp", "pp_long", "tg")}
+        procs = [x for n in g for x in per_process.get(n, [])]
+        for n in g:
+            by[n].update(merged)
+            per_process[n] = procs
+            pooled[n] = [m for m in g if m != n]
+    return pooled
 
 
 def _tunes_agree(cell: dict[str, Any], summ: dict[str, Any]) -> dict[str, Any] | None:
@@ -485,7 +512,8 @@ def stage_report(args: argparse.Namespace) -> None:
 
         for name, v in summ.items():
             f = fit.get("median", {})
-            lines.append(f"| {name} | {fmt(v, 'pp')} | {fmt(v, 'pp_long')} | {fmt(v, 'tg', 1)} | "
+            label = name + (f" (same line as {', '.join(v['pooled_with'])}: samples pooled)" if v["pooled_with"] else "")
+            lines.append(f"| {label} | {fmt(v, 'pp')} | {fmt(v, 'pp_long')} | {fmt(v, 'tg', 1)} | "
                          f"{v['turn_chat_s'] or 0:.2f} | {v['turn_long_prompt_s'] or 0:.2f} | "
                          f"{_r(v['median'].get('pp'), f.get('pp')) or '-'} | {_r(v['median'].get('tg'), f.get('tg')) or '-'} | "
                          f"{_r(v['turn_chat_s'], fit.get('turn_chat_s')) or '-'} |"
@@ -511,6 +539,12 @@ def stage_report(args: argparse.Namespace) -> None:
         if after:
             row["plan_after_tune_over_measured"] = {"prompt": after["prompt"], "decode": after["decode"]}
         rows.append(row)
+        spread = [(max(p) - min(p)) / statistics.median(p) for p in (v["decode_by_process"] for v in summ.values())
+                  if len(p) > 1]
+        if spread:
+            lines += ["", f"- decode noise: the medians of one line's llama-bench processes differ by up to "
+                          f"{max(spread):.0%} (median over lines {statistics.median(spread):.0%}); a decode ratio "
+                          "inside that is a tie"]
         chat_plan = (cell.get("plans") or {}).get("chat") or {}
         mp = cell.get("memory_proof") or {}
         if chat_plan and mp.get("nvml_process_bytes"):
