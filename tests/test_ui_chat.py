@@ -395,3 +395,19 @@ def test_a_real_random_weights_reply_keeps_the_borders_whole(tiny_moe: Path, cpu
             assert border_faults(app.screen_text(), 120) == []
 
     asyncio.run(run())
+
+
+def test_chat_opened_as_the_app_closes_starts_nothing(tiny_moe: Path, cpu_rig: Rig) -> None:
+    """Best config opens Chat as its flow ends; a test (or a user's quit) can close the app in that moment.
+    The screen then mounts while its widgets are being removed: it must not fail, nor start a model load
+    (seen in CI: NoMatches for #chat-input in on_mount)."""
+    async def run() -> None:
+        app = MoetuiApp(rig=cpu_rig, detect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512)))
+            await pilot.pause()
+            app.push_screen(ChatScreen())
+            app.exit()
+
+    asyncio.run(run())
+    assert worker_children() == []

@@ -64,9 +64,11 @@ class ChatScreen(DownloadOffer, Screen):
         Binding("ctrl+r", "reload", "Reload"),
     ]
 
-    status_line: reactive[str] = reactive("")
+    # no watcher runs at mount (init=False): the composed widgets already show the initial values, and a
+    # screen that mounts as the app closes has no widgets left to query
+    status_line: reactive[str] = reactive("", init=False)
     model_loading: reactive[bool] = reactive(False)
-    generating: reactive[bool] = reactive(False)
+    generating: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, *, max_tokens: int = 512, sampling: Sampling | None = None, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
@@ -114,6 +116,8 @@ class ChatScreen(DownloadOffer, Screen):
 
     def on_mount(self) -> None:
         self._drain_timer = self.set_interval(FLUSH_S, self._show_unshown, pause=True)
+        if self._widgets_gone():
+            return
         self._show_gpu_use(self.active_config())
         self.query_one("#chat-input", Input).focus()
         self._sample_loop()
@@ -122,6 +126,11 @@ class ChatScreen(DownloadOffer, Screen):
 
     def on_screen_resume(self) -> None:
         self.ensure_loaded()
+
+    def _widgets_gone(self) -> bool:
+        """The app closed as this screen mounted (Best config opens Chat as its flow ends; seen in CI) and is
+        removing its widgets: nothing is shown, and no model load may start that would outlive the screen."""
+        return not self.query("#chat-input")
 
     def refresh_from_state(self) -> None:
         """Called by the App after the shared state changed: follow a new active config. Only the visible
@@ -191,6 +200,8 @@ class ChatScreen(DownloadOffer, Screen):
 
     def ensure_loaded(self) -> None:
         """Load (or reload) the active config unless it already runs or is loading. Mid-reply, wait."""
+        if self._widgets_gone():
+            return
         cfg = self.active_config()
         if cfg is None:
             self.status_line = "No model selected: pick one (m), plan it (p), or run Best config (b)."
