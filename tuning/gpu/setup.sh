@@ -25,6 +25,29 @@ if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ]; then
      tar cz *.so* llama-bench llama-fit-params | split -b 15M - $OUT/cuda-bin.tgz.)  # 16 MiB a file comes back
   fi
 fi
+if [ "${MOETUI_GPU_SERVER:-0}" = 1 ] && [ ! -x "$MOETUI_GPU_BIN/llama-server" ]; then
+  # llama-server too (tuning/exported_lines.py): from a build brought back, else built here (~280 s: the build
+  # tree is not carried, so ggml-cuda compiles again) and brought back as cuda-server.tgz.* beside cuda-bin
+  if ls .gpu/cuda-server.tgz.* >/dev/null 2>&1; then
+    cat .gpu/cuda-server.tgz.* | tar xz -C $MOETUI_GPU_BIN
+  else
+    [ -d $LCPP/llama.cpp ] || { mkdir -p $LCPP && tar xzf "$(ls .gpu/llama.cpp-slim.tgz .gpu-src/llama.cpp-slim.tgz 2>/dev/null | head -1)" -C $LCPP; }
+    t0=$(date +%s)
+    cmake -S $LCPP/llama.cpp -B $LCPP/build-server -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON > $LCPP/cmake-server.log
+    cmake --build $LCPP/build-server -j "$(nproc)" --target llama-server > $LCPP/build-server.log
+    echo "llama-server CUDA build: $(( $(date +%s) - t0 )) s"
+    (cd $LCPP/build-server/bin && strip --strip-unneeded llama-server *.so* 2>/dev/null
+     for f in llama-server *.so*; do [ -e "$MOETUI_GPU_BIN/$f" ] || cp -a "$f" "$MOETUI_GPU_BIN/"; done)
+    cp -a $LCPP/build-server/bin/llama-server $MOETUI_GPU_BIN/
+    if [ -n "$OUT" ]; then  # what the server adds to the carried build (its own libraries), 15 MB a part
+      carried=$(cat .gpu/cuda-bin.tgz.* 2>/dev/null | tar tz 2>/dev/null || true)
+      (cd $LCPP/build-server/bin && tar cz llama-server $(for f in *.so*; do
+         grep -qx "$f" <<< "$carried" || echo "$f"; done) | split -b 15M - $OUT/cuda-server.tgz.)
+    fi
+  fi
+fi
 if [ ! -d /tmp/site/llama_cpp ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   cp -r .gpu/pysite/llama_cpp /tmp/site/
