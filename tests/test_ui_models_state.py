@@ -115,7 +115,7 @@ async def test_an_added_file_is_listed_after_a_restart_and_missing_once_deleted(
 @pytest.mark.anyio
 async def test_rescan_and_add_judge_only_new_rows(tiny_moe: Path, tmp_path: Path) -> None:
     from moetui.hub.discovery import add_folder
-    from moetui.ui.screens.models import VERDICTS
+    from moetui.ui.model_rows import VERDICTS
 
     folder = tmp_path / "ggufs"
     folder.mkdir()
@@ -177,7 +177,7 @@ async def test_rescan_and_add_judge_only_new_rows(tiny_moe: Path, tmp_path: Path
 def test_a_catalog_quants_verdict_is_kept_apart_once_it_is_downloaded(tiny_moe: Path, tmp_path: Path) -> None:
     """Not downloaded, a catalog quant is judged from its shape preset; downloaded, from its file's header:
     the two verdicts must not stand in for each other, and an edited file is judged again."""
-    from moetui.ui.screens.models import ModelRow, VerdictCache
+    from moetui.ui.model_rows import ModelRow, VerdictCache
 
     rig_id = "rig"
     ref = "me/tiny-GGUF:Q4_K_M"

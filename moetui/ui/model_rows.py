@@ -1,0 +1,159 @@
+"""The Models screen's rows and verdicts, apart from the screen: a row of the table (a local file or a catalog
+quant), the fit verdict in words, the MoE shape cell, catalog quants as virtual models, and the cache that
+keeps verdicts per file identity, rig and planner inputs (the scan worker fills it from its thread)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from moetui.hardware import Rig
+    from moetui.model.info import ModelInfo
+    from moetui.sizing.plan import Plan
+
+NOT_DOWNLOADED = "↓ "  # in the "from" cell of a catalog quant that is not on this machine yet
+
+
+def same_file(path: str | None) -> str:
+    """A path as one key for the same file reached through a symlink (the HF cache's snapshots)."""
+    try:
+        return str(Path(path or "").resolve())
+    except OSError:
+        return path or ""
+
+
+def fit_name(name: str, width: int) -> str:
+    """A long name shortened in the middle, so both its family and its variant show:
+    'Qwen3-30B-A3B-Instruct-2507' in 18 -> 'Qwen3-30B…uct-2507'."""
+    if len(name) <= width:
+        return name
+    tail = max(3, (width - 1) // 2 - 1)
+    return name[:width - 1 - tail] + "…" + name[-tail:]
+_shape_cache: dict[tuple[str, str], ModelInfo] = {}
+_shape_lock = threading.Lock()
+
+
+def rig_key(rig: Rig) -> str:
+    """What of the rig a verdict depends on: everything detection or a preset states (memory, bandwidths,
+    build) but the wording (warnings, notes) and how the RAM figure was checked."""
+    d = rig.to_dict()
+    for k in ("warnings", "notes", "bandwidth_probe"):
+        d.pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class VerdictCache:
+    """Fit verdicts per (file identity, rig, planner inputs): a Rescan or an Add judges only the rows it has
+    not judged before (21 rows took 15-25 s). The file identity is path + size + mtime for a local file (an
+    edited or replaced file is judged again), ref + size + shape for a catalog row. Thread-safe: the scan
+    worker fills it. `computed` counts the verdicts really worked out (tests read it)."""
+
+    def __init__(self) -> None:
+        self._d: dict[tuple[object, ...], tuple[ModelInfo | None, tuple[str, str, str], str]] = {}
+        self._lock = threading.Lock()
+        self.computed = 0
+
+    @staticmethod
+    def key(row: ModelRow, rig_id: str) -> tuple[object, ...] | None:
+        from moetui.sizing.plan import PlanOptions
+
+        path = row.file  # a catalog quant once downloaded is judged from its file, not its shape
+        if path is not None:
+            try:
+                st = Path(path).expanduser().stat()
+            except OSError:
+                return None  # gone: judged (and reported) afresh
+            ident: tuple[object, ...] = (str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns)
+        else:
+            ident = (row.key, row.size_bytes, row.shape, "not downloaded")
+        return (ident, rig_id, repr(PlanOptions(model_path=row.key)))
+
+    def get(self, key: tuple[object, ...] | None) -> tuple[ModelInfo | None, tuple[str, str, str], str] | None:
+        if key is None:
+            return None
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key: tuple[object, ...] | None, value: tuple[ModelInfo | None, tuple[str, str, str], str]) -> None:
+        with self._lock:
+            self.computed += 1
+            if key is not None:
+                self._d[key] = value
+
+
+VERDICTS = VerdictCache()
+
+
+@dataclass
+class ModelRow:
+    key: str  # DataTable row key: what ModelSelected carries as the path (file path or REPO:QUANT)
+    name: str
+    quant: str
+    size_bytes: int
+    source: str
+    info: ModelInfo | None = None
+    approx: bool = False
+    shape: str | None = None  # catalog rows: the shape preset that stands in for the file
+    detail: str = ""  # the verdict in full words, shown when the row is highlighted
+    missing: bool = False  # an added or remembered file that is no longer there
+    local_path: str | None = None  # catalog rows: the file in the HF cache, once downloaded
+    catalog: bool = False  # a catalog quant (key REPO:QUANT) rather than a file found on this machine
+    quant_from_header: bool = False  # the quant cell is the GGUF header's file type, not a name
+
+    @property
+    def file(self) -> str | None:
+        """The local file behind the row (None: a catalog quant not downloaded)."""
+        return self.local_path if self.catalog else self.key
+
+    def source_cell(self) -> str:
+        return self.source if self.file is not None else NOT_DOWNLOADED + self.source
+
+    def describe_quant(self) -> str:
+        """Where the quant cell comes from, for the status line."""
+        if self.quant_from_header:
+            return ""
+        if self.file is None:
+            return "quant as published (the header is read once it is downloaded)"
+        return "quant from the file name (its header could not be read)"
+
+    def take_header_quant(self) -> None:
+        """The quant cell from the GGUF header's file type, where there is a file and its header says one."""
+        if self.file is not None and self.info is not None and self.info.file_type and self.info.file_type != "?":
+            self.quant, self.quant_from_header = self.info.file_type, True  # the header's word, not the name's
+
+
+def verdict(p: Plan) -> str:
+    """The plan's placement in words: all in VRAM / hybrid with N expert layers in RAM / ..."""
+    if p.mode == "all_gpu":
+        return "all in VRAM"
+    if p.mode == "experts_split":
+        n = sum(1 for ly in p.layers if ly.experts_cpu)
+        return f"hybrid: {n} in RAM"  # N expert layers in RAM (the status line spells it out)
+    if p.mode == "partial_layers":
+        return "partial offload (CPU-bound)"
+    return "CPU only"
+
+
+def moe_shape(info: ModelInfo | None) -> str:
+    if info is None:
+        return "…"
+    if not info.n_expert:
+        return f"dense×{info.n_layers}"
+    return f"{info.n_expert_used}/{info.n_expert}×{info.n_layers}"  # active/total experts × layers
+
+
+def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
+    """A catalog quant as a virtual model: the shape preset's exact header scaled to the quant's size."""
+    from moetui.sizing.quant_choice import scaled_model
+    from moetui.model.virtual import model_info_for_shape, shape_mix
+
+    mix = shape_mix(shape)
+    with _shape_lock:
+        if (shape, mix) not in _shape_cache:
+            _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
+    return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
