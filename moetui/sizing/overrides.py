@@ -9,7 +9,12 @@ from __future__ import annotations
 
 # The parser (layers_from_overrides) lives beside TensorOverride in moetui.config, since RunConfig uses
 # it too; re-exported here beside the writers.
+from typing import TYPE_CHECKING
+
 from moetui.config import ALL_PARTS, TensorOverride, layers_from_overrides  # noqa: F401
+
+if TYPE_CHECKING:  # (the module stays light: the CLI's export imports it without a model)
+    from moetui.model.info import ModelInfo
 
 # The same expert regex llama.cpp's --cpu-moe / --n-cpu-moe use (common.h LLM_FFN_EXPS_REGEX).
 LLAMA_EXPS_REGEX = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
@@ -45,3 +50,17 @@ def n_cpu_moe_equivalent(cpu: dict[int, set[str]]) -> int | None:
 def n_cpu_moe_overrides(n: int) -> list[TensorOverride]:
     """Exactly the overrides llama.cpp's --n-cpu-moe N adds."""
     return [TensorOverride(rf"blk\.{i}{LLAMA_EXPS_REGEX}", "CPU") for i in range(n)]
+
+
+def experts_in_ram_bytes(model: ModelInfo, overrides: list[TensorOverride]) -> int | None:
+    """Bytes of routed-expert weights that overrides keep in RAM (None: an override moetui cannot read)."""
+    cpu = layers_from_overrides(overrides)
+    if cpu is None:
+        return None
+    total = 0
+    for il, parts in cpu.items():
+        if 0 <= il < model.n_layers:
+            for part, nbytes in model.layers[il].expert_bytes.items():
+                if part in parts or (part == "gate_up" and {"up", "gate"} <= parts):
+                    total += nbytes
+    return total

@@ -45,6 +45,7 @@ from moetui.hardware.fingerprint import fingerprint
 from moetui.model.inspect import inspect_file
 from moetui.sizing.plan import DEFAULT_VRAM_MARGIN
 from moetui.sizing import explain
+from moetui.sizing.overrides import experts_in_ram_bytes
 from moetui.sizing.plan import PlanOptions, plan
 import os
 import resource
@@ -124,6 +125,7 @@ class Tuner:
         if self.rig.gpus:
             free = sum((g.vram_free_bytes or g.vram_total_bytes) for g in self.rig.gpus)
             self.runner.vram_limit = free - self.vram_margin() * len(self.rig.gpus)
+            self.runner.experts_in_ram_bytes = lambda cfg: experts_in_ram_bytes(self.info, cfg.overrides)
         self.runner.keep_spares = self.runner.spares_fit(2)
         return self.runner
 

@@ -26,6 +26,7 @@ from moetui.errors import ConfigError, DraftMismatch, ErrorKind, ModelFileError,
 from moetui.hardware.rig import Rig
 from moetui.runtime.bench import BenchResult
 from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneEvent
+from moetui.tuner.headroom import HEADROOM_SLACK, predicted_vram
 from moetui.tuner.options import TuneOptions
 from moetui.tuner.probe import Probe, ProbeRole, ProbeStatus, short_label
 from moetui.tuner.scoring import Objective
@@ -89,6 +90,9 @@ class ProbeRunner:
         self.best: Probe | None = None  # the search's incumbent, reported with every finished probe
         self.keep_spares = False
         self.vram_limit: int | None = None  # bytes a probe may use (None: no check)
+        # bytes of routed-expert weights a config keeps in RAM (the engine knows the model): with it, a probe
+        # that only moves experts is judged against the headroom before it loads (predicted_vram)
+        self.experts_in_ram_bytes: Callable[[RunConfig], int | None] | None = None
         self.default_threads: tuple[int, int] | None = None  # what a config without thread counts gets
         self._by_key: dict[str, Probe] = {}
         self._worker: Any = None
@@ -183,10 +187,24 @@ class ProbeRunner:
             self.emit(ProbeStarted(probe, self.n_done(), self.eta()))
             self.emit(ProbeFinished(probe, self.best, self.n_done(), self.eta(), self.elapsed()))
             return False
+        predicted = self.predicted_vram(probe.config)
+        if predicted is not None and self.vram_limit is not None and predicted > self.vram_limit + HEADROOM_SLACK:
+            probe.status, probe.error_kind = ProbeStatus.SKIPPED, "headroom"
+            probe.vram_bytes = predicted
+            probe.error = (f"predicted to use {predicted / 2**30:.2f} GiB of VRAM (a measured config plus the experts "
+                           f"it moves), over the {self.vram_limit / 2**30:.2f} GiB left after the margin: not loaded")
+            self.emit(ProbeStarted(probe, self.n_done(), self.eta()))
+            self.emit(ProbeFinished(probe, self.best, self.n_done(), self.eta(), self.elapsed()))
+            return False
         self.check_cancel()
         probe.status, probe.seconds = ProbeStatus.RUNNING, 0.0
         self.emit(ProbeStarted(probe, self.n_done(), self.eta()))
         return True
+
+    def predicted_vram(self, cfg: RunConfig) -> int | None:
+        if self.experts_in_ram_bytes is None:
+            return None
+        return predicted_vram(self.probes, cfg, self.experts_in_ram_bytes)
 
     def turn(self, probe: Probe, reps: int, *, generate: bool = False, record: bool = True) -> bool:
         """Measure `reps` more repetitions of a running probe into its bench. False when it failed (then it
