@@ -41,6 +41,11 @@ _PART = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_(up|down|gate|gate_up)_exps$")
 _NCMOE = re.compile(r"^blk\\\.([0-9]+)\\\.ffn_\(up\|down\|gate\|gate_up\)_\(ch\|\)exps$")
 
 
+def part_in(part: str, parts: set[str] | frozenset[str]) -> bool:
+    """Whether an expert part (a tensor's) is among parts, a fused gate_up being in when up and gate are."""
+    return part in parts or (part == "gate_up" and {"up", "gate"} <= parts)
+
+
 def layers_from_overrides(overrides: list[TensorOverride]) -> dict[int, set[str]] | None:
     """Parse moetui's (and --n-cpu-moe's) expert overrides back to layer -> parts on the CPU.
     None if some override is not of that form (a hand-written regex)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 # it too; re-exported here beside the writers.
 from typing import TYPE_CHECKING
 
-from moetui.config import ALL_PARTS, TensorOverride, layers_from_overrides  # noqa: F401
+from moetui.config import ALL_PARTS, TensorOverride, layers_from_overrides, part_in  # noqa: F401
 
 if TYPE_CHECKING:  # (the module stays light: the CLI's export imports it without a model)
     from moetui.model.info import ModelInfo
@@ -61,6 +61,6 @@ def experts_in_ram_bytes(model: ModelInfo, overrides: list[TensorOverride]) -> i
     for il, parts in cpu.items():
         if 0 <= il < model.n_layers:
             for part, nbytes in model.layers[il].expert_bytes.items():
-                if part in parts or (part == "gate_up" and {"up", "gate"} <= parts):
+                if part_in(part, parts):
                     total += nbytes
     return total

@@ -17,7 +17,7 @@ from moetui.sizing.memory import (
     CPU_RUNTIME_OVERHEAD, MemoryBreakdown, gpu_runtime_overhead, compute_buffer_bytes, gpu_compute_buffer_bytes,
     host_compute_bytes, kv_layer_bytes, repack_enabled,
 )
-from moetui.sizing.overrides import ALL_PARTS
+from moetui.sizing.overrides import ALL_PARTS, part_in
 
 PART_ORDER = ("up", "gate", "down", "gate_up")  # order parts of the boundary layer are tried
 # Which layers' experts stay in RAM when not all fit on the GPU. On the H200 capped at 8 and 12 GiB
@@ -65,7 +65,7 @@ class Assignment:
         if t.expert_part is not None and dev != "CPU":
             parts = self.cpu_experts.get(t.layer, set())
             part = t.expert_part
-            if part in parts or (part == "gate_up" and {"up", "gate"} <= parts):
+            if part_in(part, parts):
                 return "CPU"
         return dev
 
