@@ -14,15 +14,24 @@ if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ] && ls .gpu/cuda-bin.tgz.* >/dev/null 2
 fi
 if [ ! -x "$MOETUI_GPU_BIN/llama-bench" ]; then
   mkdir -p $LCPP && tar xzf "$(ls .gpu/llama.cpp-slim.tgz .gpu-src/llama.cpp-slim.tgz 2>/dev/null | head -1)" -C $LCPP
+  # with MOETUI_GPU_SERVER=1 on a fresh machine llama-server comes from the same tree: ggml-cuda, most of the
+  # build's time, compiles once. The server needs tools/ui's CMake files, which the slim sources leave out:
+  # .gpu/llama-ui.tgz carries them (no web assets are fetched: the machine has no network)
+  server=OFF; server_target=
+  if [ "${MOETUI_GPU_SERVER:-0}" = 1 ] && [ -f .gpu/llama-ui.tgz ]; then
+    tar xzf .gpu/llama-ui.tgz -C $LCPP; server=ON; server_target=llama-server
+  fi
   t0=$(date +%s)
   cmake -S $LCPP/llama.cpp -B $LCPP/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF > $LCPP/cmake.log
-  cmake --build $LCPP/build -j "$(nproc)" --target llama llama-bench llama-fit-params > $LCPP/build.log
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=$server \
+    -DLLAMA_USE_PREBUILT_UI=OFF > $LCPP/cmake.log
+  cmake --build $LCPP/build -j "$(nproc)" --target llama llama-bench llama-fit-params $server_target > $LCPP/build.log
   echo "llama.cpp CUDA build: $(( $(date +%s) - t0 )) s"
   if [ -n "$OUT" ]; then  # bring the build back (copy it to .gpu/cuda-bin.tgz here) for the next cold machine
-    (cd $MOETUI_GPU_BIN && strip --strip-unneeded *.so* llama-bench llama-fit-params 2>/dev/null;
-     tar cz *.so* llama-bench llama-fit-params | split -b 15M - $OUT/cuda-bin.tgz.)  # 16 MiB a file comes back
+    (cd $MOETUI_GPU_BIN && strip --strip-unneeded *.so* llama-bench llama-fit-params $server_target 2>/dev/null;
+     tar cz *.so* llama-bench llama-fit-params | split -b 15M - $OUT/cuda-bin.tgz.  # 16 MiB a file comes back
+     if [ -n "$server_target" ]; then tar cz llama-server | split -b 15M - $OUT/cuda-server.tgz.; fi)
   fi
 fi
 if [ "${MOETUI_GPU_SERVER:-0}" = 1 ] && [ ! -x "$MOETUI_GPU_BIN/llama-server" ]; then
@@ -32,10 +41,12 @@ if [ "${MOETUI_GPU_SERVER:-0}" = 1 ] && [ ! -x "$MOETUI_GPU_BIN/llama-server" ];
     cat .gpu/cuda-server.tgz.* | tar xz -C $MOETUI_GPU_BIN
   else
     [ -d $LCPP/llama.cpp ] || { mkdir -p $LCPP && tar xzf "$(ls .gpu/llama.cpp-slim.tgz .gpu-src/llama.cpp-slim.tgz 2>/dev/null | head -1)" -C $LCPP; }
+    [ -d $LCPP/llama.cpp/tools/ui/src ] || tar xzf .gpu/llama-ui.tgz -C $LCPP
     t0=$(date +%s)
     cmake -S $LCPP/llama.cpp -B $LCPP/build-server -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
       -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON > $LCPP/cmake-server.log
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+      -DLLAMA_USE_PREBUILT_UI=OFF > $LCPP/cmake-server.log
     cmake --build $LCPP/build-server -j "$(nproc)" --target llama-server > $LCPP/build-server.log
     echo "llama-server CUDA build: $(( $(date +%s) - t0 )) s"
     (cd $LCPP/build-server/bin && strip --strip-unneeded llama-server *.so* 2>/dev/null
