@@ -162,12 +162,15 @@ def test_full_disk_while_saving_a_config_is_one_line(tiny_moe: Path, tmp_path: P
 _WRITER = """
 import sys
 from pathlib import Path
-from moetui.paths import atomic_write_json
+import json
+from moetui.paths import atomic_write_text
 target = Path(sys.argv[1])
-blob = ["x" * 1000] * 2000
+# serialised once, so nearly all of each loop is the write itself (a temp file exists): a kill that lands
+# between writes proves nothing, and on a busy CI machine 40 of 40 did once
+text = json.dumps(["x" * 1000] * 2000)
 print("go", flush=True)
 while True:
-    atomic_write_json(target, blob)
+    atomic_write_text(target, text)
 """
 
 
@@ -176,7 +179,9 @@ def test_sigkill_mid_write_leaves_no_lasting_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "state" / "profile.json"
     target.parent.mkdir()
     kills = orphaned = 0
-    for i in range(40):
+    for i in range(200):
+        if kills >= 40 and orphaned > 0:
+            break
         p = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.getcwd()})
         assert p.stdout.readline().strip() == "go"
@@ -190,7 +195,7 @@ def test_sigkill_mid_write_leaves_no_lasting_temp_files(tmp_path: Path) -> None:
     atomic_write_json(target, {"ok": True})  # the next write tidies up after the dead writers
     assert [f for f in target.parent.iterdir() if f.name.endswith(".tmp")] == []
     assert json.loads(target.read_text()) == {"ok": True}
-    assert kills == 40 and orphaned > 0  # the kills did land mid-write
+    assert kills >= 40 and orphaned > 0  # the kills did land mid-write
 
 
 def test_a_live_writers_temp_file_is_left_alone(tmp_path: Path) -> None:
