@@ -173,7 +173,12 @@ class DoesNotFit(MoetuiError):
 
 
 class ConfigError(MoetuiError):
-    """A configuration file or setting is invalid."""
+    """A configuration file or setting is invalid. `field`: the setting at fault (a Settings field name,
+    "n_ctx", "vram_margin_bytes", ...), so a screen can mark the knob and the CLI can name the flag."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class WorkerError(MoetuiError):

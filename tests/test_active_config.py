@@ -1,4 +1,4 @@
-"""One answer to "which config is in force" (moetui.tuner.active), the same in `moetui plan`, `moetui export`,
+"""One answer to "which config is in force" (moetui.resolver), the same in `moetui plan`, `moetui export`,
 `moetui run`, the app's Plan screen and the Best-config flow: after a real tune, the tuned model runs its
 saved profile everywhere, and another model on the same rig is planned everywhere with the efficiency
 that tune measured (the plan's notes carry its predicted speeds, so equal configs mean equal factors)."""
@@ -21,7 +21,8 @@ from moetui.cli.run_cmd import config_from_args
 from moetui.config import RunConfig
 from moetui.hardware import detect_rig
 from moetui.model.inspect import inspect_file
-from moetui.tuner.active import ConfigSource, active_for_model, choose, saved_profile
+from moetui.resolver import ConfigSource, choose, resolve, saved_profile
+from moetui.sizing.settings import Settings
 from moetui.ui.app import MoetuiApp
 from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.best_messages import FlowReporter
@@ -75,7 +76,7 @@ def test_tuned_and_planned_configs_agree_everywhere(tiny_moe: Path, tiny_model) 
     assert profile is not None
     cfg, err = exported(tiny_moe)
     assert cfg == profile.best.config.to_dict() and "using the tuned profile" in err
-    active = active_for_model(str(tiny_moe), rig)
+    active = resolve(str(tiny_moe), Settings(), rig)
     assert active.source is ConfigSource.TUNED and active.config == profile.best.config
     run_args = build_parser().parse_args(["run", str(tiny_moe)])
     assert config_from_args(run_args, planned=True, prefer_tuned=True) == profile.best.config
@@ -86,7 +87,7 @@ def test_tuned_and_planned_configs_agree_everywhere(tiny_moe: Path, tiny_model) 
     cfg, err = exported(other)
     assert comparable(cfg) == comparable(planned["config"]) and "tuned profile" not in err
     assert any("tok/s" in n for n in comparable(cfg)["notes"])  # the predicted speeds are compared
-    active = active_for_model(str(other), rig)
+    active = resolve(str(other), Settings(), rig)
     assert active.source is ConfigSource.PLANNED and "efficiency a tune measured" in active.reason
     assert comparable(active.config.to_dict()) == comparable(planned["config"])
     run_args = build_parser().parse_args(["run", str(other)])
@@ -100,7 +101,7 @@ def test_tuned_and_planned_configs_agree_everywhere(tiny_moe: Path, tiny_model) 
             assert app.state.active().source is ConfigSource.PLANNED
             best = BestConfigScreen()
             said = KeptMessages(best, threading.Event())
-            _, best_plan = best._step_plan(other, None, rig, None, said)
+            _, best_plan = best._step_plan(other, None, rig, Settings(), said)
             assert comparable(best_plan.config.to_dict()) == comparable(planned["config"])  # Best config's plan step
             assert [m.plan for m in said.to_app if isinstance(m, PlanChanged)] == [best_plan]  # and what it tells the App
 
@@ -114,5 +115,5 @@ def test_what_is_chosen_by_hand_wins_and_a_file_not_planned_runs_llama_defaults(
     assert fallback is not None and fallback.source is ConfigSource.DEFAULTS
     assert fallback.config == RunConfig(model_path=str(tiny_moe))
     assert choose(defaults_for=str(tiny_moe.parent / "missing.gguf")) is None
-    later = active_for_model(str(tiny_moe.parent / "not-downloaded-yet.gguf"))
+    later = resolve(str(tiny_moe.parent / "not-downloaded-yet.gguf"), Settings(), None)
     assert later.source is ConfigSource.DEFAULTS and "not there yet" in later.reason

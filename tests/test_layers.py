@@ -10,9 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "moetui"
 # Lowest first. cli/ is the outermost layer: its `tui` and `demo` commands open the app, while ui/
-# imports nothing from cli/.
+# imports nothing from cli/. resolver (which config is in force, and why) sits on the tuner and export and
+# answers the CLI and the UI.
 LAYERS = ["errors", "paths", "config", "model", "hardware", "sizing", "runtime", "hub", "tuner", "export",
-          "ui", "cli"]
+          "resolver", "ui", "cli"]
 ENTRY_POINTS = {"moetui", "moetui.__main__"}
 # Libraries whose import costs start-up time (tens to hundreds of ms): the one reason for a local import.
 HEAVY = {"llama_cpp", "numpy", "textual", "huggingface_hub", "pynvml", "gguf", "httpx", "httpx2"}

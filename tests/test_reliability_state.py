@@ -85,11 +85,12 @@ def test_hostile_profile_is_reported_not_raised(kind: str, tmp_path: Path) -> No
 @pytest.mark.parametrize("kind", ["deep", "efficiency_list"])
 def test_plan_and_export_survive_a_hostile_profile_and_say_so(kind: str, tiny_moe: Path) -> None:
     from moetui.hardware import detect_rig
-    from moetui.tuner.engine import _identity, llama_version
+    from moetui.hardware.llama_build import llama_version
+    from moetui.model.inspect import inspect_file
 
     rig = detect_rig(measure_bandwidth=False)
     store = ProfileStore()
-    _write_hostile(kind, store.path(rig.fingerprint, _identity(str(tiny_moe)), llama_version(rig)))
+    _write_hostile(kind, store.path(rig.fingerprint, inspect_file(str(tiny_moe)).identity, llama_version(rig)))
     for args in (["plan", str(tiny_moe)], ["export", str(tiny_moe), "--tool", "server"]):
         r = _cli(*args)
         assert r.returncode == 0, (args, r.stderr)
@@ -107,10 +108,11 @@ def test_a_folder_where_the_profile_goes_is_a_warning_not_a_lost_tune(tmp_path: 
 
 def test_tune_with_a_folder_in_the_profiles_place_prints_its_result(tiny_moe: Path) -> None:
     from moetui.hardware import detect_rig
-    from moetui.tuner.engine import _identity, llama_version
+    from moetui.hardware.llama_build import llama_version
+    from moetui.model.inspect import inspect_file
 
     rig = detect_rig(measure_bandwidth=False)
-    ProfileStore().path(rig.fingerprint, _identity(str(tiny_moe)), llama_version(rig)).mkdir(parents=True)
+    ProfileStore().path(rig.fingerprint, inspect_file(str(tiny_moe)).identity, llama_version(rig)).mkdir(parents=True)
     r = _cli("tune", str(tiny_moe), "--budget", "60", "--dimensions", "flash_attn", "--max-probes", "1",
              "-p", "32", "-n", "8", "-r", "3", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,9 @@ from moetui.hardware import detect_rig
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.workload import WORKLOADS
 from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
+from moetui.resolver import saved_profile
+from moetui.resolver.tuning import tune
+from moetui.sizing.settings import Settings
 from moetui.tuner import (
     ProbeFinished,
     ProbeStarted,
@@ -24,10 +27,8 @@ from moetui.tuner import (
     TuneFinished,
     TuneOptions,
     TuneProgress,
-    Tuner,
-    latest_config,
-    tune,
 )
+from moetui.tuner.engine import Tuner
 from moetui.tuner.placement_axis import PlacementAxis
 from moetui.tuner.probe import ProbeRole
 from moetui.tuner.runner import load_key
@@ -104,8 +105,8 @@ def test_the_profile_is_saved_and_found_again(tuned, tiny_moe, rig):
     saved = store.get(result.rig_fingerprint, result.model_id, result.llama_version)
     assert saved is not None and saved.best.config.to_dict() == result.best.config.to_dict()
     assert [p.to_dict() for p in saved.probes] == [p.to_dict() for p in result.probes]
-    cfg = latest_config(str(tiny_moe), rig, store=store)
-    assert cfg is not None and cfg.to_dict() == result.best.config.to_dict()
+    again = saved_profile(rig, result.model_id, str(tiny_moe), store=store)
+    assert again is not None and again.best.config.to_dict() == result.best.config.to_dict()
 
 
 def test_a_failed_config_is_recorded_and_never_tried_again(tiny_moe, rig, tmp_path):
@@ -194,6 +195,12 @@ def test_tune_returns_the_saved_profile_at_once_unless_retune(tiny_moe, rig, tmp
     assert not fresh.from_cache and fresh.created > first.created
 
 
+def topts(**kw) -> TuneOptions:
+    """TuneOptions with the user's settings among the keywords (context, margin, workload) in its Settings."""
+    settings = {k: kw.pop(k) for k in ("n_ctx", "vram_margin_bytes", "workload", "draft_path") if k in kw}
+    return TuneOptions(Settings(**settings), **kw)
+
+
 def _fake_gpu_rig(vram: int) -> Rig:
     """A GPU rig as the sizing core sees it. This CPU-only llama.cpp build puts 'GPU' tensors on the CPU too,
     so the loads and measurements are real while the placement search runs as it would on a GPU."""
@@ -223,7 +230,7 @@ def test_placement_is_searched_from_the_plan_position(tiny_moe, tmp_path):
     axis = PlacementAxis.for_model(info)
     vram, pos0 = _split_vram(info, axis)
     rig = _fake_gpu_rig(vram)
-    opts = TuneOptions(dimensions=("placement",), n_ctx=1024, vram_margin_bytes=0, max_probes=4, **FAST)
+    opts = topts(dimensions=("placement",), n_ctx=1024, vram_margin_bytes=0, max_probes=4, **FAST)
     tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
     result = tuner.run()
     assert tuner.plan.mode == "experts_split"
@@ -245,12 +252,11 @@ def test_a_saved_profile_is_reused_only_at_its_context_or_below(tiny_moe, rig, t
     events: list = []
 
     def opts(**kw) -> TuneOptions:
-        return TuneOptions(dimensions=("flash_attn",), max_probes=1, **{**FAST, **kw})
+        return topts(dimensions=("flash_attn",), max_probes=1, **{**FAST, **kw})
 
     first = tune(str(tiny_moe), rig, opts(n_ctx=256), store=store)
-    assert not first.from_cache and first.best.config.n_ctx == 256 and first.n_ctx_requested == 256
+    assert not first.from_cache and first.best.config.n_ctx == 256 and first.settings.n_ctx == 256
     assert tune(str(tiny_moe), rig, opts(n_ctx=256), store=store).from_cache
-    assert tune(str(tiny_moe), rig, opts(n_ctx=128), store=store).from_cache  # a smaller context: it runs there
     # a CPU rig keeps no VRAM: another margin changes nothing
     assert tune(str(tiny_moe), rig, opts(n_ctx=256, vram_margin_bytes=2 << 30), store=store).from_cache
     # a larger minimum context must not get the profile tuned at 256
@@ -275,13 +281,13 @@ def test_a_larger_vram_margin_is_tuned_again(tiny_moe, tmp_path):
     store = ProfileStore(tmp_path / "profiles")
 
     def opts(margin: int) -> TuneOptions:
-        return TuneOptions(dimensions=("flash_attn",), max_probes=1, n_ctx=256, vram_margin_bytes=margin, **FAST)
+        return topts(dimensions=("flash_attn",), max_probes=1, n_ctx=256, vram_margin_bytes=margin, **FAST)
 
     first = tune(str(tiny_moe), rig, opts(0), store=store)
-    assert not first.from_cache and first.vram_margin_bytes == 0
+    assert not first.from_cache and first.settings.vram_margin_bytes == 0
     assert tune(str(tiny_moe), rig, opts(0), store=store).from_cache
     more = tune(str(tiny_moe), rig, opts(256 << 20), store=store)
-    assert not more.from_cache and more.vram_margin_bytes == 256 << 20
+    assert not more.from_cache and more.settings.vram_margin_bytes == 256 << 20
     assert tune(str(tiny_moe), rig, opts(0), store=store).from_cache  # it kept more free than 0 asks
 
 
@@ -316,7 +322,7 @@ def test_load_modes_include_mlock_and_the_winner_is_measured_beside_the_start(ti
 def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig, tmp_path):
     """The search's figures for a truly slower config are inflated (what drift on a shared machine does to
     one probe); measured side by side with the start, it must lose and the start's config be returned."""
-    opts = TuneOptions(objective="prefill", n_prompt=256, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
+    opts = topts(objective="prefill", n_prompt=256, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
     tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
     runner = tuner.prepare()
     runner.start_clock(None, threading.Event())

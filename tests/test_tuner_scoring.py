@@ -9,6 +9,7 @@ from moetui.config import RunConfig
 from moetui.runtime.bench import BenchResult
 from moetui.sizing.overrides import n_cpu_moe_overrides
 from moetui.sizing.workload import WORKLOADS, Workload
+from moetui.sizing.settings import Settings
 from moetui.tuner import TuneOptions
 from moetui.tuner.options import measured_prompt
 from moetui.tuner.scoring import Objective, robust_spread
@@ -64,10 +65,13 @@ def test_changed_dimensions():
 def test_options_are_validated():
     from moetui.errors import ConfigError
 
-    for bad in ({"objective": "speed"}, {"budget_s": 0}, {"reps": 0}, {"reps": 2}, {"dimensions": ("warp",)}, {"n_ctx": -1},
-                {"vram_margin_bytes": -1}, {"max_probes": 0}, {"n_gen": 0}, {"n_prompt": 0}, {"max_rounds": 2},
-                {"workload": "chat"}):
+    for bad in ({"objective": "speed"}, {"budget_s": 0}, {"reps": 0}, {"reps": 2}, {"dimensions": ("warp",)},
+                {"max_probes": 0}, {"n_gen": 0}, {"n_prompt": 0}, {"max_rounds": 2}, {"settings": "chat"}):
         with pytest.raises(ConfigError):
             TuneOptions(**bad).validate()
+    for field, bad in (("n_ctx", -1), ("n_ctx", 5), ("vram_margin_bytes", -1), ("workload", "chat")):
+        with pytest.raises(ConfigError) as refused:  # the user's settings: validated once, field by field
+            Settings(**{field: bad})
+        assert refused.value.field == field
     TuneOptions(reps=3).validate()  # the median of three is the least the issue allows
     assert TuneOptions().objective == "turn" and TuneOptions().workload == WORKLOADS["chat"]

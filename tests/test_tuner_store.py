@@ -11,6 +11,8 @@ from pathlib import Path
 
 from moetui.config import RunConfig
 from moetui.runtime.bench import BenchResult
+from moetui.sizing.settings import Settings
+from moetui.sizing.workload import WORKLOADS
 from moetui.tuner import Probe, ProfileStore, TuneResult
 from moetui.tuner.store import config_key
 
@@ -104,28 +106,40 @@ def test_two_tunes_at_once_do_not_corrupt_the_store(tmp_path):
 def test_a_profile_answers_only_what_it_was_tuned_for(tmp_path):
     r = _result()
     r.best.config = r.best.config.replace(n_ctx=4096)
-    r.n_ctx_requested, r.vram_margin_bytes = 4096, 512 << 20
+    r.settings = Settings(n_ctx=4096, vram_margin_bytes=512 << 20, cache_type="q8_0")
     store = ProfileStore(tmp_path)
     store.put(r)
     back = store.get("rig-x", "model-a", "0.3.36")
-    assert (back.n_ctx, back.n_ctx_requested, back.vram_margin_bytes) == (4096, 4096, 512 << 20)
-    assert back.reuse_problem("decode", 4096, 512 << 20, margin_matters=True) is None
-    assert back.reuse_problem("decode", 2048, 0, margin_matters=True) is None  # less asked: it still holds
-    assert "context 4096, below the 8192" in back.reuse_problem("decode", 8192, 512 << 20, margin_matters=True)
-    assert "VRAM free" in back.reuse_problem("decode", 4096, 1 << 30, margin_matters=True)
-    assert back.reuse_problem("decode", 4096, 1 << 30, margin_matters=False) is None  # no GPU: no VRAM to keep
-    assert "balanced" in back.reuse_problem("balanced", 4096, 0, margin_matters=True)
+    assert (back.n_ctx, back.settings) == (4096, r.settings)  # the settings it was tuned for, whole
+
+    def problem(objective="decode", min_ctx=4096, gpu=True, **asked):
+        return back.reuse_problem(objective, Settings(**{"cache_type": "q8_0", **asked}), min_ctx, gpu)
+
+    assert problem(vram_margin_bytes=512 << 20) is None
+    assert problem(min_ctx=2048, vram_margin_bytes=0) is None  # less asked: it still holds
+    assert "context 4096, below the 8192" in problem(min_ctx=8192)
+    assert "VRAM free" in problem(vram_margin_bytes=1 << 30)
+    assert problem(vram_margin_bytes=1 << 30, gpu=False) is None  # no GPU: no VRAM to keep
+    assert "balanced" in problem("balanced")
+    assert "KV cache type q8_0, not f16" in problem(cache_type="f16")  # a forced KV type must match
+    assert problem(cache_type=None) is None  # none forced: whatever the tune found stands
+    assert "decode" in problem(workload=WORKLOADS["decode"])
+    assert "VRAM budget" in problem(vram_budget_bytes=4 << 30)
     back.stopped = "cancelled"
-    assert "cancelled" in back.reuse_problem("decode", 512, 0, margin_matters=False)
+    assert "cancelled" in problem(min_ctx=512, gpu=False)
 
 
-def test_a_profile_saved_before_the_margin_was_recorded_is_not_trusted_with_vram(tmp_path):
+def test_a_profile_saved_before_the_settings_were_recorded_answers_nothing(tmp_path):
     store = ProfileStore(tmp_path)
     path = store.put(_result())
     d = json.loads(path.read_text())
-    del d["vram_margin_bytes"], d["n_ctx_requested"]  # what a profile of the first release holds
+    del d["settings"]  # what a profile of the first release holds
+    d["version"] = 1
     path.write_text(json.dumps(d))
     old = store.get("rig-x", "model-a", "0.3.36")
-    assert old is not None and old.vram_margin_bytes is None
-    assert "unknown" in old.reuse_problem("decode", 512, 0, margin_matters=True)
-    assert old.reuse_problem("decode", 512, 0, margin_matters=False) is None
+    assert old is not None and old.settings is None
+    assert "does not say which settings" in old.reuse_problem("decode", Settings(), 512, False)
+    d.update(version=2, n_ctx_requested=1024, vram_margin_bytes=0, workload=WORKLOADS["decode"].to_dict())
+    path.write_text(json.dumps(d))  # format 2 kept the context, the margin and the workload
+    two = store.get("rig-x", "model-a", "0.3.36")
+    assert two.settings == Settings(n_ctx=1024, vram_margin_bytes=0, workload=WORKLOADS["decode"])

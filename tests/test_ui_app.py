@@ -155,7 +155,7 @@ def _saved_tune(model_path: str, rig, identity: str, n_ctx: int = 2048):
     from moetui.hardware.fingerprint import fingerprint
     from moetui.runtime.bench import BenchResult
     from moetui.tuner import Probe, ProfileStore, TuneResult
-    from moetui.tuner.engine import llama_version
+    from moetui.hardware.llama_build import llama_version
 
     best = Probe(0, RunConfig(model_path="/moved/elsewhere.gguf", n_ctx=n_ctx, n_ubatch=256), {"n_ubatch": 256},
                  "ub 256", status="ok", score=50.0, bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))

@@ -44,7 +44,8 @@ from moetui.model.shapes import load_shape, scaled
 from moetui.paths import atomic_write_json, atomic_write_text, cache_dir
 from moetui.runtime.client import ModelWorker
 from moetui.sizing.workload import parse_workload
-from moetui.tuner import ProbeFinished, ProbesCompared, ProfileStore, TuneOptions, Tuner
+from moetui.tuner import ProbeFinished, ProbesCompared, ProfileStore, TuneOptions
+from moetui.tuner.engine import Tuner
 from moetui.tuner.search import UBATCHES
 
 HERE = Path(__file__).resolve().parent

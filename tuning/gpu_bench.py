@@ -359,7 +359,8 @@ def stage_cap(args: argparse.Namespace) -> dict[str, Any]:
 def run_tuner(info: Any, rig: Any, p: Any, args: argparse.Namespace) -> dict[str, Any]:
     """moetui's auto-tuner within its budget, starting from the plan; its winner is re-measured below the
     same way as every other variant, so the comparison does not rest on the tuner's own figures."""
-    from moetui.tuner import ProfileStore, TuneOptions, Tuner
+    from moetui.tuner import ProfileStore, TuneOptions
+    from moetui.tuner.engine import Tuner
 
     opts = TuneOptions(budget_s=args.tune_budget, objective="decode", n_ctx=args.ctx,
                        vram_margin_bytes=MARGIN_MIB << 20, retune=True, n_prompt=args.n_prompt, n_gen=args.n_gen)

@@ -214,7 +214,8 @@ def prove_memory(cfg: RunConfig) -> dict[str, Any]:
 def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]:
     """moetui's tuner within its budget, from scratch; its winner is measured below by llama-bench like every
     other variant, so no figure rests on the tuner's own measurements."""
-    from moetui.tuner import ProfileStore, TuneOptions, Tuner
+    from moetui.tuner import ProfileStore, TuneOptions
+    from moetui.tuner.engine import Tuner
 
     t0 = time.perf_counter()
     probes: list[str] = []

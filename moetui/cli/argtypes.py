@@ -30,5 +30,5 @@ def finite_float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[st
 
 # shared limits, far beyond any real rig; the sign is checked where the value is used (one message for
 # "must be >= 0" whether it came from the command line or a config)
-GB_AMOUNT = finite_float(-1e6, 1e6)  # a memory amount in GB, up to 1 PB
+GIB_AMOUNT = finite_float(-1e6, 1e6)  # a memory amount in GiB, up to ~1 PiB
 SECONDS_BUDGET = finite_float(-1e9, 7 * 86400.0)  # a time budget, at most a week

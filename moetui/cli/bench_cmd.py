@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
         raise ConfigError("need -r >= 1 and at least one of -p / -n above 0")
     cfg = config_from_args(args)
-    if args.n_ctx is None or cfg.n_ctx < args.n_prompt + args.n_gen:
+    if args.ctx is None or cfg.n_ctx < args.n_prompt + args.n_gen:
         # like llama-bench, size the context to the test unless -c asks for more
         cfg = cfg.replace(n_ctx=args.n_prompt + args.n_gen)
     with ModelWorker() as w:

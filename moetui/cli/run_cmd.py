@@ -8,98 +8,62 @@ import argparse
 import sys
 from typing import Any
 
-from moetui.cli.export_cmd import announce
 from moetui.cli.argtypes import finite_float
 from moetui.cli.output import printable
-from moetui.config import CACHE_TYPES, FLASH_ATTN, LOAD_MODES, DraftConfig, RunConfig, TensorOverride
-from moetui.errors import ConfigError
+from moetui.cli.settings_args import add_settings_arguments, announce, config_in_force, rig_for, settings_from_args
+from moetui.config import DraftConfig, RunConfig, TensorOverride
+from moetui.config.llama_flags import add_llama_arguments, llama_changes
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent, TokenEvent
 from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 from moetui.hardware.rpc import parse_endpoints
 from moetui.hub.cache import local_model_file
 from moetui.errors import WorkerError
+from moetui.sizing.settings import Settings
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="GGUF file (overrides the config's model_path)")
     p.add_argument("--config", metavar="FILE", help="a moetui RunConfig JSON file")
-    g = p.add_argument_group("settings (applied on top of --config; llama.cpp's flag names)")
-    g.add_argument("-c", "--ctx", type=int, dest="n_ctx", help="context size")
-    g.add_argument("-ngl", "--n-gpu-layers", type=int, dest="n_gpu_layers")
-    g.add_argument("-t", "--threads", type=int, dest="n_threads")
-    g.add_argument("-tb", "--threads-batch", type=int, dest="n_threads_batch")
-    g.add_argument("-b", "--batch-size", type=int, dest="n_batch")
-    g.add_argument("-ub", "--ubatch-size", type=int, dest="n_ubatch")
-    g.add_argument("-fa", "--flash-attn", choices=FLASH_ATTN, dest="flash_attn")
-    g.add_argument("-ctk", "--cache-type-k", choices=CACHE_TYPES, dest="cache_type_k")
-    g.add_argument("-ctv", "--cache-type-v", choices=CACHE_TYPES, dest="cache_type_v")
-    g.add_argument("-lm", "--load-mode", choices=LOAD_MODES, dest="load_mode")
-    g.add_argument("-mg", "--main-gpu", type=int, dest="main_gpu")
-    g.add_argument("-ts", "--tensor-split", dest="tensor_split", help="e.g. 3,1")
-    g.add_argument("--rpc", metavar="HOST:PORT,...", help="llama.cpp RPC servers whose devices join the load (see moetui rpc-server)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("-ot", "--override-tensor", action="append", dest="ot", metavar="PATTERN=DEV",
-                   help="tensor buffer override (repeatable; comma-separated lists too)")
+    add_settings_arguments(p, rig_help="'auto': the model runs on this machine")
+    g = p.add_argument_group("llama.cpp settings (applied on top of --config or the config in force; llama.cpp's "
+                             "flag names)")
+    add_llama_arguments(g)
     g.add_argument("-ncmoe", "--n-cpu-moe", type=int, dest="n_cpu_moe", metavar="N",
                    help="keep the experts of the first N layers in RAM")
     g.add_argument("-cmoe", "--cpu-moe", action="store_true", help="keep all experts in RAM")
-    g.add_argument("-md", "--draft", "--model-draft", dest="draft", metavar="PATH", help="draft GGUF for speculative decoding")
     g.add_argument("--lookup", action="store_true", help="prompt-lookup (n-gram) speculative decoding, no draft model")
     g.add_argument("--draft-max", "--spec-draft-n-max", type=int, dest="draft_max")
     g.add_argument("--draft-min", "--spec-draft-n-min", type=int, dest="draft_min")
     g.add_argument("-ngld", "--n-gpu-layers-draft", type=int, dest="draft_ngl")
 
 
-def _parse_ot(values: list[str]) -> list[TensorOverride]:
-    out = []
-    for value in values:
-        for item in value.split(","):
-            pattern, sep, dev = item.rpartition("=")
-            if not sep or not pattern or not dev:
-                raise ConfigError(f"-ot wants PATTERN=DEVICE, not {item!r}")
-            out.append(TensorOverride(pattern, dev))
-    return out
-
-
 def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_tuned: bool = False) -> RunConfig:
-    """--config; else (planned) what is in force for this model on this rig (moetui.tuner.active: the
-    profile `moetui tune` saved when prefer_tuned, else the plan); else llama.cpp's defaults. The flags on
-    top."""
+    """--config; else (planned) the config in force for the settings on this rig (moetui.resolver: the
+    profile `moetui tune` saved when prefer_tuned and it answers the settings, else the plan), said on
+    stderr with why; else llama.cpp's defaults. The settings and the llama.cpp flags on top."""
     args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
+    settings = settings_from_args(args)
     if args.config:
         cfg = RunConfig.load(args.config)
+        if planned:
+            announce(ActiveConfig(cfg, ConfigSource.CHOSEN, f"the config file {args.config}"), args.model)
     elif planned:
-        from moetui.sizing.plan import PlanOptions  # noqa: PLC0415  (with the tuner: gguf, not for `bench`)
-        from moetui.tuner.active import active_for_model  # noqa: PLC0415
-
-        options = PlanOptions(n_ctx=args.n_ctx) if args.n_ctx else None  # place for the context asked for
-        cfg = announce(active_for_model(args.model, use_tuned=prefer_tuned, options=options), args.model)
+        cfg = config_in_force(args, settings, rig_for(settings, measuring=True), use_tuned=prefer_tuned).config
     else:
         cfg = RunConfig(model_path=args.model)
-    changes: dict[str, Any] = {"model_path": args.model}
-    for name in ("n_ctx", "n_gpu_layers", "n_threads", "n_threads_batch", "n_batch", "n_ubatch", "flash_attn",
-                 "cache_type_k", "cache_type_v", "load_mode", "main_gpu", "seed"):
-        v = getattr(args, name, None)
-        if v is not None:
-            changes[name] = v
-    if args.tensor_split:
-        try:
-            changes["tensor_split"] = [float(x) for x in args.tensor_split.split(",")]
-        except ValueError:
-            raise ConfigError(f"--tensor-split wants numbers like 3,1, not {args.tensor_split!r}") from None
-    if args.n_batch is not None and args.n_ubatch is None and cfg.n_ubatch > args.n_batch:
+    changes: dict[str, Any] = {"model_path": args.model, **settings_changes(settings)}
+    changes.update(llama_changes(args))
+    if args.n_batch is not None and changes.get("n_ubatch") is None and cfg.n_ubatch > args.n_batch:
         changes["n_ubatch"] = args.n_batch  # like llama.cpp: the ubatch follows a smaller batch
-    overrides = list(cfg.overrides)
-    if args.ot:
-        overrides += _parse_ot(args.ot)
+    overrides = list(changes.pop("overrides", cfg.overrides))
     if args.cpu_moe:
         overrides.append(TensorOverride(LLAMA_EXPS_REGEX, "CPU"))
     if args.n_cpu_moe:
         overrides += n_cpu_moe_overrides(args.n_cpu_moe)
     changes["overrides"] = overrides
     draft = cfg.draft
-    if args.draft:
-        draft = DraftConfig(model_path=args.draft)
+    if settings.draft_path and (draft is None or draft.model_path != settings.draft_path):
+        draft = DraftConfig(model_path=settings.draft_path)
     elif args.lookup:
         draft = DraftConfig(kind="ngram")
     if draft is not None:
@@ -107,9 +71,20 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
             if v is not None:
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
-    if getattr(args, "rpc", None):
-        changes["rpc_servers"] = [e.address for e in parse_endpoints(args.rpc)]
-    return cfg.replace(**changes)
+    return cfg.replace(**{k: v for k, v in changes.items() if v is not None or k == "draft"})
+
+
+def settings_changes(settings: Settings) -> dict[str, Any]:
+    """The RunConfig fields the settings fix whatever config is in force: the context, the forced KV type
+    and ubatch, the RPC servers."""
+    out: dict[str, Any] = {"n_ctx": settings.n_ctx, "n_ubatch": settings.n_ubatch}
+    if settings.n_ubatch:
+        out["n_batch"] = max(2048, settings.n_ubatch)
+    if settings.cache_type:
+        out["cache_type_k"] = out["cache_type_v"] = settings.cache_type
+    if settings.rpc_hosts:
+        out["rpc_servers"] = [e.address for e in parse_endpoints(list(settings.rpc_hosts))]
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
-"""`moetui tune MODEL [--workload chat|long-prompt|decode|P,D,R] [--budget S] [--objective turn|decode|balanced|prefill]
-[--ctx N] [--draft PATH] [--retune] [--json]`: probe settings live, keep the config with the shortest wait for one
-turn of the workload (by default), remember it for this rig + model + llama.cpp version. A saved profile tuned
-for the same workload is shown at once unless --retune. Ctrl-C stops the search and keeps the best so far."""
+"""`moetui tune MODEL [settings: --workload chat|long-prompt|decode|P,D,R --ctx N --margin GiB --kv ... --draft PATH]
+[--budget S] [--objective turn|decode|balanced|prefill] [--retune] [--json]`: probe settings live, keep the config
+with the shortest wait for one turn of the workload (by default), remember it with the settings for this rig +
+model + llama.cpp version. A saved profile whose settings answer these is shown at once unless --retune. Ctrl-C
+stops the search and keeps the best so far."""
 
 from __future__ import annotations
 
@@ -9,34 +10,26 @@ import argparse
 import sys
 from typing import Any
 
-from moetui.cli.argtypes import GB_AMOUNT, SECONDS_BUDGET
+from moetui.cli.argtypes import SECONDS_BUDGET
 from moetui.cli.output import print_json, table
+from moetui.cli.settings_args import add_settings_arguments, rig_for, settings_from_args
 from moetui.errors import ConfigError
 from moetui.export import quoting
-from moetui.hardware import load_rig
 from moetui.hub.cache import local_model_file
-from moetui.tuner.engine import tune
-from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, parse_workload
+from moetui.resolver.tuning import tune
 from moetui.tuner.events import ProbeFinished, ProbesCompared, ProbeStarted, TuneProgress
 from moetui.tuner.options import DIMENSIONS, OBJECTIVES, TuneOptions
 from moetui.tuner.scoring import robust_spread
 from moetui.tuner.store import ProfileStore
 
-GB = 1e9
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF file")
+    add_settings_arguments(p, rig_help="'auto' (this machine); a tune measures, so only a real rig makes sense")
     p.add_argument("--budget", type=SECONDS_BUDGET, default=300.0, metavar="SECONDS", help="time budget for probing (default 300)")
-    p.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME|P,D,R",
-                   help=f"one turn of what you do: {', '.join(WORKLOADS)} (default {DEFAULT_WORKLOAD}: "
-                        f"{WORKLOADS[DEFAULT_WORKLOAD].describe()}) or PROMPT,DEPTH,REPLY tokens")
     p.add_argument("--objective", choices=OBJECTIVES, default="turn",
                    help="what to optimise: seconds per turn of the workload (turn, default), decode tok/s, "
                         "prompt tok/s (prefill), or tok/s over one request of -p and -n tokens (balanced)")
-    p.add_argument("--ctx", type=int, default=None, help="the smallest context you need (default: the plan's)")
-    p.add_argument("--margin", type=GB_AMOUNT, default=None, metavar="GB", help="VRAM kept free per GPU, GB (default 0.5)")
-    p.add_argument("--draft", metavar="PATH", help="a draft GGUF to try for speculative decoding (on/off, draft-max)")
     p.add_argument("--retune", action="store_true", help="ignore the saved profile and tune again")
     p.add_argument("--dimensions", metavar="LIST", help=f"comma-separated subset of: {','.join(DIMENSIONS)}")
     p.add_argument("-p", "--n-prompt", type=int, default=None,
@@ -46,7 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rounds", type=int, default=8,
                    help="side-by-side rounds a comparison may grow to while the figures overlap (default 8)")
     p.add_argument("--max-probes", type=int, default=None, help="stop after this many measured configs")
-    p.add_argument("--rig", default="auto", help="'auto' (this machine); a tune measures, so only a real rig makes sense")
     p.add_argument("--save-config", metavar="FILE", help="also write the winning config to FILE (for `moetui run --config`)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -54,12 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace):
     dims = tuple(d.strip() for d in args.dimensions.split(",") if d.strip()) if args.dimensions else None
-    if args.margin is not None and args.margin < 0:
-        raise ConfigError("--margin must be >= 0")
-    o = TuneOptions(budget_s=args.budget, objective=args.objective, workload=parse_workload(args.workload), n_ctx=args.ctx,
-                    vram_margin_bytes=int(args.margin * GB) if args.margin is not None else None,
+    o = TuneOptions(settings_from_args(args), budget_s=args.budget, objective=args.objective,
                     n_prompt=args.n_prompt, n_gen=args.n_gen, reps=args.reps, dimensions=dims,
-                    draft_path=args.draft, retune=args.retune, max_probes=args.max_probes, max_rounds=args.max_rounds)
+                    retune=args.retune, max_probes=args.max_probes, max_rounds=args.max_rounds)
     o.validate()
     return o
 
@@ -101,10 +90,8 @@ def _turn(p: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
-    if args.rig != "auto":
-        raise ConfigError("a tune measures this machine: --rig must be 'auto' (use `moetui plan --rig` for what-ifs)")
     options = options_from_args(args)
-    rig = load_rig("auto")
+    rig = rig_for(options.settings, measuring=True)
     store = ProfileStore()
     result = tune(args.model, rig, options, on_event=_progress(args.quiet or args.json), store=store)
     for w in store.warnings:

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from moetui.config import RunConfig, TensorOverride
+from moetui.config.llama_flags import row
 from moetui.export import quoting
 from moetui.export.flags import ToolFlags, detect_flags
 from moetui.hub.listing import looks_like_hub_ref
@@ -70,6 +71,17 @@ def _path_warnings(cfg: RunConfig) -> list[str]:
     return out
 
 
+def _f(field: str, flags: ToolFlags) -> str:
+    """The spelling of a RunConfig field's flag for this tool (moetui.config.llama_flags)."""
+    r = row(field)
+    return (r.bench if flags.tool == "bench" else r.flag or r.long) or ""
+
+
+def _value(field: str, cfg: RunConfig, flags: ToolFlags) -> list[str]:
+    """[flag, value] of a plain single-valued setting, spelled for this tool."""
+    return [_f(field, flags), str(getattr(cfg, field))]
+
+
 def _ngl(n: int, flags: ToolFlags) -> str:
     if n >= 0:
         return str(n)
@@ -105,11 +117,11 @@ def _placement(overrides: list[TensorOverride], flags: ToolFlags, sep: str, diff
 def _split(cfg: RunConfig, flags: ToolFlags, ts_sep: str) -> list[str]:
     out: list[str] = []
     if cfg.split_mode != "layer":
-        out += ["-sm", cfg.split_mode]
+        out += _value("split_mode", cfg, flags)
     if cfg.main_gpu != 0 or cfg.split_mode == "none":
-        out += ["-mg", str(cfg.main_gpu)]
+        out += _value("main_gpu", cfg, flags)
     if cfg.tensor_split:
-        out += ["-ts", ts_sep.join(_num(x) for x in cfg.tensor_split)]
+        out += [_f("tensor_split", flags), ts_sep.join(_num(x) for x in cfg.tensor_split)]
     return out
 
 
@@ -118,19 +130,19 @@ def _flash_attn(value: str, flags: ToolFlags, diffs: list[str]) -> list[str]:
         if value == "auto":
             diffs.append("flash_attn auto: this llama-bench has only -fa 0|1; left at its default (off)")
             return []
-        return ["-fa", "1" if value == "on" else "0"]
+        return [_f("flash_attn", flags), "1" if value == "on" else "0"]
     if flags.fa_takes_value:
-        return ["-fa", value]
+        return [_f("flash_attn", flags), value]
     if value == "on":
-        return ["-fa"]
+        return [_f("flash_attn", flags)]
     if value == "auto":
         diffs.append("flash_attn auto: this release has no auto setting; flash attention stays off")
     return []
 
 
 def _load_mode(mode: str, flags: ToolFlags, diffs: list[str]) -> list[str]:
-    if flags.has("-lm"):
-        return ["-lm", mode]
+    if flags.has(_f("load_mode", flags)):
+        return [_f("load_mode", flags), mode]
     if flags.tool == "bench":  # older llama-bench: -mmp 0|1
         if mode in ("auto", "mmap"):
             return []
@@ -152,11 +164,21 @@ def _load_mode(mode: str, flags: ToolFlags, diffs: list[str]) -> list[str]:
 def _repack(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     if cfg.repack:
         return []  # llama.cpp's default
-    for flag, argv in (("-nr", ["-nr"]), ("--repack", ["--repack", "0"])):
-        if flags.has(flag):
-            return argv
+    spelled = _f("repack", flags)
+    if flags.has(spelled):
+        return [spelled, "0"] if flags.tool == "bench" else [spelled]
     diffs.append(f"weight repacking off: this {flags.tool} has no --no-repack; it repacks (which crashed "
                  "on the machine this config was made for)")
+    return []
+
+
+def _no_host(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    if not cfg.no_host:
+        return []  # llama.cpp's default
+    spelled = _f("no_host", flags)
+    if flags.has(spelled):
+        return [spelled, "1"] if flags.tool == "bench" else [spelled]
+    diffs.append(f"--no-host: this {flags.tool} has no such flag; it uses the GPU backend's host buffer")
     return []
 
 
@@ -165,9 +187,9 @@ def _rpc(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     `-ot` that follows may name their buffers (RPC0[host:port])."""
     if not cfg.rpc_servers:
         return []
-    flag = flags.first("--rpc", "-rpc")
+    flag = flags.first(_f("rpc_servers", flags), "-rpc")
     if flag is None and not flags.help_text:  # the vendored table: the flag exists in builds with RPC
-        flag = "--rpc"
+        flag = _f("rpc_servers", flags)
         diffs.append("--rpc needs llama.cpp built with -DGGML_RPC=ON (moetui rpc-server builds one)")
     if flag is None:
         diffs.append(f"this {flags.tool} was built without RPC (-DGGML_RPC=ON): the servers "
@@ -183,26 +205,27 @@ def _placement_and_kv(cfg: RunConfig, flags: ToolFlags, diffs: list[str], *, ove
     argv = _placement(cfg.overrides, flags, overrides_sep, diffs)
     argv += _split(cfg, flags, split_sep)
     argv += _flash_attn(cfg.flash_attn, flags, diffs)
-    argv += ["-ctk", cfg.cache_type_k, "-ctv", cfg.cache_type_v]
+    argv += _value("cache_type_k", cfg, flags) + _value("cache_type_v", cfg, flags)
     return argv
 
 
 def _batches_and_loading(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     """Batch sizes, how the weights are loaded (mmap, mlock, ...) and CPU repacking: the same in every tool."""
-    return ["-b", str(cfg.n_batch), "-ub", str(cfg.n_ubatch), *_load_mode(cfg.load_mode, flags, diffs),
-            *_repack(cfg, flags, diffs)]
+    return [*_value("n_batch", cfg, flags), *_value("n_ubatch", cfg, flags), *_load_mode(cfg.load_mode, flags, diffs),
+            *_repack(cfg, flags, diffs), *_no_host(cfg, flags, diffs)]
 
 
 def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
-    argv = ["-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-c", str(cfg.n_ctx), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
+    argv = ["-m", cfg.model_path, *_rpc(cfg, flags, diffs), *_value("n_ctx", cfg, flags),
+            _f("n_gpu_layers", flags), _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement_and_kv(cfg, flags, diffs, overrides_sep=",", split_sep=",")
     if cfg.n_threads is not None:
-        argv += ["-t", str(cfg.n_threads)]
+        argv += _value("n_threads", cfg, flags)
     if cfg.n_threads_batch is not None:
-        argv += ["-tb", str(cfg.n_threads_batch)]
+        argv += _value("n_threads_batch", cfg, flags)
     argv += _batches_and_loading(cfg, flags, diffs)
     if cfg.seed != -1:
-        argv += ["-s", str(cfg.seed)]
+        argv += _value("seed", cfg, flags)
     if flags.has("--swa-full"):
         argv.append("--swa-full")  # what moetui's runtime (llama-cpp-python) uses: same KV memory
     if flags.has("-fit"):
@@ -267,7 +290,7 @@ def _speculative(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str
 def server_command(cfg: RunConfig, flags: ToolFlags) -> ExportedCommand:
     diffs: list[str] = []
     argv = [flags.binary, *_common(cfg, flags, diffs)]
-    argv += ["-np", str(cfg.n_parallel)]  # the server's default is auto (several slots): say it
+    argv += _value("n_parallel", cfg, flags)  # the server's default is auto (several slots): say it
     return ExportedCommand("server", argv, flags.target, diffs, _path_warnings(cfg), list(cfg.notes))
 
 
@@ -289,10 +312,11 @@ def bench_command(cfg: RunConfig, flags: ToolFlags, n_prompt: int = 512, n_gen: 
         # no quoting helps: llama-bench itself splits every -m value on commas
         warnings.append(f"llama-bench splits -m on commas, so this line fails for {cfg.model_path}: "
                         "link the model under a name without a comma (ln -s) and use that path")
-    argv = [flags.binary, "-m", cfg.model_path, *_rpc(cfg, flags, diffs), "-ngl", _ngl(cfg.n_gpu_layers, flags)]
+    argv = [flags.binary, "-m", cfg.model_path, *_rpc(cfg, flags, diffs), _f("n_gpu_layers", flags),
+            _ngl(cfg.n_gpu_layers, flags)]
     argv += _placement_and_kv(cfg, flags, diffs, overrides_sep=";", split_sep="/")
     if cfg.n_threads is not None:
-        argv += ["-t", str(cfg.n_threads)]
+        argv += _value("n_threads", cfg, flags)
     if cfg.n_threads_batch is not None and cfg.n_threads_batch != cfg.n_threads:
         diffs.append(f"n_threads_batch {cfg.n_threads_batch}: llama-bench uses -t for both prompt and decode")
     argv += _batches_and_loading(cfg, flags, diffs)

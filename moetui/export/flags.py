@@ -29,13 +29,13 @@ _COMMON = {
     "-m", "-c", "-ngl", "-ot", "-cmoe", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb",
     "-b", "-ub", "-lm", "-s", "-fit", "--swa-full", "-md", "-ngld", "-otd", "--spec-draft-n-max",
     "--spec-draft-n-min", "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m",
-    "-v", "-n", "-nr",
+    "-v", "-n", "-nr", "--no-host",
 }
 VENDORED_FLAGS = {
     "server": _COMMON | {"-np", "--host", "--port"},
     "cli": _COMMON | {"-st", "-p"},
     "bench": {"-m", "-p", "-n", "-ngl", "-ncmoe", "-ot", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-b",
-              "-ub", "-lm", "-o", "-r", "--repack"},
+              "-ub", "-lm", "-o", "-r", "--repack", "--no-host"},
 }
 
 

@@ -10,25 +10,25 @@ from __future__ import annotations
 import shlex
 
 from moetui.config import DraftConfig, RunConfig, TensorOverride
+from moetui.config.llama_flags import SETTINGS, SWITCH_DEFAULTS
 from moetui.errors import ConfigError
 from moetui.export.commandline import NOTE_PREFIX
 from moetui.sizing.overrides import ALL_PARTS, cpu_expert_overrides
 
-_ALIASES = {
-    "--model": "-m", "--ctx-size": "-c", "--gpu-layers": "-ngl", "--n-gpu-layers": "-ngl",
-    "--override-tensor": "-ot", "--n-cpu-moe": "-ncmoe", "--split-mode": "-sm", "--tensor-split": "-ts",
-    "--main-gpu": "-mg", "--flash-attn": "-fa", "--cache-type-k": "-ctk", "--cache-type-v": "-ctv",
-    "--threads": "-t", "--threads-batch": "-tb", "--batch-size": "-b", "--ubatch-size": "-ub",
-    "--load-mode": "-lm", "--seed": "-s", "--parallel": "-np", "--fit": "-fit",
+# spellings of the structured settings (placement, draft, server options) the table does not hold
+_OTHER_ALIASES = {
+    "--model": "-m", "--gpu-layers": "-ngl", "--override-tensor": "-ot", "--n-cpu-moe": "-ncmoe", "--fit": "-fit",
     "--spec-draft-model": "-md", "--model-draft": "-md", "--spec-draft-ngl": "-ngld",
     "--gpu-layers-draft": "-ngld", "--n-gpu-layers-draft": "-ngld", "--spec-draft-override-tensor": "-otd",
     "--override-tensor-draft": "-otd", "--draft-max": "--spec-draft-n-max", "--draft-min": "--spec-draft-n-min",
-    "--no-repack": "-nr",
 }
-_VALUED = {"-m", "-c", "-ngl", "-ot", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb", "-b",
-           "-ub", "-lm", "-s", "-np", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
-           "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port", "--rpc"}
-_SWITCHES = {"--swa-full", "--no-mmap", "--mlock", "-v", "--verbose", "-nr"}
+_ALIASES = {**_OTHER_ALIASES, **{s.long: s.flag for s in SETTINGS if s.long and s.flag}}
+_FLAG_FIELD = {(s.flag or s.long): s for s in SETTINGS}  # the spelling export writes -> its row
+_VALUED = {f for f, s in _FLAG_FIELD.items() if s.kind != "switch"} | {
+    "-m", "-ot", "-ncmoe", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
+    "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port"}
+_SWITCHES = {f for f, s in _FLAG_FIELD.items() if s.kind == "switch"} | {"--swa-full", "--no-mmap", "--mlock",
+                                                                            "-v", "--verbose"}
 
 
 def _ngl(value: str) -> int:
@@ -72,28 +72,18 @@ def parse_server_argv(argv: list[str], notes: list[str] | None = None) -> RunCon
         raise ConfigError("the command line has no -m MODEL")
     try:
         kw: dict = {"model_path": vals["-m"]}
-        ints = {"-c": "n_ctx", "-mg": "main_gpu", "-t": "n_threads", "-tb": "n_threads_batch", "-b": "n_batch",
-                "-ub": "n_ubatch", "-s": "seed", "-np": "n_parallel"}
-        for flag, name in ints.items():
-            if flag in vals:
-                kw[name] = int(vals[flag])
-        if "-ngl" in vals:
-            kw["n_gpu_layers"] = _ngl(vals["-ngl"])
-        for flag, name in {"-sm": "split_mode", "-fa": "flash_attn", "-ctk": "cache_type_k",
-                           "-ctv": "cache_type_v", "-lm": "load_mode"}.items():
-            if flag in vals:
-                kw[name] = vals[flag]
-        if "-ts" in vals:
-            kw["tensor_split"] = [float(x) for x in vals["-ts"].replace("/", ",").split(",") if x]
-        if "--rpc" in vals:
-            kw["rpc_servers"] = [x for x in vals["--rpc"].split(",") if x]
+        for flag, setting in _FLAG_FIELD.items():  # every single-valued llama.cpp setting, read by the table
+            if setting.kind == "switch":
+                if flag in switches:
+                    kw[setting.field] = not SWITCH_DEFAULTS[setting.field]
+            elif flag in vals:
+                kw[setting.field] = _ngl(vals[flag]) if setting.field == "n_gpu_layers" else setting.parse(vals[flag])
         overrides: list[TensorOverride] = []
         if "-ncmoe" in vals:
             overrides += cpu_expert_overrides({i: ALL_PARTS for i in range(int(vals["-ncmoe"]))})
         if "-ot" in vals:
             overrides += _overrides(vals["-ot"])
         kw["overrides"] = overrides
-        kw["repack"] = "-nr" not in switches
         if "-lm" not in vals and switches & {"--no-mmap", "--mlock"}:
             kw["load_mode"] = {frozenset({"--no-mmap"}): "none", frozenset({"--mlock"}): "mmap+mlock",
                                frozenset({"--no-mmap", "--mlock"}): "mlock"}[frozenset(switches & {"--no-mmap", "--mlock"})]

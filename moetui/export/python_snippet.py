@@ -9,13 +9,11 @@ as moetui.runtime.overrides_ctypes, written out inline so the script needs only 
 from __future__ import annotations
 
 from moetui.config import RunConfig
+from moetui.config.llama_flags import FLASH_ATTN_IDS as FLASH_ATTN
+from moetui.config.llama_flags import LOAD_MODE_IDS as LOAD_MODES
+from moetui.config.llama_flags import llama_kwargs
 from moetui.export.commandline import _path_warnings
 from moetui.export.flags import VENDORED_COMMITS, installed_llama_cpp_python
-
-LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3, "dio": 4}  # enum llama_load_mode
-FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # enum llama_flash_attn_type
-GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
-SPLIT_MODES = {"none": 0, "layer": 1, "row": 2}
 
 _HOOKS = '''
 class _BuftOverride(ctypes.Structure):  # struct llama_model_tensor_buft_override
@@ -53,7 +51,7 @@ def _override_array(overrides):
 
 
 @contextlib.contextmanager
-def _llama_params(overrides, load_mode, flash_attn, repack=REPACK):
+def _llama_params(overrides, load_mode, flash_attn, repack=REPACK, no_host=NO_HOST):
     """While loading: set what Llama() cannot express on llama.cpp's own params."""
     orig_load, orig_init = L.llama_model_load_from_file, L.llama_init_from_model
 
@@ -62,6 +60,7 @@ def _llama_params(overrides, load_mode, flash_attn, repack=REPACK):
             params.tensor_buft_overrides = ctypes.addressof(overrides)
         params.load_mode = load_mode
         params.use_extra_bufts = repack
+        params.no_host = no_host
         return orig_load(path, params)
 
     def init(model, params):
@@ -102,14 +101,8 @@ def python_snippet(cfg: RunConfig, prompt: str = "Hello", max_tokens: int = 32) 
     head += [f"# note: {n}" for n in cfg.notes]
 
     def kwargs(n_gpu_layers: int, n_ctx: int) -> str:
-        kw = {
-            "n_gpu_layers": n_gpu_layers, "split_mode": SPLIT_MODES[cfg.split_mode], "main_gpu": cfg.main_gpu,
-            "tensor_split": cfg.tensor_split, "n_ctx": n_ctx, "n_batch": cfg.n_batch, "n_ubatch": cfg.n_ubatch,
-            "n_threads": cfg.n_threads, "n_threads_batch": cfg.n_threads_batch,
-            "type_k": GGML_TYPES[cfg.cache_type_k], "type_v": GGML_TYPES[cfg.cache_type_v],
-        }
-        if cfg.seed >= 0:
-            kw["seed"] = cfg.seed
+        kw = llama_kwargs(cfg, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx)  # the worker's own mapping
+        kw.pop("flash_attn")  # FLASH_ATTN, auto included, is set on the context params by the hooks
         return "".join(f"        {k}={v!r},\n" for k, v in kw.items())
 
     lines = [
@@ -126,6 +119,7 @@ def python_snippet(cfg: RunConfig, prompt: str = "Hello", max_tokens: int = 32) 
         f"LOAD_MODE = {LOAD_MODES[cfg.load_mode]}  # -lm {cfg.load_mode}",
         f"FLASH_ATTN = {FLASH_ATTN[cfg.flash_attn]}  # -fa {cfg.flash_attn}",
         f"REPACK = {cfg.repack!r}" + ("" if cfg.repack else "  # --no-repack"),
+        f"NO_HOST = {cfg.no_host!r}" + ("  # --no-host" if cfg.no_host else ""),
         _HOOKS,
         "",
         "def load():",

@@ -344,3 +344,16 @@ def advise(build: LlamaBuildInfo, gpus: list[GPUInfo]) -> str | None:
                 f"or rebuild against this driver:\n  {reinstall_command(vendor, build.version)}"
             )
     return None
+
+
+def llama_version(rig: Any = None) -> str:
+    """The llama.cpp a profile is tuned with: the detected build's version, else llama-cpp-python's."""
+    build = getattr(rig, "build", None)
+    if build is not None and build.version:
+        return str(build.version)
+    try:
+        import llama_cpp
+
+        return f"llama-cpp-python {llama_cpp.__version__}"
+    except ImportError:
+        return "unknown"

@@ -7,10 +7,11 @@ from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from moetui.config import CACHE_TYPES
 from moetui.model.roles import Role
 
 # Bytes per element of a KV-cache type, as llama.cpp stores it (quant blocks of 32 for q8_0/q4_0...).
-KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+KV_CACHE_TYPES = CACHE_TYPES  # the one list (moetui.config), under the name the sizing core reads
 
 
 def kv_bytes_per_element(cache_type: str) -> float:

@@ -61,6 +61,8 @@ class LoadInfo:
     draft_buffers: BufferSizes | None
     log_path: Path
     load_mode_fallback: str | None = None  # why the worker loaded with another load_mode than asked
+    # the params llama.cpp was given, as the worker read them back (n_ctx, n_ubatch, type_k, no_host, ...)
+    applied: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,7 +198,7 @@ class ModelWorker:
             n_threads=ev["n_threads"], n_threads_batch=ev["n_threads_batch"],
             buffers=BufferSizes.from_dict(ev["buffers"]),
             draft_buffers=BufferSizes.from_dict(ev["draft_buffers"]) if ev.get("draft_buffers") else None,
-            log_path=self.log_path, load_mode_fallback=ev.get("load_mode_fallback"),
+            log_path=self.log_path, load_mode_fallback=ev.get("load_mode_fallback"), applied=dict(ev.get("applied") or {}),
         )
         if self.load_info.load_mode_fallback:
             self.config = config.replace(load_mode="mmap")  # what it runs with

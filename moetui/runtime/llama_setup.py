@@ -13,14 +13,9 @@ from llama_cpp import _internals as internals
 from llama_cpp import llama_cpp as L
 
 from moetui.config import RunConfig
-from moetui.runtime.overrides_ctypes import FLASH_ATTN
-
-CACHE_TYPES = {
-    "f32": L.GGML_TYPE_F32, "f16": L.GGML_TYPE_F16, "bf16": 30, "q8_0": L.GGML_TYPE_Q8_0,
-    "q4_0": L.GGML_TYPE_Q4_0, "q4_1": L.GGML_TYPE_Q4_1, "iq4_nl": L.GGML_TYPE_IQ4_NL,
-    "q5_0": L.GGML_TYPE_Q5_0, "q5_1": L.GGML_TYPE_Q5_1,
-}
-SPLIT_MODES = {"none": L.LLAMA_SPLIT_MODE_NONE, "layer": L.LLAMA_SPLIT_MODE_LAYER, "row": L.LLAMA_SPLIT_MODE_ROW}
+from moetui.config.llama_flags import FLASH_ATTN_IDS as FLASH_ATTN
+from moetui.config.llama_flags import GGML_TYPES as CACHE_TYPES
+from moetui.config.llama_flags import llama_kwargs as table_kwargs
 
 
 @dataclass
@@ -55,27 +50,9 @@ class ContextSettings:
 
 
 def llama_kwargs(cfg: RunConfig, *, n_gpu_layers: int | None = None, n_ctx: int | None = None) -> dict[str, Any]:
-    """Keyword arguments for llama_cpp.Llama. Flash attention "auto" and the load mode are not
-    expressible there: load_hooks() sets them on the params."""
-    kw: dict[str, Any] = dict(
-        n_gpu_layers=cfg.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
-        split_mode=SPLIT_MODES[cfg.split_mode],
-        main_gpu=cfg.main_gpu,
-        tensor_split=cfg.tensor_split,
-        n_ctx=cfg.n_ctx if n_ctx is None else n_ctx,
-        n_batch=cfg.n_batch,
-        n_ubatch=cfg.n_ubatch,
-        n_threads=cfg.n_threads,
-        # llama.cpp: --threads-batch defaults to --threads (llama-cpp-python would take every core)
-        n_threads_batch=cfg.n_threads_batch or cfg.n_threads,
-        flash_attn=cfg.flash_attn == "on",
-        type_k=CACHE_TYPES[cfg.cache_type_k],
-        type_v=CACHE_TYPES[cfg.cache_type_v],
-        verbose=True,  # llama.cpp's log is how we learn buffer sizes and placement
-    )
-    if cfg.seed >= 0:
-        kw["seed"] = cfg.seed
-    return kw
+    """Keyword arguments for llama_cpp.Llama (the table's mapping, moetui.config.llama_flags), with
+    llama.cpp's log on: it is how we learn buffer sizes and placement."""
+    return {**table_kwargs(cfg, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx), "verbose": True}
 
 
 def set_threads(llm: Any, n_threads: int | None, n_threads_batch: int | None) -> None:

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from moetui.config import TensorOverride
+from moetui.config.llama_flags import FLASH_ATTN_IDS as FLASH_ATTN  # llama.cpp's enums: one table
+from moetui.config.llama_flags import LOAD_MODE_IDS as LOAD_MODES
 from moetui.errors import ConfigError
 from moetui.hardware.llama_build import llama_lib_dir
 
 GGML_BACKEND_DEVICE_TYPE_CPU = 0
-
-LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3, "dio": 4}
-FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
 class BuftOverride(ctypes.Structure):
@@ -133,10 +132,12 @@ def load_hooks(
     load_mode: str,
     adjust_context: Callable[[Any], None] | None = None,
     repack: bool = True,
+    no_host: bool = False,
+    seen: dict[str, Any] | None = None,
 ) -> Iterator[None]:
-    """While active, every model load gets `overrides`, `load_mode` and `repack` (use_extra_bufts), and
-    every new context is passed through `adjust_context(params)` first. Restores the originals on exit.
-    Worker-process only."""
+    """While active, every model load gets `overrides`, `load_mode`, `repack` (use_extra_bufts) and
+    `no_host`, and every new context is passed through `adjust_context(params)` first; `seen` gets the
+    model params llama.cpp was given. Restores the originals on exit. Worker-process only."""
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
     orig_load = L.llama_model_load_from_file
@@ -147,6 +148,10 @@ def load_hooks(
             params.tensor_buft_overrides = overrides.address
         params.load_mode = LOAD_MODES[load_mode]
         params.use_extra_bufts = bool(repack)
+        params.no_host = bool(no_host)
+        if seen is not None:
+            seen.update(n_gpu_layers=params.n_gpu_layers, use_extra_bufts=bool(params.use_extra_bufts),
+                        no_host=bool(params.no_host), load_mode=int(params.load_mode))
         return orig_load(path_model, params)
 
     def init(model: Any, params: Any) -> Any:

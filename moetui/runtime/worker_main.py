@@ -193,8 +193,10 @@ class Worker:
         start = self.log_size()
         apply_data_headroom()
 
+        seen: dict[str, Any] = {}  # the model params llama.cpp got: reported, so a caller can check them
+
         def load(mode: str) -> Any:
-            with load_hooks(arr, mode, adjust, repack):
+            with load_hooks(arr, mode, adjust, repack, cfg.no_host, seen):
                 return Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
 
         self.llm, fallback = load_with_fallback(cfg.load_mode, load, lambda: self.log_since(start))
@@ -207,7 +209,7 @@ class Worker:
             darr = build_override_array(d.overrides)
             self.keep_alive.append(darr)
             start = self.log_size()
-            with load_hooks(darr, cfg.load_mode, adjust, repack):
+            with load_hooks(darr, cfg.load_mode, adjust, repack, cfg.no_host):
                 dcfg = cfg.replace(draft=None, overrides=[])
                 self.draft_llm = Llama(d.model_path, **llama_kwargs(dcfg, n_gpu_layers=d.n_gpu_layers, n_ctx=d.n_ctx or cfg.n_ctx))
             draft_buffers = parse_load_log(self.log_since(start))
@@ -221,6 +223,8 @@ class Worker:
             "buffers": buffers.to_dict(), "draft_buffers": draft_buffers.to_dict() if draft_buffers else None,
             "n_threads": self.llm.context_params.n_threads, "n_threads_batch": self.llm.context_params.n_threads_batch,
             "repack": repack, "load_mode_fallback": fallback,
+            "applied": {**seen, **{k: getattr(self.llm.context_params, k)
+                                   for k in ("n_ctx", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn_type")}},
         })
 
     def _need_model(self) -> None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from moetui.config.units import GIB, MIB  # noqa: F401  (re-exported: the sizing core's byte units)
 from moetui.model.info import ModelInfo, TensorRecord, kv_bytes_per_element
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 
 # llama.cpp pads the KV cache to 256 cells (llama_context: n_ctx = GGML_PAD(n_ctx, 256) for the cache).
 KV_PAD = 256

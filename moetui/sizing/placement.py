@@ -18,14 +18,14 @@ from moetui.sizing.memory import (
     host_compute_bytes, kv_layer_bytes, repack_enabled,
 )
 from moetui.sizing.overrides import ALL_PARTS, part_in
+from moetui.sizing.settings import EXPERT_RAM_ORDERS
 
 PART_ORDER = ("up", "gate", "down", "gate_up")  # order parts of the boundary layer are tried
 # Which layers' experts stay in RAM when not all fit on the GPU. On the H200 capped at 8 and 12 GiB
 # (tuning/results/speed_vs_fit.md, same llama-bench run, same cache type, pinned weights) the LAST layers
 # in RAM (llama.cpp's fit does that) processed prompts 9-14% faster than as many FIRST layers
 # (--n-cpu-moe), at ubatch 512 and 2048, with decode the same or faster: LAST is the planner's default.
-FIRST, LAST = "first", "last"
-EXPERT_RAM_ORDERS = (FIRST, LAST)
+FIRST, LAST = EXPERT_RAM_ORDERS
 
 
 def gpu_device_name(gpu: GPUInfo, i: int) -> str:

@@ -10,10 +10,10 @@ from moetui.config import RunConfig
 from moetui.hardware.rig import Rig
 from moetui.model.info import ModelInfo
 from moetui.sizing.memory import GIB, MemoryBreakdown
+from moetui.sizing.settings import DEFAULT_VRAM_MARGIN, Settings
 from moetui.sizing.speed import EfficiencyFactors, SpeedPrediction
 from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload
 
-DEFAULT_VRAM_MARGIN = GIB // 2  # headroom for the desktop, fragmentation, other processes
 DEFAULT_RAM_RESERVE = 2 * GIB  # what the OS and other programs keep
 FALLBACK_RAM_BW_GBS = 20.0  # a rig without any RAM bandwidth figure (never for presets: they must have one)
 FALLBACK_GPU_BW_GBS = 300.0
@@ -36,6 +36,20 @@ class PlanOptions:
     efficiency: EfficiencyFactors = field(default_factory=EfficiencyFactors)
     model_path: str | None = None  # what RunConfig.model_path says; default ModelInfo.path
     experts_in_ram: str = "last"  # which layers' experts stay in RAM: "last" (llama.cpp's fit) or "first" (--n-cpu-moe)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, model_path: str | None = None, draft: ModelInfo | None = None,
+                     efficiency: EfficiencyFactors | None = None) -> "PlanOptions":
+        """The sizing core's options for the user's settings (the one way from one to the other). draft:
+        the draft model's ModelInfo (read from settings.draft_path by the caller); efficiency: what a tune
+        measured on this rig (None: the defaults)."""
+        o = cls(n_ctx=settings.n_ctx, vram_margin_bytes=settings.margin, vram_budget_bytes=settings.vram_budget_bytes,
+                cache_type=settings.cache_type, n_ubatch=settings.n_ubatch,
+                n_batch=max(2048, settings.n_ubatch) if settings.n_ubatch else None, workload=settings.workload,
+                draft=draft, model_path=model_path, experts_in_ram=settings.experts_in_ram)
+        if efficiency is not None:
+            o.efficiency = efficiency
+        return o
 
 
 @dataclass

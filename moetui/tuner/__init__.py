@@ -1,15 +1,17 @@
 """The auto-tuner: measure candidate configs live, keep the fastest for the user's workload, remember it per
 rig + model + llama.cpp.
 
-    from moetui.tuner import Tuner, TuneOptions
-    result = Tuner(model_path, rig, TuneOptions(budget_s=120, workload=parse_workload("chat"))).run(on_event)
+    from moetui.tuner.engine import Tuner
+    result = Tuner(model_path, rig, TuneOptions(Settings(workload=parse_workload("chat")), budget_s=120)).run(on_event)
     result.best.config, result.best.bench, result.best.turn_s, result.decisions
 
 Modules: runner (workers, benches, the clock, the probe life-cycle), duel and evidence (side-by-side
 comparisons and what they saw), search (dimensions and walks), engine (the tune end to end), store.
+This package's own names are the light ones (options, results, the store): importing it loads neither the
+engine nor the runtime, so a plan-only path (moetui.resolver) can read profiles without them. A tune
+that may reuse a saved profile starts from moetui.resolver.tune.
 """
 
-from moetui.tuner.engine import TuneFailed, Tuner, latest_config, tune
 from moetui.tuner.events import (
     ProbeFinished,
     ProbesCompared,
@@ -26,6 +28,6 @@ from moetui.tuner.store import ProfileStore
 
 __all__ = [
     "DIMENSIONS", "OBJECTIVES", "Decision", "Probe", "ProbeFinished", "ProbeRole", "ProbeStarted", "ProbeStatus",
-    "ProbesCompared", "ProfileStore", "TuneEvent", "TuneFailed", "TuneFinished", "TuneOptions", "TuneProgress",
-    "TuneResult", "Tuner", "Verdict", "latest_config", "tune",
+    "ProbesCompared", "ProfileStore", "TuneEvent", "TuneFinished", "TuneOptions", "TuneProgress",
+    "TuneResult", "Verdict",
 ]

@@ -40,13 +40,13 @@ from moetui.tuner.runner import Cancelled, ProbeRunner
 from moetui.tuner.scoring import Objective
 from moetui.tuner.search import Search, SearchSpace, config_changes, order_dimensions
 from moetui.tuner.store import ProfileStore
-from moetui.hardware import detect_rig
 from moetui.hardware.fingerprint import fingerprint
+from moetui.hardware.llama_build import llama_version
 from moetui.model.inspect import inspect_file
-from moetui.sizing.plan import DEFAULT_VRAM_MARGIN
 from moetui.sizing import explain
 from moetui.sizing.overrides import experts_in_ram_bytes
-from moetui.sizing.plan import PlanOptions, plan
+from moetui.sizing.plan import PlanOptions, gpu_budgets, plan
+from moetui.sizing.speed import EfficiencyFactors
 import os
 import resource
 
@@ -60,7 +60,10 @@ class TuneFailed(MoetuiError):
 
 class Tuner:
     def __init__(self, model_path: str, rig: Rig, options: TuneOptions | None = None, *,
-                 model_info: ModelInfo | None = None, store: ProfileStore | None = None) -> None:
+                 model_info: ModelInfo | None = None, store: ProfileStore | None = None,
+                 efficiency: EfficiencyFactors | None = None) -> None:
+        """efficiency: what an earlier tune on this rig measured (moetui.resolver hands it in), so the
+        plan predicts (and the refit starts) from there; None: the defaults."""
         self.model_path = str(model_path)
         self.rig = rig
         self.options = dataclasses.replace(options) if options else TuneOptions()  # a copy: the tune fills it in
@@ -70,27 +73,23 @@ class Tuner:
         self.rig_fingerprint = rig.fingerprint or _fingerprint(rig)
         self.model_id = self.info.identity
         self.llama_version = llama_version(rig)
+        self.efficiency = efficiency
         self.plan: Any = None
         self.notes: list[str] = []
         self.runner: ProbeRunner | None = None
         self.search: Search | None = None
 
     # --- set-up -----------------------------------------------------------------------------------------
-    def vram_margin(self) -> int:
-        """The VRAM headroom this tune keeps free per GPU (the user's, else the sizing default)."""
-        m = self.options.vram_margin_bytes
-        return m if m is not None else DEFAULT_VRAM_MARGIN
+    def plan_options(self) -> PlanOptions:
+        """The sizing core's options: the user's settings as they are (context, margin, budget, workload,
+        KV type, ubatch, experts order), with this rig's measured efficiency. The draft is not planned in:
+        the search's draft dimension tries it."""
+        return PlanOptions.for_settings(self.options.settings, model_path=self.model_path, efficiency=self.efficiency)
 
     def make_plan(self) -> Any:
-        """The sizing core's plan for the user's context, margin and workload (pure and quick; made once)."""
+        """The sizing core's plan for the user's settings (pure and quick; made once)."""
         if self.plan is None:
-            po = PlanOptions(n_ctx=self.options.n_ctx, vram_margin_bytes=self.vram_margin(), model_path=self.model_path)
-            if "workload" in PlanOptions.__dataclass_fields__:  # the planner plans the trade for the workload
-                po = dataclasses.replace(po, workload=self.options.workload)  # type: ignore[call-arg]
-            eff = self.store.rig_efficiency(self.rig_fingerprint)
-            if eff is not None:  # an earlier tune on this rig measured it: predict (and refit) from there
-                po.efficiency = eff
-            self.plan = plan(self.info, self.rig, po)
+            self.plan = plan(self.info, self.rig, self.plan_options())
         return self.plan
 
     def min_ctx(self) -> int:
@@ -100,8 +99,7 @@ class Tuner:
     def reuse_problem(self, saved: TuneResult) -> str | None:
         """Why a saved profile does not answer this tune (None: it does). The margin only matters where
         a GPU holds weights."""
-        return saved.reuse_problem(self.options.objective, self.min_ctx(), self.vram_margin(), self._gpu_offload(),
-                                   self.options.workload)
+        return saved.reuse_problem(self.options.objective, self.options.settings, self.min_ctx(), self._gpu_offload())
 
     def _gpu_offload(self) -> bool:
         return bool(self.rig.gpus) and bool(self.rig.build.gpu_offload)
@@ -122,9 +120,8 @@ class Tuner:
         objective = Objective(o.objective, w, o.n_prompt, o.n_gen)
         self.runner = ProbeRunner(self.model_path, self.rig, o, objective, self.store, self.rig_fingerprint,
                                   self.model_id)
-        if self.rig.gpus:
-            free = sum((g.vram_free_bytes or g.vram_total_bytes) for g in self.rig.gpus)
-            self.runner.vram_limit = free - self.vram_margin() * len(self.rig.gpus)
+        if self.rig.gpus:  # the plan's own budgets: free memory less the margin, within the VRAM budget
+            self.runner.vram_limit = sum(gpu_budgets(self.rig, self.plan_options())[1].values())
             self.runner.experts_in_ram_bytes = lambda cfg: experts_in_ram_bytes(self.info, cfg.overrides)
         self.runner.keep_spares = self.runner.spares_fit(2)
         return self.runner
@@ -236,8 +233,7 @@ class Tuner:
             probes=list(runner.probes), rig_fingerprint=self.rig_fingerprint, model_id=self.model_id,
             llama_version=self.llama_version, objective=self.options.objective, elapsed_s=runner.elapsed(),
             stopped=stopped, model_path=self.model_path, efficiency=self._refit(plan_probe), created=time.time(),
-            notes=list(self.notes), n_ctx_requested=self.options.n_ctx, vram_margin_bytes=self.vram_margin(),
-            workload=self.options.workload, n_prompt=self.options.n_prompt,
+            notes=list(self.notes), settings=self.options.settings, n_prompt=self.options.n_prompt,
             decisions=list(self.search.decisions if self.search else []),
         )
         self.store.put(result)
@@ -328,53 +324,3 @@ class _NoBudget:
 
 def _fingerprint(rig: Rig) -> str:
     return fingerprint(rig)
-
-
-def llama_version(rig: Rig | None = None) -> str:
-    if rig is not None and rig.build.version:
-        return str(rig.build.version)
-    try:
-        import llama_cpp
-
-        return f"llama-cpp-python {llama_cpp.__version__}"
-    except ImportError:
-        return "unknown"
-
-
-def _identity(model_path: str) -> str:
-    return inspect_file(model_path).identity
-
-
-def tune(model_path: str, rig: Rig | None = None, options: TuneOptions | None = None, on_event=None, cancel=None,
-         store: ProfileStore | None = None) -> TuneResult:
-    """Tune MODEL on this rig, or return the saved profile at once (from_cache=True) unless options.retune.
-    A saved profile is reused only when it was tuned for the same objective and workload, at a context >=
-    the one asked for (--ctx, else the plan's) and, on a GPU rig, with at least the VRAM headroom asked for
-    (--margin); a profile saved by a cancelled tune is not final. Otherwise it is tuned again (and replaced)."""
-    options = options or TuneOptions()
-    options.validate()
-    rig = rig or detect_rig()
-    store = store or ProfileStore()
-    tuner = Tuner(model_path, rig, options, store=store)
-    if not options.retune:
-        saved = store.get(tuner.rig_fingerprint, tuner.model_id, tuner.llama_version)
-        why = tuner.reuse_problem(saved) if saved is not None else "no saved profile"
-        if saved is not None and why is None:
-            saved.from_cache = True
-            saved.best.config = saved.best.config.replace(model_path=str(model_path))
-            if on_event:
-                on_event(TuneFinished(saved))
-            return saved
-        if saved is not None and on_event:
-            on_event(TuneProgress(0.0, 0.0, None, f"{why}: tuning again"))
-    return tuner.run(on_event, cancel)
-
-
-def latest_config(model_path: str, rig: Rig | None = None, store: ProfileStore | None = None) -> RunConfig | None:
-    """The saved tuned config for this rig and model, if any (with model_path set to `model_path`)."""
-    rig = rig or detect_rig(measure_bandwidth=False)
-    store = store or ProfileStore()
-    saved = store.get(rig.fingerprint or _fingerprint(rig), _identity(model_path), llama_version(rig))
-    if saved is None:
-        return None
-    return saved.best.config.replace(model_path=str(model_path))

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from moetui.errors import ConfigError
-from moetui.sizing.workload import DEFAULT_WORKLOAD, WORKLOADS, Workload
+from moetui.sizing.settings import Settings
+from moetui.sizing.workload import Workload
 
 DIMENSIONS = ("placement", "threads", "ubatch", "flash_attn", "cache_type", "load_mode", "repack", "draft")
 # each dimension as the Tune screen names it ("searching: threads, micro-batch, ...")
@@ -23,31 +24,42 @@ PROMPT_BUDGET_SHARE = 1 / 100  # one prompt repetition may take this share of th
 
 @dataclass
 class TuneOptions:
+    """How to measure (budget, objective, repetitions, ...); what the user asked for (context, margin,
+    workload, KV type, draft, ...) is `settings`, the same object the plan, the export and the run get."""
+
+    settings: Settings = field(default_factory=Settings)
     budget_s: float = 300.0  # wall-clock budget for probing
-    objective: str = "turn"  # "turn" (seconds per turn of `workload`) | "decode" | "balanced" | "prefill"
-    workload: Workload = field(default_factory=lambda: WORKLOADS[DEFAULT_WORKLOAD])
-    n_ctx: int | None = None  # the user's minimum context (None: the plan's default)
-    vram_margin_bytes: int | None = None  # VRAM headroom (None: sizing default)
+    objective: str = "turn"  # "turn" (seconds per turn of the settings' workload) | "decode" | "balanced" | "prefill"
     n_prompt: int | None = None  # prompt length per pp measurement (None: the workload's, capped; see engine)
     n_gen: int = 128  # decode tokens per measurement
     reps: int = 3  # >= 3: repetitions of a probe measured on its own
     max_rounds: int = 8  # interleaved rounds a comparison may grow to while the figures overlap
     dimensions: tuple[str, ...] | None = None  # subset of DIMENSIONS; None = all that apply
-    draft_path: str | None = None  # a draft GGUF to try (on/off and draft-max)
     retune: bool = False  # ignore a saved profile
     max_probes: int | None = None
 
+    # the settings' fields the tuner reads, read-only: they are changed in the Settings, nowhere else
+    @property
+    def workload(self) -> Workload:
+        return self.settings.workload
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.settings.n_ctx
+
+    @property
+    def draft_path(self) -> str | None:
+        """A draft GGUF to try (on/off and draft-max)."""
+        return self.settings.draft_path
+
     def validate(self) -> None:
+        if not isinstance(self.settings, Settings):
+            raise ConfigError(f"the tune's settings must be a Settings, not {self.settings!r}", field="settings")
+        self.settings.validate()
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
-        if not isinstance(self.workload, Workload):
-            raise ConfigError(f"the workload must be a Workload, not {self.workload!r}")
         if not math.isfinite(self.budget_s) or self.budget_s <= 0:  # a NaN budget is never used up
-            raise ConfigError(f"the tuning budget must be positive, not {self.budget_s}")
-        if self.n_ctx is not None and self.n_ctx <= 0:
-            raise ConfigError(f"context must be positive, not {self.n_ctx}")
-        if self.vram_margin_bytes is not None and self.vram_margin_bytes < 0:
-            raise ConfigError("the VRAM margin must be >= 0")
+            raise ConfigError(f"the tuning budget must be positive, not {self.budget_s}", field="budget_s")
         if (self.n_prompt is not None and self.n_prompt < 1) or self.n_gen < 1:
             raise ConfigError("n_prompt and n_gen must be >= 1 (the tuner measures both)")
         if self.reps < MIN_REPS:

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moetui.errors import ConfigError
+from moetui.sizing.settings import Settings
 from moetui.sizing.workload import Workload
 from moetui.tuner.evidence import Decision
 from moetui.tuner.probe import Probe
 
-RESULT_VERSION = 2
+RESULT_VERSION = 3  # 3: the settings it was tuned for, whole (2 kept context, margin, workload)
 
 
 @dataclass
@@ -31,10 +32,10 @@ class TuneResult:
     efficiency: dict[str, Any] | None = None  # EfficiencyFactors refit from the measurements (to_dict)
     created: float = 0.0  # unix time
     notes: list[str] = field(default_factory=list)
-    # what the tune was asked to respect; a later tune may reuse this profile only where it still holds
-    n_ctx_requested: int | None = None  # --ctx (None: the plan's default context)
-    vram_margin_bytes: int | None = None  # the VRAM headroom it kept (the sizing default filled in); None: unknown
-    workload: Workload | None = None  # what a turn is (None: a profile saved before workloads were remembered)
+    # what the tune was asked to respect (context, margin, budget, workload, KV type, ...): a later ask may
+    # reuse this profile only where its settings do not contradict these
+    # None: unknown (a profile of the first release, which kept neither): it answers no later ask
+    settings: Settings | None = field(default_factory=Settings)
     n_prompt: int | None = None  # the prompt length each prompt measurement used
     decisions: list[Decision] = field(default_factory=list)  # every comparison, with its evidence
 
@@ -43,26 +44,19 @@ class TuneResult:
         """The context the winner was tuned (and runs) at."""
         return self.best.config.n_ctx
 
-    def reuse_problem(self, objective: str, min_ctx: int, vram_margin_bytes: int | None,
-                      margin_matters: bool, workload: Workload | None = None) -> str | None:
-        """Why this saved profile cannot answer a tune asked for (objective, workload, min_ctx, margin);
-        None when it can. A profile tuned at a larger context or with more VRAM headroom also satisfies
-        smaller asks: its config runs there too (a smaller context only frees memory)."""
+    @property
+    def workload(self) -> Workload | None:
+        return self.settings.workload if self.settings is not None else None
+
+    def reuse_problem(self, objective: str, settings: Settings, min_ctx: int, gpu_matters: bool) -> str | None:
+        """Why this saved profile cannot answer a tune asked for (objective, settings whose context is
+        min_ctx); None when it can. A profile tuned at a larger context or with more VRAM headroom also
+        satisfies smaller asks: its config runs there too (a smaller context only frees memory)."""
         if self.stopped == "cancelled":
             return "the saved tune was cancelled"
         if self.objective != objective:
             return f"the saved profile was tuned for {self.objective}, not {objective}"
-        if workload is not None and self.workload != workload:
-            was = self.workload.describe() if self.workload else "no stated workload"
-            return f"the saved profile was tuned for {was}, not {workload.describe()}"
-        if self.n_ctx < min_ctx:
-            return f"the saved profile was tuned at context {self.n_ctx}, below the {min_ctx} asked for"
-        if margin_matters and vram_margin_bytes is not None:
-            if self.vram_margin_bytes is None or self.vram_margin_bytes < vram_margin_bytes:
-                kept = "an unknown" if self.vram_margin_bytes is None else f"{self.vram_margin_bytes / 1e9:.2f} GB"
-                return (f"the saved profile kept {kept} of VRAM free, less than the "
-                        f"{vram_margin_bytes / 1e9:.2f} GB asked for")
-        return None
+        return settings.reuse_problem(self.settings, self.n_ctx, min_ctx, gpu_matters=gpu_matters)
 
     def to_dict(self) -> dict[str, Any]:
         # probes are stored once; best/baseline/plan_probe refer to them by index
@@ -74,8 +68,7 @@ class TuneResult:
             "rig_fingerprint": self.rig_fingerprint, "model_id": self.model_id, "llama_version": self.llama_version,
             "objective": self.objective, "elapsed_s": self.elapsed_s, "stopped": self.stopped,
             "model_path": self.model_path, "efficiency": self.efficiency, "created": self.created, "notes": list(self.notes),
-            "n_ctx_requested": self.n_ctx_requested, "vram_margin_bytes": self.vram_margin_bytes,
-            "workload": self.workload.to_dict() if self.workload else None, "n_prompt": self.n_prompt,
+            "settings": self.settings.to_dict() if self.settings is not None else None, "n_prompt": self.n_prompt,
             "decisions": [d.to_dict() for d in self.decisions],
         }
 
@@ -97,12 +90,29 @@ class TuneResult:
                 model_id=str(d["model_id"]), llama_version=str(d["llama_version"]), objective=str(d["objective"]),
                 elapsed_s=float(d["elapsed_s"]), stopped=str(d["stopped"]), model_path=str(d.get("model_path") or ""),
                 efficiency=d.get("efficiency"), created=float(d.get("created") or 0.0), notes=list(d.get("notes") or []),
-                n_ctx_requested=_opt_int(d.get("n_ctx_requested")), vram_margin_bytes=_opt_int(d.get("vram_margin_bytes")),
-                workload=Workload.from_dict(d["workload"]) if d.get("workload") else None,
+                settings=_settings(d),
                 n_prompt=_opt_int(d.get("n_prompt")), decisions=[Decision.from_dict(x) for x in d.get("decisions") or []],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"not a moetui tuning profile ({type(exc).__name__}: {exc})") from None
+
+
+def _settings(d: dict[str, Any]) -> Settings | None:
+    """The settings a profile was tuned for: format 3 keeps them whole; format 2 kept the context, the
+    margin and the workload (a value today's Settings refuse, a context below its least, leaves that
+    setting at its default); the first release none (None: unknown)."""
+    if "settings" in d:
+        return Settings.from_dict(d["settings"]) if d["settings"] is not None else None
+    if "vram_margin_bytes" not in d:
+        return None
+    kept: dict[str, Any] = {"n_ctx": _opt_int(d.get("n_ctx_requested")),
+                            "vram_margin_bytes": _opt_int(d.get("vram_margin_bytes"))}
+    if d.get("workload"):
+        kept["workload"] = Workload.from_dict(d["workload"])
+    try:
+        return Settings(**kept)
+    except ConfigError:
+        return Settings(workload=kept.get("workload", Settings().workload))
 
 
 def _opt_int(x: Any) -> int | None:

@@ -21,7 +21,6 @@ from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import ConfigError, MoetuiError
-from moetui.hardware.rig import Rig
 from moetui.paths import atomic_write_json, data_dir
 from moetui.sizing.speed import EfficiencyFactors
 from moetui.tuner.result import RESULT_VERSION, TuneResult
@@ -159,14 +158,3 @@ def _efficiency(d: Any) -> EfficiencyFactors | None:
     if not isinstance(d.get("source", ""), str):
         return None
     return EfficiencyFactors.from_dict(d)
-
-
-def measured_efficiency(rig: Rig, store: ProfileStore | None = None) -> EfficiencyFactors | None:
-    """This rig's measured efficiency factors, if a tune saved any; never raises (a plan without them
-    just uses the defaults)."""
-    if not rig.fingerprint:
-        return None
-    try:
-        return (store or ProfileStore()).rig_efficiency(rig.fingerprint)
-    except (OSError, MoetuiError):
-        return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -27,14 +26,16 @@ from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
-from moetui.ui.state import AppState, ConfigChosen, DownloadRequested, ModelSelected, PlanChanged, RigChanged, TuneCompleted
+from moetui.ui.state import (
+    AppState, ConfigChosen, DownloadRequested, ModelSelected, PlanChanged, RigChanged, SettingsChanged, TuneCompleted,
+)
 from moetui.ui.selection import remember_model, remembered_missing, remembered_model
 from textual.widgets import Input, TextArea
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
-    from moetui.sizing.plan import PlanOptions
+    from moetui.sizing.settings import Settings
     from moetui.tuner import TuneResult
 
 ASSETS = assets_dir()
@@ -51,11 +52,6 @@ SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
     "best": ("moetui.ui.screens.best", "BestConfigScreen", "b", "Best config for my rig",
              "pick, download, plan, tune and chat in one click"),
 }
-
-class _Keep(Enum):
-    """request_plan's "leave this setting as it is" (None already means "no draft model")."""
-
-    KEEP = "keep"
 
 
 class MoetuiApp(App):
@@ -227,10 +223,12 @@ class MoetuiApp(App):
         self.refresh_screens()
         self.request_plan()
 
+    def on_settings_changed(self, msg: SettingsChanged) -> None:
+        self.request_plan(msg.settings)
+        self.refresh_screens()
+
     def on_plan_changed(self, msg: PlanChanged) -> None:
         self.state.plan = msg.plan
-        if msg.options is not None:
-            self.state.plan_options = msg.options
         self.state.plan_error = None
         self.state.planning = False
         self.refresh_screens()
@@ -254,7 +252,7 @@ class MoetuiApp(App):
 
     @work(thread=True, exclusive=True, group="tuned", exit_on_error=False)
     def _tuned_worker(self, rig: Rig, info: ModelInfo, model_path: str | None) -> None:
-        from moetui.tuner.active import saved_profile  # the tuner loads gguf: not at the app's start
+        from moetui.resolver import saved_profile  # gguf: not at the app's start
 
         try:
             saved = saved_profile(rig, info.identity, model_path)
@@ -318,35 +316,30 @@ class MoetuiApp(App):
                     severity="error", timeout=8)
         self.refresh_screens()
 
-    def request_plan(self, options: PlanOptions | None = None, draft_path: str | None | _Keep = _Keep.KEEP) -> None:
-        """Plan the selection for the rig with `options` (default: the current ones) in a worker; the
-        newest request wins. Does nothing until both a rig and a model are known."""
+    def request_plan(self, settings: Settings | None = None) -> None:
+        """Plan the selection for the rig with `settings` (default: the current ones, else they become the
+        current ones) in a worker; the newest request wins. Does nothing until a rig and a model are known."""
         s = self.state
-        if options is not None:
-            s.plan_options = options
-        if draft_path is not _Keep.KEEP:
-            s.draft_path = draft_path or None
+        if settings is not None:
+            s.settings = settings
         if s.rig is None or s.model_info is None:
             return
         s.planning = True
-        self._plan_worker(s.model_info, s.rig, s.plan_options, s.draft_path, s.model_path)
+        self._plan_worker(s.model_info, s.rig, s.settings, s.model_path)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def _plan_worker(self, info: ModelInfo, rig: Rig, options: PlanOptions | None, draft_path: str | None,
-                     model_path: str | None) -> None:
-        from moetui.sizing.plan import plan  # gguf and the tuner: not at the app's start
-        from moetui.tuner.active import plan_options_for
+    def _plan_worker(self, info: ModelInfo, rig: Rig, settings: Settings, model_path: str | None) -> None:
+        from moetui.resolver import plan_for  # gguf: not at the app's start
 
         try:
-            o = plan_options_for(rig, options, model_path)  # with the efficiency a tune measured here
-            o.draft = self._draft(draft_path) if draft_path else None
-            result = plan(info, rig, o)
+            draft = self._draft(settings.draft_path) if settings.draft_path else None
+            result = plan_for(info, rig, settings, model_path, draft)  # with the efficiency a tune measured here
         except Exception as exc:
             if not get_current_worker().is_cancelled:
                 self.call_from_thread(self._plan_failed, exc)
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self.post_message, PlanChanged(result, options))
+            self.call_from_thread(self.post_message, PlanChanged(result))
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""

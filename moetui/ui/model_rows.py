@@ -59,9 +59,8 @@ class VerdictCache:
         self.computed = 0
 
     @staticmethod
-    def key(row: ModelRow, rig_id: str) -> tuple[object, ...] | None:
-        from moetui.sizing.plan import PlanOptions
-
+    def key(row: ModelRow, rig_id: str, settings: object = None) -> tuple[object, ...] | None:
+        """What a verdict depends on: the file (or catalog row), the rig and the settings it plans with."""
         path = row.file  # a catalog quant once downloaded is judged from its file, not its shape
         if path is not None:
             try:
@@ -71,7 +70,7 @@ class VerdictCache:
             ident: tuple[object, ...] = (str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns)
         else:
             ident = (row.key, row.size_bytes, row.shape, "not downloaded")
-        return (ident, rig_id, repr(PlanOptions(model_path=row.key)))
+        return (ident, rig_id, repr(settings))
 
     def get(self, key: tuple[object, ...] | None) -> tuple[ModelInfo | None, tuple[str, str, str], str] | None:
         if key is None:

@@ -7,18 +7,20 @@ runtime: the domain types are only needed by type checkers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+from moetui.sizing.settings import Settings  # light: the user's settings, no gguf
 
 if TYPE_CHECKING:  # annotations only: keeps `import moetui.ui.state` cheap and free of import cycles
     from moetui.config import RunConfig
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
-    from moetui.sizing.plan import Plan, PlanOptions
+    from moetui.resolver import ActiveConfig
+    from moetui.sizing.plan import Plan
     from moetui.tuner import TuneResult
-    from moetui.tuner.active import ActiveConfig
 
 
 @dataclass
@@ -26,11 +28,12 @@ class AppState:
     rig: Rig | None = None  # moetui.hardware.Rig (detected in a worker at startup)
     model_path: str | None = None  # selected model: a local GGUF path (or a hub ref before download)
     model_info: ModelInfo | None = None  # moetui.model.info.ModelInfo of the selection
-    plan: Plan | None = None  # moetui.sizing.plan.Plan for the selection with current knobs
-    plan_options: PlanOptions | None = None
+    # what the user asked for (context, margin, workload, KV type, draft, ...): the Plan, Tune and Best
+    # screens edit it (SettingsChanged); the plan, the tune, Chat and Export all use it as it is
+    settings: Settings = field(default_factory=Settings)
+    plan: Plan | None = None  # moetui.sizing.plan.Plan for the selection with the settings
     tuned: TuneResult | None = None  # moetui.tuner.TuneResult, when tuned (or loaded from the profile store)
     config: RunConfig | None = None  # what Chat/Export use: tuned.best.config, else plan.config
-    draft_path: str | None = None  # the Plan screen's draft-model knob, planned with the selection
     # what the App's workers are doing or why they failed: the screens show it, only the App writes it
     detecting: bool = False  # the rig is being detected (Rig, Home and Best config wait for it)
     loading_model: str | None = None  # the path being inspected, until it is selected or fails
@@ -39,13 +42,14 @@ class AppState:
     plan_error: str | None = None  # why the last plan failed (DoesNotFit ...), shown by Plan and Home
 
     def active(self, *, defaults: bool = False) -> ActiveConfig | None:
-        """Which config is in force and why (moetui.tuner.active): chosen, tuned, planned. defaults:
-        llama.cpp's own for a selected model file not planned yet (what Chat loads then)."""
-        from moetui.tuner.active import choose  # the tuner loads gguf: `import moetui.ui.state` stays cheap
+        """Which config is in force and why (moetui.resolver): chosen, tuned (where it answers the
+        settings), planned. defaults: llama.cpp's own for a selected model file not planned yet (what Chat
+        loads then)."""
+        from moetui.resolver import choose  # gguf: `import moetui.ui.state` stays cheap
 
         tuned = self.tuned if self.tuned is not None and self.config is self.tuned.best.config else None
-        return choose(chosen=None if tuned else self.config, tuned=tuned, planned=self.plan,
-                      defaults_for=self.model_path if defaults else None)
+        return choose(chosen=None if tuned else self.config, tuned=tuned, planned=self.plan, settings=self.settings,
+                      rig=self.rig, defaults_for=self.model_path if defaults else None)
 
     def active_config(self) -> RunConfig | None:
         active = self.active()
@@ -70,12 +74,20 @@ class ModelSelected(Message):
 
 
 class PlanChanged(Message):
-    """A new plan for the selection (knobs moved, rig or model changed)."""
+    """A new plan for the selection (settings changed, rig or model changed)."""
 
-    def __init__(self, plan: Plan, options: PlanOptions | None = None) -> None:
+    def __init__(self, plan: Plan) -> None:
         super().__init__()
         self.plan = plan
-        self.options = options
+
+
+class SettingsChanged(Message):
+    """The user changed a setting (Plan's knobs, Tune's or Best's workload): the App stores the new Settings
+    and plans the selection with them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
 
 
 class TuneCompleted(Message):

@@ -18,7 +18,8 @@ from pathlib import Path
 from moetui.hardware import detect_rig
 from moetui.model.proxy import write_proxy
 from moetui.model.shapes import load_shape, scaled
-from moetui.tuner import ProbeFinished, TuneOptions, TuneProgress, Tuner
+from moetui.tuner import ProbeFinished, TuneOptions, TuneProgress
+from moetui.tuner.engine import Tuner
 
 
 def main() -> int:

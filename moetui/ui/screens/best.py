@@ -52,22 +52,23 @@ from moetui.ui.screens.best_messages import (
     StepChanged,
     TargetChanged,
 )
-from moetui.ui.screens.tune import WORKLOAD_CHOICES, workload_choice
+from moetui.ui.screens.tune import WORKLOAD_CHOICES, with_picked_workload, workload_choice
 from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
-from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted
+from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, SettingsChanged, TuneCompleted
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.format import gib, plan_mode
 from moetui.ui.widgets.probe_plot import ProbePlot
 from moetui.ui.widgets.progress_eta import ProgressEta
-from moetui.sizing.workload import WORKLOADS
 from moetui.ui.widgets.tick_box import TickBox
 from moetui.hub.download import DownloadCancelled, DownloadProgress, download_model
 from moetui.model.info import ModelInfo
 from moetui.model.inspect import inspect_file
-from moetui.sizing.plan import Plan, PlanOptions
-from moetui.tuner import TuneEvent, TuneOptions, TuneResult, tune
-from moetui.tuner.active import plan_for_rig, plan_options_for
+from moetui.sizing.plan import Plan
+from moetui.resolver import plan_for, plan_options_for
+from moetui.resolver.tuning import tune
+from moetui.sizing.settings import Settings
+from moetui.tuner import TuneEvent, TuneOptions, TuneResult
 
 DEFAULT_BUDGET_S = 120
 STEPS = [
@@ -112,7 +113,6 @@ class BestConfigScreen(Screen):
         self.picked_shape: str | None = None  # the catalog pick's shape preset: its proxy works offline
         self.start_on: str | None = None  # the next run's model, chosen from a dialog
         self._cancel = threading.Event()
-        self.workload = workload_choice(tune_options)  # the picker's value when the flow started
 
     def compose(self) -> ComposeResult:
         yield Static("Best config for my rig", id="best-title")
@@ -120,7 +120,7 @@ class BestConfigScreen(Screen):
         with Horizontal(id="best-controls"):
             yield Label("Tune budget s")
             yield Input(str(int(self.budget_s)), id="best-budget", type="integer")
-            yield Select(WORKLOAD_CHOICES, value=workload_choice(self.tune_options), allow_blank=False,
+            yield Select(WORKLOAD_CHOICES, value=workload_choice(app_state(self.app).settings), allow_blank=False,
                          id="best-workload")
             yield TickBox("Retune", value=False, id="best-retune")
             yield Button("Go", id="best-start", variant="success")
@@ -143,6 +143,9 @@ class BestConfigScreen(Screen):
         if self.running:
             return  # the flow itself is changing the state: its own lines say more
         state = app_state(self.app)
+        picker = self.query_one("#best-workload", Select)
+        if picker.value != workload_choice(state.settings):
+            picker.value = workload_choice(state.settings)  # changed on Tune: the same setting
         if state.model_path:
             self._target(f"Model: {Path(state.model_path).name if Path(state.model_path).exists() else state.model_path}")
         else:
@@ -173,14 +176,25 @@ class BestConfigScreen(Screen):
         self.view.restart(budget, "")
         self._detail("")
         self.running = True
-        self.workload = str(self.query_one("#best-workload", Select).value)
-        self._flow(state.rig, selected, selected_info, state.plan_options, budget,
+        # the app's settings (Plan's context, margin, KV type, ...) with the workload picked here: the flow
+        # plans and tunes with this one object
+        settings = with_picked_workload(state.settings, str(self.query_one("#best-workload", Select).value))
+        if settings is not state.settings:
+            self.post_message(SettingsChanged(settings))
+        self._flow(state.rig, selected, selected_info, settings, budget,
                    self.query_one("#best-retune", Checkbox).value, self._cancel)
 
     def action_cancel(self) -> None:
         if self.running:
             self._cancel.set()
             self._detail("cancelling …")
+
+    @on(Select.Changed, "#best-workload")
+    def _workload_picked(self, event: Select.Changed) -> None:
+        settings = app_state(self.app).settings
+        picked = with_picked_workload(settings, str(event.value))
+        if picked is not settings and not self.running:
+            self.post_message(SettingsChanged(picked))
 
     @on(Button.Pressed, "#best-start")
     def _start_pressed(self) -> None:
@@ -237,7 +251,7 @@ class BestConfigScreen(Screen):
     # --- the flow (worker thread) -----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="best")
     def _flow(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None,
-              plan_options: PlanOptions | None, budget: float, retune: bool, cancel: threading.Event) -> None:
+              settings: Settings, budget: float, retune: bool, cancel: threading.Event) -> None:
         current = "rig"
         say = FlowReporter(self, cancel)
 
@@ -249,16 +263,16 @@ class BestConfigScreen(Screen):
             rig = self._step_rig(rig, cancel, say)
             check()
             current = "model"
-            path, ref, info = self._step_model(rig, selected, selected_info, plan_options, say)
+            path, ref, info = self._step_model(rig, selected, selected_info, settings, say)
             check()
             current = "download"
             path = self._step_download(path, ref, cancel, say)
             check()
             current = "plan"
-            info, plan = self._step_plan(path, info, rig, plan_options, say)
+            info, plan = self._step_plan(path, info, rig, settings, say)
             check()
             current = "tune"
-            result = self._step_tune(path, rig, plan, budget, retune, cancel, say)
+            result = self._step_tune(path, rig, settings, budget, retune, cancel, say)
             check()
             current = "chat"
             say.step("chat", "running", "opening Chat …")
@@ -291,7 +305,7 @@ class BestConfigScreen(Screen):
         return rig
 
     def _step_model(self, rig: Rig, selected: str | None, selected_info: ModelInfo | None,
-                    plan_options: PlanOptions | None,
+                    settings: Settings,
                     say: FlowReporter) -> tuple[Path | None, str | None, ModelInfo | None]:
         """(local path or None, hub ref to download or None, ModelInfo when already known)."""
 
@@ -318,7 +332,7 @@ class BestConfigScreen(Screen):
         def progress(i: int, n: int, name: str) -> None:
             say.progress(i / max(n, 1), None, None, f"sizing {name} ({i + 1}/{n})")
 
-        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, plan_options), self.min_decode_tps,
+        pick = pick_from_catalog(rig, self.catalog, plan_options_for(rig, settings), self.min_decode_tps,
                                  progress=progress)
         self.picked_shape = pick.model.shape
         say.progress(1.0, None, None, "")
@@ -353,24 +367,23 @@ class BestConfigScreen(Screen):
         say.step("download", "done", f"{result.path.name}, {gib(result.size_bytes)} in {result.seconds:.1f} s")
         return result.path
 
-    def _step_plan(self, path: Path, info: ModelInfo | None, rig: Rig, plan_options: PlanOptions | None,
+    def _step_plan(self, path: Path, info: ModelInfo | None, rig: Rig, settings: Settings,
                    say: FlowReporter) -> tuple[ModelInfo, Plan]:
         say.step("plan", "running", "inspecting and placing …")
         if info is None or Path(info.path or "") != path:
             info = inspect_file(path)
-        p = plan_for_rig(info, rig, plan_options, str(path))  # as the Plan screen plans: measured efficiency
+        draft = inspect_file(settings.draft_path) if settings.draft_path else None
+        p = plan_for(info, rig, settings, str(path), draft)  # as the Plan screen plans: the same settings
         self.model_path = str(path)
         say.tell_app(ModelSelected(str(path), info))
-        say.tell_app(PlanChanged(p, plan_options))
+        say.tell_app(PlanChanged(p))
         say.step("plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
         return info, p
 
-    def _step_tune(self, path: Path, rig: Rig, plan: Plan, budget: float, retune: bool, cancel: threading.Event,
-                   say: FlowReporter) -> TuneResult:
+    def _step_tune(self, path: Path, rig: Rig, settings: Settings, budget: float, retune: bool,
+                   cancel: threading.Event, say: FlowReporter) -> TuneResult:
         base = self.tune_options or TuneOptions()
-        workload = base.workload if self.workload == workload_choice(base) else WORKLOADS[self.workload]
-        opts = replace(base, budget_s=budget, retune=retune or base.retune, n_ctx=base.n_ctx or plan.config.n_ctx,
-                       workload=workload)
+        opts = replace(base, settings=settings, budget_s=budget, retune=retune or base.retune)  # planned alike
         say.step("tune", "running", f"budget {budget:.0f} s")
         say.release_model_workers()  # no other model resident while the tuner measures
 

@@ -3,7 +3,6 @@ a llama-cpp-python snippet or a moetui config file; copy to the clipboard (OSC 5
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,8 +15,7 @@ from textual.widgets import Button, Footer, Header, Input, Select, Static, TextA
 from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError, in_words
-from moetui.export.commandline import export_command
-from moetui.export.python_snippet import python_snippet
+from moetui.export.render import render
 from moetui.paths import atomic_write_text, data_dir
 
 if TYPE_CHECKING:
@@ -31,13 +29,8 @@ EXTENSIONS = {"python": ".py", "config": ".json"}
 
 def render_export(cfg: RunConfig, tool: str, shell: str = "posix") -> tuple[str, list[str]]:
     """(text, warnings) for one tool. Blocking: finding a llama.cpp binary may run its --help."""
-    if tool == "python":
-        return python_snippet(cfg), []
-    if tool == "config":
-        return json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", []
-
-    cmd = export_command(cfg, tool)
-    return cmd.render(shell) + "\n", list(cmd.warnings)
+    r = render(cfg, tool, shell)
+    return r.text + "\n", r.warnings
 
 
 def default_save_path(cfg: RunConfig, tool: str, shell: str) -> Path:
@@ -100,7 +93,7 @@ class ExportScreen(Screen):
             self.query_one(TextArea).load_text("")
             notes.update("No config yet: select a model (m) and let it plan (p), or tune it (t).")
             return
-        key = (id(cfg), tool, shell)
+        key = (repr(cfg), tool, shell)  # a config re-resolved equal renders the same
         if key == self._shown:
             return
         self._shown = key

@@ -23,6 +23,7 @@ from moetui.errors import DoesNotFit, MoetuiError, in_words
 from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_file, add_folder, discover_local
+from moetui.sizing.settings import Settings
 from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICTS, ModelRow, VerdictCache, same_file, fit_name,
                                   moe_shape, rig_key, shape_info, verdict)
 from moetui.ui.state import DownloadRequested, ModelSelected
@@ -216,7 +217,7 @@ class ModelsScreen(Screen):
         """(MoE shape, verdict, tok/s) for one row (worker thread), from VERDICTS when judged before."""
         if row.missing or rig is None:
             return self._judge(row, rig)
-        key = VerdictCache.key(row, rig_id or rig_key(rig))
+        key = VerdictCache.key(row, rig_id or rig_key(rig), self.verdict_settings())
         hit = VERDICTS.get(key)
         if hit is not None:
             info, cells, detail = hit
@@ -227,6 +228,11 @@ class ModelsScreen(Screen):
         cells = self._judge(row, rig)
         VERDICTS.put(key, (row.info, cells, row.detail))
         return cells
+
+    def verdict_settings(self) -> Settings:
+        """The app's settings as a verdict plans with them (workload, margin, budget, KV type, ...; no draft).
+        A plain read of the shared state from a worker thread: Settings are frozen."""
+        return self.app.state.settings.replace(draft_path=None)  # type: ignore[attr-defined]
 
     def _judge(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
         from moetui.sizing.plan import PlanOptions, plan
@@ -252,7 +258,10 @@ class ModelsScreen(Screen):
         if rig is None:
             return moe_shape(row.info), "rig not detected yet", ""
         try:
-            p = plan(row.info, rig, PlanOptions(model_path=row.key))
+            settings = self.verdict_settings()
+            if settings.n_ctx and row.info.context_length and settings.n_ctx > row.info.context_length:
+                settings = settings.replace(n_ctx=None)  # this model's own (shorter) context
+            p = plan(row.info, rig, PlanOptions.for_settings(settings, model_path=row.key))
         except DoesNotFit as exc:
             row.detail = str(exc)
             return moe_shape(row.info), "does not fit", ""

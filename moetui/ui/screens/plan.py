@@ -13,16 +13,19 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 
+from moetui.config import CACHE_TYPES
+from moetui.config.units import GIB, gib_bytes
+from moetui.errors import ConfigError
 from moetui.hub.cache import needs_download
-from moetui.model.info import KV_CACHE_TYPES
-from moetui.sizing.plan import PlanOptions, gpu_usable
+from moetui.sizing.plan import gpu_usable
+from moetui.sizing.settings import Settings
+from moetui.ui.state import SettingsChanged
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
 
 AUTO = "auto"
-GIB = 2**30
 
 
 class PlanScreen(Screen):
@@ -36,7 +39,7 @@ class PlanScreen(Screen):
             ctx = Input(placeholder="auto", type="integer", id="plan-ctx", classes="knob")
             ctx.border_title = "context"
             yield ctx
-            kv = Select([(AUTO, AUTO)] + [(t, t) for t in KV_CACHE_TYPES], value=AUTO, allow_blank=False,
+            kv = Select([(AUTO, AUTO)] + [(t, t) for t in CACHE_TYPES], value=AUTO, allow_blank=False,
                         id="plan-kv", classes="knob")
             kv.border_title = "KV type"
             yield kv
@@ -58,13 +61,15 @@ class PlanScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        o = self.app.state.plan_options  # type: ignore[attr-defined]
-        if o is not None:
-            if o.n_ctx:
-                self.query_one("#plan-ctx", Input).value = str(o.n_ctx)
-            if o.cache_type:
-                self.query_one("#plan-kv", Select).value = o.cache_type
+        o: Settings = self.app.state.settings  # type: ignore[attr-defined]
+        if o.n_ctx:
+            self.query_one("#plan-ctx", Input).value = str(o.n_ctx)
+        if o.cache_type:
+            self.query_one("#plan-kv", Select).value = o.cache_type
+        if o.vram_margin_bytes is not None:
             self.query_one("#plan-margin", Input).value = f"{o.vram_margin_bytes / GIB:g}"
+        if o.draft_path:
+            self.query_one("#plan-draft", Input).value = o.draft_path
         self._ready = True
         self.refresh_from_state()
 
@@ -124,38 +129,35 @@ class PlanScreen(Screen):
         if event.select.id == "plan-kv" and getattr(self, "_ready", False):
             self.replan()
 
-    def options_from_knobs(self):
-        """PlanOptions from the knobs; ValueError with a plain message for a value that is not usable."""
-
-        base = self.app.state.plan_options or PlanOptions()  # type: ignore[attr-defined]
+    def settings_from_knobs(self, draft: bool = False) -> Settings:
+        """The app's Settings with the knobs' values (the draft box only when submitted: draft); a
+        ConfigError naming the knob for a value that cannot be used."""
+        base: Settings = self.app.state.settings  # type: ignore[attr-defined]
         ctx_text = self.query_one("#plan-ctx", Input).value.strip()
-        n_ctx = None
-        if ctx_text:
-            n_ctx = int(ctx_text)
-            if n_ctx < 256:
-                raise ValueError("context must be at least 256 tokens")
+        try:
+            n_ctx = int(ctx_text) if ctx_text else None
+        except ValueError:
+            raise ConfigError(f"context must be a whole number of tokens, not {ctx_text!r}", field="n_ctx") from None
         kv = self.query_one("#plan-kv", Select).value
         margin_text = self.query_one("#plan-margin", Input).value.strip()
-        margin = base.vram_margin_bytes
+        margin = None
         if margin_text:
             try:
-                margin_gib = float(margin_text)
+                margin = gib_bytes(float(margin_text))
             except ValueError:
-                raise ValueError(f"VRAM headroom must be a number of GiB, not {margin_text!r}") from None
-            if margin_gib < 0:
-                raise ValueError("VRAM headroom must be >= 0")
-            margin = int(margin_gib * GIB)
-        return replace(base, n_ctx=n_ctx, cache_type=None if kv in (AUTO, Select.BLANK) else str(kv),
-                       vram_margin_bytes=margin, draft=None)
+                raise ConfigError(f"VRAM headroom must be a number of GiB, not {margin_text!r}",
+                                  field="vram_margin_bytes") from None
+        changes = {"n_ctx": n_ctx, "cache_type": None if kv in (AUTO, Select.BLANK) else str(kv),
+                   "vram_margin_bytes": margin}
+        if draft:
+            changes["draft_path"] = self.query_one("#plan-draft", Input).value.strip() or None
+        return base.replace(**changes)  # validated field by field
 
     def replan(self, draft: bool = False) -> None:
         try:
-            options = self.options_from_knobs()
-        except ValueError as exc:
+            settings = self.settings_from_knobs(draft)
+        except ConfigError as exc:
             self._show_error(str(exc))
             return
         self._show_error(None)
-        kwargs = {}
-        if draft:
-            kwargs["draft_path"] = self.query_one("#plan-draft", Input).value.strip() or None
-        self.app.request_plan(options, **kwargs)  # type: ignore[attr-defined]
+        self.post_message(SettingsChanged(settings))

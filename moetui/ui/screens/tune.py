@@ -25,7 +25,7 @@ from moetui.ui.screens.flow_common import (
     app_state,
     release_model_workers,
 )
-from moetui.ui.state import ConfigChosen, TuneCompleted
+from moetui.ui.state import ConfigChosen, SettingsChanged, TuneCompleted
 from moetui.ui.tune_view import TuneEnded, TunerEvent, TuneView, describe_probe, probe_name, versus_plan
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.tick_box import TickBox
@@ -34,17 +34,24 @@ from moetui.ui.widgets.probe_table import ProbeTable
 from moetui.ui.widgets.progress_eta import ProgressEta
 from moetui.sizing.workload import WORKLOADS
 from moetui.hardware import Rig
-from moetui.tuner import Probe, TuneEvent, TuneOptions, TuneResult, tune
+from moetui.resolver.tuning import tune
+from moetui.sizing.settings import Settings
+from moetui.tuner import Probe, TuneEvent, TuneOptions, TuneResult
 
 DEFAULT_BUDGET_S = 300
 OBJECTIVE_CHOICES = [("turn", "turn"), ("decode", "decode"), ("balanced", "balanced"), ("prefill", "prefill")]
 WORKLOAD_CHOICES = [("chat", "chat"), ("long-prompt", "long-prompt"), ("decode", "decode")]
 
 
-def workload_choice(options: TuneOptions | None) -> str:
-    """The picker's value for a TuneOptions' workload (a custom one shows as chat until picked)."""
-    name = options.workload.name if options is not None else "chat"
+def workload_choice(settings: Settings) -> str:
+    """The picker's value for the settings' workload (a custom one shows as chat until picked)."""
+    name = settings.workload.name
     return name if name in dict(WORKLOAD_CHOICES) else "chat"
+
+
+def with_picked_workload(settings: Settings, picked: str) -> Settings:
+    """The settings with the workload picked in a Select (a custom one stays while the picker shows it)."""
+    return settings if picked == workload_choice(settings) else settings.replace(workload=WORKLOADS[picked])
 
 
 class TuneScreen(Screen):
@@ -59,7 +66,7 @@ class TuneScreen(Screen):
     def __init__(self, *, options: TuneOptions | None = None, name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         """options: a moetui.tuner.TuneOptions to start from (the budget, objective and retune boxes
-        override its fields); None: the tuner's defaults."""
+        override its fields, the app's settings its settings); None: the tuner's defaults."""
         super().__init__(name=name, id=id, classes=classes)
         self.base_options = options
         self.result: TuneResult | None = None  # the last one shown
@@ -74,7 +81,7 @@ class TuneScreen(Screen):
             yield Input(str(int(budget)), id="tune-budget", type="integer")
             objective = getattr(self.base_options, "objective", "turn")
             yield Select(OBJECTIVE_CHOICES, value=objective, allow_blank=False, id="tune-objective")
-            yield Select(WORKLOAD_CHOICES, value=workload_choice(self.base_options), allow_blank=False,
+            yield Select(WORKLOAD_CHOICES, value=workload_choice(app_state(self.app).settings), allow_blank=False,
                          id="tune-workload")
             yield TickBox("Retune", value=bool(getattr(self.base_options, "retune", False)), id="tune-retune")
             yield Button("Start", id="tune-start", variant="success")
@@ -104,6 +111,9 @@ class TuneScreen(Screen):
         model = Path(state.model_path).name if state.model_path else "no model selected (m)"
         rig = state.rig.name if state.rig is not None else "rig not detected yet"
         self.query_one("#tune-title", Static).update(f"Tune {model} on {rig}")
+        picker = self.query_one("#tune-workload", Select)
+        if picker.value != workload_choice(state.settings) and not self.running:
+            picker.value = workload_choice(state.settings)  # changed on Best config: the same setting
         if not self.running and state.tuned is not None and state.tuned is not self.result and self.view is not None:
             self.view.restart(None, "")
             self.show_result(state.tuned)  # tuned elsewhere (Best config): never leave an older tune on show
@@ -118,13 +128,10 @@ class TuneScreen(Screen):
             raise ConfigError(f"the budget must be a number of seconds, not {raw!r}") from None
         objective = self.query_one("#tune-objective", Select).value
         base = self.base_options or TuneOptions()
-        picked = str(self.query_one("#tune-workload", Select).value)
-        workload = base.workload if picked == workload_choice(base) else WORKLOADS[picked]  # keeps a custom one
-        opts = replace(base, budget_s=budget, objective=str(objective), workload=workload,
+        # the app's settings as they are (context, margin, KV type, ... from Plan), with the workload picked
+        settings = with_picked_workload(app_state(self.app).settings, str(self.query_one("#tune-workload", Select).value))
+        opts = replace(base, settings=settings, budget_s=budget, objective=str(objective),
                        retune=self.query_one("#tune-retune", Checkbox).value)
-        state = app_state(self.app)
-        if opts.n_ctx is None and state.plan_options is not None and state.plan_options.n_ctx:
-            opts = replace(opts, n_ctx=state.plan_options.n_ctx)  # the context the user asked for in Plan
         opts.validate()
         return opts
 
@@ -162,6 +169,13 @@ class TuneScreen(Screen):
         if action == "cancel":
             return self.running
         return True
+
+    @on(Select.Changed, "#tune-workload")
+    def _workload_picked(self, event: Select.Changed) -> None:
+        settings = app_state(self.app).settings
+        picked = with_picked_workload(settings, str(event.value))
+        if picked is not settings:
+            self.post_message(SettingsChanged(picked))  # Plan and Best plan for it too
 
     @on(Input.Submitted, "#tune-budget")
     def _budget_submitted(self) -> None:

@@ -101,6 +101,9 @@ class RunConfig:
     # llama.cpp's weight repacking (extra CPU buffer types: AMX, CPU_REPACK); False is `--no-repack`,
     # which the plan picks where the probe saw repacked kernels crash (moetui.hardware.repack)
     repack: bool = True
+    # llama.cpp's --no-host: weights the CPU computes skip the GPU backend's pinned host buffer, so the
+    # CPU's extra (repacked) buffer types can hold them (moetui.config.llama_flags)
+    no_host: bool = False
     n_parallel: int = 1
     seed: int = -1
     draft: DraftConfig | None = None
