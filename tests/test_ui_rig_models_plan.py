@@ -196,7 +196,7 @@ async def test_plan_knobs_replan(tiny_moe: Path, tiny_draft: Path) -> None:
         await pilot.press(*"8192")
         await settle(app, pilot)
         assert app.state.plan.config.n_ctx == 8192
-        assert app.state.plan_options.n_ctx == 8192
+        assert app.state.settings.n_ctx == 8192
 
         app.screen.query_one("#plan-kv").value = "q8_0"
         await settle(app, pilot)

@@ -17,7 +17,7 @@ from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, StatsEvent
 from moetui.sizing.overrides import LLAMA_EXPS_REGEX, n_cpu_moe_overrides
 from moetui.hardware.rpc import parse_endpoints
 from moetui.hub.cache import local_model_file
-from moetui.errors import WorkerError
+from moetui.errors import ConfigError, WorkerError
 from moetui.sizing.settings import Settings
 
 
@@ -28,6 +28,8 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("llama.cpp settings (applied on top of --config or the config in force; llama.cpp's "
                              "flag names)")
     add_llama_arguments(g)
+    g.add_argument("-ot", "--override-tensor", action="append", dest="ot", metavar="PATTERN=DEV",
+                   help="tensor buffer override (repeatable; comma-separated lists too)")
     g.add_argument("-ncmoe", "--n-cpu-moe", type=int, dest="n_cpu_moe", metavar="N",
                    help="keep the experts of the first N layers in RAM")
     g.add_argument("-cmoe", "--cpu-moe", action="store_true", help="keep all experts in RAM")
@@ -55,7 +57,9 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
     changes.update(llama_changes(args))
     if args.n_batch is not None and changes.get("n_ubatch") is None and cfg.n_ubatch > args.n_batch:
         changes["n_ubatch"] = args.n_batch  # like llama.cpp: the ubatch follows a smaller batch
-    overrides = list(changes.pop("overrides", cfg.overrides))
+    overrides = list(cfg.overrides)
+    if args.ot:
+        overrides += _parse_ot(args.ot)
     if args.cpu_moe:
         overrides.append(TensorOverride(LLAMA_EXPS_REGEX, "CPU"))
     if args.n_cpu_moe:
@@ -72,6 +76,17 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
                 draft = DraftConfig(**{**draft.__dict__, name: v})
     changes["draft"] = draft
     return cfg.replace(**{k: v for k, v in changes.items() if v is not None or k == "draft"})
+
+
+def _parse_ot(values: list[str]) -> list[TensorOverride]:
+    out = []
+    for value in values:
+        for item in value.split(","):
+            pattern, sep, dev = item.rpartition("=")
+            if not sep or not pattern or not dev:
+                raise ConfigError(f"-ot wants PATTERN=DEVICE, not {item!r}")
+            out.append(TensorOverride(pattern, dev))
+    return out
 
 
 def settings_changes(settings: Settings) -> dict[str, Any]:

@@ -146,7 +146,9 @@ class Tuner:
         o, plan = self.options, self.plan
         wanted = o.dimensions or DIMENSIONS
         applies = {"placement": self._placement_applies(), "draft": bool(o.draft_path),
-                   "repack": start.repack and plan.mode != "all_gpu"}
+                   "repack": start.repack and plan.mode != "all_gpu",
+                   # what the user fixed in the settings is not searched: the winner keeps it
+                   "cache_type": o.settings.cache_type is None, "ubatch": o.settings.n_ubatch is None}
         dims = [d for d in DIMENSIONS if d in wanted and applies.get(d, True)]
         w = o.workload
         prompt_s = w.prompt_tokens / plan.prompt_tps if plan.prompt_tps else 0.0
