@@ -104,7 +104,8 @@ def first_line(exc: BaseException | str, limit: int | None = None) -> str:
 
 # ---- llama.cpp's own words, without its source paths ----
 # "/home/u/pip-build/vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:566: " before an abort's message
-_SOURCE_PATH = re.compile(r"(?:[A-Za-z]:)?[^\s:]*[/\\][^\s:]*\.(?:cpp|cc|cu|c|hpp|h|mm|m)(?=[:\s]|$)(?::\d+)*:?\s*")
+_EXT = r"\.(?:cpp|cc|cu|c|hpp|h|mm|m)"
+_SOURCE_PATH = re.compile(rf"(?:[A-Za-z]:)?[^\s:]*[/\\][^\s:]*{_EXT}(?=[:\s]|$)(?::\d+)*:?\s*|[\w.-]+{_EXT}:\d+:\s*")
 _ABORT_LINE = re.compile(r"GGML_ASSERT|GGML_ABORT|\.(?:c|cc|cpp|cu|h|m):\d+:|terminate called|std::bad_alloc")
 # aborts libggml's RPC client and its loader print, as a person reads them
 _ABORT_WORDS = (
@@ -132,7 +133,7 @@ def llama_abort_reason(log: str) -> str:
     for line in reversed(lines):
         if _ABORT_LINE.search(line):
             text = without_source_paths(line)
-            return f"llama.cpp stopped: {text}" if text else "llama.cpp aborted"
+            return f"llama.cpp aborted: {text}" if text else "llama.cpp aborted"
     return ""
 
 

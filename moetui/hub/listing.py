@@ -154,7 +154,10 @@ def list_repo(repo: str, revision: str | None = None) -> RepoListing:
     reply = bounded_get(url, what=what, headers=auth_headers(), params={"blobs": True}, max_bytes=MAX_LISTING_BYTES)
     if reply.status != 200:
         raise HubError(f"{what}: {_status_words(reply)}")
-    return parse_listing(reply.body, repo, revision, host_of(reply.url))
+    try:
+        return parse_listing(reply.body, repo, revision, host_of(reply.url))
+    except ServerClaimError as exc:
+        raise HubError(f"{what}: {exc}") from None
 
 
 def _status_words(reply: Reply) -> str:

@@ -152,7 +152,8 @@ def probe(endpoints: list[RpcEndpoint] | str, timeout: float | None = None) -> l
                            capture_output=True, text=True, timeout=timeout, env=env, check=False,
                            preexec_fn=_cap_child if os.name == "posix" else None)
     except subprocess.TimeoutExpired:
-        raise RpcServerError(names, f"the memory query got no full answer within {timeout:g} s") from None
+        raise RpcServerError(names, f"the memory query got no full answer within {timeout:g} s and was stopped "
+                                    "(a server that stalls, or claims more devices or memory than exist)") from None
     if p.returncode != 0:
         failed = next((e.address for e in eps if e.address in (p.stderr or "")), names)
         raise RpcServerError(failed, f"the memory query failed: {_child_failure(p)}")
