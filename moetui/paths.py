@@ -173,12 +173,13 @@ def _depth(obj: Any) -> int:
     return deepest
 
 
-def parse_state(raw: bytes) -> Any:
-    """JSON as moetui writes it: UTF-8, finite numbers, nested at most MAX_STATE_DEPTH; StateError otherwise."""
+def parse_state(raw: bytes, finite_only: bool = True) -> Any:
+    """JSON as moetui writes it: UTF-8, finite numbers (NaN and Infinity refused unless not finite_only: a
+    reader that checks its numbers itself), nested at most MAX_STATE_DEPTH; StateError otherwise."""
     if len(raw) > MAX_STATE_BYTES:
         raise StateError(f"{len(raw):,} bytes, more than moetui ever writes there")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant if finite_only else None)
     except RecursionError:
         raise StateError("nested too deep") from None
     except UnicodeDecodeError:
@@ -191,7 +192,7 @@ def parse_state(raw: bytes) -> Any:
 
 
 def load_state(path: Path, what: str, check: Callable[[Any], Any] | None = None,
-               on_notice: Callable[[str], None] | None = None) -> Any | None:
+               on_notice: Callable[[str], None] | None = None, finite_only: bool = True) -> Any | None:
     """A JSON file moetui keeps (`what` names it for a person: "folder list", "bandwidth cache"), checked by
     `check` (types, ranges: it raises StateError or returns the value to use). Missing: None. Corrupt: moved
     aside to NAME.corrupt-TIME (never overwritten by the next save, never deleted), a notice recorded
@@ -201,13 +202,11 @@ def load_state(path: Path, what: str, check: Callable[[Any], Any] | None = None,
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        return _set_aside(Path(path), what, "a folder, not a file", on_notice)
-    except OSError as exc:
+    except OSError as exc:  # a folder in its place (left alone: not moetui's to move), no permission
         _notice(f"{path}: the {what} cannot be read ({exc.strerror or exc}); carrying on without it", on_notice)
         return None
     try:
-        data = parse_state(raw)
+        data = parse_state(raw, finite_only)
         return check(data) if check is not None else data
     except (StateError, TypeError, KeyError, AttributeError, ValueError, OverflowError, MoetuiError) as exc:
         return _set_aside(Path(path), what, str(exc) or type(exc).__name__, on_notice)

@@ -74,7 +74,8 @@ class ProfileStore:
                 return None
             return TuneResult.from_dict(data)
 
-        result = load_state(path, "tuning profile", check, on_notice=self._warn)
+        # NaN allowed: a profile's measured figures are checked on their own (_efficiency), the tuned config kept
+        result = load_state(path, "tuning profile", check, on_notice=self._warn, finite_only=False)
         if result is None:
             return None
         if result.efficiency is not None and _efficiency(result.efficiency) is None:
