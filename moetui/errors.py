@@ -102,6 +102,41 @@ def first_line(exc: BaseException | str, limit: int | None = None) -> str:
     return line[:limit] if limit is not None else line
 
 
+# ---- llama.cpp's own words, without its source paths ----
+# "/home/u/pip-build/vendor/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:566: " before an abort's message
+_EXT = r"\.(?:cpp|cc|cu|c|hpp|h|mm|m)"
+_SOURCE_PATH = re.compile(rf"(?:[A-Za-z]:)?[^\s:]*[/\\][^\s:]*{_EXT}(?=[:\s]|$)(?::\d+)*:?\s*|[\w.-]+{_EXT}:\d+:\s*")
+_ABORT_LINE = re.compile(r"GGML_ASSERT|GGML_ABORT|\.(?:c|cc|cpp|cu|h|m):\d+:|terminate called|std::bad_alloc")
+# aborts libggml's RPC client and its loader print, as a person reads them
+_ABORT_WORDS = (
+    ("Remote RPC server crashed or returned malformed response", "an RPC server crashed or sent a malformed answer"),
+    ("Failed to connect to", "an RPC server refused the connection"),
+    ("RPC handshake failed", "an RPC server failed the handshake (another protocol version?)"),
+    ("std::bad_alloc", "llama.cpp ran out of memory (an answer or a file claimed sizes far too large)"),
+)
+
+
+def without_source_paths(line: str) -> str:
+    """A llama.cpp log line with its C/C++ source paths taken out (they say where in llama.cpp's code,
+    nothing a user can act on): ".../ggml-rpc.cpp:566: Remote RPC server crashed" -> "Remote RPC server crashed"."""
+    return _SOURCE_PATH.sub("", line).strip()
+
+
+def llama_abort_reason(log: str) -> str:
+    """What llama.cpp said when it aborted, in moetui's words, from the end of its log ("" when it said
+    nothing recognisable)."""
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        for raw, words in _ABORT_WORDS:
+            if raw in line:
+                return words
+    for line in reversed(lines):
+        if _ABORT_LINE.search(line):
+            text = without_source_paths(line)
+            return f"llama.cpp aborted: {text}" if text else "llama.cpp aborted"
+    return ""
+
+
 # ---- raw internals in words: what a socket, a driver library or a Python exception says, for a person ----
 # errno values of a failed connection (negative ones are getaddrinfo's EAI_* codes, as httpx shows them)
 _NET_ERRNO = {

@@ -66,7 +66,9 @@ class FakeHub:
         # file path -> how every ranged GET of it goes wrong: "short" (half the bytes, said so in the
         # headers), "shifted" (another range, said so in Content-Range), "lying" (another range, the
         # Content-Range claiming the one asked for), "ignored" (200 with the whole file)
-        self.range_fault: dict[str, str] = {}
+        self.range_fault: dict[str, str] = {}  # also "trickle": a byte every trickle_s seconds (hub_faults.py)
+        self.trickle_s = 1.0
+        self.listing_fault: str | None = None  # a hostile model-info answer: hub_faults.LISTING_FAULTS
         self._closing = threading.Event()
         self.log: list[tuple[str, str, str | None]] = []
         self.auth_log: list[tuple[str, str | None]] = []  # (path, Authorization header or None)
@@ -220,8 +222,13 @@ class _Handler(BaseHTTPRequestHandler):
                 s.update(size=f.size, blobId=hashlib.sha1(f.path.encode()).hexdigest(),
                          lfs={"size": f.size, "sha256": self.fake.advertised_sha(f), "pointerSize": 134})
             siblings.append(s)
-        self._json({"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False, "gated": False,
-                    "tags": ["gguf"], "siblings": siblings})
+        info = {"id": repo_id, "modelId": repo_id, "sha": repo.commit, "private": False, "gated": False,
+                "tags": ["gguf"], "siblings": siblings}
+        if self.fake.listing_fault:
+            from hub_faults import serve_listing_fault
+
+            return serve_listing_fault(self, self.fake.listing_fault, info)
+        self._json(info)
 
     def _tree(self, repo: _Repo, prefix: str) -> None:
         entries = []
@@ -285,6 +292,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        if fault == "trickle":
+            from hub_faults import trickle
+
+            with open(f.local, "rb") as fh:
+                fh.seek(start)
+                return trickle(self, fh.read(length))
         cut = stall = None
         with self.fake._lock:
             if f.path in self.fake.cut_after:

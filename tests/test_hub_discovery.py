@@ -12,6 +12,8 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
+from moetui.paths import state_notices
+
 from hub_server import fake_hub, write_split_proxy  # noqa: F401
 from moetui.errors import ConfigError
 from moetui.hub.cache import cached_model_path
@@ -139,9 +141,10 @@ def test_user_folders_persist_atomically_and_are_scanned(home, tiny_moe, tmp_pat
         add_folder(tmp_path / "missing")
     with pytest.raises(ConfigError, match="not a folder"):
         add_folder(folder / "deep" / "x-Q4_K_M.gguf")
-    saved.write_text("{broken")
-    with pytest.raises(ConfigError, match="unreadable folder list"):
-        list_folders()
+    saved.write_text("{broken")  # moved aside with a notice, never raised nor overwritten (issue 30)
+    assert list_folders() == [] and not saved.exists()
+    assert [p.read_text() for p in saved.parent.glob("folders.json.corrupt-*")] == ["{broken"]
+    assert any("corrupt folder list" in n for n in state_notices())
 
 
 def test_same_file_reached_twice_is_listed_once(fake_hub, home, tiny_moe) -> None:

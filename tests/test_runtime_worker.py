@@ -91,6 +91,9 @@ def test_ggml_abort_is_an_error_with_the_assert_in_the_log(worker: ModelWorker) 
         worker.debug("debug_abort", timeout=30)
     assert "abort" in str(info.value)
     assert "GGML_ASSERT(debug_abort) failed" in info.value.log_tail
+    # what it said reaches the user in one line, without llama.cpp's source path (issue 30)
+    assert "llama.cpp aborted: GGML_ASSERT(debug_abort) failed" in str(info.value)
+    assert "moetui-debug.c" not in str(info.value)
 
 
 def test_hung_request_is_killed_after_the_stall_timeout(tiny_moe: Path) -> None:

@@ -14,6 +14,7 @@ import sys
 from moetui import __version__
 from moetui.errors import MoetuiError
 from moetui.hub.connection import OFFLINE_ALTERNATIVES
+from moetui.paths import state_notices
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `moetui inspect` does not pay for Textual or llama-cpp-python.
@@ -67,6 +68,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         return int(module.run(args) or 0)
     except MoetuiError as exc:
+        _print_state_notices()
         print(f"moetui: error: {exc}", file=sys.stderr)
         if str(exc).startswith("offline"):  # a HubError: the hub cannot be reached
 
@@ -75,6 +77,14 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("moetui: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _print_state_notices()
+
+
+def _print_state_notices() -> None:
+    """Saved files found corrupt (and moved aside) while the command ran: said once, on stderr."""
+    for notice in state_notices():
+        print(f"moetui: warning: {notice}", file=sys.stderr)
 
 
 if __name__ == "__main__":

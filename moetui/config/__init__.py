@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -115,6 +117,7 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        self._check_types()
         if self.flash_attn not in FLASH_ATTN:
             raise ConfigError(f"flash_attn must be one of {FLASH_ATTN}, not {self.flash_attn!r}")
         if self.load_mode not in LOAD_MODES:
@@ -132,6 +135,31 @@ class RunConfig:
             raise ConfigError(f"draft kind must be 'model' or 'ngram', not {self.draft.kind!r}")
         if self.draft and self.draft.kind == "model" and not self.draft.model_path:
             raise ConfigError("a draft of kind 'model' needs model_path")
+
+    def _check_types(self) -> None:
+        """Whole numbers where llama.cpp takes them, text where it takes text: a hand-edited or corrupt
+        saved config ("n_gpu_layers": "all") is refused here, by name, not deep in an export or a load."""
+        for name in ("n_ctx", "n_gpu_layers", "main_gpu", "n_batch", "n_ubatch", "n_parallel", "seed",
+                     "n_threads", "n_threads_batch"):
+            value = getattr(self, name)
+            if value is None and name in ("n_threads", "n_threads_batch"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or abs(int(value)) > 1 << 40:
+                raise ConfigError(f"{name} must be a whole number, not {str(value)[:40]!r}")
+        if not isinstance(self.model_path, str) or "\0" in self.model_path:
+            raise ConfigError(f"model_path must be a file path, not {str(self.model_path)[:40]!r}")
+        if not isinstance(self.repack, bool):
+            raise ConfigError(f"repack must be true or false, not {str(self.repack)[:40]!r}")
+        for name in ("rpc_servers", "notes"):
+            if not isinstance(getattr(self, name), list) or not all(isinstance(x, str) for x in getattr(self, name)):
+                raise ConfigError(f"{name} must be a list of strings")
+        if not all(isinstance(o, TensorOverride) and isinstance(o.pattern, str) and isinstance(o.device, str)
+                   for o in self.overrides):
+            raise ConfigError("overrides must be pattern/device pairs of strings")
+        if self.tensor_split is not None and not (
+                isinstance(self.tensor_split, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                            and math.isfinite(x) and x >= 0 for x in self.tensor_split)):
+            raise ConfigError("tensor_split must be a list of non-negative numbers")
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -159,7 +187,7 @@ class RunConfig:
                 draft["overrides"] = [TensorOverride(**o) for o in draft.get("overrides") or []]
                 d["draft"] = DraftConfig(**draft)
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid config: {exc}") from exc
 
     def save(self, path: str | os.PathLike[str]) -> None:

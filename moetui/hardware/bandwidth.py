@@ -18,14 +18,13 @@ cost more page faulting than the budget allows on slow-faulting VMs (0.3-2 GB/s 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import asdict
 from typing import Any, Callable
 
 from moetui.hardware.rig import BandwidthResult
-from moetui.paths import atomic_write_json, cache_dir
+from moetui.paths import atomic_write_json, cache_dir, expect, finite, load_state
 
 CACHE_FILE = "ram_bandwidth.json"
 CACHE_MAX_AGE_S = 30 * 86400
@@ -191,12 +190,26 @@ CHECK_SECONDS = 0.1  # the quick check's measuring time and whole budget
 CHECK_BUDGET_S = 0.3
 
 
+MAX_GBS = 100_000.0  # GB/s: 20x the fastest memory of any machine (HBM3e stacks are ~5,000)
+
+
+def _check_cache(data: Any) -> dict[str, Any]:
+    """Every entry as store_cached writes it: finite times, GB/s figures from 0 to MAX_GBS."""
+    expect(isinstance(data, dict), "not a JSON object")
+    for key, entry in data.items():
+        expect(isinstance(entry, dict) and isinstance(entry.get("result"), dict), f"entry {key[:40]!r} is not an object")
+        finite(entry.get("measured_at"), 0, 1e11, f"{key[:40]}.measured_at")
+        finite(entry.get("checks", 0), 0, 1e9, f"{key[:40]}.checks")
+        result = entry["result"]
+        for name in ("copy_gbs", "read_gbs", "check_gbs"):
+            finite(result.get(name), 0, MAX_GBS, f"{key[:40]}.{name}", optional=True)
+        for name in ("threads", "buffer_bytes", "seconds"):
+            finite(result.get(name, 0), 0, 1e15, f"{key[:40]}.{name}")
+    return data
+
+
 def _read_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(_cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return load_state(_cache_path(), "RAM bandwidth cache", _check_cache) or {}
 
 
 def load_cached(key: str, *, max_age_s: float = CACHE_MAX_AGE_S, now: Callable[[], float] = time.time) -> BandwidthResult | None:

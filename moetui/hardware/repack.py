@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moetui.hardware.llama_build import llama_lib_dir
-from moetui.paths import atomic_write_json, cache_dir
+from moetui.paths import atomic_write_json, cache_dir, expect, load_state
 
 ENV = "MOETUI_REPACK"
 PROBE_TIMEOUT_S = 120.0
@@ -71,12 +71,17 @@ def _key(system_info: str, lib_dir: str | None) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _check_verdicts(data: object) -> dict[str, dict]:
+    """{key: {"safe": bool, "reason": str}}, as repack_safe writes it."""
+    expect(isinstance(data, dict), "not a JSON object")
+    for key, v in data.items():  # type: ignore[union-attr]
+        expect(isinstance(v, dict) and isinstance(v.get("safe", True), bool) and isinstance(v.get("reason", ""), str),
+               f"verdict {key[:40]!r} is not a safe/reason pair")
+    return data  # type: ignore[return-value]
+
+
 def _read_cache() -> dict[str, dict]:
-    try:
-        data = json.loads(_cache_file().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return load_state(_cache_file(), "repacking verdicts", _check_verdicts) or {}
 
 
 def run_probe(repack: bool = True, timeout_s: float = PROBE_TIMEOUT_S) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from moetui.errors import MoetuiError, RemoteHostError
+from moetui.hardware.net_limits import MAX_DEVICE_BYTES, MAX_RPC_DEVICES, ServerClaimError, check_size, net_limits
 
 DEFAULT_PORT = 50052  # ggml-rpc-server's default
 RPC_CMD_HELLO = 14
@@ -132,9 +133,15 @@ class Preflight:
     rtt_s: float
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
+    """n bytes; a server that trickles them gets no more than the whole step's deadline (socket.timeout)."""
     buf = b""
     while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("deadline")
+            sock.settimeout(min(sock.gettimeout() or left, left))
         chunk = sock.recv(n - len(buf))
         if not chunk:
             raise ConnectionResetError("connection closed")
@@ -142,18 +149,20 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def _call(sock: socket.socket, cmd: int, payload: bytes, want: int) -> bytes:
+def _call(sock: socket.socket, cmd: int, payload: bytes, want: int, deadline: float | None = None) -> bytes:
     sock.sendall(bytes([cmd]) + struct.pack("<Q", len(payload)) + payload)
-    (size,) = struct.unpack("<Q", _recv_exact(sock, 8))
+    (size,) = struct.unpack("<Q", _recv_exact(sock, 8, deadline))
     if size != want:
         raise ValueError(f"answer of {size} bytes, expected {want}")
-    return _recv_exact(sock, size)
+    return _recv_exact(sock, size, deadline)
 
 
 def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S) -> Preflight:
     """Connect, HELLO, DEVICE_COUNT; raise RpcServerError naming the host for every way that fails."""
     ep = parse_endpoint(endpoint) if isinstance(endpoint, str) else endpoint
     addr = ep.address
+    timeout = min(timeout, net_limits().total_s)
+    deadline = time.monotonic() + net_limits().total_s  # the whole handshake, however the server trickles it
     try:
         sock = socket.create_connection((ep.host, ep.port), timeout=timeout)
     except ConnectionRefusedError:
@@ -164,7 +173,7 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
         raise RpcServerError(addr, f"cannot connect: {exc.strerror or exc}") from None
     with sock:
         try:
-            hello = _call(sock, RPC_CMD_HELLO, bytes(RPC_CONN_CAPS_SIZE), 4 + RPC_CONN_CAPS_SIZE)
+            hello = _call(sock, RPC_CMD_HELLO, bytes(RPC_CONN_CAPS_SIZE), 4 + RPC_CONN_CAPS_SIZE, deadline)
             major, minor, patch = hello[0], hello[1], hello[2]
             if major != RPC_PROTO_MAJOR:
                 raise RpcServerError(addr, f"speaks RPC protocol {major}.{minor}.{patch}; this llama.cpp needs "
@@ -172,7 +181,7 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
             rtt = float("inf")
             for _ in range(RTT_SAMPLES):  # the fastest of a few: the first answers of a fresh server are slow
                 t0 = time.perf_counter()
-                (count,) = struct.unpack("<I", _call(sock, RPC_CMD_DEVICE_COUNT, b"", 4))
+                (count,) = struct.unpack("<I", _call(sock, RPC_CMD_DEVICE_COUNT, b"", 4, deadline))
                 rtt = min(rtt, time.perf_counter() - t0)
         except socket.timeout:
             raise RpcServerError(addr, f"accepted the connection but did not answer HELLO within {timeout:g} s "
@@ -181,7 +190,23 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
             raise RpcServerError(addr, f"not a compatible ggml-rpc-server (handshake failed: {exc})") from None
     if count == 0:
         raise RpcServerError(addr, "exposes no devices")
+    if count > MAX_RPC_DEVICES:
+        raise RpcServerError(addr, f"sent an impossible device count: {count:,} (llama.cpp uses at most "
+                                   f"{MAX_RPC_DEVICES} devices in all); refused")
     return Preflight(addr, f"{major}.{minor}.{patch}", count, rtt)
+
+
+def check_device_memory(address: str, index: int, free: int, total: int) -> None:
+    """What a server says of a device's memory, refused (RpcServerError naming host and field) where it
+    cannot be true: above any real device, or more free than there is in all."""
+    try:
+        check_size(address, f"total memory of device {index}", total, MAX_DEVICE_BYTES)
+        check_size(address, f"free memory of device {index}", free, MAX_DEVICE_BYTES)
+    except ServerClaimError as exc:
+        raise RpcServerError(address, str(exc).removeprefix(f"{address} ")) from None
+    if free > total:
+        raise RpcServerError(address, f"sent an impossible free memory of device {index}: {free / (1 << 30):.2f} GiB "
+                                      f"free of {total / (1 << 30):.2f} GiB in all; refused")
 
 
 def alive(endpoint: str, timeout: float = 1.0) -> bool:

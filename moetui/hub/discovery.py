@@ -9,7 +9,6 @@ Ollama blob's magic), so listing stays fast; inspect a LocalModel's path when it
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Iterable, Iterator
 from moetui.errors import ConfigError
 from moetui.hub.connection import hf_cache_dir
 from moetui.hub.listing import SPLIT_RE, quant_label
-from moetui.paths import atomic_write_json, data_dir
+from moetui.paths import atomic_write_json, data_dir, load_state, parse_state, path_list
 from moetui.hub.real_model import DISPLAY_NAME, real_model_path
 
 SOURCES = ("moetui", "pip", "hf-cache", "lmstudio", "ollama", "folder", "added")
@@ -45,14 +44,9 @@ def _folders_file() -> Path:
 
 
 def list_folders() -> list[Path]:
-    f = _folders_file()
-    if not f.exists():
-        return []
-    try:
-        data = json.loads(f.read_text())
-        return [Path(p) for p in data.get("folders", [])]
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{f}: unreadable folder list ({exc}); fix or delete it") from exc
+    """The folders the user added. A damaged list is moved aside with a notice (paths.load_state) and reads
+    as empty: every other local model is still listed."""
+    return load_state(_folders_file(), "folder list", lambda d: path_list(d, "folders")) or []
 
 
 def add_folder(path: str | os.PathLike[str]) -> Path:
@@ -86,13 +80,9 @@ def _files_file() -> Path:
 
 def list_files() -> list[Path]:
     """The GGUF files the user added one by one (Models screen's Add), in the order added; those that have
-    vanished since are still listed (the caller says they are missing). A damaged list reads as empty: it
-    only costs the memory of what was added."""
-    try:
-        data = json.loads(_files_file().read_text())
-        return [Path(p) for p in data.get("files", []) if isinstance(p, str) and p]
-    except (OSError, ValueError, AttributeError):
-        return []
+    vanished since are still listed (the caller says they are missing). A damaged list is moved aside with
+    a notice and reads as empty: it only costs the memory of what was added."""
+    return load_state(_files_file(), "list of added files", lambda d: path_list(d, "files")) or []
 
 
 def add_file(path: str | os.PathLike[str]) -> Path:
@@ -285,7 +275,7 @@ def ollama_models_in(root: Path) -> list[LocalModel]:
             continue
         registry, namespace, name, tag = rel
         try:
-            manifest = json.loads(mf.read_text())
+            manifest = parse_state(mf.read_bytes())  # Ollama's file: bounded in size and depth, never moved
             layers = manifest.get("layers", [])
         except (OSError, ValueError, AttributeError):
             continue  # a manifest being written, or not Ollama's: skip it, list the rest
@@ -314,7 +304,7 @@ def _ollama_file_type(root: Path, manifest: dict) -> str:
     if blob is None or _size(blob) > 1 << 20:  # the config is a few hundred bytes of JSON
         return ""
     try:
-        return str(json.loads(blob.read_text()).get("file_type") or "")
+        return str(parse_state(blob.read_bytes()).get("file_type") or "")
     except (OSError, ValueError, AttributeError):
         return ""
 

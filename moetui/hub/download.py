@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any, Callable
 from urllib.parse import urljoin, urlparse
 
 from moetui.errors import HubError, first_line
+from moetui.hardware.net_limits import ServerClaimError, check_size, net_limits
+from moetui.hub.bounded_http import call_with_deadline, host_of
 from moetui.hub.cache import blob_path, link_pointer, pointer_path, repo_dir, write_ref
 from moetui.hub.connection import auth_headers, endpoint, hf_cache_dir, hub_errors, require_online
 from moetui.hub.listing import HubRef, QuantGroup, RemoteFile, parse_ref
@@ -31,6 +34,7 @@ from moetui.hub.remote import remote_group
 
 DISK_MARGIN = 256 << 20  # keep a little free space beyond the file itself
 HASH_CHUNK = 8 << 20
+_SAFE_ETAG = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 @dataclass
@@ -201,12 +205,16 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
             continue
         url = hf_hub_url(repo, f.path, revision=commit, endpoint=endpoint())
         hdrs = dict(headers)
+        lim = net_limits()
         with hub_errors(f"downloading {repo}/{f.path}"):
-            meta = get_hf_file_metadata(url, headers=hdrs)
+            meta = call_with_deadline(lambda: get_hf_file_metadata(url, headers=hdrs, timeout=lim.total_s),
+                                      what=f"downloading {repo}/{f.path}", host=host_of(url), limits=lim)
         etag = meta.etag or f.sha256
         if not etag:
             raise HubError(f"{repo}/{f.path}: the hub gave no ETag for the file")
-        size = meta.size if meta.size is not None else f.size
+        if not _SAFE_ETAG.fullmatch(etag) or set(etag) == {"."}:  # it names the blob file: no path in it
+            raise ServerClaimError(host_of(url), f"ETag of {f.path}", f"{etag[:40]!r} is not a blob id")
+        size = check_size(host_of(url), f"size of {f.path}", meta.size) if meta.size is not None else f.size
         expected_sha = f.sha256 or (etag if _is_sha256(etag) else None)
         blob = blob_path(repo, etag, cache)
         blob.parent.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,16 @@ optionally `owner/repo@revision:QUANT`. `owner/repo` alone picks the only quant,
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from urllib.parse import quote
 
-from moetui.errors import HubError
-from moetui.hub.connection import endpoint, hub_errors, require_online
+from moetui.errors import HubError, first_line
+from moetui.hardware.net_limits import MAX_LISTING_BYTES, MAX_LISTING_ENTRIES, ServerClaimError, check_size
+from moetui.hub.bounded_http import Reply, bounded_get, host_of
+from moetui.hub.connection import auth_headers, endpoint, require_online
 
 SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 # Quant labels as GGUF publishers write them in file names (unsloth's "UD-" dynamic quants included).
@@ -142,19 +146,78 @@ def group_quants(files: list[RemoteFile]) -> list[QuantGroup]:
 
 
 def list_repo(repo: str, revision: str | None = None) -> RepoListing:
-    """One request (model_info with files_metadata): every file's size and LFS sha256, and the commit."""
+    """One request (the hub's model info with every file's metadata): each file's size and LFS sha256, and
+    the commit. Read with a deadline and a byte cap (bounded_get); every field checked before it is used."""
     require_online(f"listing {repo}")
-    # huggingface_hub: loaded when this runs, not at start-up
-    from huggingface_hub import HfApi
+    what = f"listing {repo}"
+    url = f"{endpoint()}/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
+    reply = bounded_get(url, what=what, headers=auth_headers(), params={"blobs": True}, max_bytes=MAX_LISTING_BYTES)
+    if reply.status != 200:
+        raise HubError(f"{what}: {_status_words(reply)}")
+    try:
+        return parse_listing(reply.body, repo, revision, host_of(reply.url))
+    except ServerClaimError as exc:
+        raise HubError(f"{what}: {exc}") from None
 
-    with hub_errors(f"listing {repo}"):
-        info = HfApi(endpoint=endpoint()).model_info(repo, revision=revision, files_metadata=True)
-    files = []
-    for s in info.siblings or []:
-        sha = s.lfs.sha256 if s.lfs else None
-        files.append(RemoteFile(s.rfilename, int(s.size or (s.lfs.size if s.lfs else 0) or 0),
-                                sha if sha and _SHA256_RE.match(sha) else None, s.blob_id))
-    return RepoListing(repo, revision or "main", info.sha, group_quants(files))
+
+def _status_words(reply: Reply) -> str:
+    """What a refused listing means, as hub_errors says it for huggingface_hub's own calls."""
+    code = reply.headers.get("x-error-code", "")
+    if code == "GatedRepo":
+        return "the repository is gated; accept its terms on the hub and log in (`hf auth login` or HF_TOKEN)"
+    if code == "RevisionNotFound":
+        return "revision not found"
+    if code == "RepoNotFound" or reply.status in (401, 404):
+        return "repository not found (or private: log in with `hf auth login` or HF_TOKEN)"
+    return f"the hub answered HTTP {reply.status}"
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_listing(body: bytes, repo: str, revision: str | None, host: str) -> RepoListing:
+    """A hub listing's files, every field checked by type and range; ServerClaimError / HubError naming the
+    host and the field otherwise (truncated or non-JSON bodies, wrong types, impossible sizes)."""
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise HubError(f"listing {repo}: {host} answered with JSON nested too deep to be a listing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        kind = "HTML" if body.lstrip()[:1] == b"<" else "not JSON" if body.strip() else "an empty body"
+        raise HubError(f"listing {repo}: {host} answered with {kind}, not a hub listing ({first_line(exc, 80)})") from None
+    if not isinstance(data, dict):
+        raise ServerClaimError(host, "listing", f"a JSON {type(data).__name__}, not an object")
+    siblings = data.get("siblings") or []
+    if not isinstance(siblings, list):
+        raise ServerClaimError(host, "siblings", f"a {type(siblings).__name__}, not a list")
+    if len(siblings) > MAX_LISTING_ENTRIES:
+        raise HubError(f"listing {repo}: {host} listed {len(siblings):,} files, more than {MAX_LISTING_ENTRIES:,} "
+                       "(no model repo has that many); refused")
+    commit = data.get("sha")
+    if commit is not None and not isinstance(commit, str):
+        raise ServerClaimError(host, "sha", f"{str(commit)[:40]!r} is not a commit id")
+    return RepoListing(repo, revision or "main", commit, group_quants([_sibling(host, i, s) for i, s in enumerate(siblings)]))
+
+
+def _sibling(host: str, i: int, s: object) -> RemoteFile:
+    where = f"siblings[{i}]"
+    if not isinstance(s, dict):
+        raise ServerClaimError(host, where, f"a {type(s).__name__}, not an object")
+    name = s.get("rfilename")
+    if not isinstance(name, str) or not name or "\0" in name or len(name) > 1024:
+        raise ServerClaimError(host, f"{where}.rfilename", f"{str(name)[:40]!r} is not a file name")
+    lfs = s.get("lfs")
+    if lfs is not None and not isinstance(lfs, dict):
+        raise ServerClaimError(host, f"{where}.lfs", f"a {type(lfs).__name__}, not an object")
+    size = s.get("size")
+    if not size and lfs:  # the hub gives an LFS file's size in lfs.size (size may be absent or 0)
+        size, where = lfs.get("size"), f"{where}.lfs"
+    size = 0 if size is None else check_size(host, f"{where}.size of {name}", size)
+    sha = lfs.get("sha256") if lfs else None
+    blob = s.get("blobId")
+    return RemoteFile(name, size, sha if isinstance(sha, str) and _SHA256_RE.match(sha) else None,
+                      blob if isinstance(blob, str) else None)
 
 
 def select_quant(listing: RepoListing, ref: HubRef) -> QuantGroup:

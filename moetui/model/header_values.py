@@ -70,3 +70,13 @@ class HeaderValues:
             raise ModelFileError(f"{self.path}: corrupt header ({self._key(key)} has {len(value)} entries "
                                  f"for {n_layers} layers)")
         return [self._check_int(key, v, hi) for v in value]
+
+    def refuse_zero(self, *keys: str) -> None:
+        """Keys that, present and 0 (every entry 0, for a per-layer array), describe no model: no KV heads,
+        no experts picked per token, no embedding width, no context. Refused with the key named."""
+        for key in keys:
+            value = self.md.get(self._key(key))
+            entries = value if isinstance(value, list) else [value]
+            if self.has(key) and entries and all(isinstance(e, int) and not isinstance(e, bool) and e == 0
+                                                 for e in entries):
+                raise ModelFileError(f"{self.path}: the header describes no model ({self._key(key)} is 0)")

@@ -99,6 +99,7 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         )
     v = HeaderValues(md, arch, path)
     n_layers = v.required("block_count", MAX_LAYERS)
+    v.refuse_zero("embedding_length", "context_length", "attention.head_count", "attention.head_count_kv")
     n_embd = v.count("embedding_length", 0, MAX_DIM)
     n_head = v.count("attention.head_count", 0, MAX_DIM)
     n_head_kv = v.per_layer("attention.head_count_kv", n_head, n_layers, MAX_DIM) if n_layers else [n_head]
@@ -126,6 +127,8 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
 
     n_expert = v.count("expert_count", 0, MAX_EXPERTS)
     n_expert_used = v.count("expert_used_count", 0, MAX_EXPERTS)
+    if n_expert:
+        v.refuse_zero("expert_used_count")  # experts no token uses: the layer would output nothing
     if n_expert_used > n_expert:
         raise ModelFileError(f"{path}: corrupt header ({n_expert_used} experts used of {n_expert})")
     is_moe = n_expert > 0 and any(r.role == Role.EXPERTS for r in records)

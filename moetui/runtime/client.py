@@ -38,7 +38,7 @@ from typing import Any, Iterator, Union
 
 from moetui.config import RunConfig
 from moetui.errors import (ConfigError, DraftMismatch, ErrorKind, ModelFileError, MoetuiError, WorkerError,
-                           classify_failure)
+                           classify_failure, llama_abort_reason, without_source_paths)
 from moetui.paths import cache_dir
 from moetui.runtime.bench import BenchResult
 from moetui.runtime.stats import BufferSizes, LiveStats
@@ -367,8 +367,8 @@ class ModelWorker:
                 message = f"the model worker was killed by {sig}"
                 if sig == "SIGKILL":
                     message += " (out of memory, or killed from outside)"
-                elif sig == "SIGABRT":
-                    message = "llama.cpp aborted (GGML_ASSERT or similar)"
+                elif sig == "SIGABRT":  # what it said, without the C++ source path it prints
+                    message = llama_abort_reason(tail) or "llama.cpp aborted (GGML_ASSERT or similar)"
             elif rc is not None:
                 message = f"the model worker exited unexpectedly (code {rc})"
         if classify_failure(kind=kind, log_tail=tail) == ErrorKind.OOM:
@@ -535,7 +535,7 @@ def _first_error_line(tail: str) -> str:
     for line in tail.splitlines():
         low = line.lower()
         if "error" in low or "failed" in low or "invalid" in low:
-            return line.strip()
+            return without_source_paths(line)
     return ""
 
 

@@ -21,10 +21,18 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from moetui.hardware.rpc import RemoteDevice, RpcEndpoint, RpcServerError, parse_endpoints, preflight
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
+from moetui.errors import llama_abort_reason
+from moetui.hardware.net_limits import net_limits
+from moetui.hardware.rpc import (RemoteDevice, RpcEndpoint, RpcServerError, check_device_memory, parse_endpoints,
+                                 preflight)
 from moetui.runtime.overrides_ctypes import loaded_library
 
-PROBE_TIMEOUT_S = 60.0
+PROBE_MEMORY_BYTES = 4 << 30  # the query child's address space: Python and libggml need ~1-2 GiB of it
 
 _api: dict[str, Any] | None = None
 _registered: dict[str, list[RemoteDevice]] = {}
@@ -101,6 +109,7 @@ def register_servers(endpoints: list[RpcEndpoint] | str) -> list[RemoteDevice]:
             dev = api["base"].ggml_backend_reg_dev_get(reg, i)
             buft = api["base"].ggml_backend_dev_buffer_type(dev)
             free, total = device_memory(ep.address, i)
+            check_device_memory(ep.address, i, free, total)
             devs.append(RemoteDevice(
                 endpoint=ep.address, index=i,
                 buffer_type=api["base"].ggml_backend_buft_name(buft).decode() if buft else "",
@@ -113,27 +122,59 @@ def register_servers(endpoints: list[RpcEndpoint] | str) -> list[RemoteDevice]:
     return out
 
 
-def probe(endpoints: list[RpcEndpoint] | str, timeout: float = PROBE_TIMEOUT_S) -> list[RemoteDevice]:
-    """Ask each server for its devices and memory, in a child process (libggml may abort). Raises
-    RpcServerError naming the host that failed."""
+def probe_timeout_s() -> float:
+    """The query child's time: starting Python and libggml (a few seconds on a busy machine) plus a network
+    step's deadline (MOETUI_NET_TIMEOUT) for each of its two requests."""
+    return 10.0 + 2 * net_limits().total_s
+
+
+def _cap_child() -> None:
+    """In the query child, before it runs: a server claiming absurd sizes or counts makes libggml allocate
+    what it is told; the cap turns that into an allocation failure of this child, not the machine's memory."""
+    if resource is None:  # not POSIX: the child runs uncapped
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (PROBE_MEMORY_BYTES, PROBE_MEMORY_BYTES))
+
+
+def probe(endpoints: list[RpcEndpoint] | str, timeout: float | None = None) -> list[RemoteDevice]:
+    """Ask each server for its devices and memory, in a child process (libggml may abort), capped in
+    memory and time. Raises RpcServerError naming the host that failed, in moetui's words."""
     eps = parse_endpoints(endpoints) if isinstance(endpoints, str) else endpoints
+    timeout = probe_timeout_s() if timeout is None else timeout
     # the clear error for down/refusing/busy servers, without paying for the child; and the round trip
     # measured from this process, not from a child still warming up
     rtts = {ep.address: preflight(ep).rtt_s for ep in eps}
-    env = dict(os.environ, GGML_NO_BACKTRACE="1")
+    # the child needs no GPU (CUDA alone reserves more address space than the cap)
+    env = dict(os.environ, GGML_NO_BACKTRACE="1", CUDA_VISIBLE_DEVICES="", HIP_VISIBLE_DEVICES="")
+    names = ",".join(e.address for e in eps)
     try:
         p = subprocess.run([sys.executable, "-m", "moetui.runtime.rpc_ctypes", *(e.spec() for e in eps)],
-                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
+                           capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                           preexec_fn=_cap_child if os.name == "posix" else None)
     except subprocess.TimeoutExpired:
-        raise RpcServerError(",".join(e.address for e in eps), f"no answer within {timeout:g} s") from None
+        raise RpcServerError(names, f"the memory query got no full answer within {timeout:g} s and was stopped "
+                                    "(a server that stalls, or claims more devices or memory than exist)") from None
     if p.returncode != 0:
-        last = [ln for ln in (p.stderr or "").splitlines() if ln.strip()][-1:] or [f"exit {p.returncode}"]
-        failed = next((e.address for e in eps if e.address in (p.stderr or "")), ",".join(e.address for e in eps))
-        raise RpcServerError(failed, f"the RPC query failed: {last[0]}")
-    devices = [RemoteDevice(**d) for d in json.loads(p.stdout)]
+        failed = next((e.address for e in eps if e.address in (p.stderr or "")), names)
+        raise RpcServerError(failed, f"the memory query failed: {_child_failure(p)}")
+    try:
+        devices = [RemoteDevice(**d) for d in json.loads(p.stdout)]
+    except (ValueError, TypeError) as exc:
+        raise RpcServerError(names, f"the memory query gave no readable answer ({exc})") from None
     for d in devices:
         d.rtt_s = rtts.get(d.endpoint, d.rtt_s)
     return devices
+
+
+def _child_failure(p: subprocess.CompletedProcess[str]) -> str:
+    """Why the query child failed, in moetui's words (never libggml's source paths)."""
+    err = p.stderr or ""
+    if p.returncode == 2:  # main() printed a RpcServerError: moetui's own words already
+        return ([ln for ln in err.splitlines() if ln.strip()][-1:] or ["no reason given"])[0].split(": ", 1)[-1]
+    if "MemoryError" in err or "bad_alloc" in err or p.returncode == -9:
+        return (f"it ran out of its {PROBE_MEMORY_BYTES >> 30} GiB memory cap (the server claimed sizes "
+                "or counts far beyond a real one)")
+    return llama_abort_reason(err) or f"the query process ended with code {p.returncode}"
 
 
 def main(argv: list[str]) -> int:

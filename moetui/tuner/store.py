@@ -21,11 +21,10 @@ from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import ConfigError, MoetuiError
-from moetui.paths import atomic_write_json, data_dir
+from moetui.paths import atomic_write_json, data_dir, expect, load_state
 from moetui.sizing.speed import EfficiencyFactors
 from moetui.tuner.result import RESULT_VERSION, TuneResult
 
-MAX_PROFILE_BYTES = 16 * 2**20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # fields that do not change whether a config loads or how fast it runs
 _IGNORED = ("notes", "seed", "model_path")
@@ -62,25 +61,21 @@ class ProfileStore:
             self.warnings.append(msg)
 
     def _read(self, path: Path) -> TuneResult | None:
-        try:
-            if path.stat().st_size > MAX_PROFILE_BYTES:
-                raise ConfigError(f"{path.stat().st_size:,} bytes, more than a profile ever holds")
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ConfigError("not a JSON object")
+        """A saved profile; None when missing, of a newer format (left as it is, with a warning) or corrupt
+        (moved aside by paths.load_state, with a warning)."""
+
+        def check(data: Any) -> TuneResult | None:
+            expect(isinstance(data, dict), "not a JSON object")
             version = data.get("version", RESULT_VERSION)
             if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_VERSION:
                 self._warn(f"{path}: tuning profile of format {str(version)[:20]}, newer than this moetui reads "
                            f"({RESULT_VERSION}); ignored, left as it is")
                 return None
-            result = TuneResult.from_dict(data)
-        except FileNotFoundError:
-            return None
-        except RecursionError:  # json nests as deep as the file likes
-            self._warn(f"{path}: corrupt tuning profile ignored (nested too deep)")
-            return None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, MoetuiError) as exc:
-            self._warn(f"{path}: corrupt tuning profile ignored ({exc})")
+            return TuneResult.from_dict(data)
+
+        # NaN allowed: a profile's measured figures are checked on their own (_efficiency), the tuned config kept
+        result = load_state(path, "tuning profile", check, on_notice=self._warn, finite_only=False)
+        if result is None:
             return None
         if result.efficiency is not None and _efficiency(result.efficiency) is None:
             self._warn(f"{path}: the measured efficiency factors in this profile are corrupt; plans use the defaults")
@@ -137,11 +132,16 @@ class ProfileStore:
         d = self._failed_dir(rig_fingerprint, model_id)
         out = []
         for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                out.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-                self.warnings.append(f"{p}: corrupt failure record ignored")
+            record = load_state(p, "failed-config record", _check_failure, on_notice=self._warn)
+            if record is not None:
+                out.append(record)
         return out
+
+
+def _check_failure(data: Any) -> dict[str, Any]:
+    expect(isinstance(data, dict) and isinstance(data.get("kind", ""), str) and isinstance(data.get("message", ""), str),
+           "not a failure record (kind, message)")
+    return data
 
 
 def _efficiency(d: Any) -> EfficiencyFactors | None:

@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from moetui.paths import atomic_write_json, data_dir
+from moetui.paths import atomic_write_json, data_dir, expect, load_state
 
 FILE = "selection.json"
 
@@ -25,12 +24,19 @@ def remember_model(path: str) -> None:
         pass  # a read-only data dir costs only the memory of the selection
 
 
+def _check(data: object) -> str | None:
+    expect(isinstance(data, dict), "not a JSON object")
+    value = data.get("model_path")  # type: ignore[union-attr]
+    expect(value is None or (isinstance(value, str) and "\0" not in value and len(value) < 4096),
+           f"model_path is {str(value)[:40]!r}")
+    return value or None
+
+
 def _remembered() -> str | None:
     try:
-        value = json.loads(_file().read_text()).get("model_path")
-    except (OSError, ValueError, AttributeError):
+        return load_state(_file(), "remembered selection", _check)
+    except OSError:
         return None
-    return value if isinstance(value, str) and value else None
 
 
 def _vanished(value: str) -> bool:
