@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", default=None, metavar="NAME|P,D,R",
                    help="what a turn looks like: chat (default), long-prompt, decode, or PROMPT,DEPTH,REPLY tokens")
     p.add_argument("--rpc", metavar="HOST:PORT[=CAP],...", help="plan across this host and these ggml-rpc-servers (asked for their memory)")
+    p.add_argument("--no-dry-run", action="store_true",
+                   help="show the formula's memory figures without llama.cpp's dry run (no_alloc) of the config")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -69,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     p = plan_for_rig(model, rig, o, store=store)  # with what a tune on this rig measured
     for w in store.warnings:  # a corrupt profile is said, not silently skipped
         print(f"moetui: warning: {w}", file=sys.stderr)
+    check = _dry_run_check(p, args)
     if args.json:
-        print_json({"model": model.path, "rig": rig.name, **p.to_dict()})
+        print_json({"model": model.path, "rig": rig.name, **p.to_dict(),
+                    "dry_run": {"checked": check.checked, "note": check.note,
+                                "compared": {d: {k: list(v) for k, v in c.items()} for d, c in check.compared.items()}}})
         return 0
     print(f"{model.name or model.path} on {rig.name}")
     print()
@@ -92,3 +97,16 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("llama.cpp flags: " + " ".join(p.llama_args()))
     return 0
+
+
+def _dry_run_check(p, args: argparse.Namespace):
+    """The plan's memory, checked by llama.cpp's own dry run where it can run here (moetui.runtime.dry_run)."""
+    from moetui.runtime.dry_run import check_plan  # noqa: PLC0415
+    from moetui.sizing.dry_check import formula_only  # noqa: PLC0415
+
+    if args.no_dry_run:
+        check = formula_only("--no-dry-run")
+    else:
+        check = check_plan(p.memory, p.config, on_this_machine=args.rig == "auto" and not args.rpc)
+    p.explanation.append(check.note)
+    return check
