@@ -101,7 +101,9 @@ def _attention(s: Shape, il: int) -> list[TensorSpec]:
                 _bias(p + "attn_v.bias", kv, layer=il)]
     if s.architecture == "gpt-oss":
         out += [_bias(p + "attn_output.bias", E, layer=il), TensorSpec(p + "attn_sinks.weight", (s.n_head,), "bias", il)]
-    if s.qk_norm:
+    if s.qk_norm and s.architecture == "minimax-m2":  # one norm over all heads' Q (and K)
+        out += [_norm(p + "attn_q_norm.weight", q, il), _norm(p + "attn_k_norm.weight", kv, il)]
+    elif s.qk_norm:
         out += [_norm(p + "attn_q_norm.weight", s.head_dim, il), _norm(p + "attn_k_norm.weight", s.head_dim, il)]
     return out
 
@@ -120,7 +122,7 @@ def _layer(s: Shape, il: int) -> list[TensorSpec]:
     out.append(TensorSpec(p + "ffn_gate_inp.weight", (E, X), "router", il))
     if s.architecture == "gpt-oss":
         out.append(_bias(p + "ffn_gate_inp.bias", X, layer=il))
-    if s.architecture in ("glm4moe",):
+    if s.architecture in ("glm4moe", "minimax-m2"):
         out.append(_bias(p + "exp_probs_b.bias", X, layer=il))
     out += [
         _w(p + "ffn_gate_exps.weight", E, F, X, layer=il),
