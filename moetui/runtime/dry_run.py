@@ -54,20 +54,23 @@ class DryRun:
     devices: dict[str, DeviceBytes]
     buffers: list[dict[str, Any]] = field(default_factory=list)  # per buffer type, as llama.cpp names it
     source: str = "llama_get_memory_breakdown"  # or "log" where the breakdown call is not available
+    log: str = ""  # llama.cpp's log of the load
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "devices": {d: asdict(b) for d, b in self.devices.items()},
                 "buffers": self.buffers}
 
 
-def dry_run(cfg: RunConfig, timeout: float = 180.0) -> DryRun:
+def dry_run(cfg: RunConfig, timeout: float = 180.0, allocate: bool = False) -> DryRun:
     """llama.cpp's accounting of `cfg`, measured in a child process (nothing is allocated or read but
-    the GGUF header)."""
+    the GGUF header). allocate=True loads for real instead (load mode none: every buffer allocated and
+    filled, as a run without mmap would), which is how tests hold the dry run to the real allocation."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2])]
                                         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     try:
-        r = subprocess.run([sys.executable, "-m", "moetui.runtime.dry_run"], input=json.dumps(cfg.to_dict()),
+        r = subprocess.run([sys.executable, "-m", "moetui.runtime.dry_run", *(["--allocate"] if allocate else [])],
+                           input=json.dumps(cfg.to_dict()),
                            capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise DryRunFailed(f"llama.cpp's dry run of {cfg.model_path} took over {timeout:.0f} s") from None
@@ -81,7 +84,7 @@ def dry_run(cfg: RunConfig, timeout: float = 180.0) -> DryRun:
         log = parse_load_log(r.stderr)
         data["devices"] = _devices_from_log(log)
     devices = {d: DeviceBytes(**b) for d, b in data["devices"].items()}
-    return DryRun(devices, data.get("buffers", []), data.get("source", "log"))
+    return DryRun(devices, data.get("buffers", []), data.get("source", "log"), r.stderr)
 
 
 def _devices_from_log(log: Any) -> dict[str, dict[str, int]]:
@@ -110,7 +113,7 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
 
 
 # ---- the child ------------------------------------------------------------------------------------
-def _measure(cfg: RunConfig) -> dict[str, Any]:
+def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     import ctypes  # noqa: PLC0415
 
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
@@ -124,7 +127,7 @@ def _measure(cfg: RunConfig) -> dict[str, Any]:
 
         register_servers(",".join(cfg.rpc_servers))
     mp = L.llama_model_default_params()
-    mp.no_alloc = True
+    mp.no_alloc = not allocate
     mp.load_mode = 0  # none: the fit pass maps nothing and reads no tensor data
     mp.n_gpu_layers = 0x7FFFFFFF if cfg.n_gpu_layers < 0 else cfg.n_gpu_layers
     mp.split_mode = SPLIT_MODES[cfg.split_mode]
@@ -199,7 +202,7 @@ def _measure(cfg: RunConfig) -> dict[str, Any]:
 
 def main() -> int:
     cfg = RunConfig.from_dict(json.loads(sys.stdin.read()))
-    result = _measure(cfg)
+    result = _measure(cfg, allocate="--allocate" in sys.argv[1:])
     sys.stderr.flush()
     print(_RESULT + json.dumps(result), flush=True)
     return 0
