@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from moetui.errors import ModelFileError, UnsupportedArchitecture
+from moetui.errors import ModelFileError
 from moetui.model.gguf_writer import header_bytes
 from moetui.model.inspect import inspect_file
 
@@ -79,12 +79,19 @@ def test_absurd_string_length(tmp_path: Path) -> None:
 
 
 def test_unknown_architecture(tmp_path: Path) -> None:
+    """No allow-list: an architecture moetui has no table for is read from its keys and tensors with a plain
+    note; one without even a layer count is a one-line error, never a traceback."""
     head, _ = header_bytes({"general.architecture": "frobnicator9000"}, [])
     p = tmp_path / "unknown.gguf"
     p.write_bytes(head)
-    with pytest.raises(UnsupportedArchitecture, match="frobnicator9000"):
+    with pytest.raises(ModelFileError, match="frobnicator9000.block_count"):
         inspect_file(p)
-    _assert_clean_failure(p, "not supported")
+    _assert_clean_failure(p, "block_count")
+    head, _ = header_bytes({"general.architecture": "frobnicator9000", "frobnicator9000.block_count": 2,
+                            "frobnicator9000.embedding_length": 64, "frobnicator9000.attention.head_count": 4}, [])
+    p.write_bytes(head)
+    info = inspect_file(p)
+    assert info.n_layers == 2 and any("frobnicator9000" in n and "not in moetui's table" in n for n in info.notes)
 
 
 def test_split_model_missing_part(tiny_moe: Path, tmp_path: Path) -> None:

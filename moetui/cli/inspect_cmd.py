@@ -35,6 +35,10 @@ def render(info: ModelInfo, with_tensors: bool = False) -> str:
     if info.is_mla:
         shape.append(("MLA latent (kv_lora / q_lora)", f"{info.kv_lora_rank} / {info.q_lora_rank or '-'}"))
         shape.append(("MLA head dim K / V", f"{info.mla_head_dim_k} / {info.mla_head_dim_v}"))
+    if info.is_hybrid:
+        shape.append(("attention / recurrent layers", f"{len(info.attention_layers)} / {len(info.recurrent_layers)}"))
+    if info.nextn_layers:
+        shape.append(("next-token (MTP) blocks", f"{info.nextn_layers} (not loaded: {human_bytes(info.unused_bytes)})"))
     if info.swa_layers:
         shape.append(("sliding-window layers", f"{len(info.swa_layers)} (window {info.sliding_window})"))
     if info.is_moe:
@@ -60,9 +64,12 @@ def render(info: ModelInfo, with_tensors: bool = False) -> str:
         "",
         f"active bytes per token: {human_bytes(info.active_bytes_per_token)}",
         "KV cache per token: " + ", ".join(f"{t} {human_bytes(info.kv_bytes_per_token(t))}"
-                                            for t in ("f16", "q8_0", "q4_0")),
+                                            for t in ("f16", "q8_0", "q4_0"))
+        + (f" (attention layers only); recurrent state {human_bytes(info.recurrent_state_bytes(1))} per sequence"
+           if info.is_hybrid else ""),
         "tensor types: " + ", ".join(f"{k} x{v}" for k, v in sorted(info.tensor_types.items())),
     ]
+    lines += [f"note: {n}" for n in info.notes]
     if with_tensors:
         lines += ["", table([(printable(t.name), t.role.value, "x".join(map(str, t.shape)), t.type, human_bytes(t.nbytes))
                              for t in info.tensors], ["tensor", "role", "shape", "type", "size"])]

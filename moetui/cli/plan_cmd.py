@@ -14,6 +14,8 @@ from moetui.cli.settings_args import add_settings_arguments, rig_for, settings_f
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a local GGUF, a shape preset (qwen3-30b-a3b[:Q8_0]) or a hub REPO:QUANT")
     add_settings_arguments(p)
+    p.add_argument("--no-dry-run", action="store_true",
+                   help="show the formula's memory figures without llama.cpp's dry run (no_alloc) of the config")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -35,8 +37,11 @@ def run(args: argparse.Namespace) -> int:
     p = plan_for(model, rig, settings, draft=draft, store=store)  # with what a tune on this rig measured
     for w in store.warnings:  # a corrupt profile is said, not silently skipped
         print(f"moetui: warning: {w}", file=sys.stderr)
+    check = _dry_run_check(p, args)
     if args.json:
-        print_json({"model": model.path, "rig": rig.name, **p.to_dict()})
+        print_json({"model": model.path, "rig": rig.name, **p.to_dict(),
+                    "dry_run": {"checked": check.checked, "note": check.note,
+                                "compared": {d: {k: list(v) for k, v in c.items()} for d, c in check.compared.items()}}})
         return 0
     print(f"{model.name or model.path} on {rig.name}")
     print()
@@ -58,3 +63,16 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("llama.cpp flags: " + " ".join(p.llama_args()))
     return 0
+
+
+def _dry_run_check(p, args: argparse.Namespace):
+    """The plan's memory, checked by llama.cpp's own dry run where it can run here (moetui.runtime.dry_run)."""
+    from moetui.runtime.dry_run import check_plan  # noqa: PLC0415
+    from moetui.sizing.dry_check import formula_only  # noqa: PLC0415
+
+    if args.no_dry_run:
+        check = formula_only("--no-dry-run")
+    else:
+        check = check_plan(p.memory, p.config, on_this_machine=args.rig == "auto" and not args.rpc)
+    p.explanation.append(check.note)
+    return check

@@ -76,6 +76,14 @@ class ModelInfo:
     mla_head_dim_v: int = 0
     sliding_window: int = 0
     swa_layers: list[int] = field(default_factory=list)
+    # Hybrid models (qwen35moe, qwen3next, ...): layers whose memory is a recurrent state (llama.cpp's RS
+    # buffer, f32, per sequence) instead of a KV cache, and that state's elements per layer and sequence.
+    recurrent_layers: list[int] = field(default_factory=list)
+    recurrent_state_per_layer: int = 0  # n_embd_r + n_embd_s
+    # Next-token (MTP/nextn) blocks llama.cpp does not load for generation: not layers, not in any buffer.
+    nextn_layers: int = 0
+    unused_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # plain remarks for the user (unknown architecture, ...)
     tensor_types: dict[str, int] = field(default_factory=dict)  # type -> tensor count
     bytes_by_role: dict[str, int] = field(default_factory=dict)
     expert_bytes_by_part: dict[str, int] = field(default_factory=dict)
@@ -114,8 +122,26 @@ class ModelInfo:
         frac = self.n_expert_used / self.n_expert if self.n_expert else 0.0
         return int(self.dense_bytes - embd + embd_read + routed * frac)
 
+    @property
+    def is_hybrid(self) -> bool:
+        return bool(self.recurrent_layers)
+
+    @property
+    def attention_layers(self) -> list[int]:
+        """Layers with a KV cache (every layer but the recurrent ones)."""
+        recurrent = set(self.recurrent_layers)
+        return [il for il in range(self.n_layers) if il not in recurrent]
+
+    def recurrent_state_bytes(self, n_seq: int = 1, layers: list[int] | None = None) -> int:
+        """llama.cpp's RS buffer: f32 conv + SSM state per recurrent layer and sequence, whatever the context."""
+        idx = self.recurrent_layers if layers is None else [il for il in layers if il in set(self.recurrent_layers)]
+        return 4 * self.recurrent_state_per_layer * max(n_seq, 1) * len(idx)
+
     def kv_elements_per_token(self, layer: int) -> tuple[int, int]:
-        """(K, V) elements cached per token in one layer, as llama.cpp sizes its cache."""
+        """(K, V) elements cached per token in one layer, as llama.cpp sizes its cache (none for a
+        recurrent layer)."""
+        if layer in self.recurrent_layers:
+            return 0, 0
         nkv = self.n_head_kv[layer] if layer < len(self.n_head_kv) else self.n_head_kv[-1]
         if self.is_mla:
             # MLA GGUFs store key_length = latent + rope dims with one KV head; llama.cpp caches that as K
@@ -144,4 +170,6 @@ class ModelInfo:
         d["active_bytes_per_token"] = self.active_bytes_per_token
         d["kv_bytes_per_token"] = {t: self.kv_bytes_per_token(t) for t in ("f16", "q8_0", "q4_0")}
         d["is_mla"] = self.is_mla
+        d["attention_layers"] = len(self.attention_layers)
+        d["recurrent_state_bytes_per_sequence"] = self.recurrent_state_bytes(1)
         return d

@@ -93,16 +93,22 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
     arch = md.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise ModelFileError(f"{path}: GGUF has no general.architecture")
+    notes: list[str] = []
     if arch not in KNOWN_ARCHS:
-        raise UnsupportedArchitecture(
-            f"{path}: architecture {arch!r} is not supported (known: {', '.join(sorted(KNOWN_ARCHS))})"
-        )
+        # No allow-list: whatever llama.cpp loads is inspected from its tensors and keys; the dry run is
+        # what says whether llama.cpp really knows it.
+        notes.append(f"architecture {arch!r} is not in moetui's table: layers, experts and caches are read "
+                     f"from its tensors; llama.cpp's dry run checks the figures")
     v = HeaderValues(md, arch, path)
-    n_layers = v.required("block_count", MAX_LAYERS)
+    n_layer_all = v.required("block_count", MAX_LAYERS)
+    # llama.cpp: n_layer = block_count - nextn_predict_layers; the next-token (MTP) blocks at the end are
+    # loaded only for an MTP draft context, never for generation ("model has unused tensor ... ignoring").
+    nextn = v.count("nextn_predict_layers", 0, n_layer_all)
+    n_layers = n_layer_all - nextn
     v.refuse_zero("embedding_length", "context_length", "attention.head_count", "attention.head_count_kv")
     n_embd = v.count("embedding_length", 0, MAX_DIM)
     n_head = v.count("attention.head_count", 0, MAX_DIM)
-    n_head_kv = v.per_layer("attention.head_count_kv", n_head, n_layers, MAX_DIM) if n_layers else [n_head]
+    n_head_kv = v.per_layer("attention.head_count_kv", n_head, n_layer_all, MAX_DIM)[:n_layers] if n_layers else [n_head]
     head_dim_k = v.count("attention.key_length", n_embd // max(n_head, 1), MAX_DIM)
     head_dim_v = v.count("attention.value_length", head_dim_k, MAX_DIM)
 
@@ -110,20 +116,24 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
     n_vocab = v.count("vocab_size", len(tokens) if isinstance(tokens, list) else 0, MAX_VOCAB)
 
     records: list[TensorRecord] = []
+    unused: list[TensorRecord] = []
     for h in headers:
         for t in h.tensors:
             role = classify(t.name)
             layer = block_index(t.name)
-            if layer is not None and layer >= n_layers:
+            if layer is not None and layer >= n_layer_all:
                 # llama.cpp refuses a file with tensors it does not expect; sizing indexes layers by it
-                raise ModelFileError(f"{path}: corrupt header (tensor {t.name} is beyond block_count {n_layers})")
-            records.append(TensorRecord(t.name, role, layer, t.shape, t.type.name, t.nbytes,
-                                        expert_part(t.name)))
+                raise ModelFileError(f"{path}: corrupt header (tensor {t.name} is beyond block_count {n_layer_all})")
+            rec = TensorRecord(t.name, role, layer, t.shape, t.type.name, t.nbytes, expert_part(t.name))
+            (unused if layer is not None and layer >= n_layers else records).append(rec)
     if not n_vocab:
         embd = next((r for r in records if r.role == Role.EMBEDDING), None)
         n_vocab = embd.shape[1] if embd and len(embd.shape) > 1 else 0
         if n_vocab > MAX_VOCAB:
             raise ModelFileError(f"{path}: corrupt header (token embedding of {n_vocab:,} rows)")
+    if nextn:
+        notes.append(f"{nextn} next-token (MTP) block{'s' * (nextn > 1)} ({_gib(sum(r.nbytes for r in unused))}) "
+                     f"not loaded by llama.cpp for generation: not counted as layers")
 
     n_expert = v.count("expert_count", 0, MAX_EXPERTS)
     n_expert_used = v.count("expert_used_count", 0, MAX_EXPERTS)
@@ -151,7 +161,11 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
 
     sliding = v.count("attention.sliding_window", 0, MAX_CONTEXT)
     swa_layers: list[int] = []
-    if arch == "gpt-oss" and sliding:
+    pattern = md.get(f"{arch}.attention.sliding_window_pattern")
+    if sliding and isinstance(pattern, list) and len(pattern) >= n_layers:
+        # llama.cpp's per-layer flags (true: sliding-window layer), e.g. gemma3n, step35
+        swa_layers = [i for i in range(n_layers) if pattern[i] is True or pattern[i] == 1]
+    elif arch == "gpt-oss" and sliding:
         swa_layers = [i for i in range(n_layers) if i % 2 < 1]
     elif arch == "llama4":
         if sliding == 0 and v.has("attention.sliding_window"):
@@ -161,6 +175,12 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
             swa_layers = [i for i in range(n_layers) if i % 4 < 3]
     else:
         sliding = 0 if not swa_layers else sliding
+
+    recurrent = _recurrent_layers(records, md, arch, n_layers)
+    shared_count = v.count("expert_shared_count", 0, MAX_EXPERTS)
+    if not shared_count and any(r.role == Role.SHARED_EXPERTS and r.expert_part is None
+                                and "_inp_" not in r.name for r in records):
+        shared_count = 1  # qwen3next, qwen35moe, llama4: shared-expert tensors with no count key
 
     file_type = file_type_of(headers)
     type_counts = Counter(r.type for r in records)
@@ -194,7 +214,7 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         head_dim_v=head_dim_v,
         n_expert=n_expert if is_moe else 0,
         n_expert_used=n_expert_used if is_moe else 0,
-        n_expert_shared=v.count("expert_shared_count", 0, MAX_EXPERTS) if is_moe else 0,
+        n_expert_shared=shared_count if is_moe else 0,
         expert_ffn=v.count("expert_feed_forward_length", 0, MAX_DIM) or _infer_expert_ffn(records),
         dense_ffn=v.count("feed_forward_length", 0, MAX_DIM),
         leading_dense_layers=v.count("leading_dense_block_count", 0, MAX_LAYERS),
@@ -205,6 +225,11 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         mla_head_dim_v=v.count("attention.value_length_mla", 0, MAX_DIM),
         sliding_window=sliding if swa_layers else 0,
         swa_layers=swa_layers,
+        recurrent_layers=recurrent,
+        recurrent_state_per_layer=_recurrent_state_elements(records, v, n_embd) if recurrent else 0,
+        nextn_layers=nextn,
+        unused_bytes=sum(r.nbytes for r in unused),
+        notes=notes,
         tensor_types=dict(type_counts),
         bytes_by_role=bytes_by_role,
         expert_bytes_by_part=parts,
@@ -215,6 +240,57 @@ def inspect_headers(headers: Sequence[GGUFHeader], path: str) -> ModelInfo:
         n_params=n_params,
         identity=ident.hexdigest()[:16],
     )
+
+
+_RECURRENT_TENSORS = ("ssm_", "time_mix_", "shortconv")
+_ATTENTION_KV_TENSORS = ("attn_k.", "attn_qkv.", "attn_kv_a_mqa.", "attn_k_b.")
+
+
+def _recurrent_layers(records: list[TensorRecord], md: dict[str, Any], arch: str, n_layers: int) -> list[int]:
+    """Layers llama.cpp gives a recurrent state (Gated DeltaNet, Mamba, RWKV, short conv) instead of a KV
+    cache: from the tensors (an ssm_/time_mix_/shortconv tensor and no attention K), else the
+    `attention.recurrent_layers` flags llama.cpp reads."""
+    kinds: dict[int, set[str]] = {}
+    for r in records:
+        if r.layer is None:
+            continue
+        name = r.name.split(".", 2)[2] if r.name.count(".") >= 2 else r.name
+        if name.startswith(_RECURRENT_TENSORS):
+            kinds.setdefault(r.layer, set()).add("recurrent")
+        # a GDN layer's fused attn_qkv feeds its conv: it is attention only beside a KV head
+        if name.startswith(_ATTENTION_KV_TENSORS) and not name.startswith("attn_qkv."):
+            kinds.setdefault(r.layer, set()).add("kv")
+    found = sorted(il for il, k in kinds.items() if "recurrent" in k and "kv" not in k and il < n_layers)
+    if found:
+        return found
+    flags = md.get(f"{arch}.attention.recurrent_layers")
+    if isinstance(flags, list) and len(flags) >= n_layers:
+        return [i for i in range(n_layers) if flags[i] is True or flags[i] == 1]
+    return []
+
+
+def _recurrent_state_elements(records: list[TensorRecord], v: HeaderValues, n_embd: int) -> int:
+    """n_embd_r + n_embd_s of llama.cpp's hparams: the conv state ((d_conv - 1) x conv channels) and the
+    SSM / delta-rule state (d_state x d_inner) of one recurrent layer and sequence."""
+    d_conv = v.count("ssm.conv_kernel", 0, MAX_DIM)
+    d_inner = v.count("ssm.inner_size", 0, MAX_DIM)
+    d_state = v.count("ssm.state_size", 0, MAX_DIM)
+    n_group = v.count("ssm.group_count", 0, MAX_DIM)
+    conv = next((r for r in records if r.name.endswith("ssm_conv1d.weight") and len(r.shape) >= 2), None)
+    if conv is not None:
+        d_conv = d_conv or int(conv.shape[0])
+        channels = int(conv.shape[1])
+    else:
+        channels = d_inner + 2 * n_group * d_state
+    r_elems = max(d_conv - 1, 0) * channels
+    l_cache = v.count("shortconv.l_cache", 0, MAX_DIM)
+    if l_cache:
+        r_elems = n_embd * (l_cache - 1)  # LFM2 short convolutions
+    return r_elems + d_state * d_inner
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def _display_name(name: Any, path: str) -> str:

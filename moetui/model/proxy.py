@@ -14,7 +14,7 @@ from gguf import GGMLQuantizationType as T
 from moetui.model.gguf_writer import PlannedTensor, const_writer, header_bytes, repeat_writer, write_gguf
 from moetui.model.quant_mix import MIXES, quant_type
 from moetui.model.random_blocks import pattern
-from moetui.model.shapes import Shape
+from moetui.model.shapes import HYBRID_ARCHITECTURES, Shape
 from moetui.model.tensor_layout import TensorSpec, tensor_specs
 from moetui.model.vocab import make_vocab
 
@@ -41,7 +41,7 @@ def metadata_for(shape: Shape, mix: str, vocab_variant: int = 0) -> dict[str, An
         "general.name": f"{shape.name} moetui proxy",
         "general.file_type": MIXES[mix][1],
         "general.quantization_version": 2,
-        f"{a}.block_count": shape.n_layers,
+        f"{a}.block_count": shape.n_blocks,
         f"{a}.context_length": shape.context_length,
         f"{a}.embedding_length": shape.n_embd,
         f"{a}.feed_forward_length": shape.dense_ffn or shape.expert_ffn,
@@ -71,8 +71,23 @@ def metadata_for(shape: Shape, mix: str, vocab_variant: int = 0) -> dict[str, An
         md[f"{a}.expert_weights_scale"] = 1.0
         md[f"{a}.expert_weights_norm"] = a == "glm4moe"
         md[f"{a}.expert_gating_func"] = 2 if a == "glm4moe" else 1
-    if a == "glm4moe":
-        md[f"{a}.nextn_predict_layers"] = 0
+    if a == "glm4moe" or shape.nextn_layers:
+        md[f"{a}.nextn_predict_layers"] = shape.nextn_layers
+    if a in HYBRID_ARCHITECTURES:
+        md.update({
+            f"{a}.full_attention_interval": shape.full_attention_interval,
+            f"{a}.ssm.conv_kernel": shape.ssm_conv_kernel,
+            f"{a}.ssm.state_size": shape.ssm_state_size,
+            f"{a}.ssm.group_count": shape.ssm_group_count,
+            f"{a}.ssm.time_step_rank": shape.ssm_dt_rank,
+            f"{a}.ssm.inner_size": shape.ssm_state_size * shape.ssm_dt_rank,
+            f"{a}.rope.dimension_count": shape.rope_dim_count or shape.head_dim,
+        })
+        if a == "qwen35moe":  # M-RoPE sections (text-only: all in the first)
+            md[f"{a}.rope.dimension_sections"] = [(shape.rope_dim_count or shape.head_dim) // 2, 0, 0, 0]
+    if a == "minimax-m2":
+        md[f"{a}.expert_gating_func"] = 2
+        md[f"{a}.rope.dimension_count"] = shape.rope_dim_count or shape.head_dim
     if a == "deepseek2":
         k_mla = shape.mla_qk_nope + shape.rope_dim
         md.update({

@@ -13,7 +13,9 @@ from moetui.errors import ConfigError
 from moetui.model.info import ModelInfo
 from moetui.paths import presets_dir
 
-ARCHITECTURES = ("qwen3moe", "qwen2moe", "llama", "llama4", "gpt-oss", "deepseek2", "glm4moe", "qwen3")
+ARCHITECTURES = ("qwen3moe", "qwen2moe", "llama", "llama4", "gpt-oss", "deepseek2", "glm4moe", "qwen3",
+                 "qwen3next", "qwen35moe", "minimax-m2")
+HYBRID_ARCHITECTURES = ("qwen3next", "qwen35moe")  # Gated DeltaNet layers between attention layers
 
 
 @dataclass
@@ -45,6 +47,14 @@ class Shape:
     rope_dim: int = 0
     mla_qk_nope: int = 0
     mla_v_dim: int = 0
+    # hybrid (qwen3next, qwen35moe): Gated DeltaNet layers, every full_attention_interval-th layer attends
+    full_attention_interval: int = 0
+    ssm_conv_kernel: int = 0
+    ssm_state_size: int = 0  # head dim of the delta-rule state (K and V)
+    ssm_group_count: int = 0  # K heads
+    ssm_dt_rank: int = 0  # V heads
+    rope_dim_count: int = 0  # partial rotary (0: the head dim)
+    nextn_layers: int = 0  # next-token (MTP) blocks written after the trunk (llama.cpp skips them)
     rope_theta: float = 1_000_000.0
     rms_eps: float = 1e-6
     hf_repo: str = ""
@@ -58,6 +68,15 @@ class Shape:
     @property
     def is_moe(self) -> bool:
         return self.n_expert > 0
+
+    @property
+    def n_blocks(self) -> int:
+        """Blocks in the file: the layers and the next-token blocks after them."""
+        return self.n_layers + self.nextn_layers
+
+    def is_recurrent_layer(self, il: int) -> bool:
+        return (self.architecture in HYBRID_ARCHITECTURES and il < self.n_layers
+                and (il + 1) % max(self.full_attention_interval, 1) != 0)
 
     def is_moe_layer(self, il: int) -> bool:
         if not self.is_moe or il < self.leading_dense_layers:
@@ -117,8 +136,28 @@ def shape_from_info(info: ModelInfo) -> Shape:
         tie_embeddings=info.ties_embeddings, qk_norm=has_qk_norm, attn_bias=has_bias,
         sliding_window=info.sliding_window if arch == "gpt-oss" else 0,
         q_lora_rank=info.q_lora_rank, kv_lora_rank=info.kv_lora_rank, rope_dim=rope_dim,
+        nextn_layers=info.nextn_layers, **_hybrid_fields(info),
         mla_qk_nope=(info.mla_head_dim_k - rope_dim) if info.is_mla else 0, mla_v_dim=info.mla_head_dim_v,
     )
+
+
+def _hybrid_fields(info: ModelInfo) -> dict[str, Any]:
+    """The Gated DeltaNet hyperparameters of a hybrid model, read back from its tensors."""
+    if info.architecture not in HYBRID_ARCHITECTURES or not info.recurrent_layers:
+        return {}
+    attn = info.attention_layers
+    interval = attn[0] + 1 if attn else info.n_layers + 1
+    by_name = {t.name: t for t in info.tensors}
+    il = info.recurrent_layers[0]
+    n_v_heads = by_name.get(f"blk.{il}.ssm_a")
+    conv = by_name.get(f"blk.{il}.ssm_conv1d.weight")
+    norm = by_name.get(f"blk.{il}.ssm_norm.weight")
+    if not (n_v_heads and conv and norm):
+        return {}
+    d_state, v_heads = int(norm.shape[0]), int(n_v_heads.shape[0])
+    k_heads = (int(conv.shape[1]) - d_state * v_heads) // (2 * d_state)
+    return dict(full_attention_interval=interval, ssm_conv_kernel=int(conv.shape[0]), ssm_state_size=d_state,
+                ssm_group_count=k_heads, ssm_dt_rank=v_heads)
 
 
 def scaled(shape: Shape, scale: str) -> Shape:
@@ -140,6 +179,8 @@ def scaled(shape: Shape, scale: str) -> Shape:
         n_layers = max(n_layers, 2 * step)
     if shape.sliding_window:
         n_layers += n_layers % 2
+    if shape.full_attention_interval:
+        n_layers = max(n_layers, shape.full_attention_interval)
     s = dataclasses.replace(
         shape,
         name=f"{shape.name} ({scale})",
@@ -162,5 +203,10 @@ def scaled(shape: Shape, scale: str) -> Shape:
         rope_dim=32 if shape.rope_dim else 0,
         mla_qk_nope=64 if shape.mla_qk_nope else 0,
         mla_v_dim=64 if shape.mla_v_dim else 0,
+        ssm_state_size=min(shape.ssm_state_size, 64 if tiny else 128),
+        ssm_group_count=min(shape.ssm_group_count, 2 if tiny else 8),
+        ssm_dt_rank=min(shape.ssm_dt_rank, 4 if tiny else 16),
+        rope_dim_count=min(shape.rope_dim_count, 32) if shape.rope_dim_count else 0,
+        nextn_layers=min(shape.nextn_layers, 1),
     )
     return s

@@ -79,7 +79,11 @@ def padded_ctx(n_ctx: int) -> int:
 
 def kv_layer_bytes(model: ModelInfo, il: int, n_ctx: int, cache_type_k: str = "f16", cache_type_v: str = "f16",
                    swa_full: bool = True, n_ubatch: int = 512, n_parallel: int = 1) -> int:
-    """KV bytes of layer il. n_ctx is llama.cpp's total context (all parallel sequences share it)."""
+    """KV bytes of layer il. n_ctx is llama.cpp's total context (all parallel sequences share it).
+    A recurrent layer (hybrid models) holds no KV but its recurrent state, f32, one per sequence
+    (llama.cpp's RS buffer, on the layer's device like the KV)."""
+    if il in model.recurrent_layers:
+        return model.recurrent_state_bytes(n_parallel, [il])
     cells = padded_ctx(n_ctx)
     if not swa_full and model.sliding_window and il in model.swa_layers:
         cells = min(cells, padded_ctx(model.sliding_window * n_parallel + n_ubatch))

@@ -82,7 +82,8 @@ def memory_by_device(model: ModelInfo, a: Assignment, s: MemorySettings, cpu_fla
     cpu_tensors: list[TensorRecord] = []
     for t in model.tensors:
         dev = a.tensor_device(t)
-        out[dev].weights += t.nbytes
+        # ggml-alloc starts each tensor of a weight buffer at a 32-byte boundary (a GGUF's data does too)
+        out[dev].weights += -(-t.nbytes // TENSOR_ALIGNMENT) * TENSOR_ALIGNMENT
         if dev == "CPU":
             cpu_tensors.append(t)
             if cpu_flags is not None and repack_enabled(t, cpu_flags, cpu_arch):
@@ -112,6 +113,9 @@ def memory_by_device(model: ModelInfo, a: Assignment, s: MemorySettings, cpu_fla
         if g not in used_gpus:
             out[g].overhead = 0
     return out
+
+
+TENSOR_ALIGNMENT = 32
 
 
 # ---- the placement search ---------------------------------------------------------------------------
