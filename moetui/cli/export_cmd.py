@@ -41,9 +41,7 @@ def announce(active: ActiveConfig, model: str) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     if args.config:
-        cfg = RunConfig.load(args.config)
-        if cfg.model_path != args.model:
-            cfg = cfg.replace(model_path=args.model)  # MODEL on the command line wins over the file's
+        cfg = RunConfig.load(args.config, model_path=args.model)  # MODEL on the command line wins over the file's
     else:  # the tuned profile, else the plan for this rig
         from moetui.tuner.active import active_for_model  # the tuner and gguf: only when it runs
         from moetui.tuner.store import ProfileStore  # noqa: PLC0415  (with the tuner, above)

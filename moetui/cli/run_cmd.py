@@ -67,7 +67,7 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
     top."""
     args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
     if args.config:
-        cfg = RunConfig.load(args.config)
+        cfg = RunConfig.load(args.config, model_path=args.model)  # MODEL overrides the file's model_path
     elif planned:
         from moetui.sizing.plan import PlanOptions  # noqa: PLC0415  (with the tuner: gguf, not for `bench`)
         from moetui.tuner.active import active_for_model  # noqa: PLC0415

@@ -157,3 +157,11 @@ def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
         if (shape, mix) not in _shape_cache:
             _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
     return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
+
+
+def source_text(row: ModelRow, selected: bool) -> str:
+    """The "from" cell: "selected" on the selected model's row only; a file listed because it was selected
+    once is a "file" after another model is picked."""
+    if selected:
+        return "selected"
+    return "file" if row.source == "selected" else row.source_cell()

@@ -23,8 +23,9 @@ from moetui.errors import DoesNotFit, MoetuiError, in_words
 from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_file, add_folder, discover_local
+from moetui.ui.keys import type_into_focused_box
 from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICTS, ModelRow, VerdictCache, same_file, fit_name,
-                                  moe_shape, rig_key, shape_info, verdict)
+                                  moe_shape, rig_key, shape_info, source_text, verdict)
 from moetui.ui.state import DownloadRequested, ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
@@ -136,7 +137,11 @@ class ModelsScreen(Screen):
         table = self.query_one(DataTable)
         path = next((k for k, r in self.rows.items() if r.local_path and r.local_path == path), path)
         if path in self.rows and path != self._marked:
+            if self._marked in self.rows and self._marked in table.rows:  # "selected" follows the selection
+                table.update_cell(self._marked, "source", source_text(self.rows[self._marked], False))
             self._marked = path
+            if path in table.rows:
+                table.update_cell(path, "source", source_text(self.rows[path], True))
             try:
                 table.move_cursor(row=table.get_row_index(path))
             except Exception:  # the row is still being added
@@ -279,7 +284,7 @@ class ModelsScreen(Screen):
             size = "-" if r.missing else ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
-            table.add_row(fit_name(r.name, width), r.source_cell(), r.quant or "-", size, "…", "", moe_shape(r.info),
+            table.add_row(fit_name(r.name, width), source_text(r, r.key == self._marked), r.quant or "-", size, "…", "", moe_shape(r.info),
                           key=r.key)
         self._mark_selected()
 
@@ -347,10 +352,8 @@ class ModelsScreen(Screen):
         instead of letting its letters fire screen keys (a, s, t ...)."""
         box = self.query_one("#models-path", Input)
         if event.character in PATH_STARTS and self.focused is not box:
-            box.focus()
-            box.insert_text_at_cursor(event.character)
-            event.stop()
-            event.prevent_default()
+            self.set_focus(box)  # now, not on the next tick: the path's next keys are on their way already
+        type_into_focused_box(self, event)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "models-add":
@@ -392,3 +395,4 @@ class ModelsScreen(Screen):
             return
         self.query_one("#models-path", Input).value = ""
         self.query_one("#models-table", DataTable).focus()  # done with the box: letter keys work again
+

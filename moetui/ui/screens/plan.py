@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Input, Select, Static
 
 from moetui.hub.cache import needs_download
 from moetui.model.info import KV_CACHE_TYPES
-from moetui.sizing.plan import PlanOptions, gpu_usable
+from moetui.sizing.plan import MIN_CTX, PlanOptions, gpu_usable
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
@@ -78,7 +78,8 @@ class PlanScreen(Screen):
         self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
         self.query_one(PlacementMap).plan = p
         self.query_one(MemoryBars).plan = p
-        self._show_error(s.plan_error if s.plan_error and p is None else None)
+        # a knob's bad value stays on show until it is fixed (a redraw for another reason must not hide it)
+        self._show_error(getattr(self, "_knob_error", None) or (s.plan_error if s.plan_error and p is None else None))
         if p is None:
             if s.model_info is None:
                 summary = "No model selected: press m to pick one."
@@ -131,9 +132,13 @@ class PlanScreen(Screen):
         ctx_text = self.query_one("#plan-ctx", Input).value.strip()
         n_ctx = None
         if ctx_text:
-            n_ctx = int(ctx_text)
-            if n_ctx < 256:
-                raise ValueError("context must be at least 256 tokens")
+            try:
+                n_ctx = int(ctx_text)
+            except ValueError:
+                raise ValueError(f"context must be a whole number of tokens, not {ctx_text!r}") from None
+            if n_ctx < MIN_CTX:
+                raise ValueError(f"context must be at least {MIN_CTX} tokens, not {n_ctx}; the plan keeps the last "
+                                 "valid one")
         kv = self.query_one("#plan-kv", Select).value
         margin_text = self.query_one("#plan-margin", Input).value.strip()
         margin = base.vram_margin_bytes
@@ -152,8 +157,10 @@ class PlanScreen(Screen):
         try:
             options = self.options_from_knobs()
         except ValueError as exc:
-            self._show_error(str(exc))
+            self._knob_error = str(exc)
+            self._show_error(self._knob_error)
             return
+        self._knob_error = None
         self._show_error(None)
         kwargs = {}
         if draft:
