@@ -196,3 +196,33 @@ async def test_export_does_not_wrap_a_command_and_says_what_copy_can_promise(tin
         await pilot.pause()
         assert app.clipboard == app.screen.text
         assert notes and "OSC 52" in notes[-1] and "set-clipboard on" in notes[-1] and "saves" in notes[-1]
+
+
+async def test_models_shows_the_plans_figure_for_the_selected_model_after_a_tune(tiny_moe: Path) -> None:
+    """Models planned with default efficiency factors (585 tok/s) while Home and Plan used the ones a tune
+    measured on this rig (972): one model, one config, one figure."""
+    from moetui.hardware.fingerprint import fingerprint
+    from moetui.runtime.bench import BenchResult
+    from moetui.sizing.speed import EfficiencyFactors
+    from moetui.tuner import ProfileStore, TuneResult
+    from moetui.tuner.engine import llama_version
+    from moetui.ui.widgets.format import tps
+
+    rig = load_preset(RIG)
+    best = Probe(0, RunConfig(model_path=str(tiny_moe)), {}, "plan", status="ok", score=50.0,
+                 bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))
+    eff = EfficiencyFactors(gpu_bw=0.2, cpu_bw=0.3, source="tuner: test").to_dict()
+    ProfileStore().put(TuneResult(best=best, baseline=best, plan_probe=best, predicted={}, probes=[best],
+                                  rig_fingerprint=rig.fingerprint or fingerprint(rig), model_id="another-model",
+                                  llama_version=llama_version(rig), objective="decode", elapsed_s=1.0,
+                                  stopped="converged", model_path="/elsewhere.gguf", efficiency=eff, created=time.time()))
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+        assert not any("default efficiency factors" in line for line in app.state.plan.explanation)
+        await pilot.press("m")
+        models = app.screen_named("models")
+        await wait_for(pilot, lambda: str(tiny_moe) in models.rows, what="the models listed")
+        table = models.query_one("#models-table")
+        await wait_for(pilot, lambda: table.get_cell(str(tiny_moe), "tps") not in ("", "…"), what="the verdict")
+        assert table.get_cell(str(tiny_moe), "tps") == tps(app.state.plan.decode_tps)

@@ -310,7 +310,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
                f"{explain.gb(kv_cache_bytes(model, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v, o.swa_full))}"
                + (" (SWA layers at full size: swa_full)" if model.swa_layers and o.swa_full else ""))
     slowest = max(sp.decode_seconds_by_device.items(), key=lambda kv: kv[1])[0] if sp.decode_seconds_by_device else "?"
-    why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound, slowest))
+    why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound, slowest, o.efficiency.source))
     why += sp.notes
     cfg.notes = list(why)
 
