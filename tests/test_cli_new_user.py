@@ -80,3 +80,16 @@ def test_a_budget_too_small_is_refused_naming_one_that_works(tiny_moe: Path) -> 
     assert "give a budget of at least" in err, err
     need = int(err.rsplit("at least ", 1)[1].split(" ")[0])
     assert 1 < need <= 30  # the tiny proxy: worker start, load, three short repetitions
+
+
+def test_the_demo_plans_as_the_app_and_plan_do() -> None:
+    """`moetui demo` planned at 2048 tokens beside a workload "at 8,192 tokens of context", and predicted other
+    figures than Home, Plan and `moetui plan` for the same model on the same rig."""
+    demo = moetui("demo", "--no-real", "--json", timeout=600)
+    assert demo.returncode == 0, demo.stderr
+    summary = json.loads(demo.stdout)
+    planned = json.loads(moetui("plan", summary["model"]["path"], "--json").stdout)
+    assert summary["plan"]["config"]["n_ctx"] == planned["config"]["n_ctx"] >= 8192
+    # the same planner inputs: the efficiency factors too (the RAM bandwidth may be re-measured in between on a
+    # busy machine, so the figures themselves are compared where the rig is fixed: test_ui_new_user)
+    assert summary["plan"]["config"]["n_ubatch"] == planned["config"]["n_ubatch"]
