@@ -177,6 +177,11 @@ def test_measured_efficiency_factors_change_prediction(qwen30b):
     a = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192))
     b = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, efficiency=EfficiencyFactors(cpu_bw=0.3)))
     assert b.decode_tps < a.decode_tps
+    # the Why says where the factors come from: the defaults, or the tune that measured them
+    assert any("default efficiency factors" in line for line in a.explanation)
+    tuned = plan(qwen30b, make_rig([12]), PlanOptions(n_ctx=8192, efficiency=EfficiencyFactors(source="tuner: rig / m")))
+    assert not any("default efficiency factors" in line for line in tuned.explanation)
+    assert any("a tune measured on this rig (tuner: rig / m)" in line for line in tuned.explanation)
 
 
 def test_quant_choice_rejects_larger_quants_with_reasons(qwen30b):

@@ -371,3 +371,29 @@ def test_a_probe_cut_by_the_budget_is_not_called_a_hang(tiny_moe, rig, tmp_path)
     assert probe.status == "skipped" and probe.error_kind == "budget", (probe.status, probe.error_kind, probe.error)
     assert "budget" in probe.error and "hang" not in probe.error
     assert not store.is_failed("rig", "model", cfg)
+
+
+def test_a_winner_that_fails_its_final_check_is_not_the_answer(tiny_moe, rig, tmp_path):
+    """A winner whose final check failed ("(final) (no proper reply) ✗") was saved as "+99% vs the plan":
+    it gives way to the start, measured earlier, and a note says why."""
+    broken = tmp_path / "truncated.gguf"
+    broken.write_bytes(tiny_moe.read_bytes()[: tiny_moe.stat().st_size // 2])
+    opts = TuneOptions(objective="decode", n_prompt=64, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
+    tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
+    runner = tuner.prepare()
+    runner.start_clock(None, threading.Event())
+    try:
+        start_cfg = tuner.start_config().replace(n_threads=1, n_threads_batch=1)
+        tuner.search = Search(runner, tuner.space(start_cfg))
+        start = runner.measure(start_cfg, {}, ProbeRole.PLAN)
+        winner = runner.measure(start_cfg.replace(n_ubatch=256, n_batch=256), {"n_ubatch": 256})
+        assert start.ok and winner.ok
+        winner.config = winner.config.replace(model_path=str(broken))  # its final check cannot load it
+        tuner.search.incumbent = winner
+        tuner.final_round(start)
+    finally:
+        runner.close_all()
+    finals = [p for p in runner.probes if p.role == "final"]
+    assert finals and not finals[0].ok
+    assert tuner.search.incumbent is start
+    assert any("failed its final check" in n for n in tuner.notes)

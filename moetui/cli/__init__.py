@@ -9,6 +9,9 @@ DESCRIPTION = ("Run Mixture-of-Experts GGUF models as fast as this machine allow
 
 import argparse
 import importlib
+import json
+import os
+import re
 import sys
 
 from moetui import __version__
@@ -34,10 +37,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that with --json a usage error is JSON on stdout too (a script reads one stream)."""
+
+    json_errors = False
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if self.json_errors:
+            print_error_json(message, "usage")
+            sys.exit(2)
+        super().error(message)
+
+
+def print_error_json(message: str, kind: str) -> None:
+    """The one shape of an error under --json: {"error": what went wrong, "kind": what kind of error}."""
+    json.dump({"error": message, "kind": kind}, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def error_kind(exc: BaseException) -> str:
+    """'does_not_fit', 'config', 'model_file', 'hub', 'worker:oom' ...: the error's class in snake case,
+    and a worker failure's kind."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower().removesuffix("_error")
+    kind = getattr(exc, "kind", None)
+    return f"{name}:{kind}" if kind else name
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """only: the subcommand being run; the other commands' modules are then not imported (some pull in
     gguf or the tuner, about 1 s of imports that `moetui detect` would otherwise pay)."""
-    parser = argparse.ArgumentParser(prog="moetui", description=DESCRIPTION)
+    parser = _Parser(prog="moetui", description=DESCRIPTION)
 
     parser.add_argument("--version", action="version", version=f"moetui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,10 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the command's modules are still importing
         print("moetui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `moetui models | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit does not fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _Parser.json_errors = "--json" in argv
     parser = build_parser(only=argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
@@ -69,6 +114,8 @@ def _main(argv: list[str] | None) -> int:
         return int(module.run(args) or 0)
     except MoetuiError as exc:
         _print_state_notices()
+        if getattr(args, "json", False):
+            print_error_json(str(exc), error_kind(exc))
         print(f"moetui: error: {exc}", file=sys.stderr)
         if str(exc).startswith("offline"):  # a HubError: the hub cannot be reached
 

@@ -9,6 +9,7 @@ import argparse
 from moetui.cli.output import print_json, table
 from moetui.cli.run_cmd import add_config_arguments, config_from_args
 from moetui.errors import ConfigError
+from moetui.model.gguf_header import read_file_header
 from moetui.runtime.client import ModelWorker
 
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
         raise ConfigError("need -r >= 1 and at least one of -p / -n above 0")
     cfg = config_from_args(args)
+    read_file_header(cfg.model_path)  # a truncated or broken file said in moetui's words, not llama.cpp's raw log
     if args.ctx is None or cfg.n_ctx < args.n_prompt + args.n_gen:
         # like llama-bench, size the context to the test unless -c asks for more
         cfg = cfg.replace(n_ctx=args.n_prompt + args.n_gen)

@@ -78,7 +78,8 @@ def _real_words(rig: Any, say: Any, summary: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from moetui.model.inspect import inspect_file  # gguf: not at the CLI's start (moetui --help stays quick)
-    from moetui.sizing.plan import PlanOptions, plan
+    from moetui.resolver import plan_for
+    from moetui.sizing.settings import Settings
 
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
     summary: dict[str, Any] = {}
@@ -99,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
                         "active_bytes_per_token": info.active_bytes_per_token}
 
     say("\n== 3. The plan for this rig")
-    p = plan(info, rig, PlanOptions(n_ctx=2048))
+    # planned as the app plans it (its default context and workload, the efficiency a tune measured here), so
+    # the figures here are the ones Home and Plan show for the demo model
+    p = plan_for(info, rig, Settings())
     for line in p.explanation:
         say(f"- {line}")
     summary["plan"] = {"config": p.config.to_dict(), "predicted_decode_tok_s": p.decode_tps,

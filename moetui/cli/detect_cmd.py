@@ -108,7 +108,10 @@ def render(rig) -> str:  # type: ignore[no-untyped-def]
         rows.append(["", probe.note])
     b = rig.build
     if b.installed:
-        rows.append(["llama.cpp", f"llama-cpp-python {b.version}, backends: {', '.join(b.backends) or '?'}, GPU offload: {'yes' if b.gpu_offload else 'NO'}"])
+        # llama_supports_gpu_offload() is true for a build with RPC support and no GPU at all: "yes" only with one
+        offload = ("yes" if b.gpu_offload and rig.gpus else "none (no GPU found; the build could offload to one)"
+                   if b.gpu_offload else "NO")
+        rows.append(["llama.cpp", f"llama-cpp-python {b.version}, backends: {', '.join(b.backends) or '?'}, GPU offload: {offload}"])
         for d in b.devices:
             mem = f", {gib(d.memory_free_bytes or 0)} free / {gib(d.memory_total_bytes or 0)}" if d.memory_total_bytes else ""
             rows.append(["  device", f"{d.name} ({d.type}): {d.description}{mem}"])

@@ -46,7 +46,7 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
     args.model = local_model_file(args.model)  # a hub model from the HF cache; one not downloaded says so
     settings = settings_from_args(args)
     if args.config:
-        cfg = RunConfig.load(args.config)
+        cfg = RunConfig.load(args.config, model_path=args.model)  # MODEL overrides the file's model_path
         if planned:
             announce(ActiveConfig(cfg, ConfigSource.CHOSEN, f"the config file {args.config}"), args.model)
     elif planned:

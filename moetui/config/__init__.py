@@ -22,6 +22,10 @@ LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
 SPLIT_MODES = ("none", "layer", "row")
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 CONFIG_VERSION = 1
+# RunConfig's fields by the type a config file must give them (checked field by field, named in the error)
+_WHOLE_NUMBERS = ("n_ctx", "n_gpu_layers", "main_gpu", "n_batch", "n_ubatch", "n_parallel", "seed")
+_WHOLE_OR_NONE = ("n_threads", "n_threads_batch")
+_TEXTS = ("model_path", "split_mode", "flash_attn", "cache_type_k", "cache_type_v", "load_mode")
 
 
 @dataclass
@@ -116,6 +120,27 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    def _check_types(self) -> None:
+        """Each field of the type it must have, so that `"n_ctx": "lots"` is refused by name, not by a
+        comparison failing somewhere later."""
+        for name in _WHOLE_NUMBERS + _WHOLE_OR_NONE:
+            v = getattr(self, name)
+            if not (v is None and name in _WHOLE_OR_NONE) and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"{name} must be a whole number, not {v!r}")
+        for name in _TEXTS:
+            if not isinstance(getattr(self, name), (str, os.PathLike) if name == "model_path" else str):
+                raise ConfigError(f"{name} must be text, not {getattr(self, name)!r}")
+        if not isinstance(self.repack, bool):
+            raise ConfigError(f"repack must be true or false, not {self.repack!r}")
+        ts = self.tensor_split
+        if ts is not None and (not isinstance(ts, list)
+                               or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in ts)):
+            raise ConfigError(f"tensor_split must be a list of numbers, not {ts!r}")
+        for name in ("rpc_servers", "notes"):
+            v = getattr(self, name)
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"{name} must be a list of text, not {v!r}")
+
     def validate(self) -> None:
         self._check_types()
         if self.flash_attn not in FLASH_ATTN:
@@ -171,8 +196,12 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any], model_path: str | None = None) -> "RunConfig":
+        """model_path: the model the caller names (MODEL on the command line): it overrides the file's,
+        and a file without one is fine then."""
         d = dict(d)
+        if model_path is not None:
+            d["model_path"] = model_path
         d.pop("version", None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -180,6 +209,9 @@ class RunConfig:
             raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
         if "model_path" not in d:
             raise ConfigError("config has no model_path")
+        for name in ("overrides", "rpc_servers", "notes"):
+            if not isinstance(d.get(name) or [], list):
+                raise ConfigError(f"{name} must be a list, not {d[name]!r}")
         try:
             d["overrides"] = [TensorOverride(**o) for o in d.get("overrides") or []]
             if d.get("draft"):
@@ -194,7 +226,8 @@ class RunConfig:
         atomic_write_json(Path(path), self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "RunConfig":
+    def load(cls, path: str | os.PathLike[str], model_path: str | None = None) -> "RunConfig":
+        """model_path: see from_dict."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -204,7 +237,10 @@ class RunConfig:
             raise ConfigError(f"{path}: not a moetui config file ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: not a moetui config file")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data, model_path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     # --- placement helpers ----------------------------------------------------------------------------
     def expert_layers_on_cpu(self) -> dict[int, set[str]] | None:

@@ -264,8 +264,10 @@ def _checked(key: str, hit: BandwidthResult, check: BandwidthResult | None, now:
         hit.note = f"re-measured ({fresh.best_gbs:.1f} GB/s): the cached {cached_gbs:.1f} is the better figure, kept"
         return hit
     if got * DISTURBED_RATIO <= cached_gbs:
-        hit.note = (f"RAM busy now: a quick check read {got:.1f} GB/s; plans use the {cached_gbs:.1f} "
-                    f"measured {ago(now() - (hit.measured_at or now()))}")
+        # no "N min ago" here: the note is kept and shown later, beside the figure's own date read from the clock
+        # then (a frozen "5 min ago" stood under a live "9 min ago" for the same measurement)
+        hit.note = (f"RAM busy now: a quick check read {got:.1f} GB/s; plans use the {cached_gbs:.1f} GB/s of the "
+                    "earlier measurement")
         warnings.append(hit.note)
         return hit
     hit.checks += 1

@@ -142,7 +142,7 @@ def resolve(model: str, settings: Settings, rig: Rig, *, use_tuned: bool = True,
     from moetui.hub.resolve import resolve_model  # gguf and the hub client: only when it runs
 
     if config_file:
-        cfg = RunConfig.load(config_file)
+        cfg = RunConfig.load(config_file, model_path=model)  # MODEL overrides the file's model_path
         return ActiveConfig(cfg.replace(model_path=model), ConfigSource.CHOSEN, f"the config file {config_file}")
     if model.lower().endswith(".gguf") and not Path(model).expanduser().exists():
         return ActiveConfig(RunConfig(model_path=model, n_ctx=settings.n_ctx or RunConfig.n_ctx),

@@ -66,8 +66,10 @@ def memory_of(device: str) -> str:
     return f"{device}'s memory"
 
 
-def speed_line(decode: float, prompt: float, bound: str, slowest: str) -> str:
+def speed_line(decode: float, prompt: float, bound: str, slowest: str, efficiency_source: str = "defaults") -> str:
+    """efficiency_source: EfficiencyFactors.source, "defaults" or the tune that measured them."""
     pace = PROMPT_BOUNDS.get(bound, bound)
+    basis = ("default efficiency factors: `moetui tune` measures the real speed" if efficiency_source == "defaults"
+             else f"efficiency factors a tune measured on this rig ({efficiency_source})")
     return (f"predicted ~{decode:.1f} tok/s decode (most of each token's time goes to reading the weights in "
-            f"{memory_of(slowest)}), ~{prompt:.0f} tok/s prompt ({pace}); a prediction from bandwidth and "
-            f"default efficiency factors: `moetui tune` measures the real speed")
+            f"{memory_of(slowest)}), ~{prompt:.0f} tok/s prompt ({pace}); a prediction from bandwidth and {basis}")

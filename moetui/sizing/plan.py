@@ -69,9 +69,12 @@ def gpu_budgets(rig: Rig, o: PlanOptions) -> tuple[list[str], dict[str, int], li
 
 
 # ---- the plan -------------------------------------------------------------------------------------
+MIN_CTX = 256  # the smallest context planned (and the one tried when nothing else fits)
+
+
 def _validate(model: ModelInfo, o: PlanOptions) -> None:
-    if o.n_ctx is not None and o.n_ctx <= 0:
-        raise ConfigError(f"context must be positive, not {o.n_ctx}")
+    if o.n_ctx is not None and o.n_ctx < MIN_CTX:  # a few tokens hold no prompt: a plan for them is noise
+        raise ConfigError(f"context must be at least {MIN_CTX} tokens, not {o.n_ctx}")
     if o.n_ctx is not None and model.context_length and o.n_ctx > model.context_length:
         raise ConfigError(f"context {o.n_ctx} is beyond {model.name or 'the model'}'s native context "
                           f"{model.context_length}; ask for at most {model.context_length}")
@@ -222,13 +225,15 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
     choice = choose_context(target, explicit, native * o.n_parallel, o.cache_type, good, feasible, on_gpu=bool(gpus))
     if choice is None:
         kv = o.cache_type or "q8_0"
-        r = search(256, kv)
+        r = search(MIN_CTX, kv)
         short = r.memory["CPU"].total - ram
+        # a lower --margin frees at most the margin itself on each GPU: named only where that closes the gap
+        margin_helps = bool(gpus) and short <= o.vram_margin_bytes * len(gpus)
         raise DoesNotFit(
             f"{model.name or model.path} does not fit this rig even at the smallest context: RAM budget "
             f"{explain.gb(ram)} is {explain.gb(max(short, 0))} short"
             + (f" after filling {explain.gb(sum(budgets.values()))} of GPU memory" if gpus else "")
-            + (" (a smaller quant, more RAM, or a lower --margin)" if gpus else " (a smaller quant or more RAM)"))
+            + (" (a smaller quant, more RAM, or a lower --margin)" if margin_helps else " (a smaller quant or more RAM)"))
     why += choice.reason
     r = search(choice.n_ctx, choice.cache_type)
     a = r.assignment
@@ -305,7 +310,7 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
                f"{explain.gb(kv_cache_bytes(model, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v, o.swa_full))}"
                + (" (SWA layers at full size: swa_full)" if model.swa_layers and o.swa_full else ""))
     slowest = max(sp.decode_seconds_by_device.items(), key=lambda kv: kv[1])[0] if sp.decode_seconds_by_device else "?"
-    why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound, slowest))
+    why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound, slowest, o.efficiency.source))
     why += sp.notes
     cfg.notes = list(why)
 

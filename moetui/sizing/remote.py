@@ -273,7 +273,8 @@ def plan_across_hosts(model: ModelInfo, rig: Rig, options: PlanOptions | None,
                f"{net.link_gbs:g} GB/s; with the servers' tensor cache (-c) warm ~{load.cached_s:.0f} s "
                f"({explain.gb(load.cacheable_bytes)} in tensors over 10 MiB go by hash)")
     why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound,
-                                  max(sp.decode_seconds_by_device, key=sp.decode_seconds_by_device.get)))
+                                  max(sp.decode_seconds_by_device, key=sp.decode_seconds_by_device.get),
+                                  o.efficiency.source))
     why += sp.notes
     cfg.notes = list(why)
     memory = {s.device: s.memory for s in shares if s.memory is not None}

@@ -20,13 +20,14 @@ The runner (runner.py) owns workers, benchmarks, the clock and each probe's life
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from moetui.config import RunConfig
-from moetui.errors import DoesNotFit, MoetuiError
+from moetui.errors import ConfigError, DoesNotFit, MoetuiError
 from moetui.hardware.rig import Rig
 from moetui.model.info import ModelInfo
 from moetui.tuner.duel import duel
@@ -51,6 +52,8 @@ import os
 import resource
 
 FINAL_BUDGET_SHARE = 0.25  # the final comparison may run this share of the budget past it, no more
+WORKER_START_S = 3.0  # a model worker's start before it reads the model (a Python child importing llama_cpp)
+LOAD_BPS = 2 * 2**30  # the model's bytes read at load, at least this slowly (a disk, not the page cache)
 MLOCK_RAM_HEADROOM = 1.25  # mlock is tried only when RAM holds the model this many times over
 
 
@@ -187,8 +190,30 @@ class Tuner:
         """One config measured on its own (never raises for a config that fails: the probe says so)."""
         return self.prepare().measure(config, changes, role)
 
+    def min_budget_s(self) -> int:
+        """The smallest budget that can measure even the plan on this rig: start a worker, load the model
+        and run MIN_REPS repetitions of the measured prompt and reply at the plan's predicted speeds."""
+        o, w = self.options, self.options.workload
+        plan = self.make_plan()
+        n_prompt = o.n_prompt or min(w.prompt_tokens or MIN_PROMPT, MIN_PROMPT)
+        per_rep = ((n_prompt / plan.prompt_tps if plan.prompt_tps else 0.0)
+                   + (o.n_gen / plan.decode_tps if plan.decode_tps else 0.0))
+        load = os.path.getsize(self.model_path) / LOAD_BPS if os.path.exists(self.model_path) else 0.0
+        return max(1, math.ceil(WORKER_START_S + load + MIN_REPS * per_rep))
+
+    def check_budget(self) -> None:
+        """Refuse, before anything runs, a budget too small to measure anything (it would end in "nothing
+        could be measured" after spending it), naming the smallest one that can work."""
+        need = self.min_budget_s()
+        if self.options.budget_s < need:
+            raise ConfigError(f"a {self.options.budget_s:g} s budget cannot measure even the plan of "
+                              f"{os.path.basename(self.model_path)} on this rig: starting it, loading it and "
+                              f"{MIN_REPS} repetitions take about {need} s at the predicted speeds; give a "
+                              f"budget of at least {need} s")
+
     def run(self, on_event: Callable[[TuneEvent], None] | None = None,
             cancel: threading.Event | None = None) -> TuneResult:
+        self.check_budget()
         runner = self.prepare()
         runner.start_clock(on_event, cancel)
         done = threading.Event()
@@ -258,11 +283,15 @@ class Tuner:
         if cost > FINAL_BUDGET_SHARE * o.budget_s:  # e.g. a large model on a GPU rig that reloads at every turn
             self.notes.append(f"the final side-by-side comparison was skipped: it would take ~{cost:.0f} s")
             return None
+        past = max(0.0, runner.elapsed() + cost - o.budget_s)
         runner.emit(TuneProgress(runner.fraction(), runner.elapsed(), runner.eta(),
-                                 f"final: {best.label} vs {start.label}, measured side by side"))
+                                 f"final: {best.label} vs {start.label}, measured side by side"
+                                 + (f" (about {past:.0f} s past the budget: the answer is checked beside the start)"
+                                    if past >= 1 else "")))
         a = runner.new_probe(best.config, best.changes, ProbeRole.FINAL, f"{best.label} (final)")
         b = runner.new_probe(start.config, start.changes, ProbeRole.FINAL, f"{start.label} (final)")
         if not (runner.open(a) and runner.open(b)):
+            self._unless_checked(a, start)
             return None
         d = duel(_NoBudget(runner), a, b, runner.objective, dimension="final", max_rounds=o.max_rounds,
                  candidate_simpler=search.complexity(start.config) < search.complexity(best.config))
@@ -272,10 +301,21 @@ class Tuner:
         kept = b if d.kept == "candidate" or not a.ok else a
         if kept.ok:
             search.incumbent = runner.best = kept
+        else:
+            self._unless_checked(a, start)
         for p in (a, b):
             runner.announce(p)
         runner.emit(ProbesCompared(d))
         return b if b.ok else None
+
+    def _unless_checked(self, final: Probe, start: Probe) -> None:
+        """A winner whose final check failed (it did not load again, gave no proper reply) is not the
+        answer: the start, measured earlier, is."""
+        if final.ok or self.search is None:
+            return
+        self.notes.append(f"{final.label} failed its final check ({final.error or final.status}): "
+                          f"{start.label} is kept")
+        self.search.incumbent = self.prepare().best = start
 
     def _final_cost(self, best: Probe, start: Probe) -> float:
         """Seconds the final comparison would take at least, from what the same configs took before."""

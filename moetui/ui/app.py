@@ -14,7 +14,7 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
@@ -25,7 +25,7 @@ from moetui.errors import MoetuiError, in_words
 from moetui.hardware import detect_rig
 from moetui.paths import assets_dir
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
-from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS
+from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS, shown_as_symbols
 from moetui.ui.state import (
     AppState, ConfigChosen, DownloadRequested, ModelSelected, PlanChanged, RigChanged, SettingsChanged, TuneCompleted,
 )
@@ -93,6 +93,11 @@ class MoetuiApp(App):
 
     def on_unmount(self) -> None:
         self._stop.set()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Paste) and not event.is_forwarded:
+            event.text = shown_as_symbols(event.text)  # a pasted ESC byte would jumble the screen
+        await super().on_event(event)
 
     def screen_named(self, name: str) -> Screen | None:
         """The installed screen `name`, importing and installing it on first use; None (and a notification)

@@ -4,12 +4,15 @@ keeps verdicts per file identity, rig and planner inputs (the scan worker fills 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from moetui.ui.widgets.format import gib
 
 if TYPE_CHECKING:
     from moetui.hardware import Rig
@@ -59,8 +62,10 @@ class VerdictCache:
         self.computed = 0
 
     @staticmethod
-    def key(row: ModelRow, rig_id: str, settings: object = None) -> tuple[object, ...] | None:
-        """What a verdict depends on: the file (or catalog row), the rig and the settings it plans with."""
+    def key(row: ModelRow, rig_id: str, options: object = None) -> tuple[object, ...] | None:
+        """options: the PlanOptions the row is planned with (None: the defaults)."""
+        from moetui.sizing.plan import PlanOptions
+
         path = row.file  # a catalog quant once downloaded is judged from its file, not its shape
         if path is not None:
             try:
@@ -70,7 +75,7 @@ class VerdictCache:
             ident: tuple[object, ...] = (str(Path(path).expanduser().resolve()), st.st_size, st.st_mtime_ns)
         else:
             ident = (row.key, row.size_bytes, row.shape, "not downloaded")
-        return (ident, rig_id, repr(settings))
+        return (ident, rig_id, repr(options if options is not None else PlanOptions(model_path=row.key)))
 
     def get(self, key: tuple[object, ...] | None) -> tuple[ModelInfo | None, tuple[str, str, str], str] | None:
         if key is None:
@@ -156,3 +161,42 @@ def shape_info(shape: str, quant_bytes: int) -> ModelInfo:
         if (shape, mix) not in _shape_cache:
             _shape_cache[(shape, mix)] = model_info_for_shape(shape, mix)
     return scaled_model(_shape_cache[(shape, mix)], quant_bytes)
+
+
+def source_text(row: ModelRow, selected: bool) -> str:
+    """The "from" cell: "selected" on the selected model's row only; a file listed because it was selected
+    once is a "file" after another model is picked."""
+    if selected:
+        return "selected"
+    return "file" if row.source == "selected" else row.source_cell()
+
+
+def app_plan_options(state: Any) -> Any:
+    """The app's settings as plan options with what a tune measured on this rig, as the App's own plans use
+    them (no draft: a verdict is about the row's model)."""
+    from moetui.resolver import plan_options_for  # the sizing core loads gguf: not at the app's start
+
+    return plan_options_for(state.rig, state.settings.replace(draft_path=None)) if state.rig is not None else None
+
+
+def row_plan_options(base: Any, row: ModelRow) -> Any:
+    """The PlanOptions a row is planned with: the app's (the user's context, margin, workload and the
+    efficiency a tune measured on this rig), so the selected model's row shows the Plan screen's figure;
+    a context beyond the row's own native one is left to the planner's default for it."""
+    from moetui.sizing.plan import PlanOptions
+
+    o = dataclasses.replace(base or PlanOptions(), model_path=row.key, draft=None)
+    native = getattr(row.info, "context_length", None)
+    if o.n_ctx is not None and native and o.n_ctx > native:
+        o.n_ctx = None
+    return o
+
+
+def row_status(row: ModelRow) -> str:
+    """The status line for a highlighted row: what it is, then what the plan says of it."""
+    if row.file is None:
+        size = ("~" if row.approx else "") + gib(row.size_bytes)
+        return (f"{row.name} {row.quant}: not downloaded ({size} from {row.key.split(':')[0]}; quant and size as "
+                f"published, the plan from its shape) — d downloads it\n{row.detail}")
+    quant = row.describe_quant()
+    return f"{row.name} {row.quant}: {row.detail}" + (f"\n{quant}" if quant else "")

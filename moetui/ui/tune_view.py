@@ -86,6 +86,8 @@ class TuneView:
         self.budget_s, self.best, self.events_seen, self._t0 = budget_s, None, 0, time.monotonic()
         if self.progress is not None:
             self.progress.reset(message)
+            if budget_s is not None:  # a run starts (None: just clearing the view): its clock ticks
+                self.progress.start_clock(budget_s)
         if self.plot is not None:
             self.plot.clear()
         if self.table is not None:
@@ -144,10 +146,19 @@ class TuneView:
             self.set_best(result.best)
         if self.progress is None:
             return
+        ran_here = self.progress.clock_running
+        self.progress.stop_clock()  # the elapsed time stays where the run ended
         if result.from_cache:
             message, fraction = "from the saved profile (tick Retune to measure again)", 1.0
         elif result.stopped == "cancelled":
             message, fraction = "cancelled", None
         else:
             message, fraction = f"done: {result.stopped}", 1.0
-        self.progress.update_progress(fraction, eta_s=None, elapsed_s=result.elapsed_s, message=message)
+        self.progress.update_progress(fraction, eta_s=None, elapsed_s=None if ran_here else result.elapsed_s,
+                                      message=message)
+
+    def stopped(self, message: str) -> None:
+        """The run ended without a result (cancelled, failed): the clock stops where it ended."""
+        if self.progress is not None:
+            self.progress.stop_clock()
+            self.progress.message = message

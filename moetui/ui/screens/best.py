@@ -405,6 +405,7 @@ class BestConfigScreen(Screen):
     def _finish(self, result: TuneResult | None) -> None:
         self.outcome = "done"
         self.running = False
+        self.query_one(ProgressEta).stop_clock()
         self._step("chat", "done", "Chat is open with this config")
         if result is not None:
             self._detail(f"Best: {describe_probe(result.best)}")
@@ -421,7 +422,7 @@ class BestConfigScreen(Screen):
         for s in checklist.steps:
             if s.status == "pending":
                 checklist.set_step(s.key, "skipped")
-        self.query_one(ProgressEta).message = outcome
+        self.view.stopped(outcome)
         if isinstance(exc, NothingFits):
             self._nothing_fits(exc)
         elif isinstance(exc, HubError) and str(exc).startswith("offline"):

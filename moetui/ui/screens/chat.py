@@ -41,6 +41,7 @@ from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.plan import gpu_usable
 from moetui.ui.collector import CollectorHold
+from moetui.ui.keys import type_into_focused_box
 from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
 from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
 from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
@@ -58,6 +59,8 @@ Sampling = dict[str, float | int | list[str]]
 class ChatScreen(DownloadOffer, Screen):
     CSS_PATH = FLOWS_TCSS
     BINDINGS: ClassVar[list[BindingType]] = [
+        # shown (and bound) only while there is a reply or a download to stop; otherwise Esc is the App's
+        # "Leave field", and the footer says so
         Binding("escape", "stop_or_leave_input", "Stop"),
         Binding("ctrl+n", "new_chat", "New"),
         Binding("f2", "system_prompt", "System"),
@@ -125,6 +128,8 @@ class ChatScreen(DownloadOffer, Screen):
         self.ensure_loaded()
 
     def on_screen_resume(self) -> None:
+        # back on Chat (after Esc, another screen, a dialog): typing goes to the message box again
+        self.set_focus(self.query_one("#chat-input", Input))
         self.ensure_loaded()
 
     def _widgets_gone(self) -> bool:
@@ -219,6 +224,7 @@ class ChatScreen(DownloadOffer, Screen):
         resume arrive together) does not start a second process; a newer load supersedes an older one."""
         if self._chat_model is not None and config.model_path != self._chat_model and not self.generating:
             self._clear_conversation()  # another model: its errors and its conversation are not this one's
+            self.query_one(ChatStatsBar).clear_figures()  # ... nor its speeds
         self._chat_model = config.model_path
         self._load_seq += 1
         self._loading_config = config
@@ -483,6 +489,7 @@ class ChatScreen(DownloadOffer, Screen):
 
     def watch_generating(self, value: bool) -> None:
         self.query_one("#chat-stop", Button).disabled = not value
+        self.refresh_bindings()  # Esc: "Stop" while it answers, "Leave field" after
         if value:  # a full collection mid-reply froze the screen for up to 280 ms (collector.py)
             self.collector.hold()
             if self._drain_timer is not None:
@@ -492,20 +499,27 @@ class ChatScreen(DownloadOffer, Screen):
             if self._drain_timer is not None:
                 self._drain_timer.pause()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc is "Stop" while a reply or a download runs; otherwise it falls to the App's "Leave field"
+        (the footer shows whichever Esc does now)."""
+        if action == "stop_or_leave_input":
+            return self.generating or self.downloading is not None
+        return True
+
     def action_stop_or_leave_input(self) -> None:
-        """Esc stops a reply; when there is none, it leaves the message box so the app's one-letter keys
-        (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
+        """Esc stops a reply or a download; when there is none, the App's Esc leaves the message box so its
+        one-letter keys (h, m, p, t, ...) work again (Enter or a click goes back to typing)."""
         if self.generating:
             self.action_stop()
         elif self.downloading is not None:
             self._download_cancel.set()
-        elif isinstance(self.focused, Input):
-            self.query_one(ChatLog).focus()
 
     def on_key(self, event: events.Key) -> None:
         if event.key == "enter" and not isinstance(self.focused, Input):
-            self.query_one("#chat-input", Input).focus()
+            self.set_focus(self.query_one("#chat-input", Input))
             event.stop()
+        else:
+            type_into_focused_box(self, event)
 
     def action_stop(self) -> None:
         if self.generating and self.model_worker is not None:
@@ -522,7 +536,7 @@ class ChatScreen(DownloadOffer, Screen):
     def action_new_chat(self) -> None:
         self.action_stop()
         self._clear_conversation()
-        self.query_one("#chat-input", Input).focus()
+        self.set_focus(self.query_one("#chat-input", Input))
 
     def _clear_conversation(self) -> None:
         if self._reply is not None:
@@ -536,8 +550,8 @@ class ChatScreen(DownloadOffer, Screen):
     def action_system_prompt(self) -> None:
         box = self.query_one("#chat-system", Collapsible)
         box.collapsed = not box.collapsed
-        if not box.collapsed:
-            self.query_one("#chat-system-input", Input).focus()
+        # the box that is open gets the keys (a hidden box keeps none: typing would fire screen keys)
+        self.set_focus(self.query_one("#chat-system-input" if not box.collapsed else "#chat-input", Input))
 
     def action_reload(self) -> None:
         if self.generating:

@@ -70,6 +70,7 @@ class DownloadOffer:
 
     def start_download(self, ref: str) -> None:
         self.downloading = ref
+        self.refresh_bindings()  # Esc: "Stop" cancels the download while it runs
         self._download_cancel = threading.Event()
         self.status_line = f"Downloading {ref} … (Esc cancels; it resumes later)"
         self.query_one(ChatLog).add_message("info", f"Downloading {ref} into the Hugging Face cache …")
@@ -99,6 +100,7 @@ class DownloadOffer:
     def on_download_ended(self, message: DownloadEnded) -> None:
         ref, path, exc = message.ref, message.path, message.error
         self.downloading = None
+        self.refresh_bindings()  # Esc: "Stop" cancels the download while it runs
         log = self.query_one(ChatLog)
         if path is not None:
             log.add_message("info", f"Downloaded {ref}: {path.name}. Loading it …")

@@ -3,6 +3,7 @@ a llama-cpp-python snippet or a moetui config file; copy to the clipboard (OSC 5
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -33,6 +34,19 @@ def render_export(cfg: RunConfig, tool: str, shell: str = "posix") -> tuple[str,
     return r.text + "\n", r.warnings
 
 
+def clipboard_words(environ: dict[str, str] | None = None) -> str:
+    """What `y` can promise: the text goes to the terminal as OSC 52, which only the terminal can put on the
+    clipboard (tmux and screen pass it on only when set to); nothing comes back to say it did."""
+    env = os.environ if environ is None else environ
+    via = ""
+    if env.get("TMUX"):
+        via = " Inside tmux it needs `set -g set-clipboard on`."
+    elif env.get("STY"):
+        via = " GNU screen does not pass it on."
+    return ("Sent to the terminal's clipboard (OSC 52); terminals that do not support it ignore it." + via
+            + " If nothing was copied, s saves it to the file shown below.")
+
+
 def default_save_path(cfg: RunConfig, tool: str, shell: str) -> Path:
     stem = Path(cfg.model_path.split(":")[0]).name.removesuffix(".gguf") or "model"
     ext = EXTENSIONS.get(tool, ".ps1" if shell == "powershell" else ".sh")
@@ -57,7 +71,9 @@ class ExportScreen(Screen):
             yield Button("Copy", id="export-copy")
             yield Button("Save", id="export-save", variant="primary")
         yield Static("", id="export-notes")
-        yield TextArea("", id="export-text", read_only=True, soft_wrap=True, show_line_numbers=False)
+        # unwrapped: a line wrapped mid-flag ("-c" / "32768") copies broken from a terminal selection; long lines
+        # scroll sideways instead
+        yield TextArea("", id="export-text", read_only=True, soft_wrap=False, show_line_numbers=False)
         with Horizontal(id="export-bottom"):
             path = Input(id="export-path", placeholder="file to save to")
             path.border_title = "save to"
@@ -150,7 +166,7 @@ class ExportScreen(Screen):
             self.notify("nothing to copy yet", severity="warning")
             return
         self.app.copy_to_clipboard(self.text)  # OSC 52: the terminal puts it on the system clipboard
-        self.notify("copied to the clipboard (terminals without OSC 52 support ignore it: use Save)", timeout=4)
+        self.notify(clipboard_words(), title="Copy", timeout=8)
 
     def save(self) -> Path | None:
         if not self.text:

@@ -23,9 +23,10 @@ from moetui.errors import DoesNotFit, MoetuiError, in_words
 from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_file, add_folder, discover_local
-from moetui.sizing.settings import Settings
-from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICTS, ModelRow, VerdictCache, same_file, fit_name,
-                                  moe_shape, rig_key, shape_info, verdict)
+from moetui.ui.keys import type_into_focused_box
+from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICTS, ModelRow, VerdictCache, app_plan_options, fit_name,
+                                  moe_shape, rig_key, row_plan_options, row_status, same_file, shape_info,
+                                  source_text, verdict)
 from moetui.ui.state import DownloadRequested, ModelSelected
 from moetui.ui.widgets.format import gib, tps
 from moetui.hub.connection import unreachable_reason
@@ -67,6 +68,8 @@ class ModelsScreen(Screen):
     def on_mount(self) -> None:
         self.rows: dict[str, ModelRow] = {}
         self._rig_seen: object = None
+        self._options_seen = ""
+        self._plan_base: Any = None  # the app's PlanOptions with this rig's measured efficiency (scan sets it)
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
         self._pending_add: str | None = None  # a file Added, remembered once it is selected
@@ -101,8 +104,10 @@ class ModelsScreen(Screen):
             self._remember_added(self._pending_add)
         elif self._pending_add is not None and s.model_error:
             self._pending_add = None  # the App could not read it: not worth listing next time
-        if s.rig is not self._rig_seen:  # verdicts depend on the rig: list and judge again
-            self._rig_seen = s.rig
+        options = app_plan_options(self.app.state)  # type: ignore[attr-defined]
+        if s.rig is not self._rig_seen or repr(options) != self._options_seen:
+            # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency)
+            self._rig_seen, self._options_seen = s.rig, repr(options)
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
               and all(r.local_path != s.model_path for r in self.rows.values())
@@ -137,7 +142,11 @@ class ModelsScreen(Screen):
         table = self.query_one(DataTable)
         path = next((k for k, r in self.rows.items() if r.local_path and r.local_path == path), path)
         if path in self.rows and path != self._marked:
+            if self._marked in self.rows and self._marked in table.rows:  # "selected" follows the selection
+                table.update_cell(self._marked, "source", source_text(self.rows[self._marked], False))
             self._marked = path
+            if path in table.rows:
+                table.update_cell(path, "source", source_text(self.rows[path], True))
             try:
                 table.move_cursor(row=table.get_row_index(path))
             except Exception:  # the row is still being added
@@ -153,6 +162,7 @@ class ModelsScreen(Screen):
         self._done = None
         self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
         s = self.app.state  # type: ignore[attr-defined]
+        self._plan_base = app_plan_options(self.app.state)  # type: ignore[attr-defined]
         self._scan_worker(s.rig, s.model_path, s.model_info)
 
     @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False)
@@ -217,7 +227,7 @@ class ModelsScreen(Screen):
         """(MoE shape, verdict, tok/s) for one row (worker thread), from VERDICTS when judged before."""
         if row.missing or rig is None:
             return self._judge(row, rig)
-        key = VerdictCache.key(row, rig_id or rig_key(rig), self.verdict_settings())
+        key = VerdictCache.key(row, rig_id or rig_key(rig), self._row_options(row))
         hit = VERDICTS.get(key)
         if hit is not None:
             info, cells, detail = hit
@@ -229,13 +239,8 @@ class ModelsScreen(Screen):
         VERDICTS.put(key, (row.info, cells, row.detail))
         return cells
 
-    def verdict_settings(self) -> Settings:
-        """The app's settings as a verdict plans with them (workload, margin, budget, KV type, ...; no draft).
-        A plain read of the shared state from a worker thread: Settings are frozen."""
-        return self.app.state.settings.replace(draft_path=None)  # type: ignore[attr-defined]
-
     def _judge(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
-        from moetui.sizing.plan import PlanOptions, plan
+        from moetui.sizing.plan import plan
 
         if row.missing:
             row.detail = f"{row.key} is no longer there (moved or deleted); Add it again from its new place"
@@ -258,10 +263,7 @@ class ModelsScreen(Screen):
         if rig is None:
             return moe_shape(row.info), "rig not detected yet", ""
         try:
-            settings = self.verdict_settings()
-            if settings.n_ctx and row.info.context_length and settings.n_ctx > row.info.context_length:
-                settings = settings.replace(n_ctx=None)  # this model's own (shorter) context
-            p = plan(row.info, rig, PlanOptions.for_settings(settings, model_path=row.key))
+            p = plan(row.info, rig, self._row_options(row))  # as Home and Plan plan it: one figure
         except DoesNotFit as exc:
             row.detail = str(exc)
             return moe_shape(row.info), "does not fit", ""
@@ -272,6 +274,9 @@ class ModelsScreen(Screen):
         row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
                       + f"; predicted {tps(p.decode_tps)} tok/s decode")
         return moe_shape(row.info), verdict(p), tps(p.decode_tps)
+
+    def _row_options(self, row: ModelRow) -> Any:
+        return row_plan_options(self._plan_base, row)
 
     @work(thread=True, group="models-eval", exit_on_error=False)
     def _eval_worker(self, row: ModelRow, rig: Rig | None) -> None:
@@ -288,7 +293,7 @@ class ModelsScreen(Screen):
             size = "-" if r.missing else ("~" if r.approx else "") + gib(r.size_bytes)
             col = table.columns.get("model")  # type: ignore[call-overload]
             width = col.width if col is not None else COLUMNS[0][2]
-            table.add_row(fit_name(r.name, width), r.source_cell(), r.quant or "-", size, "…", "", moe_shape(r.info),
+            table.add_row(fit_name(r.name, width), source_text(r, r.key == self._marked), r.quant or "-", size, "…", "", moe_shape(r.info),
                           key=r.key)
         self._mark_selected()
 
@@ -308,15 +313,8 @@ class ModelsScreen(Screen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = self.rows.get(event.row_key.value or "")
-        if row is None or not row.detail:
-            return
-        if row.file is None:  # what the row is before what the plan says of it
-            size = ("~" if row.approx else "") + gib(row.size_bytes)
-            self._status(f"{row.name} {row.quant}: not downloaded ({size} from {row.key.split(':')[0]}; quant and "
-                         f"size as published, the plan from its shape) — d downloads it\n{row.detail}")
-        else:
-            quant = row.describe_quant()
-            self._status(f"{row.name} {row.quant}: {row.detail}" + (f"\n{quant}" if quant else ""))
+        if row is not None and row.detail:
+            self._status(row_status(row))
 
     # ---- choosing and adding ---------------------------------------------------------------------
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -356,10 +354,8 @@ class ModelsScreen(Screen):
         instead of letting its letters fire screen keys (a, s, t ...)."""
         box = self.query_one("#models-path", Input)
         if event.character in PATH_STARTS and self.focused is not box:
-            box.focus()
-            box.insert_text_at_cursor(event.character)
-            event.stop()
-            event.prevent_default()
+            self.set_focus(box)  # now, not on the next tick: the path's next keys are on their way already
+        type_into_focused_box(self, event)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "models-add":
@@ -401,3 +397,4 @@ class ModelsScreen(Screen):
             return
         self.query_one("#models-path", Input).value = ""
         self.query_one("#models-table", DataTable).focus()  # done with the box: letter keys work again
+

@@ -17,7 +17,7 @@ from moetui.config import CACHE_TYPES
 from moetui.config.units import GIB, gib_bytes
 from moetui.errors import ConfigError
 from moetui.hub.cache import needs_download
-from moetui.sizing.plan import gpu_usable
+from moetui.sizing.plan import MIN_CTX, gpu_usable
 from moetui.sizing.settings import Settings
 from moetui.ui.state import SettingsChanged
 from moetui.ui.keys import app_action_bindings
@@ -83,7 +83,8 @@ class PlanScreen(Screen):
         self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
         self.query_one(PlacementMap).plan = p
         self.query_one(MemoryBars).plan = p
-        self._show_error(s.plan_error if s.plan_error and p is None else None)
+        # a knob's bad value stays on show until it is fixed (a redraw for another reason must not hide it)
+        self._show_error(getattr(self, "_knob_error", None) or (s.plan_error if s.plan_error and p is None else None))
         if p is None:
             if s.model_info is None:
                 summary = "No model selected: press m to pick one."
@@ -138,6 +139,9 @@ class PlanScreen(Screen):
             n_ctx = int(ctx_text) if ctx_text else None
         except ValueError:
             raise ConfigError(f"context must be a whole number of tokens, not {ctx_text!r}", field="n_ctx") from None
+        if n_ctx is not None and n_ctx < MIN_CTX:
+            raise ConfigError(f"context must be at least {MIN_CTX} tokens, not {n_ctx}; the plan keeps the last "
+                              "valid one", field="n_ctx")
         kv = self.query_one("#plan-kv", Select).value
         margin_text = self.query_one("#plan-margin", Input).value.strip()
         margin = None
@@ -157,7 +161,9 @@ class PlanScreen(Screen):
         try:
             settings = self.settings_from_knobs(draft)
         except ConfigError as exc:
-            self._show_error(str(exc))
+            self._knob_error = str(exc)
+            self._show_error(self._knob_error)
             return
+        self._knob_error = None
         self._show_error(None)
         self.post_message(SettingsChanged(settings))

@@ -113,6 +113,26 @@ class RigScreen(Screen):
         else:
             text = rig_details(rig)
         self.query_one("#rig-details", Static).update(text)
+        self._show_choice(rig)
+
+    def _show_choice(self, rig: Rig | None) -> None:
+        """The dropdown names the rig the details show (a reference picked here or elsewhere, or this
+        machine), without that counting as a new pick."""
+        select = self.query_one("#rig-select", Select)
+        want = Select.BLANK if rig is None else DETECTED if rig.source != "preset" else self._preset_key(rig)
+        if select.value != want:
+            with select.prevent(Select.Changed):
+                select.value = want
+
+    def _preset_key(self, rig: Rig) -> object:
+        if not hasattr(self, "_preset_keys"):  # the reference rigs' file names by fingerprint (a few TOML files)
+            self._preset_keys: dict[str, str] = {}
+            for key in list_presets():
+                try:
+                    self._preset_keys[load_preset(key).fingerprint or ""] = key
+                except MoetuiError:
+                    continue
+        return self._preset_keys.get(rig.fingerprint or "", Select.BLANK)
 
     # ---- live gauges: the sampler is built and polled off the event loop ------------------------
     @work(thread=True, exclusive=True, group="sampler-init", exit_on_error=False)

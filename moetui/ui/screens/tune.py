@@ -275,14 +275,21 @@ class TuneScreen(Screen):
 
     def _cancelled(self, exc: BaseException | None = None) -> None:
         self.running = False
-        self.query_one(ProgressEta).message = "cancelled"
+        assert self.view is not None
+        self.view.stopped("cancelled")
         if self.best is None:
             self.query_one("#tune-best", Static).update("Cancelled before a probe finished.")
         self.notify("Tuning cancelled.", timeout=4)
 
     def _failed(self, exc: BaseException) -> None:
         self.running = False
-        self.query_one(ProgressEta).message = "failed"
+        assert self.view is not None
+        if isinstance(exc, ConfigError):  # refused before it ran (a budget too small for this model): say what works
+            self.view.stopped("not started")
+            self.query_one("#tune-best", Static).update(f"Not started: {first_line(exc)}")
+            self.notify(str(exc), title="Cannot tune", severity="error", timeout=10)
+            return
+        self.view.stopped("failed")
         self.query_one("#tune-best", Static).update(f"Tuning failed: {first_line(exc)}")
         show_error(self, "Tuning failed", exc)
 

@@ -1,7 +1,13 @@
 """A progress bar with the caller's ETA (the tuner and the downloader know their remaining time better
-than a rate guess), elapsed time and a one-line message."""
+than a rate guess), elapsed time and a one-line message.
+
+While a run is on (start_clock .. stop_clock) the elapsed time, the ETA and the bar move every second from
+the widget's own clock, not from the caller's events: a probe can take a minute, and a line that stands
+still for that long reads as a hung app. The ETA counts down from the caller's last estimate."""
 
 from __future__ import annotations
+
+import time
 
 from textual.app import ComposeResult
 from textual.reactive import reactive
@@ -9,6 +15,8 @@ from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
 from moetui.ui.widgets.flow_format import fmt_duration
+
+TICK_S = 1.0  # the line's seconds move once a second
 
 
 class ProgressEta(Widget):
@@ -23,6 +31,47 @@ class ProgressEta(Widget):
     elapsed_s: reactive[float | None] = reactive(None)
     message: reactive[str] = reactive("")
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.budget_s: float | None = None  # the bar's length when the caller gives no ETA
+        self._started: float | None = None  # monotonic start of the run on show; None: no clock running
+        self._estimate: tuple[float, float, float] | None = None  # (ETA, when given, bar then)
+
+    def start_clock(self, budget_s: float | None = None) -> None:
+        """A run starts now: elapsed counts from here, every second."""
+        self._started, self._estimate, self.budget_s = time.monotonic(), None, budget_s
+        self.elapsed_s = 0.0
+        if self.is_mounted:
+            self._ticker.resume()
+
+    def stop_clock(self) -> None:
+        """The run ended: the elapsed time stays at its end, the ETA goes."""
+        if self._started is None:
+            return
+        self.elapsed_s = time.monotonic() - self._started
+        self._started, self._estimate, self.eta_s = None, None, None
+        if self.is_mounted:
+            self._ticker.pause()
+
+    @property
+    def clock_running(self) -> bool:
+        return self._started is not None
+
+    def _tick(self) -> None:
+        if self._started is None:
+            return
+        now = time.monotonic()
+        self.elapsed_s = now - self._started
+        fraction = self.fraction
+        if self._estimate is not None:
+            eta, given_at, fraction_then = self._estimate
+            self.eta_s = max(0.0, eta - (now - given_at))
+            if eta > 0:
+                fraction = fraction_then + (1 - fraction_then) * min(1.0, (now - given_at) / eta)
+        elif self.budget_s:
+            fraction = self.elapsed_s / self.budget_s
+        self.fraction = max(self.fraction, min(0.99, fraction))  # 100% only when the caller says it is done
+
     def compose(self) -> ComposeResult:
         yield ProgressBar(total=1000, show_eta=False)
         yield Label("", classes="progress-eta-line")
@@ -32,12 +81,16 @@ class ProgressEta(Widget):
         if fraction is not None:
             self.fraction = max(0.0, min(1.0, fraction))
         self.eta_s = eta_s
-        if elapsed_s is not None:
+        if self._started is not None:  # the clock owns elapsed; the ETA counts down from this estimate
+            self._estimate = None if eta_s is None else (eta_s, time.monotonic(), self.fraction)
+            self.elapsed_s = time.monotonic() - self._started
+        elif elapsed_s is not None:
             self.elapsed_s = elapsed_s
         if message is not None:
             self.message = message
 
     def reset(self, message: str = "") -> None:
+        self.stop_clock()
         self.fraction, self.eta_s, self.elapsed_s, self.message = 0.0, None, None, message
 
     def watch_fraction(self, value: float) -> None:
@@ -68,5 +121,6 @@ class ProgressEta(Widget):
             self.query_one(".progress-eta-line", Label).update(self._line())
 
     def on_mount(self) -> None:
+        self._ticker = self.set_interval(TICK_S, self._tick, pause=self._started is None)
         self.query_one(ProgressBar).update(progress=round(self.fraction * 1000))
         self._refresh_line()

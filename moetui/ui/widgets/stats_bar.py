@@ -34,6 +34,13 @@ class ChatStatsBar(Widget):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.samples = 0  # updates received; plain (not reactive): counting must not cost a repaint
 
+    def clear_figures(self) -> None:
+        """Another model: none of the last one's speeds or memory figures are this one's."""
+        self.phase, self.tokens, self.experts_ram, self.experts_total = "idle", 0, 0, 0
+        self.decode_tps = self.decode_tps_avg = self.prompt_tps = self.acceptance = None
+        self.vram_bytes = self.rss_bytes = None
+        self.vram_scope = ""
+
     def render(self) -> Text:
         t = Text()
 
