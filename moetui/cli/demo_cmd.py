@@ -14,6 +14,7 @@ from moetui.cli.output import human_bytes, print_json
 from moetui.hardware import detect_rig
 from moetui.hardware.detect import describe
 from moetui.model.demo import ensure_demo_model
+from moetui.sizing.settings import Settings
 from moetui.runtime.client import DoneEvent, ErrorEvent, ModelWorker, TokenEvent
 from moetui.hub.real_model import EXTRA, real_model_path
 from moetui.ui.selection import remember_model
@@ -79,7 +80,6 @@ def _real_words(rig: Any, say: Any, summary: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from moetui.model.inspect import inspect_file  # gguf: not at the CLI's start (moetui --help stays quick)
     from moetui.resolver import plan_for
-    from moetui.sizing.settings import Settings
 
     say = (lambda *a, **k: None) if args.json else (lambda *a, **k: print(*a, **k, flush=True))
     summary: dict[str, Any] = {}
