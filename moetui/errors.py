@@ -216,6 +216,11 @@ class ConfigError(MoetuiError):
         self.field = field
 
 
+class Cancelled(MoetuiError):
+    """The user cancelled (a tune, the Best-config flow, a download): the one kind of "cancelled"; what was
+    done so far is kept (the best probe, the partial file). Its ErrorKind is CANCELLED."""
+
+
 class WorkerError(MoetuiError):
     """The model worker process failed: crash, abort, out of memory, hang. Carries llama.cpp's log tail."""
 

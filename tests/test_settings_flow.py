@@ -302,3 +302,18 @@ def test_a_setting_refused_names_its_field() -> None:
 
     with pytest.raises(ConfigError, match="--margin"):
         settings_from_args(args)
+
+
+def test_a_plan_only_path_loads_neither_the_tuner_engine_nor_the_runtime() -> None:
+    """`moetui plan` and `moetui export` ask the resolver, which reads profiles without the engine."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom moetui.cli import main\n"
+            "main(['export', 'qwen3-30b-a3b', '--rig', 'rtx3060-ddr4-32', '--ctx', '4096', '--tool', 'server'])\n"
+            "main(['plan', 'qwen3-30b-a3b', '--rig', 'rtx3060-ddr4-32', '--json'])\n"
+            "loaded = [m for m in ('moetui.tuner.engine', 'moetui.tuner.runner', 'moetui.runtime.client') "
+            "if m in sys.modules]\nprint('LOADED', loaded)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "LOADED []" in p.stdout and " -c 4096 " in p.stdout

@@ -46,6 +46,7 @@ from moetui.runtime.client import ModelWorker
 from moetui.sizing.workload import parse_workload
 from moetui.tuner import ProbeFinished, ProbesCompared, ProfileStore, TuneOptions
 from moetui.tuner.engine import Tuner
+from moetui.sizing.settings import Settings
 from moetui.tuner.search import UBATCHES
 
 HERE = Path(__file__).resolve().parent
@@ -134,9 +135,10 @@ def main() -> int:
     model = Path(args.model) if args.model else bench_model(quick)
     info = inspect_file(model)
     rig = detect_rig()
-    o = TuneOptions(budget_s=args.budget or (60.0 if quick else 180.0), workload=parse_workload(args.workload),
+    o = TuneOptions(Settings(workload=parse_workload(args.workload), n_ctx=1024 if not quick else 256),
+                    budget_s=args.budget or (60.0 if quick else 180.0),
                     n_prompt=64 if quick else args.n_prompt, n_gen=16 if quick else 32, reps=3,
-                    n_ctx=1024 if not quick else 256, dimensions=("threads", "ubatch", "load_mode", "repack"))
+                    dimensions=("threads", "ubatch", "load_mode", "repack"))
     log(f"model {model} ({model.stat().st_size / 1e9:.2f} GB), rig {rig.name}, RAM bw {rig.ram_bandwidth_gbs} GB/s")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -361,9 +361,10 @@ def run_tuner(info: Any, rig: Any, p: Any, args: argparse.Namespace) -> dict[str
     same way as every other variant, so the comparison does not rest on the tuner's own figures."""
     from moetui.tuner import ProfileStore, TuneOptions
     from moetui.tuner.engine import Tuner
+    from moetui.sizing.settings import Settings
 
-    opts = TuneOptions(budget_s=args.tune_budget, objective="decode", n_ctx=args.ctx,
-                       vram_margin_bytes=MARGIN_MIB << 20, retune=True, n_prompt=args.n_prompt, n_gen=args.n_gen)
+    opts = TuneOptions(Settings(n_ctx=args.ctx, vram_margin_bytes=MARGIN_MIB << 20), budget_s=args.tune_budget,
+                       objective="decode", retune=True, n_prompt=args.n_prompt, n_gen=args.n_gen)
     t0 = time.perf_counter()
     probes: list[str] = []
 

@@ -244,16 +244,12 @@ def run_tune(rig: Any, ctx: int, budget: float, workload: str) -> dict[str, Any]
 
 
 def tune_options(cls: Any, budget: float, ctx: int, workload: str) -> Any:
-    """TuneOptions for this run, whichever tuner version is installed (the workload objective is new)."""
-    import dataclasses
+    """TuneOptions for this run: the user's settings (context, margin, workload) in its Settings."""
+    from moetui.sizing.settings import Settings
+    from moetui.sizing.workload import parse_workload
 
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kw: dict[str, Any] = {"budget_s": budget, "n_ctx": ctx, "vram_margin_bytes": MARGIN_MIB << 20, "retune": True}
-    if "workload" in fields:
-        from moetui.sizing.workload import parse_workload
-
-        kw["workload"] = parse_workload(workload)
-    return cls(**{k: v for k, v in kw.items() if k in fields})
+    settings = Settings(n_ctx=ctx, vram_margin_bytes=MARGIN_MIB << 20, workload=parse_workload(workload))
+    return cls(settings, budget_s=budget, retune=True)
 
 
 def stage_cell(args: argparse.Namespace) -> dict[str, Any]:

@@ -57,12 +57,5 @@ def printable(text: str, keep_newlines: bool = False) -> str:
     return text if keep_newlines else text.replace("\n", "\ufffd").replace("\t", " ")
 
 
-def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
-def human_bytes(n: float) -> str:
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{int(n)} B"
+# bytes in the command line's tables: the one formatter module (GiB)
+from moetui.config.units import gib_fixed as gib, human_bytes  # noqa: E402,F401

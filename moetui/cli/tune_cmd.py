@@ -13,6 +13,8 @@ from typing import Any
 from moetui.cli.argtypes import SECONDS_BUDGET
 from moetui.cli.output import print_json, table
 from moetui.cli.settings_args import add_settings_arguments, rig_for, settings_from_args
+from moetui.config import RunConfig
+from moetui.config.llama_flags import SETTINGS
 from moetui.errors import ConfigError
 from moetui.export import quoting
 from moetui.hub.cache import local_model_file
@@ -147,21 +149,21 @@ def print_result(result: Any) -> None:
     c = b.config
     print()
     print("run it: " + quoting.join(["moetui", "run", c.model_path, *_flags(c)]))
-    if not c.repack:
-        print("(with weight repacking off, which `moetui run` takes from the saved profile or --config)")
 
 
 def _flags(c: Any) -> list[str]:
-    out = []
-    if c.n_threads:
-        out += ["-t", str(c.n_threads)]
-    if c.n_threads_batch and c.n_threads_batch != c.n_threads:
-        out += ["-tb", str(c.n_threads_batch)]
-    out += ["-c", str(c.n_ctx), "-ngl", str(c.n_gpu_layers), "-ub", str(c.n_ubatch), "-b", str(c.n_batch),
-            "-fa", c.flash_attn, "-ctk", c.cache_type_k, "-ctv", c.cache_type_v]
-    if c.load_mode != "auto":
-        out += ["-lm", c.load_mode]
-
+    """`moetui run`'s flags for the winner: each setting away from llama.cpp's default, spelled as the table
+    spells it (moetui.config.llama_flags), and the placement and the draft."""
+    default = RunConfig(model_path=c.model_path)
+    out: list[str] = []
+    for s in SETTINGS:
+        v = getattr(c, s.field)
+        if s.field in ("n_parallel", "rpc_servers") or (v == getattr(default, s.field) and s.field != "n_ctx"):
+            continue
+        if s.kind == "switch":
+            out.append(s.flag or s.long)
+        else:
+            out += [s.flag or s.long, ",".join(f"{x:g}" for x in v) if s.kind == "floats" else str(v)]
     for o in c.overrides:
         out += ["-ot", o.to_arg()]
     if c.draft is not None and c.draft.model_path:

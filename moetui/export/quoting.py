@@ -9,6 +9,8 @@ are doubled as well. A quoted program name needs the call operator `&`.
 
 from __future__ import annotations
 
+from moetui.errors import ConfigError
+
 import re
 import shlex
 
@@ -47,7 +49,7 @@ def join(argv: list[str], shell: str = "posix") -> str:
         if parts and parts[0] != argv[0]:
             parts[0] = "& " + parts[0]  # a quoted string alone is an expression, not a command
         return " ".join(parts)
-    raise ValueError(f"shell must be one of {SHELLS}")
+    raise ConfigError(f"shell must be one of {SHELLS}", field="shell")
 
 
 def comment(text: str, shell: str = "posix") -> str:

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urljoin, urlparse
 
-from moetui.errors import HubError, first_line
+from moetui.errors import Cancelled, HubError, first_line
 from moetui.hardware.net_limits import ServerClaimError, check_size, net_limits
 from moetui.hub.bounded_http import call_with_deadline, host_of
 from moetui.hub.cache import blob_path, link_pointer, pointer_path, repo_dir, write_ref
 from moetui.hub.connection import auth_headers, endpoint, hf_cache_dir, hub_errors, require_online
 from moetui.hub.listing import HubRef, QuantGroup, RemoteFile, parse_ref
 from moetui.hub.remote import remote_group
+from moetui.config.units import gib_fixed
 
 # huggingface_hub and httpx2: imported inside the functions that need them, to keep start-up fast
 
@@ -76,8 +77,7 @@ class DownloadResult:
         return self.paths[0]
 
 
-class DownloadCancelled(HubError):
-    """The caller's cancel event was set; the partial file is kept for a later resume."""
+DownloadCancelled = Cancelled  # the caller's cancel event was set; the partial file is kept for a later resume
 
 
 ProgressFn = Callable[[DownloadProgress], None]
@@ -193,8 +193,8 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
     need = sum(f.size for f, _ in pending) - partial_bytes
     free = _free_bytes(repo_dir(repo, cache))
     if pending and need + DISK_MARGIN > free:
-        raise HubError(f"not enough disk space for {repo}:{group.quant}: needs {need / 1e9:.2f} GB more, "
-                       f"{free / 1e9:.2f} GB free in {cache}")
+        raise HubError(f"not enough disk space for {repo}:{group.quant}: needs {gib_fixed(need)} more, "
+                       f"{gib_fixed(free)} free in {cache}")
 
     tracker = _Tracker(repo, len(group.files), group.size_bytes, cached, progress, cancel, interval_s)
     resumed = 0

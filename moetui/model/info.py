@@ -8,6 +8,7 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from moetui.config import CACHE_TYPES
+from moetui.errors import ConfigError
 from moetui.model.roles import Role
 
 # Bytes per element of a KV-cache type, as llama.cpp stores it (quant blocks of 32 for q8_0/q4_0...).
@@ -18,7 +19,8 @@ def kv_bytes_per_element(cache_type: str) -> float:
     try:
         qt = GGMLQuantizationType[cache_type.upper()]
     except KeyError:
-        raise ValueError(f"unknown KV cache type {cache_type!r}; one of {', '.join(KV_CACHE_TYPES)}") from None
+        raise ConfigError(f"unknown KV cache type {cache_type!r}; one of {', '.join(KV_CACHE_TYPES)}",
+                          field="cache_type") from None
     block, size = GGML_QUANT_SIZES[qt]
     return size / block
 

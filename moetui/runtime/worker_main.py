@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import psutil
 
 from moetui.config import RunConfig
-from moetui.errors import ErrorKind, ModelFileError, classify_failure, first_line
+from moetui.errors import ErrorKind, ModelFileError, WorkerError, classify_failure, first_line
 from moetui.hardware.llama_build import llama_lib_dir
 from moetui.hardware.repack import repack_safe
 from moetui.runtime.bench import measure
@@ -229,7 +229,7 @@ class Worker:
 
     def _need_model(self) -> None:
         if self.llm is None:
-            raise RuntimeError("no model loaded")
+            raise WorkerError("no model loaded", kind=ErrorKind.STATE)
 
     def _threads(self, req: dict[str, Any]) -> None:
         if req.get("n_threads") or req.get("n_threads_batch"):

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from moetui.model.info import ModelInfo
 
-GIB = 1024**3
-
-
-def gb(n: float) -> str:
-    """Bytes in GiB, the unit llama.cpp's log and every screen of the TUI use."""
-    return f"{n / GIB:.2f} GiB"
+from moetui.config.units import GIB, gib_fixed as gb  # noqa: F401  (bytes in the plan's words: GiB, two decimals)
 
 
 # a plan's placement mode, in words (Plan.mode is for code and JSON)

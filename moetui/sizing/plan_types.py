@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from moetui.config import RunConfig
+from moetui.config.llama_flags import flag
 from moetui.hardware.rig import Rig
 from moetui.model.info import ModelInfo
 from moetui.sizing.memory import GIB, MemoryBreakdown
@@ -84,20 +85,24 @@ class Plan:
     def llama_args(self) -> list[str]:
         """Placement flags for llama-server/llama-cli: `-ngl` plus `--n-cpu-moe N` or `-ot` overrides."""
         c = self.config
-        args = ["--rpc", ",".join(c.rpc_servers)] if c.rpc_servers else []  # before -ot: it names RPC buffers
-        args += ["-ngl", "999" if c.n_gpu_layers < 0 else str(c.n_gpu_layers)]
+
+        def value(field: str, v: object = None) -> list[str]:  # spelled by the one table of llama.cpp flags
+            return [flag(field), str(getattr(c, field) if v is None else v)]
+
+        args = value("rpc_servers", ",".join(c.rpc_servers)) if c.rpc_servers else []  # before -ot: it names RPC buffers
+        args += value("n_gpu_layers", "999" if c.n_gpu_layers < 0 else c.n_gpu_layers)
         if self.n_cpu_moe:
             args += ["--n-cpu-moe", str(self.n_cpu_moe)]
         else:
             for o in c.overrides:
                 args += ["-ot", o.to_arg()]
         if c.tensor_split:
-            args += ["-ts", ",".join(f"{x:g}" for x in c.tensor_split)]
-        args += ["-c", str(c.n_ctx), "-fa", c.flash_attn, "-ctk", c.cache_type_k, "-ctv", c.cache_type_v]
+            args += value("tensor_split", ",".join(f"{x:g}" for x in c.tensor_split))
+        args += value("n_ctx") + value("flash_attn") + value("cache_type_k") + value("cache_type_v")
         if (c.n_batch, c.n_ubatch) != (2048, 512):
-            args += ["-b", str(c.n_batch), "-ub", str(c.n_ubatch)]
+            args += value("n_batch") + value("n_ubatch")
         if c.load_mode != "auto":
-            args += ["-lm", c.load_mode]
+            args += value("load_mode")
         return args
 
     def to_dict(self) -> dict[str, Any]:

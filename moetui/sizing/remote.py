@@ -33,6 +33,7 @@ from moetui.sizing import explain
 from moetui.sizing.context import DEFAULT_TARGET_CTX
 from moetui.sizing.plan_types import LayerSummary as Summary, Plan, PlanOptions, math_threads, ram_budget
 from moetui.sizing.memory import CPU_RUNTIME_OVERHEAD, MIB, MemoryBreakdown, compute_buffer_bytes, kv_layer_bytes
+from moetui.config.units import gib
 from moetui.sizing.speed import EfficiencyFactors, SpeedPrediction
 
 GBE_LINK_GBS = 0.117  # 1 Gb Ethernet, payload rate
@@ -216,15 +217,12 @@ def run_config(base: RunConfig, shares: list[DeviceShare], n_layers: int) -> Run
     return base.replace(rpc_servers=servers, n_gpu_layers=ngl, tensor_split=split, overrides=[], split_mode="layer")
 
 
-def _binary_size(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
-
 
 def remote_line(r: RemoteDevice) -> str:
-    cap = f", capped at {_binary_size(r.limit_bytes)}" if r.limit_bytes else ""
+    cap = f", capped at {gib(r.limit_bytes)}" if r.limit_bytes else ""
     rtt = f", round trip {r.rtt_s * 1e3:.2f} ms" if r.rtt_s else ""
-    return (f"{r.buffer_type or r.endpoint}: {r.backend}, {_binary_size(r.memory_free_bytes)} free / "
-            f"{_binary_size(r.memory_total_bytes)}{cap}{rtt} (RPC {r.protocol or '?'})")
+    return (f"{r.buffer_type or r.endpoint}: {r.backend}, {gib(r.memory_free_bytes)} free / "
+            f"{gib(r.memory_total_bytes)}{cap}{rtt} (RPC {r.protocol or '?'})")
 
 
 def plan_across_hosts(model: ModelInfo, rig: Rig, options: PlanOptions | None,

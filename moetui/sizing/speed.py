@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from moetui.config.units import gib_fixed
 from moetui.model.info import ModelInfo
 
 # llama.cpp moves matmuls of CPU weights to the GPU only for batches of at least this many tokens
@@ -179,7 +180,7 @@ def predict(model: ModelInfo, placement: list[tuple[str, str]], n_layers_by_devi
         t_ub = max(t_compute, t_read) + t_pcie + eff.token_overhead_s + model.n_layers * eff.layer_overhead_s
         bound = "pcie copies of CPU experts" if t_pcie > max(t_compute, t_read) else "gpu compute"
         if t_pcie:
-            notes.append(f"prompt: {cpu_expert_bytes / 1024**3:.2f} GiB of RAM-resident weights are copied to the GPU "
+            notes.append(f"prompt: {gib_fixed(cpu_expert_bytes)} of RAM-resident weights are copied to the GPU "
                          f"per ubatch of {n_ubatch} tokens"
                          + ("" if pinned else ", from pageable memory (about 3x slower than pinned)")
                          + "; a larger -ub amortises the copies")

@@ -68,7 +68,9 @@ class TuneResult:
             "rig_fingerprint": self.rig_fingerprint, "model_id": self.model_id, "llama_version": self.llama_version,
             "objective": self.objective, "elapsed_s": self.elapsed_s, "stopped": self.stopped,
             "model_path": self.model_path, "efficiency": self.efficiency, "created": self.created, "notes": list(self.notes),
-            "settings": self.settings.to_dict() if self.settings is not None else None, "n_prompt": self.n_prompt,
+            "settings": self.settings.to_dict() if self.settings is not None else None,
+            "workload": self.workload.to_dict() if self.workload else None,  # for readers of `tune --json`
+            "n_prompt": self.n_prompt,
             "decisions": [d.to_dict() for d in self.decisions],
         }
 

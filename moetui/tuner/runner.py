@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from moetui.config import RunConfig
-from moetui.errors import ConfigError, DraftMismatch, ErrorKind, ModelFileError, WorkerError, classify_failure
+# Cancelled: the user cancelled; every layer unwinds to the engine, which keeps the best so far
+from moetui.errors import (
+    Cancelled, ConfigError, DraftMismatch, ErrorKind, ModelFileError, WorkerError, classify_failure,
+)
 from moetui.hardware.rig import Rig
 from moetui.runtime.bench import BenchResult
 from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneEvent
@@ -33,6 +36,7 @@ from moetui.tuner.scoring import Objective
 from moetui.tuner.store import ProfileStore, config_key
 from moetui.runtime.client import ModelWorker
 from moetui.runtime.client import collect
+from moetui.config.units import gib_fixed
 from moetui.runtime.stats import process_vram_bytes
 
 # settings a live context can change without reloading the weights
@@ -40,7 +44,8 @@ CONTEXT_KEYS = ("n_ctx", "n_batch", "n_ubatch", "flash_attn", "cache_type_k", "c
 THREAD_KEYS = ("n_threads", "n_threads_batch")
 # failures that say something about the config on this rig (not about the moment or the user's options);
 # a hang is not among them: on a busy machine a slow probe can look like one
-RECORDED_KINDS = ("oom", "crash", "error", "abort", "load", "config", "context")
+RECORDED_KINDS = (ErrorKind.OOM, ErrorKind.CRASH, ErrorKind.ERROR, ErrorKind.LOAD, ErrorKind.CONFIG,
+                  ErrorKind.CONTEXT)
 STALL_S = 300.0
 SPARE_RAM_FRACTION = 0.5  # a second worker stays loaded while two copies of the model fit in this much RAM
 DRAFT_PROMPT = ("Write a numbered list of the planets of the solar system with one short sentence "
@@ -50,10 +55,6 @@ PROBE_ERRORS = (WorkerError, ModelFileError, ConfigError, DraftMismatch)
 
 # a request may run this share of the budget past it (what the final comparison may take), no more
 HARD_LIMIT_SHARE = 0.25
-
-
-class Cancelled(Exception):
-    """The user cancelled: every layer unwinds to the engine, which keeps the best so far."""
 
 
 def _kind(exc: BaseException) -> str:
@@ -182,16 +183,16 @@ class ProbeRunner:
     def open(self, probe: Probe) -> bool:
         """Start a probe; False (and finished, skipped) when it failed before on this rig and model."""
         if self.store.is_failed(self.rig_fingerprint, self.model_id, probe.config):
-            probe.status, probe.error_kind = ProbeStatus.SKIPPED, "failed_before"
+            probe.status, probe.error_kind = ProbeStatus.SKIPPED, ErrorKind.FAILED_BEFORE.value
             probe.error = "failed before on this rig and model; not tried again"
             self.emit(ProbeStarted(probe, self.n_done(), self.eta()))
             self.emit(ProbeFinished(probe, self.best, self.n_done(), self.eta(), self.elapsed()))
             return False
         predicted = self.predicted_vram(probe.config)
         if predicted is not None and self.vram_limit is not None and predicted > self.vram_limit + HEADROOM_SLACK:
-            probe.status, probe.error_kind = ProbeStatus.SKIPPED, "headroom"
+            probe.status, probe.error_kind = ProbeStatus.SKIPPED, ErrorKind.HEADROOM.value
             probe.vram_bytes = predicted
-            probe.error = (f"predicted to use {predicted / 2**30:.2f} GiB of VRAM (a measured config plus the experts "
+            probe.error = (f"predicted to use {gib_fixed(predicted)} of VRAM (a measured config plus the experts "
                            f"it moves), over the {self.vram_limit / 2**30:.2f} GiB left after the margin: not loaded")
             self.emit(ProbeStarted(probe, self.n_done(), self.eta()))
             self.emit(ProbeFinished(probe, self.best, self.n_done(), self.eta(), self.elapsed()))
@@ -255,7 +256,7 @@ class ProbeRunner:
                 probe.score = self.objective.score(probe.bench)
                 probe.turn_s = self.objective.turn_seconds(probe.bench)
             else:
-                probe.status, probe.error_kind = ProbeStatus.FAILED, "protocol"
+                probe.status, probe.error_kind = ProbeStatus.FAILED, ErrorKind.PROTOCOL.value
                 probe.error = "the measurement returned no figures"
         if announce:
             self.announce(probe)
@@ -279,7 +280,7 @@ class ProbeRunner:
         """After a cancel: every started probe still running gets its finished event, as skipped."""
         for p in self.probes:
             if p.status == ProbeStatus.RUNNING:
-                p.status, p.error, p.error_kind = ProbeStatus.SKIPPED, "cancelled", "cancelled"
+                p.status, p.error, p.error_kind = ProbeStatus.SKIPPED, "cancelled", ErrorKind.CANCELLED.value
                 self.emit(ProbeFinished(p, self.best, self.n_done(), self.eta(), self.elapsed()))
 
     # --- workers ----------------------------------------------------------------------------------------
@@ -383,7 +384,7 @@ class ProbeRunner:
         (not recorded as failed either: a smaller margin would allow it)."""
         if probe.vram_bytes is None or self.vram_limit is None or probe.vram_bytes <= self.vram_limit:
             return
-        probe.status, probe.error_kind = ProbeStatus.FAILED, "headroom"
+        probe.status, probe.error_kind = ProbeStatus.FAILED, ErrorKind.HEADROOM.value
         probe.error = (f"uses {probe.vram_bytes / 2**30:.2f} GiB of VRAM, over the "
                        f"{self.vram_limit / 2**30:.2f} GiB left after the margin")
 

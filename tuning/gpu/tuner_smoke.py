@@ -20,6 +20,7 @@ from moetui.model.proxy import write_proxy
 from moetui.model.shapes import load_shape, scaled
 from moetui.tuner import ProbeFinished, TuneOptions, TuneProgress
 from moetui.tuner.engine import Tuner
+from moetui.sizing.settings import Settings
 
 
 def main() -> int:
@@ -45,7 +46,7 @@ def main() -> int:
         elif isinstance(ev, TuneProgress):
             print(f"[{time.time() - t0:5.0f}s] {ev.message}", flush=True)
 
-    opts = TuneOptions(budget_s=float(os.environ.get("TUNE_BUDGET", "240")), n_ctx=4096, vram_margin_bytes=margin,
+    opts = TuneOptions(Settings(n_ctx=4096, vram_margin_bytes=margin), budget_s=float(os.environ.get("TUNE_BUDGET", "240")),
                        n_gen=64, reps=3, dimensions=("placement", "ubatch", "threads"))
     tuner = Tuner(str(path), rig, opts)
     r = tuner.run(on_event)

@@ -35,7 +35,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from moetui.errors import ConfigError, HubError, MoetuiError, first_line, in_words
+from moetui.errors import Cancelled, ConfigError, HubError, MoetuiError, first_line, in_words
 from moetui.hardware import Rig, detect_rig
 from moetui.hub.best_pick import NothingFits, pick_from_catalog
 from moetui.hub.cache import cached_model_path
@@ -81,8 +81,7 @@ STEPS = [
 ]
 
 
-class FlowCancelled(MoetuiError):
-    """The user cancelled the flow."""
+FlowCancelled = Cancelled  # the user cancelled the flow: the one cancellation type (moetui.errors)
 
 
 class BestConfigScreen(Screen):

@@ -82,7 +82,6 @@ class HomeScreen(Screen):
             model += f"\n       [$text-error]✗ {escape(s.model_error)}[/]"
         self.query_one("#home-model", Static).update(model)
 
-        cfg = s.active_config()
         if s.plan is not None:
             p = s.plan
             plan = (f"[b]Plan[/b]   {plan_mode(p.mode)}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
@@ -92,8 +91,9 @@ class HomeScreen(Screen):
             plan = f"[b]Plan[/b]   [$text-error]{s.plan_error}[/]"
         else:
             plan = "[b]Plan[/b]   —"
-        if s.tuned is not None and cfg is not None:
-            plan += "\n       [$text-success]tuned config in use[/]"
-        elif s.config is not None:
-            plan += "\n       [$text-success]chosen config in use[/]"
+        active = s.active()  # the resolver's answer: a tuned profile only where it answers the settings
+        if active is not None and active.source in ("tuned", "chosen"):
+            plan += f"\n       [$text-success]{active.source} config in use[/], context {active.config.n_ctx}"
+        elif s.tuned is not None and active is not None:
+            plan += f"\n       [$text-muted]{escape(active.reason)}[/]"
         self.query_one("#home-plan", Static).update(plan)

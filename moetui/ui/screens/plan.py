@@ -105,8 +105,10 @@ class PlanScreen(Screen):
             lines.append(f"draft: {c.draft.model_path} ({'GPU' if c.draft.n_gpu_layers else 'CPU'})")
         if s.model_path and needs_download(s.model_path):
             lines.append("[$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]")
-        if s.config is not None and s.config is not c:
-            lines.append("[dim]Chat and Export use the tuned/chosen config; this is the plan[/dim]")
+        active = s.active()  # the resolver's answer for the settings
+        if active is not None and active.config is not c:
+            lines.append(f"[dim]Chat and Export use the {active.source} config (context {active.config.n_ctx}); "
+                         "this is the plan[/dim]")
         self.query_one("#plan-summary", Static).update("\n".join(lines))
         self.query_one("#plan-explanation", Static).update("\n".join(f"• {line}" for line in p.explanation))
 

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-GIB = 1024**3
-MIB = 1024**2
-
-
-def gib(n: int | float | None) -> str:
-    """Bytes on screen, in one unit family everywhere (GiB, MiB: what llama.cpp and the sizing core's
-    explanation print), so no screen shows GB next to GiB."""
-    if n is None:
-        return "-"
-    if abs(n) >= 100 * GIB:
-        return f"{n / GIB:.0f} GiB"  # 3 digits are plenty and keep table columns narrow
-    if abs(n) >= GIB:
-        return f"{n / GIB:.1f} GiB"
-    if abs(n) >= MIB:
-        return f"{n / MIB:.0f} MiB"
-    return f"{n / 1024:.0f} KiB"
+from moetui.config.units import GIB, MIB, gib  # noqa: F401  (re-exported: bytes on screen, one formatter)
 
 
 # the same words as moetui.sizing.explain.MODE_WORDS (not imported: this module stays light; a test holds them equal)
