@@ -138,3 +138,14 @@ def test_a_malformed_rpc_memory_answer_is_in_moetuis_words() -> None:
         p, seconds = cli("detect", "--no-bandwidth", "--rpc", addr)
     assert_one_line(p, f"rpc-server {addr}", "malformed answer")
     assert "GGML" not in p.stderr and seconds < BOUND_S
+
+
+def test_a_download_that_stalls_ends_within_its_read_deadlines(hub) -> None:
+    """A download cannot end within one deadline (gigabytes): each read waits at most the deadline, and
+    huggingface_hub's retries of a read that brought nothing are bounded."""
+    hub.stall_downloads[FILE] = 1 << 16
+    p, seconds = cli("models", "download", f"{REPO}:Q4_K_M")
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("moetui: error:")]
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert len(errors) == 1 and f"downloading {REPO}/{FILE}" in errors[0] and "did not answer in time" in errors[0], errors
+    assert seconds < 3 * BOUND_S  # 5 tries of one deadline each, with huggingface_hub's backoff between

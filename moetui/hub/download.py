@@ -11,6 +11,7 @@ the file is deleted and HubError raised, so nothing half-written is ever left in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlparse
 
 from moetui.errors import HubError, first_line
@@ -237,8 +238,9 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                     dl_headers.pop("Authorization", None)
                 with hub_errors(f"downloading {repo}/{f.path}"):
                     try:
-                        with open(partial, "ab") as fh:
-                            http_get(location, fh, resume_size=already, headers=dl_headers, expected_size=size,
+                        with open(partial, "ab") as fh, _read_deadline(lim.total_s):
+                            http_get(location, _CappedFile(fh, size, f"downloading {repo}/{f.path}", host_of(location)),
+                                     resume_size=already, headers=dl_headers, expected_size=size,
                                      displayed_filename=f.path, tqdm_class=_tqdm_for(tracker))
                     except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
                         raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
@@ -262,6 +264,37 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
     tracker.emit("done", force=True, file_done=0)
     return DownloadResult(repo, group.quant, commit, pointers, group.size_bytes, tracker.transferred, resumed,
                           cached, time.monotonic() - t0, verified)
+
+
+class _CappedFile:
+    """The partial file as http_get writes it, refusing bytes beyond the size the hub announced: a server
+    that sends an endless body fills no disk."""
+
+    def __init__(self, fh: Any, size: int, what: str, host: str) -> None:
+        self._fh, self._size, self._what, self._host = fh, size, what, host
+
+    def write(self, data: bytes) -> int:
+        if self._fh.tell() + len(data) > self._size:
+            raise HubError(f"{self._what}: {self._host} sent more than the {self._size:,} bytes the file has; "
+                           "the bytes past its end were not written")
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, truncate: the file's own
+        return getattr(self._fh, name)
+
+
+@contextlib.contextmanager
+def _read_deadline(seconds: float) -> Iterator[None]:
+    """huggingface_hub's http_get waits HF_HUB_DOWNLOAD_TIMEOUT for each read: the user's deadline
+    (MOETUI_NET_TIMEOUT) while moetui downloads."""
+    from huggingface_hub import constants  # heavy: only when something is downloaded
+
+    before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = before
 
 
 def _verify(partial: Path, expected_sha: str | None, size: int, f: RemoteFile, repo: str, tracker: _Tracker) -> None:
