@@ -147,5 +147,5 @@ def test_a_download_that_stalls_ends_within_its_read_deadlines(hub) -> None:
     p, seconds = cli("models", "download", f"{REPO}:Q4_K_M")
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("moetui: error:")]
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
-    assert len(errors) == 1 and f"downloading {REPO}/{FILE}" in errors[0] and "did not answer in time" in errors[0], errors
-    assert seconds < 3 * BOUND_S  # 5 tries of one deadline each, with huggingface_hub's backoff between
+    assert len(errors) == 1 and f"downloading {REPO}/{FILE}" in errors[0] and "sent nothing for 3 s" in errors[0], errors
+    assert "resume" in errors[0] and seconds < BOUND_S  # two tries of one deadline each

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import re
 import shutil
@@ -181,7 +182,8 @@ def download_model(ref: str | HubRef, progress: ProgressFn | None = None, cancel
 
 def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, progress: ProgressFn | None,
                     cancel: threading.Event | None, cache: Path, interval_s: float) -> DownloadResult:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url  # heavy: only when something is downloaded
+    import httpx2  # heavy (with huggingface_hub): only when something is downloaded
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import WeakFileLock
 
@@ -241,12 +243,14 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                         with open(partial, "ab") as fh, _read_deadline(lim.total_s):
                             http_get(location, _CappedFile(fh, size, f"downloading {repo}/{f.path}", host_of(location)),
                                      resume_size=already, headers=dl_headers, expected_size=size,
-                                     displayed_filename=f.path, tqdm_class=_tqdm_for(tracker))
+                                     displayed_filename=f.path, tqdm_class=_tqdm_for(tracker), **_retries())
                     except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
                         raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
+                    except httpx2.TimeoutException as exc:
+                        raise HubError(f"downloading {repo}/{f.path}: {host_of(location)} sent nothing for "
+                                       f"{lim.total_s:g} s, twice (a stalled server or network; MOETUI_NET_TIMEOUT "
+                                       "sets the deadline); what arrived is kept: run it again to resume") from exc
                     except OSError as exc:
-                        import httpx2  # heavy: only to tell a network error from a disk error
-
                         if isinstance(exc, httpx2.HTTPError):
                             raise  # hub_errors words it
                         # a size mismatch from http_get, or the disk filled up: the partial stays for a resume
@@ -264,6 +268,15 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
     tracker.emit("done", force=True, file_done=0)
     return DownloadResult(repo, group.quant, commit, pointers, group.size_bytes, tracker.transferred, resumed,
                           cached, time.monotonic() - t0, verified)
+
+
+def _retries() -> dict[str, int]:
+    """One retry (not huggingface_hub's five) of a read that brought nothing: a dead server ends a download
+    within two deadlines. http_get goes back to five tries as soon as bytes arrive, so a flaky link that
+    drops now and then still resumes within the same run."""
+    from huggingface_hub.file_download import http_get  # heavy: only when something is downloaded
+
+    return {"_nb_retries": 1} if "_nb_retries" in inspect.signature(http_get).parameters else {}
 
 
 class _CappedFile:
