@@ -149,3 +149,14 @@ def test_a_download_that_stalls_ends_within_its_read_deadlines(hub) -> None:
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert len(errors) == 1 and f"downloading {REPO}/{FILE}" in errors[0] and "sent nothing for 3 s" in errors[0], errors
     assert "resume" in errors[0] and seconds < BOUND_S  # two tries of one deadline each
+
+
+def test_a_listing_of_more_files_than_a_repo_holds_is_refused_naming_the_host() -> None:
+    import json
+
+    from moetui.hardware.net_limits import MAX_LISTING_ENTRIES
+    from moetui.hub.listing import parse_listing
+
+    body = json.dumps({"siblings": [{"rfilename": f"x-{i}.gguf", "size": 1} for i in range(MAX_LISTING_ENTRIES + 1)]})
+    with pytest.raises(MoetuiError, match=rf"hub\.test listed {MAX_LISTING_ENTRIES + 1:,} files, more than"):
+        parse_listing(body.encode(), "me/m", None, "hub.test")
