@@ -160,3 +160,17 @@ def test_a_listing_of_more_files_than_a_repo_holds_is_refused_naming_the_host() 
     body = json.dumps({"siblings": [{"rfilename": f"x-{i}.gguf", "size": 1} for i in range(MAX_LISTING_ENTRIES + 1)]})
     with pytest.raises(MoetuiError, match=rf"hub\.test listed {MAX_LISTING_ENTRIES + 1:,} files, more than"):
         parse_listing(body.encode(), "me/m", None, "hub.test")
+
+
+def test_a_malformed_rpc_answer_during_a_load_is_one_line_naming_the_host(tiny_moe: Path) -> None:
+    """The worker's own libggml meets the malformed memory answer: it aborts; the user reads moetui's words."""
+    from moetui.config import RunConfig
+    from moetui.runtime.client import ModelWorker
+
+    with FakeRpcServer(malformed_memory=True) as addr, ModelWorker() as worker:
+        t0 = time.monotonic()
+        with pytest.raises(MoetuiError) as info:
+            worker.start(RunConfig(model_path=str(tiny_moe), n_ctx=256, n_threads=1, rpc_servers=[addr]))
+    message = str(info.value).split("; log: ")[0]
+    assert f"rpc-server {addr}" in message and "malformed answer" in message, message
+    assert not SOURCE_PATH.search(message) and "\n" not in message and time.monotonic() - t0 < BOUND_S
