@@ -166,3 +166,16 @@ async def test_models_screen_lists_every_other_model_and_says_a_list_was_corrupt
         await wait_for(pilot, lambda: "Enter selects" in app.screen_text(), what="the Models scan", timeout=90)
         assert str(tiny_moe) in app.screen.rows  # the added file is still listed
         assert app.is_running
+
+
+@pytest.mark.parametrize(("text", "says"), [(DEEP, "nested too deep"), ('{"model_path": "m.gguf", "n_ctx": NaN}', "NaN"),
+                                            ('{"model_path": "m.gguf", "n_gpu_layers": "all"}', "n_gpu_layers must be a whole number")])
+def test_a_config_file_the_user_gives_is_refused_by_name_not_moved(text: str, says: str, tmp_path: Path) -> None:
+    from moetui.config import RunConfig
+    from moetui.errors import ConfigError
+
+    path = tmp_path / "cfg.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=says):
+        RunConfig.load(path)
+    assert path.read_text() == text  # the user's own file: said, never moved aside
