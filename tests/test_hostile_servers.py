@@ -113,7 +113,7 @@ def test_the_rpc_query_child_is_capped_when_a_server_lies_to_libggml_alone() -> 
         with FakeRpcServer(devices_later=2**32 - 1, honest_clients=2) as addr:
             t0 = time.monotonic()
             with pytest.raises(MoetuiError) as info:
-                probe(addr)
+                probe(addr, timeout=10)  # time or memory, whichever runs out first (CI: keep the test short)
             seconds = time.monotonic() - t0
     finally:
         del os.environ["MOETUI_NET_TIMEOUT"]

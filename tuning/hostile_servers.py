@@ -1,7 +1,7 @@
 """Issue 30's table re-run: servers on 127.0.0.1 that misbehave (the tests' fake hub, tests/hub_server.py
 with tests/hub_faults.py, and fake RPC server, tests/rpc_fake.py), corrupt saved state, headers that
 describe no model, a fresh cache dir. Each case runs the real CLI in a child and records its exit code,
-wall seconds, peak RSS and the error (or warning) line moetui printed. The deadline is the default
+wall seconds, peak RSS (its own or its largest child's) and the error (or warning) line moetui printed. The deadline is the default
 (MOETUI_NET_TIMEOUT unset: 15 s) unless --deadline says otherwise. Optionally runs the hypothesis suite
 on listings and RPC answers (tests/test_fuzz_servers.py) and adds its outcome counts.
 
@@ -192,7 +192,7 @@ def main() -> None:
     lines = ["# Issue 30's table, re-run", "",
              f"`python3 tuning/hostile_servers.py{' --deadline ' + str(args.deadline) if args.deadline else ''}"
              f"{' --fuzz ' + args.fuzz if args.fuzz else ''}` (MOETUI_NET_TIMEOUT: {result['deadline_s']:g} s). "
-             "Peak RSS is the moetui process's own.", "",
+             "Peak RSS: the moetui process, or the largest child it waited for (the RPC query child).", "",
              "| source | case | command | exit | s | peak RSS MiB | traceback | message |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         msg = str(r["message"]).replace("|", "\\|")
