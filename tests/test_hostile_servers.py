@@ -174,3 +174,10 @@ def test_a_malformed_rpc_answer_during_a_load_is_one_line_naming_the_host(tiny_m
     message = str(info.value).split("; log: ")[0]
     assert f"rpc-server {addr}" in message and "malformed answer" in message, message
     assert not SOURCE_PATH.search(message) and "\n" not in message and time.monotonic() - t0 < BOUND_S
+
+
+def test_an_rpc_handshake_that_trickles_ends_at_the_deadline() -> None:
+    with FakeRpcServer(trickle_s=0.5) as addr:
+        p, seconds = cli("detect", "--no-bandwidth", "--rpc", addr)
+    assert_one_line(p, f"rpc-server {addr}", f"within {DEADLINE_S} s")
+    assert seconds < BOUND_S

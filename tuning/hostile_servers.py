@@ -90,7 +90,8 @@ def rpc_cases(env: dict[str, str]) -> list[dict[str, object]]:
                      ("2^32-1 devices to libggml only", dict(devices_later=2**32 - 1, honest_clients=2)),
                      ("16 EiB free", dict(free=2**64 - 1, total=2**64 - 1)),
                      ("64 GiB free of 1 GiB", dict(free=64 << 30, total=1 << 30)),
-                     ("malformed memory answer", dict(malformed_memory=True))):
+                     ("malformed memory answer", dict(malformed_memory=True)),
+                     ("handshake a byte every 0.5 s", dict(trickle_s=0.5))):
         with FakeRpcServer(**kw) as addr:
             rows.append({"source": "rpc", "case": case, "command": f"detect --no-bandwidth --rpc {addr}",
                          **run_cli(["detect", "--no-bandwidth", "--rpc", addr], env)})
