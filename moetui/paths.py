@@ -64,9 +64,7 @@ def _own_folder(path: Path, what: str, env: str) -> Path:
     except FileExistsError:
         raise ConfigError(f"moetui's {what} folder {path} is a file, not a folder: move it away, or set {env} "
                           "to another folder") from None
-    except OSError as exc:
-        raise ConfigError(f"moetui's {what} folder {path} cannot be made ({exc.strerror or exc}); set {env} "
-                          "to a folder you can write") from None
+    # any other OSError (a read-only parent) stays one: callers that can do without the folder catch it
     return path
 
 

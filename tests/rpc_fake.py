@@ -8,6 +8,7 @@ as told:
     with FakeRpcServer(free=2**64 - 1, total=2**64 - 1) as addr: ...  # 16 EiB free
     with FakeRpcServer(free=64 << 30, total=1 << 30) as addr: ...     # free above total
     with FakeRpcServer(malformed_memory=True) as addr: ...            # a memory answer of the wrong size
+    with FakeRpcServer(trickle_s=0.5) as addr: ...                    # every answer a byte at a time
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 
 HELLO, DEVICE_COUNT, GET_ALIGNMENT, GET_MAX_SIZE, GET_DEVICE_MEMORY = 14, 15, 1, 2, 11
@@ -23,10 +25,12 @@ CAPS = 24
 
 class FakeRpcServer:
     def __init__(self, devices: int = 1, devices_later: int | None = None, honest_clients: int = 1, free: int = 8 << 30,
-                 total: int = 8 << 30, malformed_memory: bool = False, reply: bytes | None = None) -> None:
+                 total: int = 8 << 30, malformed_memory: bool = False, reply: bytes | None = None,
+                 trickle_s: float = 0.0) -> None:
         self.devices, self.devices_later, self.honest_clients = devices, devices_later, honest_clients
         self.free, self.total, self.malformed_memory = free, total, malformed_memory
         self.reply = reply  # raw bytes answering every request (for fuzzing), instead of the protocol
+        self.trickle_s = trickle_s
         self.clients = 0
         self._srv = socket.socket()
         self._srv.bind(("127.0.0.1", 0))
@@ -75,7 +79,12 @@ class FakeRpcServer:
                             out = out[:5]
                     else:
                         return
-                    conn.sendall(struct.pack("<Q", len(out)) + out)
+                    answer = struct.pack("<Q", len(out)) + out
+                    if not self.trickle_s:
+                        conn.sendall(answer)
+                    for i in range(len(answer) if self.trickle_s else 0):
+                        conn.sendall(answer[i:i + 1])
+                        time.sleep(self.trickle_s)
             except OSError:
                 return
 

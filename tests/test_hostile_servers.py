@@ -113,7 +113,7 @@ def test_the_rpc_query_child_is_capped_when_a_server_lies_to_libggml_alone() -> 
         with FakeRpcServer(devices_later=2**32 - 1, honest_clients=2) as addr:
             t0 = time.monotonic()
             with pytest.raises(MoetuiError) as info:
-                probe(addr)
+                probe(addr, timeout=10)  # time or memory, whichever runs out first (CI: keep the test short)
             seconds = time.monotonic() - t0
     finally:
         del os.environ["MOETUI_NET_TIMEOUT"]
@@ -138,3 +138,46 @@ def test_a_malformed_rpc_memory_answer_is_in_moetuis_words() -> None:
         p, seconds = cli("detect", "--no-bandwidth", "--rpc", addr)
     assert_one_line(p, f"rpc-server {addr}", "malformed answer")
     assert "GGML" not in p.stderr and seconds < BOUND_S
+
+
+def test_a_download_that_stalls_ends_within_its_read_deadlines(hub) -> None:
+    """A download cannot end within one deadline (gigabytes): each read waits at most the deadline, and
+    huggingface_hub's retries of a read that brought nothing are bounded."""
+    hub.stall_downloads[FILE] = 1 << 16
+    p, seconds = cli("models", "download", f"{REPO}:Q4_K_M")
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("moetui: error:")]
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert len(errors) == 1 and f"downloading {REPO}/{FILE}" in errors[0] and "sent nothing for 3 s" in errors[0], errors
+    assert "resume" in errors[0] and seconds < BOUND_S  # two tries of one deadline each
+
+
+def test_a_listing_of_more_files_than_a_repo_holds_is_refused_naming_the_host() -> None:
+    import json
+
+    from moetui.hardware.net_limits import MAX_LISTING_ENTRIES
+    from moetui.hub.listing import parse_listing
+
+    body = json.dumps({"siblings": [{"rfilename": f"x-{i}.gguf", "size": 1} for i in range(MAX_LISTING_ENTRIES + 1)]})
+    with pytest.raises(MoetuiError, match=rf"hub\.test listed {MAX_LISTING_ENTRIES + 1:,} files, more than"):
+        parse_listing(body.encode(), "me/m", None, "hub.test")
+
+
+def test_a_malformed_rpc_answer_during_a_load_is_one_line_naming_the_host(tiny_moe: Path) -> None:
+    """The worker's own libggml meets the malformed memory answer: it aborts; the user reads moetui's words."""
+    from moetui.config import RunConfig
+    from moetui.runtime.client import ModelWorker
+
+    with FakeRpcServer(malformed_memory=True) as addr, ModelWorker() as worker:
+        t0 = time.monotonic()
+        with pytest.raises(MoetuiError) as info:
+            worker.start(RunConfig(model_path=str(tiny_moe), n_ctx=256, n_threads=1, rpc_servers=[addr]))
+    message = str(info.value).split("; log: ")[0]
+    assert f"rpc-server {addr}" in message and "malformed answer" in message, message
+    assert not SOURCE_PATH.search(message) and "\n" not in message and time.monotonic() - t0 < BOUND_S
+
+
+def test_an_rpc_handshake_that_trickles_ends_at_the_deadline() -> None:
+    with FakeRpcServer(trickle_s=0.5) as addr:
+        p, seconds = cli("detect", "--no-bandwidth", "--rpc", addr)
+    assert_one_line(p, f"rpc-server {addr}", f"within {DEADLINE_S} s")
+    assert seconds < BOUND_S

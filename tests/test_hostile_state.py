@@ -145,3 +145,37 @@ def test_the_real_model_is_joined_once_per_machine_not_into_each_cache_dir(tmp_p
         assert str(first) in _local(p.stdout) and time.monotonic() - t0 < BOUND_S
         assert not list((tmp_path / fresh).rglob("*.gguf"))  # no 242 MB copy in a fresh cache dir
         assert real_model_path() == first
+
+
+@pytest.mark.anyio
+async def test_models_screen_lists_every_other_model_and_says_a_list_was_corrupt(tiny_moe: Path) -> None:
+    from ui_pilot import settle, wait_for
+
+    from moetui.hardware import load_preset
+    from moetui.ui.app import MoetuiApp
+
+    _write("data/added_files.json", json.dumps({"files": [str(tiny_moe)]}))
+    _write("data/folders.json", '{"folders": ' + DEEP + "}")
+    app = MoetuiApp(rig=load_preset("rtx4090-ddr5-64"), remember=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        # said as soon as the scan reads the list (a notification lasts 10 s, the whole scan may take longer)
+        await wait_for(pilot, lambda: any("folders.json" in str(n.message) and "moved aside" in str(n.message)
+                                          for n in app._notifications), what="the notice", timeout=60)
+        await wait_for(pilot, lambda: "Enter selects" in app.screen_text(), what="the Models scan", timeout=90)
+        assert str(tiny_moe) in app.screen.rows  # the added file is still listed
+        assert app.is_running
+
+
+@pytest.mark.parametrize(("text", "says"), [(DEEP, "nested too deep"), ('{"model_path": "m.gguf", "n_ctx": NaN}', "NaN"),
+                                            ('{"model_path": "m.gguf", "n_gpu_layers": "all"}', "n_gpu_layers must be a whole number")])
+def test_a_config_file_the_user_gives_is_refused_by_name_not_moved(text: str, says: str, tmp_path: Path) -> None:
+    from moetui.config import RunConfig
+    from moetui.errors import ConfigError
+
+    path = tmp_path / "cfg.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=says):
+        RunConfig.load(path)
+    assert path.read_text() == text  # the user's own file: said, never moved aside

@@ -5,7 +5,6 @@ command lines) and the config file (`moetui run --config`)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moetui.errors import ConfigError
-from moetui.paths import atomic_write_json
+from moetui.paths import StateError, atomic_write_json, parse_state
 
 FLASH_ATTN = ("auto", "on", "off")
 LOAD_MODES = ("auto", "none", "mmap", "mlock", "mmap+mlock", "dio")
@@ -230,10 +229,12 @@ class RunConfig:
         """model_path: see from_dict."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = parse_state(path.read_bytes())  # a user's file: refused if corrupt, never moved
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: a folder, not a config file") from None
+        except StateError as exc:
             raise ConfigError(f"{path}: not a moetui config file ({exc})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: not a moetui config file")

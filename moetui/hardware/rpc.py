@@ -184,6 +184,9 @@ def preflight(endpoint: RpcEndpoint | str, timeout: float = PREFLIGHT_TIMEOUT_S)
                 (count,) = struct.unpack("<I", _call(sock, RPC_CMD_DEVICE_COUNT, b"", 4, deadline))
                 rtt = min(rtt, time.perf_counter() - t0)
         except socket.timeout:
+            if time.monotonic() >= deadline:  # it answered, but too slowly to finish
+                raise RpcServerError(addr, f"did not finish the handshake within {net_limits().total_s:g} s (a stalled "
+                                           "or very slow server; MOETUI_NET_TIMEOUT sets the deadline)") from None
             raise RpcServerError(addr, f"accepted the connection but did not answer HELLO within {timeout:g} s "
                                        "(busy: ggml-rpc-server serves one client at a time)") from None
         except (ConnectionError, ValueError, struct.error) as exc:

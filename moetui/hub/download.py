@@ -11,7 +11,9 @@ the file is deleted and HubError raised, so nothing half-written is ever left in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import os
 import re
 import shutil
@@ -19,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlparse
 
 from moetui.errors import Cancelled, HubError, first_line
@@ -180,7 +182,8 @@ def download_model(ref: str | HubRef, progress: ProgressFn | None = None, cancel
 
 def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, progress: ProgressFn | None,
                     cancel: threading.Event | None, cache: Path, interval_s: float) -> DownloadResult:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url  # heavy: only when something is downloaded
+    import httpx2  # heavy (with huggingface_hub): only when something is downloaded
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import WeakFileLock
 
@@ -237,14 +240,17 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
                     dl_headers.pop("Authorization", None)
                 with hub_errors(f"downloading {repo}/{f.path}"):
                     try:
-                        with open(partial, "ab") as fh:
-                            http_get(location, fh, resume_size=already, headers=dl_headers, expected_size=size,
-                                     displayed_filename=f.path, tqdm_class=_tqdm_for(tracker))
+                        with open(partial, "ab") as fh, _read_deadline(lim.total_s):
+                            http_get(location, _CappedFile(fh, size, f"downloading {repo}/{f.path}", host_of(location)),
+                                     resume_size=already, headers=dl_headers, expected_size=size,
+                                     displayed_filename=f.path, tqdm_class=_tqdm_for(tracker), **_retries())
                     except ValueError as exc:  # http_get refuses plain-HTTP files over 50 GB (hub parts are smaller)
                         raise HubError(f"downloading {repo}/{f.path}: {first_line(exc)}") from exc
+                    except httpx2.TimeoutException as exc:
+                        raise HubError(f"downloading {repo}/{f.path}: {host_of(location)} sent nothing for "
+                                       f"{lim.total_s:g} s, twice (a stalled server or network; MOETUI_NET_TIMEOUT "
+                                       "sets the deadline); what arrived is kept: run it again to resume") from exc
                     except OSError as exc:
-                        import httpx2  # heavy: only to tell a network error from a disk error
-
                         if isinstance(exc, httpx2.HTTPError):
                             raise  # hub_errors words it
                         # a size mismatch from http_get, or the disk filled up: the partial stays for a resume
@@ -262,6 +268,46 @@ def _download_group(repo: str, revision: str, commit: str, group: QuantGroup, pr
     tracker.emit("done", force=True, file_done=0)
     return DownloadResult(repo, group.quant, commit, pointers, group.size_bytes, tracker.transferred, resumed,
                           cached, time.monotonic() - t0, verified)
+
+
+def _retries() -> dict[str, int]:
+    """One retry (not huggingface_hub's five) of a read that brought nothing: a dead server ends a download
+    within two deadlines. http_get goes back to five tries as soon as bytes arrive, so a flaky link that
+    drops now and then still resumes within the same run."""
+    from huggingface_hub.file_download import http_get  # heavy: only when something is downloaded
+
+    return {"_nb_retries": 1} if "_nb_retries" in inspect.signature(http_get).parameters else {}
+
+
+class _CappedFile:
+    """The partial file as http_get writes it, refusing bytes beyond the size the hub announced: a server
+    that sends an endless body fills no disk."""
+
+    def __init__(self, fh: Any, size: int, what: str, host: str) -> None:
+        self._fh, self._size, self._what, self._host = fh, size, what, host
+
+    def write(self, data: bytes) -> int:
+        if self._fh.tell() + len(data) > self._size:
+            raise HubError(f"{self._what}: {self._host} sent more than the {self._size:,} bytes the file has; "
+                           "the bytes past its end were not written")
+        return self._fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, truncate: the file's own
+        return getattr(self._fh, name)
+
+
+@contextlib.contextmanager
+def _read_deadline(seconds: float) -> Iterator[None]:
+    """huggingface_hub's http_get waits HF_HUB_DOWNLOAD_TIMEOUT for each read: the user's deadline
+    (MOETUI_NET_TIMEOUT) while moetui downloads."""
+    from huggingface_hub import constants  # heavy: only when something is downloaded
+
+    before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = before
 
 
 def _verify(partial: Path, expected_sha: str | None, size: int, f: RemoteFile, repo: str, tracker: _Tracker) -> None:

@@ -374,7 +374,10 @@ class ModelWorker:
         if classify_failure(kind=kind, log_tail=tail) == ErrorKind.OOM:
             kind, message = ErrorKind.OOM, message + ": out of memory"
         if self.config is not None and self.config.rpc_servers:  # name the RPC server that went away
-            kind, message = dead_server_message(self.config.rpc_servers, message) or (kind, message)
+            dead = dead_server_message(self.config.rpc_servers, message)
+            if dead is None and "RPC server" in message:  # alive, but its answer made libggml abort
+                dead = ErrorKind.RPC, f"rpc-server {', '.join(self.config.rpc_servers)}: {message}"
+            kind, message = dead or (kind, message)
         return WorkerError(f"{message}; log: {self.log_path}", log_tail=tail, kind=kind)
 
     def _error_from(self, ev: dict[str, Any]) -> MoetuiError:

@@ -32,7 +32,9 @@ from moetui.hardware.rpc import (RemoteDevice, RpcEndpoint, RpcServerError, chec
                                  preflight)
 from moetui.runtime.overrides_ctypes import loaded_library
 
-PROBE_MEMORY_BYTES = 4 << 30  # the query child's address space: Python and libggml need ~1-2 GiB of it
+# the query child's address space beyond what Python and libggml (CUDA's libraries included) took at start:
+# an honest memory query needs a few MB of it, a thread's stack 8 MB
+PROBE_HEADROOM_BYTES = 1 << 30
 
 _api: dict[str, Any] | None = None
 _registered: dict[str, list[RemoteDevice]] = {}
@@ -128,29 +130,35 @@ def probe_timeout_s() -> float:
     return 10.0 + 2 * net_limits().total_s
 
 
-def _cap_child() -> None:
-    """In the query child, before it runs: a server claiming absurd sizes or counts makes libggml allocate
-    what it is told; the cap turns that into an allocation failure of this child, not the machine's memory."""
-    if resource is None:  # not POSIX: the child runs uncapped
+def _cap_self() -> None:
+    """In the query child, once libggml is loaded and before any server is asked: a server claiming absurd
+    counts makes libggml allocate what it is told; the cap (what the child holds now, plus
+    PROBE_HEADROOM_BYTES) turns that into an allocation failure of this child, not the machine's memory."""
+    if resource is None:  # not POSIX: the child runs uncapped (its time limit still holds)
         return
-    resource.setrlimit(resource.RLIMIT_AS, (PROBE_MEMORY_BYTES, PROBE_MEMORY_BYTES))
+    try:
+        with open("/proc/self/statm") as fh:
+            held = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return  # no /proc (macOS, where RLIMIT_AS is not enforced anyway)
+    cap = held + PROBE_HEADROOM_BYTES
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
 def probe(endpoints: list[RpcEndpoint] | str, timeout: float | None = None) -> list[RemoteDevice]:
     """Ask each server for its devices and memory, in a child process (libggml may abort), capped in
-    memory and time. Raises RpcServerError naming the host that failed, in moetui's words."""
+    memory (_cap_self) and time. Raises RpcServerError naming the host that failed, in moetui's words."""
     eps = parse_endpoints(endpoints) if isinstance(endpoints, str) else endpoints
     timeout = probe_timeout_s() if timeout is None else timeout
     # the clear error for down/refusing/busy servers, without paying for the child; and the round trip
     # measured from this process, not from a child still warming up
     rtts = {ep.address: preflight(ep).rtt_s for ep in eps}
-    # the child needs no GPU (CUDA alone reserves more address space than the cap)
+    # the child needs no GPU: none is initialised for it
     env = dict(os.environ, GGML_NO_BACKTRACE="1", CUDA_VISIBLE_DEVICES="", HIP_VISIBLE_DEVICES="")
     names = ",".join(e.address for e in eps)
     try:
         p = subprocess.run([sys.executable, "-m", "moetui.runtime.rpc_ctypes", *(e.spec() for e in eps)],
-                           capture_output=True, text=True, timeout=timeout, env=env, check=False,
-                           preexec_fn=_cap_child if os.name == "posix" else None)
+                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
         raise RpcServerError(names, f"the memory query got no full answer within {timeout:g} s and was stopped "
                                     "(a server that stalls, or claims more devices or memory than exist)") from None
@@ -172,13 +180,15 @@ def _child_failure(p: subprocess.CompletedProcess[str]) -> str:
     if p.returncode == 2:  # main() printed a RpcServerError: moetui's own words already
         return ([ln for ln in err.splitlines() if ln.strip()][-1:] or ["no reason given"])[0].split(": ", 1)[-1]
     if "MemoryError" in err or "bad_alloc" in err or p.returncode == -9:
-        return (f"it ran out of its {PROBE_MEMORY_BYTES >> 30} GiB memory cap (the server claimed sizes "
-                "or counts far beyond a real one)")
+        return (f"it ran out of its memory cap ({PROBE_HEADROOM_BYTES >> 30} GiB beyond libggml's own; the server "
+                "claimed sizes or counts far beyond a real one)")
     return llama_abort_reason(err) or f"the query process ended with code {p.returncode}"
 
 
 def main(argv: list[str]) -> int:
     try:
+        _lib()  # libggml and its backends loaded first: the cap counts from there
+        _cap_self()
         devices = register_servers(parse_endpoints(argv))
     except RpcServerError as exc:
         print(exc, file=sys.stderr)

@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 
 from moetui.errors import MoetuiError, in_words
 from moetui.hardware import detect_rig
-from moetui.paths import assets_dir
+from moetui.paths import assets_dir, state_notices
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS, shown_as_symbols
 from moetui.ui.state import (
@@ -90,6 +90,12 @@ class MoetuiApp(App):
             self.detect()
         if self.state.model_path:
             self.select_model(self.state.model_path)
+        self.set_interval(1.0, self._say_state_notices)
+
+    def _say_state_notices(self) -> None:
+        """Saved files found corrupt and moved aside (by any worker): said once, as a warning."""
+        for notice in state_notices():
+            self.notify(notice, title="A saved file was corrupt", severity="warning", timeout=10)
 
     def on_unmount(self) -> None:
         self._stop.set()
