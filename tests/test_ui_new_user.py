@@ -226,3 +226,50 @@ async def test_models_shows_the_plans_figure_for_the_selected_model_after_a_tune
         table = models.query_one("#models-table")
         await wait_for(pilot, lambda: table.get_cell(str(tiny_moe), "tps") not in ("", "…"), what="the verdict")
         assert table.get_cell(str(tiny_moe), "tps") == tps(app.state.plan.decode_tps)
+
+
+async def test_home_says_which_figures_are_predicted_and_which_measured_and_when(tiny_moe: Path) -> None:
+    from moetui.hardware.fingerprint import fingerprint
+    from moetui.model.inspect import inspect_file
+    from moetui.runtime.bench import BenchResult
+    from moetui.tuner import ProfileStore, TuneResult
+    from moetui.tuner.engine import llama_version
+
+    rig = load_preset(RIG)
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "tok/s prompt" in app.screen_text(), what="the plan on Home")
+        assert "tok/s prompt (default factors)" in app.screen_text()
+    best = Probe(0, RunConfig(model_path=str(tiny_moe), n_ctx=2048, n_ubatch=256), {"n_ubatch": 256}, "ub 256",
+                 status="ok", score=50.0, bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))
+    ProfileStore().put(TuneResult(best=best, baseline=best, plan_probe=best, predicted={}, probes=[best],
+                                  rig_fingerprint=rig.fingerprint or fingerprint(rig),
+                                  model_id=inspect_file(tiny_moe).identity, llama_version=llama_version(rig),
+                                  objective="decode", elapsed_s=1.0, stopped="converged", model_path=str(tiny_moe),
+                                  created=time.time() - 300))
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "tuned config in use" in app.screen_text(), what="the tuned config on Home")
+        assert "tuned config in use: measured 50.0 tok/s decode, 500 tok/s prompt, 5 min ago" in app.screen_text()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_models_cells_that_tell_rows_apart_are_not_cut(tiny_moe: Path, width: int) -> None:
+    """At 80x24 two models read "Qwen3-30B-…ct-2507", "UD-Q4_K", "~17.3 Gi"; at 120 "hybrid: 25 in RA"."""
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx3060-ddr4-32"), detect=False)
+    async with app.run_test(size=(width, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        models = app.screen_named("models")
+        await wait_for(pilot, lambda: models._done is not None, timeout=120, what="the verdicts")
+        table = models.query_one("#models-table")
+        widths = {str(c.key.value): c.width for c in table.columns.values()}
+        for key, row in models.rows.items():
+            for col in ("source", "quant", "size", "fit", "tps"):
+                cell = str(table.get_cell(key, col))
+                if col == "fit" and cell.startswith(("no plan", "unreadable", "no shape")):
+                    continue  # an error's words are in the status line; the cell says which kind
+                assert len(cell) <= widths[col], (width, row.name, col, cell)
+        names = [str(table.get_cell(k, "model")) + str(table.get_cell(k, "quant")) + str(table.get_cell(k, "source"))
+                 for k in models.rows]
+        assert len(names) == len(set(names))  # no two rows read the same
