@@ -273,3 +273,15 @@ async def test_models_cells_that_tell_rows_apart_are_not_cut(tiny_moe: Path, wid
         names = [str(table.get_cell(k, "model")) + str(table.get_cell(k, "quant")) + str(table.get_cell(k, "source"))
                  for k in models.rows]
         assert len(names) == len(set(names))  # no two rows read the same
+
+
+async def test_every_dropdown_shows_its_label(tiny_moe: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+        for key, labels in (("p", ("KV type", "context")), ("e", ("what", "shell"))):
+            await pilot.press(key)
+            await pilot.pause(0.3)
+            top = "\n".join(app.screen_text().splitlines()[:3])
+            for label in labels:
+                assert label in top, (key, label, top)

@@ -20,6 +20,7 @@ from moetui.errors import MoetuiError, in_words
 from moetui.export.commandline import export_command
 from moetui.export.python_snippet import python_snippet
 from moetui.paths import atomic_write_text, data_dir
+from moetui.ui.widgets.select_title import show_select_titles
 
 if TYPE_CHECKING:
     from moetui.config import RunConfig
@@ -89,6 +90,7 @@ class ExportScreen(Screen):
 
     def on_mount(self) -> None:
         self.text = ""
+        show_select_titles(self)  # the dropdowns' labels, where Textual draws their border
         self._shown: tuple[int, str, str] | None = None
         self.refresh_from_state()
 

@@ -17,6 +17,7 @@ from moetui.hub.cache import needs_download
 from moetui.model.info import KV_CACHE_TYPES
 from moetui.sizing.plan import MIN_CTX, PlanOptions, gpu_usable
 from moetui.ui.keys import app_action_bindings
+from moetui.ui.widgets.select_title import show_select_titles
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
@@ -66,6 +67,7 @@ class PlanScreen(Screen):
                 self.query_one("#plan-kv", Select).value = o.cache_type
             self.query_one("#plan-margin", Input).value = f"{o.vram_margin_bytes / GIB:g}"
         self._ready = True
+        show_select_titles(self)  # the dropdowns' labels, where Textual draws their border
         self.refresh_from_state()
 
     def on_screen_resume(self) -> None:
