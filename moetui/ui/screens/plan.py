@@ -42,7 +42,7 @@ class PlanScreen(Screen):
             kv.border_title = "KV type"
             yield kv
             margin = Input(placeholder="0.5", type="number", id="plan-margin", classes="knob")
-            margin.border_title = "VRAM headroom GiB"
+            margin.border_title = "margin GiB"  # VRAM left free (--margin); longer is cut at 80 columns
             yield margin
             draft = Input(placeholder="none (path or shape)", id="plan-draft", classes="knob")
             draft.border_title = "draft model ⏎"
