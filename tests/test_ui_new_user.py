@@ -71,6 +71,11 @@ async def test_coming_back_to_chat_types_into_its_message_box() -> None:
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert "q Quit" in footer_line(app)  # out of the box the letter keys are back, and the footer has room
+        chat.generating = True  # mid-reply Esc is "Stop", and "q Quit" still fits at 80 columns
+        await pilot.pause(0.1)
+        assert "esc Stop" in footer_line(app) and "q Quit" in footer_line(app), footer_line(app)
+        chat.generating = False
+        await pilot.pause(0.1)
         await pilot.press("h")
         await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h after Esc")
         await pilot.press("c")

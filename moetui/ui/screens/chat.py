@@ -504,6 +504,8 @@ class ChatScreen(DownloadOffer, Screen):
         (the footer shows whichever Esc does now)."""
         if action == "stop_or_leave_input":
             return self.generating or self.downloading is not None
+        if action == "reload":  # refused mid-reply anyway; hidden then, the footer keeps room for "q Quit"
+            return not self.generating
         return True
 
     def action_stop_or_leave_input(self) -> None:
