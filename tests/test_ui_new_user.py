@@ -290,3 +290,26 @@ async def test_every_dropdown_shows_its_label(tiny_moe: Path) -> None:
             top = "\n".join(app.screen_text().splitlines()[:3])
             for label in labels:
                 assert label in top, (key, label, top)
+
+
+async def test_chat_on_another_model_does_not_show_the_last_ones_figures(tiny_moe: Path, tmp_path: Path) -> None:
+    from moetui.ui.widgets.stats_bar import ChatStatsBar
+
+    other = tmp_path / "other-tiny.gguf"
+    other.write_bytes(tiny_moe.read_bytes())
+    app = MoetuiApp(rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0)))
+        await pilot.pause()
+        await pilot.press("c")
+        chat = app.screen_named("chat")
+        await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=120, what="the first model loaded")
+        bar = chat.query_one(ChatStatsBar)
+        bar.decode_tps, bar.prompt_tps, bar.tokens = 541.0, 7393.0, 40  # what a reply on it left behind
+        app.post_message(ConfigChosen(RunConfig(model_path=str(other), n_ctx=512, n_gpu_layers=0)))
+        await wait_for(pilot, lambda: chat.model_loading or chat.loaded_config is not None
+                       and chat.loaded_config.model_path == str(other), what="the other model loading")
+        assert bar.decode_tps is None and bar.prompt_tps is None and bar.tokens == 0
+        assert "541" not in app.screen_text() and "7393" not in app.screen_text()
+        await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=120, what="the other model loaded")
+        await pilot.press("escape", "h")  # leave Chat before quitting
