@@ -38,6 +38,18 @@ def footer_line(app: MoetuiApp) -> str:
     return app.screen_text().splitlines()[-1]
 
 
+async def open_chat(app: MoetuiApp, pilot):  # type: ignore[no-untyped-def]
+    """Chat shown, its message box focused: (the screen, the box)."""
+    await settle(app, pilot)
+    await pilot.press("c")
+    chat = app.screen_named("chat")
+    await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
+    box = chat.query_one("#chat-input")
+    await wait_for(pilot, lambda: app.focused is box, what="the focused message box")
+    await pilot.pause(0.1)
+    return chat, box
+
+
 async def type_fast(app: MoetuiApp, text: str) -> None:
     """Keys as a terminal delivers a fast typist's (or tmux send-keys') text: all queued at once, none
     waiting for the previous one to be handled (Pilot's press waits after each key)."""
@@ -60,12 +72,7 @@ async def test_a_path_typed_fast_right_after_models_opens_keeps_every_character(
 async def test_coming_back_to_chat_types_into_its_message_box() -> None:
     app = idle_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("c")
-        chat = app.screen_named("chat")
-        await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
-        box = chat.query_one("#chat-input")
-        await pilot.pause(0.1)
+        chat, box = await open_chat(app, pilot)
         # Esc leaves the box, and the footer says so (not just "Stop", which it does only mid-reply)
         assert "esc Leave field" in footer_line(app) and "esc Stop" not in footer_line(app)
         await pilot.press("escape")
@@ -100,12 +107,7 @@ async def test_coming_back_to_chat_types_into_its_message_box() -> None:
 async def test_a_pasted_escape_byte_is_shown_as_a_symbol_and_the_box_keeps_the_focus() -> None:
     app = idle_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("c")
-        chat = app.screen_named("chat")
-        await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
-        box = chat.query_one("#chat-input")
-        await wait_for(pilot, lambda: app.focused is box, what="the focused message box")
+        chat, box = await open_chat(app, pilot)
         app.post_message(events.Paste("say \x1b[31mhi\x07"))
         await wait_for(pilot, lambda: box.value != "", what="the pasted text")
         assert box.value == "say \u241b[31mhi\u2407" and app.focused is box
