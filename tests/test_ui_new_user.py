@@ -315,3 +315,19 @@ async def test_chat_on_another_model_does_not_show_the_last_ones_figures(tiny_mo
         assert "541" not in app.screen_text() and "7393" not in app.screen_text()
         await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=120, what="the other model loaded")
         await pilot.press("escape", "h")  # leave Chat before quitting
+
+
+async def test_the_tune_screen_refuses_a_budget_too_small_naming_one_that_works(tiny_moe: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.model_info is not None, what="the model")
+        await pilot.press("t")
+        tune = app.screen_named("tune")
+        await wait_for(pilot, lambda: app.screen is tune, what="the tune screen")
+        tune.query_one("#tune-budget").value = "1"
+        tune.query_one("#tune-retune").value = True
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "budget of at least" in str(tune.query_one("#tune-best").render()), timeout=60,
+                       what="the refusal")
+        assert not tune.running and "Not started" in str(tune.query_one("#tune-best").render())
+        assert tune.query_one("#tune-progress").fraction < 0.5 and not tune.query_one("#tune-progress").clock_running
