@@ -38,6 +38,12 @@ def footer_line(app: MoetuiApp) -> str:
     return app.screen_text().splitlines()[-1]
 
 
+async def footer_shows(app: MoetuiApp, pilot, *labels: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait (a busy machine redraws late) until the footer shows every label."""
+    await wait_for(pilot, lambda: all(label in footer_line(app) for label in labels), timeout=10,
+                   what=f"{labels} in the footer (it reads {footer_line(app)!r})")
+
+
 async def open_chat(app: MoetuiApp, pilot):  # type: ignore[no-untyped-def]
     """Chat shown, its message box focused: (the screen, the box)."""
     await settle(app, pilot)
@@ -74,15 +80,14 @@ async def test_coming_back_to_chat_types_into_its_message_box() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         chat, box = await open_chat(app, pilot)
         # Esc leaves the box, and the footer says so (not just "Stop", which it does only mid-reply)
-        assert "esc Leave field" in footer_line(app) and "esc Stop" not in footer_line(app)
+        await footer_shows(app, pilot, "esc Leave field")
+        assert "esc Stop" not in footer_line(app)
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert "q Quit" in footer_line(app)  # out of the box the letter keys are back, and the footer has room
+        await footer_shows(app, pilot, "q Quit")  # out of the box the letter keys are back, and the footer has room
         chat.generating = True  # mid-reply Esc is "Stop", and "q Quit" still fits at 80 columns
-        await pilot.pause(0.1)
-        assert "esc Stop" in footer_line(app) and "q Quit" in footer_line(app), footer_line(app)
+        await footer_shows(app, pilot, "esc Stop", "q Quit")
         chat.generating = False
-        await pilot.pause(0.1)
+        await footer_shows(app, pilot, "^r Reload")
         await pilot.press("h")
         await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h after Esc")
         await pilot.press("c")
