@@ -128,6 +128,8 @@ class ChatScreen(DownloadOffer, Screen):
         self.ensure_loaded()
 
     def on_screen_resume(self) -> None:
+        if self._widgets_gone():
+            return
         # back on Chat (after Esc, another screen, a dialog): typing goes to the message box again
         self.set_focus(self.query_one("#chat-input", Input))
         self.ensure_loaded()
