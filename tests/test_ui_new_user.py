@@ -331,6 +331,7 @@ async def test_the_tune_screen_refuses_a_budget_too_small_naming_one_that_works(
         await wait_for(pilot, lambda: app.screen is tune, what="the tune screen")
         tune.query_one("#tune-budget").value = "1"
         tune.query_one("#tune-retune").value = True
+        await wait_for(pilot, lambda: app.focused is tune.query_one("#tune-start"), what="Start focused, s a key")
         await pilot.press("s")
         await wait_for(pilot, lambda: "budget of at least" in str(tune.query_one("#tune-best").render()), timeout=60,
                        what="the refusal")

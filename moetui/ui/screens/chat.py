@@ -61,7 +61,9 @@ class ChatScreen(DownloadOffer, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         # shown (and bound) only while there is a reply or a download to stop; otherwise Esc is the App's
         # "Leave field", and the footer says so
-        Binding("escape", "stop_or_leave_input", "Stop"),
+        Binding("escape", "stop_or_leave_input", "Stop",
+                tooltip="stop the reply or the download; with neither running, Esc leaves the message box "
+                        "(then h, m, p ... switch screens; Enter goes back to typing)"),
         Binding("ctrl+n", "new_chat", "New"),
         Binding("f2", "system_prompt", "System"),
         Binding("ctrl+r", "reload", "Reload"),
