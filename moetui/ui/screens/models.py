@@ -105,8 +105,9 @@ class ModelsScreen(Screen):
         elif self._pending_add is not None and s.model_error:
             self._pending_add = None  # the App could not read it: not worth listing next time
         options = app_plan_options(self.app.state)  # type: ignore[attr-defined]
-        if s.rig is not self._rig_seen or repr(options) != self._options_seen:
-            # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency)
+        if s.rig is not self._rig_seen or (repr(options) != self._options_seen and self.is_current):
+            # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency); for
+            # the latter a hidden Models waits until it is shown (each keystroke in Plan's context box changes them)
             self._rig_seen, self._options_seen = s.rig, repr(options)
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
