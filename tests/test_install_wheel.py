@@ -151,7 +151,7 @@ def test_installed_demo_opens_the_app_on_its_model_and_moetui_reopens_it(install
             t.wait_for("Best config for my rig")  # bounded generously (test_ui_tmux.READY_S): a busy machine is slow
             t.wait_for("Qwen3-30B-A3B (tiny)")  # the demo model, selected at start
             t.keys("m")
-            t.wait_for("demo-qwen3…_M.gguf  selected")  # listed by the Models screen (the name shortened at 80 columns)
+            t.wait_for("demo-qwen…_M.gguf  selected")  # listed by the Models screen (the name shortened at 80 columns)
             t.keys("q")
             assert t.wait_closed(), "q did not quit the app"
         finally:

@@ -319,19 +319,29 @@ def test_load_modes_include_mlock_and_the_winner_is_measured_beside_the_start(ti
     assert result.stopped in ("converged", "budget")
 
 
-def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig, tmp_path):
-    """The search's figures for a truly slower config are inflated (what drift on a shared machine does to
-    one probe); measured side by side with the start, it must lose and the start's config be returned."""
-    opts = topts(objective="prefill", n_prompt=256, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
+def _measured_start(tiny_moe, rig, tmp_path, objective: str, n_prompt: int):
+    """A tuner with its search set up and the start (the plan) measured, for a final round driven by hand."""
+    opts = topts(objective=objective, n_prompt=n_prompt, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
     tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
     runner = tuner.prepare()
     runner.start_clock(None, threading.Event())
     try:
         # one thread each: other work on a shared machine slows multi-threaded prompts far more than the
-        # setting under test could, and the test is about the final comparison, not about threads
+        # setting under test could, and the tests are about the final comparison, not about threads
         start_cfg = tuner.start_config().replace(n_threads=1, n_threads_batch=1)
         tuner.search = Search(runner, tuner.space(start_cfg))
         start = runner.measure(start_cfg, {}, ProbeRole.PLAN)
+    except BaseException:
+        runner.close_all()
+        raise
+    return tuner, runner, start
+
+
+def test_a_winner_that_only_ran_in_a_quiet_minute_loses_the_final(tiny_moe, rig, tmp_path):
+    """The search's figures for a truly slower config are inflated (what drift on a shared machine does to
+    one probe); measured side by side with the start, it must lose and the start's config be returned."""
+    tuner, runner, start = _measured_start(tiny_moe, rig, tmp_path, "prefill", 256)
+    try:
         # ubatch 1: a 256-token prompt in 256 pieces, about 10x slower than the plan's one ubatch
         slow = runner.measure(start.config.replace(n_ubatch=1, n_batch=8), {"n_ubatch": 1})
         assert start.ok and slow.ok and slow.pp < start.pp
@@ -378,15 +388,9 @@ def test_a_winner_that_fails_its_final_check_is_not_the_answer(tiny_moe, rig, tm
     it gives way to the start, measured earlier, and a note says why."""
     broken = tmp_path / "truncated.gguf"
     broken.write_bytes(tiny_moe.read_bytes()[: tiny_moe.stat().st_size // 2])
-    opts = TuneOptions(objective="decode", n_prompt=64, n_gen=8, reps=3, budget_s=90.0, n_ctx=512)
-    tuner = Tuner(str(tiny_moe), rig, opts, store=ProfileStore(tmp_path / "p"))
-    runner = tuner.prepare()
-    runner.start_clock(None, threading.Event())
+    tuner, runner, start = _measured_start(tiny_moe, rig, tmp_path, "decode", 64)
     try:
-        start_cfg = tuner.start_config().replace(n_threads=1, n_threads_batch=1)
-        tuner.search = Search(runner, tuner.space(start_cfg))
-        start = runner.measure(start_cfg, {}, ProbeRole.PLAN)
-        winner = runner.measure(start_cfg.replace(n_ubatch=256, n_batch=256), {"n_ubatch": 256})
+        winner = runner.measure(start.config.replace(n_ubatch=256, n_batch=256), {"n_ubatch": 256})
         assert start.ok and winner.ok
         winner.config = winner.config.replace(model_path=str(broken))  # its final check cannot load it
         tuner.search.incumbent = winner

@@ -78,7 +78,8 @@ async def test_footers_show_the_screen_keys_and_the_app_keys_where_they_matter()
                             ("tune", ["s Start"]), ("best", ["g Go", "esc Cancel"])):
             await pilot.press(SCREENS_BY_NAME[name][2])
             await wait_for(pilot, lambda: app.screen is app.screen_named(name), what=f"the {name} screen")
-            await pilot.pause(0.1)
+            # drawn: a busy machine takes more than a fixed pause to lay a new screen out
+            await wait_for(pilot, lambda: "^p palette" in app.screen_text().splitlines()[-1], what=f"{name}'s footer")
             footer = app.screen_text().splitlines()[-1]
             for label in shown:
                 assert label in footer, (name, label, footer)

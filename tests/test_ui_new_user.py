@@ -38,6 +38,24 @@ def footer_line(app: MoetuiApp) -> str:
     return app.screen_text().splitlines()[-1]
 
 
+async def footer_shows(app: MoetuiApp, pilot, *labels: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait (a busy machine redraws late) until the footer shows every label."""
+    await wait_for(pilot, lambda: all(label in footer_line(app) for label in labels), timeout=10,
+                   what=f"{labels} in the footer (it reads {footer_line(app)!r})")
+
+
+async def open_chat(app: MoetuiApp, pilot):  # type: ignore[no-untyped-def]
+    """Chat shown, its message box focused: (the screen, the box)."""
+    await settle(app, pilot)
+    await pilot.press("c")
+    chat = app.screen_named("chat")
+    await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
+    box = chat.query_one("#chat-input")
+    await wait_for(pilot, lambda: app.focused is box, what="the focused message box")
+    await pilot.pause(0.1)
+    return chat, box
+
+
 async def type_fast(app: MoetuiApp, text: str) -> None:
     """Keys as a terminal delivers a fast typist's (or tmux send-keys') text: all queued at once, none
     waiting for the previous one to be handled (Pilot's press waits after each key)."""
@@ -60,17 +78,16 @@ async def test_a_path_typed_fast_right_after_models_opens_keeps_every_character(
 async def test_coming_back_to_chat_types_into_its_message_box() -> None:
     app = idle_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("c")
-        chat = app.screen_named("chat")
-        await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
-        box = chat.query_one("#chat-input")
-        await pilot.pause(0.1)
+        chat, box = await open_chat(app, pilot)
         # Esc leaves the box, and the footer says so (not just "Stop", which it does only mid-reply)
-        assert "esc Leave field" in footer_line(app) and "esc Stop" not in footer_line(app)
+        await footer_shows(app, pilot, "esc Leave field")
+        assert "esc Stop" not in footer_line(app)
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert "q Quit" in footer_line(app)  # out of the box the letter keys are back, and the footer has room
+        await footer_shows(app, pilot, "q Quit")  # out of the box the letter keys are back, and the footer has room
+        chat.generating = True  # mid-reply Esc is "Stop", and "q Quit" still fits at 80 columns
+        await footer_shows(app, pilot, "esc Stop", "q Quit")
+        chat.generating = False
+        await footer_shows(app, pilot, "^r Reload")
         await pilot.press("h")
         await wait_for(pilot, lambda: app.screen is app.screen_named("home"), what="h after Esc")
         await pilot.press("c")
@@ -95,12 +112,7 @@ async def test_coming_back_to_chat_types_into_its_message_box() -> None:
 async def test_a_pasted_escape_byte_is_shown_as_a_symbol_and_the_box_keeps_the_focus() -> None:
     app = idle_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("c")
-        chat = app.screen_named("chat")
-        await wait_for(pilot, lambda: app.screen is chat, what="the chat screen")
-        box = chat.query_one("#chat-input")
-        await wait_for(pilot, lambda: app.focused is box, what="the focused message box")
+        chat, box = await open_chat(app, pilot)
         app.post_message(events.Paste("say \x1b[31mhi\x07"))
         await wait_for(pilot, lambda: box.value != "", what="the pasted text")
         assert box.value == "say \u241b[31mhi\u2407" and app.focused is box
@@ -226,3 +238,102 @@ async def test_models_shows_the_plans_figure_for_the_selected_model_after_a_tune
         table = models.query_one("#models-table")
         await wait_for(pilot, lambda: table.get_cell(str(tiny_moe), "tps") not in ("", "…"), what="the verdict")
         assert table.get_cell(str(tiny_moe), "tps") == tps(app.state.plan.decode_tps)
+
+
+async def test_home_says_which_figures_are_predicted_and_which_measured_and_when(tiny_moe: Path) -> None:
+    from moetui.hardware.fingerprint import fingerprint
+    from moetui.model.inspect import inspect_file
+    from moetui.runtime.bench import BenchResult
+    from moetui.tuner import ProfileStore, TuneResult
+    from moetui.tuner.engine import llama_version
+
+    rig = load_preset(RIG)
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "tok/s prompt" in app.screen_text(), what="the plan on Home")
+        assert "tok/s prompt (default factors)" in app.screen_text()
+    best = Probe(0, RunConfig(model_path=str(tiny_moe), n_ctx=2048, n_ubatch=256), {"n_ubatch": 256}, "ub 256",
+                 status="ok", score=50.0, bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))
+    ProfileStore().put(TuneResult(best=best, baseline=best, plan_probe=best, predicted={}, probes=[best],
+                                  rig_fingerprint=rig.fingerprint or fingerprint(rig),
+                                  model_id=inspect_file(tiny_moe).identity, llama_version=llama_version(rig),
+                                  objective="decode", elapsed_s=1.0, stopped="converged", model_path=str(tiny_moe),
+                                  created=time.time() - 300))
+    app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "tuned config in use" in app.screen_text(), what="the tuned config on Home")
+        assert "tuned config in use: measured 50.0 tok/s decode, 500 tok/s prompt, 5 min ago" in app.screen_text()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_models_cells_that_tell_rows_apart_are_not_cut(tiny_moe: Path, width: int) -> None:
+    """At 80x24 two models read "Qwen3-30B-…ct-2507", "UD-Q4_K", "~17.3 Gi"; at 120 "hybrid: 25 in RA"."""
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx3060-ddr4-32"), detect=False)
+    async with app.run_test(size=(width, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        models = app.screen_named("models")
+        await wait_for(pilot, lambda: models._done is not None, timeout=120, what="the verdicts")
+        table = models.query_one("#models-table")
+        widths = {str(c.key.value): c.width for c in table.columns.values()}
+        for key, row in models.rows.items():
+            for col in ("source", "quant", "size", "fit", "tps"):
+                cell = str(table.get_cell(key, col))
+                if col == "fit" and cell.startswith(("no plan", "unreadable", "no shape")):
+                    continue  # an error's words are in the status line; the cell says which kind
+                assert len(cell) <= widths[col], (width, row.name, col, cell)
+        names = [str(table.get_cell(k, "model")) + str(table.get_cell(k, "quant")) + str(table.get_cell(k, "source"))
+                 for k in models.rows]
+        assert len(names) == len(set(names))  # no two rows read the same
+
+
+async def test_every_dropdown_shows_its_label(tiny_moe: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+        for key, labels in (("p", ("KV type", "context")), ("e", ("what", "shell"))):
+            await pilot.press(key)
+            await pilot.pause(0.3)
+            top = "\n".join(app.screen_text().splitlines()[:3])
+            for label in labels:
+                assert label in top, (key, label, top)
+
+
+async def test_chat_on_another_model_does_not_show_the_last_ones_figures(tiny_moe: Path, tmp_path: Path) -> None:
+    from moetui.ui.widgets.stats_bar import ChatStatsBar
+
+    other = tmp_path / "other-tiny.gguf"
+    other.write_bytes(tiny_moe.read_bytes())
+    app = MoetuiApp(rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(ConfigChosen(RunConfig(model_path=str(tiny_moe), n_ctx=512, n_gpu_layers=0)))
+        await pilot.pause()
+        await pilot.press("c")
+        chat = app.screen_named("chat")
+        await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=120, what="the first model loaded")
+        bar = chat.query_one(ChatStatsBar)
+        bar.decode_tps, bar.prompt_tps, bar.tokens = 541.0, 7393.0, 40  # what a reply on it left behind
+        app.post_message(ConfigChosen(RunConfig(model_path=str(other), n_ctx=512, n_gpu_layers=0)))
+        await wait_for(pilot, lambda: chat.model_loading or chat.loaded_config is not None
+                       and chat.loaded_config.model_path == str(other), what="the other model loading")
+        assert bar.decode_tps is None and bar.prompt_tps is None and bar.tokens == 0
+        assert "541" not in app.screen_text() and "7393" not in app.screen_text()
+        await wait_for(pilot, lambda: chat.loaded_config is not None, timeout=120, what="the other model loaded")
+        await pilot.press("escape", "h")  # leave Chat before quitting
+
+
+async def test_the_tune_screen_refuses_a_budget_too_small_naming_one_that_works(tiny_moe: Path) -> None:
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.state.model_info is not None, what="the model")
+        await pilot.press("t")
+        tune = app.screen_named("tune")
+        await wait_for(pilot, lambda: app.screen is tune, what="the tune screen")
+        tune.query_one("#tune-budget").value = "1"
+        tune.query_one("#tune-retune").value = True
+        await wait_for(pilot, lambda: app.focused is tune.query_one("#tune-start"), what="Start focused, s a key")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "budget of at least" in str(tune.query_one("#tune-best").render()), timeout=60,
+                       what="the refusal")
+        assert not tune.running and "Not started" in str(tune.query_one("#tune-best").render())
+        assert tune.query_one("#tune-progress").fraction < 0.5 and not tune.query_one("#tune-progress").clock_running

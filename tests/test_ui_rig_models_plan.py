@@ -127,7 +127,7 @@ async def test_models_lists_local_and_catalog_with_verdicts(tiny_moe: Path, tmp_
         cat = [k for k, r in rows.items() if r.shape == "qwen3-235b-a22b"]
         assert cat and all(verdicts[k] == "does not fit" for k in cat)  # 88+ GB on a 64 GB + 24 GB rig
         q8 = next(k for k, r in rows.items() if r.shape == "qwen3-30b-a3b" and r.quant == "Q8_0")
-        assert verdicts[q8].startswith("hybrid: ")
+        assert verdicts[q8].startswith("RAM: ") and verdicts[q8].endswith(" layers")
         assert float(table.get_cell(q8, "tps")) > 0
 
 

@@ -20,16 +20,16 @@ The runner (runner.py) owns workers, benchmarks, the clock and each probe's life
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from moetui.config import RunConfig
-from moetui.errors import ConfigError, DoesNotFit, MoetuiError
+from moetui.errors import DoesNotFit, MoetuiError
 from moetui.hardware.rig import Rig
 from moetui.model.info import ModelInfo
+from moetui.tuner.budget import check_budget
 from moetui.tuner.duel import duel
 from moetui.tuner.events import ProbesCompared, TuneEvent, TuneFinished, TuneProgress
 from moetui.tuner.options import DIMENSIONS, MIN_PROMPT, MIN_REPS, TuneOptions, measured_prompt
@@ -52,8 +52,6 @@ import os
 import resource
 
 FINAL_BUDGET_SHARE = 0.25  # the final comparison may run this share of the budget past it, no more
-WORKER_START_S = 3.0  # a model worker's start before it reads the model (a Python child importing llama_cpp)
-LOAD_BPS = 2 * 2**30  # the model's bytes read at load, at least this slowly (a disk, not the page cache)
 MLOCK_RAM_HEADROOM = 1.25  # mlock is tried only when RAM holds the model this many times over
 
 
@@ -190,26 +188,9 @@ class Tuner:
         """One config measured on its own (never raises for a config that fails: the probe says so)."""
         return self.prepare().measure(config, changes, role)
 
-    def min_budget_s(self) -> int:
-        """The smallest budget that can measure even the plan on this rig: start a worker, load the model
-        and run MIN_REPS repetitions of the measured prompt and reply at the plan's predicted speeds."""
-        o, w = self.options, self.options.workload
-        plan = self.make_plan()
-        n_prompt = o.n_prompt or min(w.prompt_tokens or MIN_PROMPT, MIN_PROMPT)
-        per_rep = ((n_prompt / plan.prompt_tps if plan.prompt_tps else 0.0)
-                   + (o.n_gen / plan.decode_tps if plan.decode_tps else 0.0))
-        load = os.path.getsize(self.model_path) / LOAD_BPS if os.path.exists(self.model_path) else 0.0
-        return max(1, math.ceil(WORKER_START_S + load + MIN_REPS * per_rep))
-
     def check_budget(self) -> None:
-        """Refuse, before anything runs, a budget too small to measure anything (it would end in "nothing
-        could be measured" after spending it), naming the smallest one that can work."""
-        need = self.min_budget_s()
-        if self.options.budget_s < need:
-            raise ConfigError(f"a {self.options.budget_s:g} s budget cannot measure even the plan of "
-                              f"{os.path.basename(self.model_path)} on this rig: starting it, loading it and "
-                              f"{MIN_REPS} repetitions take about {need} s at the predicted speeds; give a "
-                              f"budget of at least {need} s")
+        """Refuse, before anything runs, a budget too small to measure even the plan (budget.py)."""
+        check_budget(self.model_path, self.make_plan(), self.options)
 
     def run(self, on_event: Callable[[TuneEvent], None] | None = None,
             cancel: threading.Event | None = None) -> TuneResult:
@@ -335,6 +316,10 @@ class Tuner:
             return TuneFailed("the tune was stopped before any configuration was measured; nothing was saved")
         kinds = {p.error_kind for p in tried}
         last = tried[-1]
+        if kinds == {"budget"}:  # the budget passed the up-front floor, yet the plan was still loading or measuring
+            return TuneFailed(f"the {self.options.budget_s:g} s budget ran out before even the plan was measured "
+                              f"(it was still at it after {self.runner.elapsed() if self.runner else 0:.0f} s): give "
+                              "a larger budget")
         if kinds <= {"oom", "headroom", "failed_before"}:
             return DoesNotFit(f"no configuration of {self.model_path} fits this rig: {len(tried)} tried, "
                               f"the last: {last.error}")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from moetui.model.info import ModelInfo
     from moetui.sizing.plan import Plan
 
+VERDICT_WIDTH = 14
 NOT_DOWNLOADED = "↓ "  # in the "from" cell of a catalog quant that is not on this machine yet
 
 
@@ -135,11 +136,12 @@ def verdict(p: Plan) -> str:
     """The plan's placement in words: all in VRAM / hybrid with N expert layers in RAM / ..."""
     if p.mode == "all_gpu":
         return "all in VRAM"
+    # at most VERDICT_WIDTH characters: at 80 columns a longer verdict is cut ("hybrid: 25 in RA")
     if p.mode == "experts_split":
         n = sum(1 for ly in p.layers if ly.experts_cpu)
-        return f"hybrid: {n} in RAM"  # N expert layers in RAM (the status line spells it out)
+        return f"RAM: {n} layers"  # the experts of N layers in RAM, the rest in VRAM (the status line spells it out)
     if p.mode == "partial_layers":
-        return "partial offload (CPU-bound)"
+        return "partial (CPU)"  # some whole layers on the GPU, the CPU sets the pace
     return "CPU only"
 
 

@@ -61,7 +61,9 @@ class ChatScreen(DownloadOffer, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [
         # shown (and bound) only while there is a reply or a download to stop; otherwise Esc is the App's
         # "Leave field", and the footer says so
-        Binding("escape", "stop_or_leave_input", "Stop"),
+        Binding("escape", "stop_or_leave_input", "Stop",
+                tooltip="stop the reply or the download; with neither running, Esc leaves the message box "
+                        "(then h, m, p ... switch screens; Enter goes back to typing)"),
         Binding("ctrl+n", "new_chat", "New"),
         Binding("f2", "system_prompt", "System"),
         Binding("ctrl+r", "reload", "Reload"),
@@ -128,6 +130,8 @@ class ChatScreen(DownloadOffer, Screen):
         self.ensure_loaded()
 
     def on_screen_resume(self) -> None:
+        if self._widgets_gone():
+            return
         # back on Chat (after Esc, another screen, a dialog): typing goes to the message box again
         self.set_focus(self.query_one("#chat-input", Input))
         self.ensure_loaded()
@@ -504,6 +508,8 @@ class ChatScreen(DownloadOffer, Screen):
         (the footer shows whichever Esc does now)."""
         if action == "stop_or_leave_input":
             return self.generating or self.downloading is not None
+        if action == "reload":  # refused mid-reply anyway; hidden then, the footer keeps room for "q Quit"
+            return not self.generating
         return True
 
     def action_stop_or_leave_input(self) -> None:

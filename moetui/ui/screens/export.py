@@ -18,6 +18,7 @@ from textual.worker import get_current_worker
 from moetui.errors import MoetuiError, in_words
 from moetui.export.render import render
 from moetui.paths import atomic_write_text, data_dir
+from moetui.ui.widgets.select_title import show_select_titles
 
 if TYPE_CHECKING:
     from moetui.config import RunConfig
@@ -82,6 +83,7 @@ class ExportScreen(Screen):
 
     def on_mount(self) -> None:
         self.text = ""
+        show_select_titles(self)  # the dropdowns' labels, where Textual draws their border
         self._shown: tuple[int, str, str] | None = None
         self.refresh_from_state()
 

@@ -24,7 +24,7 @@ from moetui.hub.cache import cached_model_path
 from moetui.hub.catalog import load_catalog
 from moetui.hub.discovery import add_file, add_folder, discover_local
 from moetui.ui.keys import type_into_focused_box
-from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICTS, ModelRow, VerdictCache, app_plan_options, fit_name,
+from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICT_WIDTH, VERDICTS, ModelRow, VerdictCache, app_plan_options, fit_name,
                                   moe_shape, rig_key, row_plan_options, row_status, same_file, shape_info,
                                   source_text, verdict)
 from moetui.ui.state import DownloadRequested, ModelSelected
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 # (key, label, width): at 80 columns the name, where it is from (repo owner, HF cache, LM Studio ...),
 # the verdict and tok/s stay visible; the MoE shape scrolls into view
-COLUMNS = (("model", "model", 18), ("source", "from", 11), ("quant", "quant", 7), ("size", "size", 8),
-           ("fit", "fit on this rig", 16), ("tps", "tok/s", 6), ("moe", "MoE", 8))
+COLUMNS = (("model", "model", 17), ("source", "from", 11), ("quant", "quant", 10), ("size", "size", 9),
+           ("fit", "fit here", VERDICT_WIDTH), ("tps", "tok/s", 5), ("moe", "MoE", 8))  # "UD-Q4_K_XL", "~17.3 GiB" whole
 
 
 PATH_STARTS = frozenset("/~.")  # how a typed path begins
@@ -88,7 +88,7 @@ class ModelsScreen(Screen):
         """Wider terminals show more of the model name (the other columns are as wide as they need)."""
         table = self.query_one(DataTable)
         fixed = sum(w + 2 for key, _, w in COLUMNS if key != "model")  # + cell padding
-        width = max(18, self.size.width - fixed - 4)  # scrollbar and margins
+        width = max(COLUMNS[0][2], self.size.width - fixed - 4)  # scrollbar and margins
         col = table.columns.get("model")  # type: ignore[call-overload]
         if col is not None and col.width != width:
             col.width = width
@@ -105,8 +105,9 @@ class ModelsScreen(Screen):
         elif self._pending_add is not None and s.model_error:
             self._pending_add = None  # the App could not read it: not worth listing next time
         options = app_plan_options(self.app.state)  # type: ignore[attr-defined]
-        if s.rig is not self._rig_seen or repr(options) != self._options_seen:
-            # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency)
+        if s.rig is not self._rig_seen or (repr(options) != self._options_seen and self.is_current):
+            # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency); for
+            # the latter a hidden Models waits until it is shown (each keystroke in Plan's context box changes them)
             self._rig_seen, self._options_seen = s.rig, repr(options)
             self.scan()
         elif (self._scanned and s.model_path and s.model_path not in self.rows
@@ -261,7 +262,7 @@ class ModelsScreen(Screen):
             row.detail = f"unreadable: {in_words(exc)}"
             return "?", f"unreadable: {in_words(exc)[:60]}", ""
         if rig is None:
-            return moe_shape(row.info), "rig not detected yet", ""
+            return moe_shape(row.info), "no rig yet", ""
         try:
             p = plan(row.info, rig, self._row_options(row))  # as Home and Plan plan it: one figure
         except DoesNotFit as exc:

@@ -21,6 +21,7 @@ from moetui.sizing.plan import MIN_CTX, gpu_usable
 from moetui.sizing.settings import Settings
 from moetui.ui.state import SettingsChanged
 from moetui.ui.keys import app_action_bindings
+from moetui.ui.widgets.select_title import show_select_titles
 from moetui.ui.widgets.format import plan_mode, tps
 from moetui.ui.widgets.memory_bars import MemoryBars
 from moetui.ui.widgets.placement_map import PlacementMap
@@ -44,7 +45,7 @@ class PlanScreen(Screen):
             kv.border_title = "KV type"
             yield kv
             margin = Input(placeholder="0.5", type="number", id="plan-margin", classes="knob")
-            margin.border_title = "VRAM headroom GiB"
+            margin.border_title = "margin GiB"  # VRAM left free (--margin); longer is cut at 80 columns
             yield margin
             draft = Input(placeholder="none (path or shape)", id="plan-draft", classes="knob")
             draft.border_title = "draft model ⏎"
@@ -71,6 +72,7 @@ class PlanScreen(Screen):
         if o.draft_path:
             self.query_one("#plan-draft", Input).value = o.draft_path
         self._ready = True
+        show_select_titles(self)  # the dropdowns' labels, where Textual draws their border
         self.refresh_from_state()
 
     def on_screen_resume(self) -> None:

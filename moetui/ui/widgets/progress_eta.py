@@ -80,12 +80,14 @@ class ProgressEta(Widget):
                         elapsed_s: float | None = None, message: str | None = None) -> None:
         if fraction is not None:
             self.fraction = max(0.0, min(1.0, fraction))
-        self.eta_s = eta_s
-        if self._started is not None:  # the clock owns elapsed; the ETA counts down from this estimate
-            self._estimate = None if eta_s is None else (eta_s, time.monotonic(), self.fraction)
+        if self._started is not None:  # the clock owns elapsed; the ETA counts down from the last estimate given
+            if eta_s is not None:
+                self._estimate, self.eta_s = (eta_s, time.monotonic(), self.fraction), eta_s
             self.elapsed_s = time.monotonic() - self._started
-        elif elapsed_s is not None:
-            self.elapsed_s = elapsed_s
+        else:
+            self.eta_s = eta_s
+            if elapsed_s is not None:
+                self.elapsed_s = elapsed_s
         if message is not None:
             self.message = message
 
