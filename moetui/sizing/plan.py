@@ -293,7 +293,8 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
 
     # explanation
     frac = experts_on_cpu_fraction(model, a)
-    why.insert(0, explain.mode_line(r.mode, model, a.n_gpu_layers if r.mode == "partial_layers" else model.n_layers,
+    gpu_layers = sum(1 for d in a.layer_device if d != "CPU")
+    why.insert(0, explain.mode_line(r.mode, model, gpu_layers if r.mode == "partial_layers" else model.n_layers,
                                     frac, n_cpu_moe, gpus, o.experts_in_ram))
     for d, m in memory.items():
         if d != "CPU" and d not in set(a.layer_device):
