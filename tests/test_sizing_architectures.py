@@ -107,3 +107,23 @@ def test_unknown_architecture_is_planned_with_a_note(tmp_path, tiny_model) -> No
     p = plan(info, make_rig([]), PlanOptions(n_ctx=2048))
     check = check_plan(p.memory, p.config)
     assert not check.checked and "formula's" in check.note and "qwen9zzz" in check.note
+
+
+def test_ngl_means_what_llama_cpp_means(tiny_model, tmp_path) -> None:
+    """-ngl N: the output head and the last N - 1 blocks (a next-token block counts as one) on the device,
+    as llama.cpp's own load logs it with an RPC server as the offload device."""
+    from rpc_helpers import rpc_servers  # noqa: PLC0415
+
+    from moetui.config import RunConfig  # noqa: PLC0415
+    from moetui.sizing.placement import llama_devices  # noqa: PLC0415
+
+    path = tiny_model("glm-4.5-air")
+    info = inspect_file(path)
+    n_all = info.n_layers + info.nextn_layers
+    with rpc_servers(tmp_path, n=1, cap=None) as procs:
+        for ngl in (1, 2, 3, n_all + 1):
+            log = dry_run(RunConfig(model_path=str(path), n_ctx=512, n_gpu_layers=ngl, rpc_servers=[procs[0][0]])).log
+            logged = {int(il): dev for il, dev in re.findall(r"layer\s+(\d+) assigned to device (\S+),", log)}
+            mine = llama_devices(n_all, ["RPC0"], [], ngl)
+            assert [logged[il] for il in range(n_all + 1)] == mine
+    assert llama_devices(n_all, ["RPC0"], [], 2)[: info.n_layers] == ["CPU"] * info.n_layers  # only the MTP block
