@@ -67,6 +67,15 @@ def header_file_type(path: str | os.PathLike[str]) -> str | None:
     return None if label == "?" else label
 
 
+def header_has_swa(path: str | os.PathLike[str]) -> bool:
+    """Whether a local GGUF has sliding-window layers (read from its header); False when it cannot be read,
+    so a flag that only SWA models accept (--swa-full) is left out rather than refused by llama.cpp."""
+    try:
+        return bool(inspect_file(path).swa_layers)
+    except (MoetuiError, OSError, ValueError):
+        return False
+
+
 def inspect_file(path: str | os.PathLike[str]) -> ModelInfo:
     path = Path(path)
     files = split_siblings(path)

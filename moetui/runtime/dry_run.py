@@ -14,6 +14,7 @@ A crash inside llama.cpp ends the child, not the app: the caller gets DryRunFail
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -25,6 +26,8 @@ from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError
+from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, ggml, loaded_library
+from moetui.runtime.rpc_ctypes import register_servers
 from moetui.sizing.dry_check import DryRunCheck, apply_dry_run, formula_only
 from moetui.sizing.llama_log import parse_load_log
 
@@ -114,17 +117,12 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
 
 # ---- the child ------------------------------------------------------------------------------------
 def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
-    import ctypes  # noqa: PLC0415
-
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
     from moetui.runtime.llama_setup import CACHE_TYPES, SPLIT_MODES, ContextSettings  # noqa: PLC0415
-    from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, ggml, loaded_library  # noqa: PLC0415
 
     L.llama_backend_init()
     if cfg.rpc_servers:
-        from moetui.runtime.rpc_ctypes import register_servers  # noqa: PLC0415
-
         register_servers(",".join(cfg.rpc_servers))
     mp = L.llama_model_default_params()
     mp.no_alloc = not allocate
