@@ -40,6 +40,7 @@ def model_info_for_shape(shape_name: str, mix: str = "Q4_K_M", scale: str = "ful
     head, _ = header_bytes(metadata_for(shape, mix), tensors)
     total = len(head) + sum(-(-t.nbytes // 32) * 32 for t in tensors)
     info = inspect_source(_HeaderOnly(f"{shape_name}-{mix}.gguf", head, total))
+    info.header_parts = [(f"{shape_name}-{mix}.gguf", head, total)]
     return info
 
 
@@ -62,3 +63,10 @@ def write_sparse_shape(shape_name: str, path: str | Path, mix: str = "Q4_K_M", s
     tensors = plan_tensors(shape, mix)
     head, _ = header_bytes(metadata_for(shape, mix), tensors)
     return write_sparse(head, len(head) + sum(-(-t.nbytes // 32) * 32 for t in tensors), path)
+
+
+def write_sparse_parts(parts: list[tuple[str, bytes, int]], folder: str | Path) -> Path:
+    """Every file of a model (split names kept, so llama.cpp finds the other parts) as its header over
+    sparse data in `folder`; returns the first file's path."""
+    paths = [write_sparse(head, size, Path(folder) / Path(name).name) for name, head, size in parts]
+    return paths[0]

@@ -20,12 +20,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError
+from moetui.model.virtual import write_sparse_parts
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, ggml, loaded_library
 from moetui.runtime.rpc_ctypes import register_servers
 from moetui.sizing.dry_check import DryRunCheck, apply_dry_run, formula_only
@@ -98,17 +100,25 @@ def _devices_from_log(log: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = True) -> DryRunCheck:
+def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = True,
+               header_parts: list[tuple[str, bytes, int]] | None = None) -> DryRunCheck:
     """Dry-run the plan's config and put llama.cpp's figures in `memory` (the plan's per-device
-    MemoryBreakdowns, in place); where llama.cpp cannot dry-run it here, say the figures are the formula's."""
+    MemoryBreakdowns, in place); where llama.cpp cannot dry-run it here, say the figures are the formula's.
+    A model not on this disk (hub, shape preset) is dry-run from its headers over sparse data."""
     if not on_this_machine:
         return formula_only("the plan is for another rig")
-    if not Path(cfg.model_path).is_file():
-        return formula_only("the model file is not on this disk")
-    try:
-        dry = dry_run(cfg)
-    except (DryRunFailed, OSError) as exc:
-        return formula_only(str(exc))
+    with tempfile.TemporaryDirectory(prefix="moetui-dry-") as tmp:
+        if not Path(cfg.model_path).is_file():
+            if not header_parts:
+                return formula_only("the model file is not on this disk")
+            try:
+                cfg = cfg.replace(model_path=str(write_sparse_parts(header_parts, tmp)))
+            except OSError as exc:
+                return formula_only(f"no room for its header: {exc}")
+        try:
+            dry = dry_run(cfg)
+        except (DryRunFailed, OSError) as exc:
+            return formula_only(str(exc))
     missing = [d for d, m in memory.items() if d != "CPU" and m.total and d not in dry.devices]
     if missing:
         return formula_only(f"llama.cpp here has no device {', '.join(missing)}")
