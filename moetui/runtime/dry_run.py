@@ -28,7 +28,7 @@ from typing import Any
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError
 from moetui.model.virtual import write_sparse_parts
-from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, ggml, loaded_library
+from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, loaded_library
 from moetui.runtime.rpc_ctypes import register_servers
 from moetui.sizing.dry_check import DryRunCheck, apply_dry_run, formula_only
 from moetui.sizing.llama_log import parse_load_log
@@ -164,15 +164,9 @@ def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     if fn is None:
         return {"source": "log"}
     base = ctypes.CDLL(loaded_library("libggml-base"))
-    base.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_name.restype = ctypes.c_char_p
-    base.ggml_backend_buft_is_host.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_is_host.restype = ctypes.c_bool
-    base.ggml_backend_buft_get_device.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_get_device.restype = ctypes.c_void_p
-    base.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_dev_name.restype = ctypes.c_char_p
-    ggml()
+    for name, restype in (("ggml_backend_buft_name", ctypes.c_char_p), ("ggml_backend_buft_is_host", ctypes.c_bool),
+                          ("ggml_backend_buft_get_device", ctypes.c_void_p), ("ggml_backend_dev_name", ctypes.c_char_p)):
+        getattr(base, name).argtypes, getattr(base, name).restype = [ctypes.c_void_p], restype
     fn.restype = ctypes.c_void_p
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     # std::map (libstdc++): compare slot, then the header node {color, parent=root, left, right}, count.
