@@ -22,6 +22,8 @@ def _expected_bytes(shape_name: str, mix: str = "Q4_K_M") -> dict[str, int]:
     shape = scaled(load_shape(shape_name), "tiny")
     groups = {"experts": 0, "total": 0, "embd": 0, "output": 0}
     for spec in tensor_specs(shape):
+        if spec.layer is not None and spec.layer >= shape.n_layers:
+            continue  # a next-token (MTP) block: in the file, never loaded by llama.cpp for generation
         qt = quant_type(spec, shape, mix)
         block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qt)]
         n = 1

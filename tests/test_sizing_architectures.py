@@ -14,6 +14,7 @@ from moetui.sizing.llama_log import parse_load_log
 from moetui.sizing.memory import kv_cache_bytes
 from moetui.sizing.plan import PlanOptions, plan
 
+from hub_server import fake_hub, write_split_proxy  # noqa: F401  (fixture)
 from test_sizing_plan import make_rig
 
 MIB = 1 << 20
@@ -107,3 +108,42 @@ def test_unknown_architecture_is_planned_with_a_note(tmp_path, tiny_model) -> No
     p = plan(info, make_rig([]), PlanOptions(n_ctx=2048))
     check = check_plan(p.memory, p.config)
     assert not check.checked and "formula's" in check.note and "qwen9zzz" in check.note
+
+
+def test_ngl_means_what_llama_cpp_means(tiny_model, tmp_path) -> None:
+    """-ngl N: the output head and the last N - 1 blocks (a next-token block counts as one) on the device,
+    as llama.cpp's own load logs it with an RPC server as the offload device."""
+    from rpc_helpers import rpc_servers  # noqa: PLC0415
+
+    from moetui.config import RunConfig  # noqa: PLC0415
+    from moetui.sizing.placement import llama_devices  # noqa: PLC0415
+
+    path = tiny_model("glm-4.5-air")
+    info = inspect_file(path)
+    n_all = info.n_layers + info.nextn_layers
+    with rpc_servers(tmp_path, n=1, cap=None) as procs:
+        for ngl in (1, 2, 3, n_all + 1):
+            log = dry_run(RunConfig(model_path=str(path), n_ctx=512, n_gpu_layers=ngl, rpc_servers=[procs[0][0]])).log
+            logged = {int(il): dev for il, dev in re.findall(r"layer\s+(\d+) assigned to device (\S+),", log)}
+            mine = llama_devices(n_all, ["RPC0"], [], ngl)
+            assert [logged[il] for il in range(n_all + 1)] == mine
+    assert llama_devices(n_all, ["RPC0"], [], 2)[: info.n_layers] == ["CPU"] * info.n_layers  # only the MTP block
+
+
+def test_a_hub_model_is_dry_run_from_its_header_alone(fake_hub, tiny_moe, tmp_path) -> None:
+    """Remote, split in two: its headers over sparse data give llama.cpp's dry run the same bytes as the
+    local file, without the weights ever being fetched."""
+    from moetui.hub.remote import inspect_remote  # noqa: PLC0415
+
+    parts = write_split_proxy(tmp_path, "tiny-moe-Q4_K_M", n_parts=2)
+    for p in parts:
+        fake_hub.add_file("me/split-GGUF", p.name, p)
+    info = inspect_remote("me/split-GGUF:Q4_K_M")
+    assert len(info.header_parts) == 2
+    p = plan(info, make_rig([]), PlanOptions(n_ctx=2048, n_ubatch=512))
+    check = check_plan(p.memory, p.config, header_parts=info.header_parts)
+    assert check.checked, check.note
+    local = dry_run(p.config.replace(model_path=str(parts[0]))).devices["CPU"]
+    mem = p.memory["CPU"]
+    assert (mem.weights, mem.kv, mem.compute) == (local.model, local.context, local.compute)
+    assert not any(e[0] == "GET" and e[2] and not e[2].startswith("bytes=0-") for e in fake_hub.log)

@@ -101,13 +101,17 @@ def test_whole_layer_boundary_is_exactly_n_cpu_moe(qwen30b):
 
 
 def test_partial_layer_offload_when_dense_part_does_not_fit(qwen30b):
-    p = plan(qwen30b, make_rig([1.5]), PlanOptions(n_ctx=4096))
+    """-ngl means what llama.cpp means (i_gpu_start = n_layer + 1 - n_gpu_layers): the output head and the
+    last N - 1 layers on the GPU."""
+    p = plan(qwen30b, make_rig([2.0]), PlanOptions(n_ctx=4096))
     assert p.mode == "partial_layers"
     assert 0 < p.config.n_gpu_layers < qwen30b.n_layers
     assert any("partial layer offload" in line for line in p.explanation)
     dev = dict(p.placement)
     assert all(dev[t.name] == "CPU" for t in qwen30b.tensors if t.expert_part)
-    assert dev["output.weight"] == "CPU"
+    assert dev["output.weight"] == "CUDA0"
+    on_gpu = [l.index for l in p.layers if l.device != "CPU"]
+    assert on_gpu == list(range(qwen30b.n_layers + 1 - p.config.n_gpu_layers, qwen30b.n_layers))
 
 
 def test_q8_0_cache_chosen_when_f16_cannot_hold_the_context(qwen30b):

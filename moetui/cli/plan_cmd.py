@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     p = plan_for(model, rig, settings, draft=draft, store=store)  # with what a tune on this rig measured
     for w in store.warnings:  # a corrupt profile is said, not silently skipped
         print(f"moetui: warning: {w}", file=sys.stderr)
-    check = _dry_run_check(p, args)
+    check = _dry_run_check(p, model, args)
     if args.json:
         print_json({"model": model.path, "rig": rig.name, **p.to_dict(),
                     "dry_run": {"checked": check.checked, "note": check.note,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run_check(p, args: argparse.Namespace):
+def _dry_run_check(p, model, args: argparse.Namespace):
     """The plan's memory, checked by llama.cpp's own dry run where it can run here (moetui.runtime.dry_run)."""
     from moetui.runtime.dry_run import check_plan  # noqa: PLC0415
     from moetui.sizing.dry_check import formula_only  # noqa: PLC0415
@@ -73,6 +73,7 @@ def _dry_run_check(p, args: argparse.Namespace):
     if args.no_dry_run:
         check = formula_only("--no-dry-run")
     else:
-        check = check_plan(p.memory, p.config, on_this_machine=args.rig == "auto" and not args.rpc)
+        check = check_plan(p.memory, p.config, on_this_machine=args.rig == "auto" and not args.rpc,
+                           header_parts=model.header_parts)
     p.explanation.append(check.note)
     return check

@@ -226,8 +226,12 @@ def _common(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
     argv += _batches_and_loading(cfg, flags, diffs)
     if cfg.seed != -1:
         argv += _value("seed", cfg, flags)
-    if flags.has("--swa-full"):
-        argv.append("--swa-full")  # what moetui's runtime (llama-cpp-python) uses: same KV memory
+    from moetui.model.inspect import header_has_swa  # noqa: PLC0415 (gguf: only when a line is built)
+
+    if flags.has("--swa-full") and header_has_swa(cfg.model_path):
+        # what moetui's runtime (llama-cpp-python) uses, same KV memory; llama.cpp refuses it
+        # ("swa_full is not supported by this model") for a model without sliding-window layers
+        argv.append("--swa-full")
     if flags.has("-fit"):
         argv += ["-fit", "off"]  # the config is already sized: llama.cpp must not change it
     argv += _speculative(cfg, flags, diffs)

@@ -118,6 +118,8 @@ def inspect_remote(ref: str | HubRef) -> ModelInfo:
     info = inspect_headers(headers, f"hf://{r.repo}/{group.first.path}")
     info.files = [f"hf://{r.repo}/{f.path}" for f in group.files]
     info.file_bytes = group.size_bytes
+    # the headers over sparse data are all llama.cpp's dry run needs (moetui.runtime.dry_run)
+    info.header_parts = [(f.path, h.header_bytes, f.size) for f, h in zip(group.files, headers)]
     return info
 
 

@@ -86,6 +86,9 @@ class ModelInfo:
     nextn_layers: int = 0
     unused_bytes: int = 0
     notes: list[str] = field(default_factory=list)  # plain remarks for the user (unknown architecture, ...)
+    # (file name, header bytes, file size) per file of a model that is not on this disk (hub, shape preset):
+    # enough for llama.cpp's dry run over a sparse copy (moetui.model.virtual.write_sparse_parts)
+    header_parts: list[tuple[str, bytes, int]] = field(default_factory=list, repr=False)
     tensor_types: dict[str, int] = field(default_factory=dict)  # type -> tensor count
     bytes_by_role: dict[str, int] = field(default_factory=dict)
     expert_bytes_by_part: dict[str, int] = field(default_factory=dict)
@@ -165,6 +168,7 @@ class ModelInfo:
 
     def to_dict(self, with_tensors: bool = False) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("header_parts")
         if not with_tensors:
             d.pop("tensors")
         d["routed_expert_bytes"] = self.routed_expert_bytes

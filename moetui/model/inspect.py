@@ -17,7 +17,7 @@ from moetui.model.roles import Role, block_index, classify, expert_part
 
 MOE_ARCHS = {"qwen3moe", "qwen2moe", "llama4", "llama", "deepseek2", "gpt-oss", "glm4moe", "mixtral",
              "deepseek", "olmoe", "granitemoe", "dots1", "ernie4_5-moe", "hunyuan-moe", "bailingmoe", "grok",
-             "qwen3next", "smallthinker", "lfm2moe", "minimax-m2", "afmoe", "grovemoe"}
+             "qwen3next", "qwen35moe", "qwen35", "smallthinker", "lfm2moe", "minimax-m2", "afmoe", "grovemoe"}
 DENSE_ARCHS = {"llama", "qwen2", "qwen3", "mistral", "mistral3", "gemma", "gemma2", "gemma3", "phi3", "phi2",
                "granite", "deci", "command-r", "cohere2", "olmo", "olmo2", "exaone", "internlm2", "starcoder2",
                "falcon", "glm4", "chatglm", "stablelm", "gpt2", "minicpm", "seed_oss", "smollm3", "apertus"}
@@ -65,6 +65,15 @@ def header_file_type(path: str | os.PathLike[str]) -> str | None:
     except (MoetuiError, OSError, ValueError):
         return None
     return None if label == "?" else label
+
+
+def header_has_swa(path: str | os.PathLike[str]) -> bool:
+    """Whether a local GGUF has sliding-window layers (read from its header); False when it cannot be read,
+    so a flag that only SWA models accept (--swa-full) is left out rather than refused by llama.cpp."""
+    try:
+        return bool(inspect_file(path).swa_layers)
+    except (MoetuiError, OSError, ValueError):
+        return False
 
 
 def inspect_file(path: str | os.PathLike[str]) -> ModelInfo:

@@ -14,17 +14,22 @@ A crash inside llama.cpp ends the child, not the app: the caller gets DryRunFail
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError
+from moetui.model.virtual import write_sparse_parts
+from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, loaded_library
+from moetui.runtime.rpc_ctypes import register_servers
 from moetui.sizing.dry_check import DryRunCheck, apply_dry_run, formula_only
 from moetui.sizing.llama_log import parse_load_log
 
@@ -95,17 +100,25 @@ def _devices_from_log(log: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = True) -> DryRunCheck:
+def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = True,
+               header_parts: list[tuple[str, bytes, int]] | None = None) -> DryRunCheck:
     """Dry-run the plan's config and put llama.cpp's figures in `memory` (the plan's per-device
-    MemoryBreakdowns, in place); where llama.cpp cannot dry-run it here, say the figures are the formula's."""
+    MemoryBreakdowns, in place); where llama.cpp cannot dry-run it here, say the figures are the formula's.
+    A model not on this disk (hub, shape preset) is dry-run from its headers over sparse data."""
     if not on_this_machine:
         return formula_only("the plan is for another rig")
-    if not Path(cfg.model_path).is_file():
-        return formula_only("the model file is not on this disk")
-    try:
-        dry = dry_run(cfg)
-    except (DryRunFailed, OSError) as exc:
-        return formula_only(str(exc))
+    with tempfile.TemporaryDirectory(prefix="moetui-dry-") as tmp:
+        if not Path(cfg.model_path).is_file():
+            if not header_parts:
+                return formula_only("the model file is not on this disk")
+            try:
+                cfg = cfg.replace(model_path=str(write_sparse_parts(header_parts, tmp)))
+            except OSError as exc:
+                return formula_only(f"no room for its header: {exc}")
+        try:
+            dry = dry_run(cfg)
+        except (DryRunFailed, OSError) as exc:
+            return formula_only(str(exc))
     missing = [d for d, m in memory.items() if d != "CPU" and m.total and d not in dry.devices]
     if missing:
         return formula_only(f"llama.cpp here has no device {', '.join(missing)}")
@@ -114,17 +127,12 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
 
 # ---- the child ------------------------------------------------------------------------------------
 def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
-    import ctypes  # noqa: PLC0415
-
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
     from moetui.runtime.llama_setup import CACHE_TYPES, SPLIT_MODES, ContextSettings  # noqa: PLC0415
-    from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, ggml, loaded_library  # noqa: PLC0415
 
     L.llama_backend_init()
     if cfg.rpc_servers:
-        from moetui.runtime.rpc_ctypes import register_servers  # noqa: PLC0415
-
         register_servers(",".join(cfg.rpc_servers))
     mp = L.llama_model_default_params()
     mp.no_alloc = not allocate
@@ -156,15 +164,9 @@ def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     if fn is None:
         return {"source": "log"}
     base = ctypes.CDLL(loaded_library("libggml-base"))
-    base.ggml_backend_buft_name.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_name.restype = ctypes.c_char_p
-    base.ggml_backend_buft_is_host.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_is_host.restype = ctypes.c_bool
-    base.ggml_backend_buft_get_device.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_buft_get_device.restype = ctypes.c_void_p
-    base.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
-    base.ggml_backend_dev_name.restype = ctypes.c_char_p
-    ggml()
+    for name, restype in (("ggml_backend_buft_name", ctypes.c_char_p), ("ggml_backend_buft_is_host", ctypes.c_bool),
+                          ("ggml_backend_buft_get_device", ctypes.c_void_p), ("ggml_backend_dev_name", ctypes.c_char_p)):
+        getattr(base, name).argtypes, getattr(base, name).restype = [ctypes.c_void_p], restype
     fn.restype = ctypes.c_void_p
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     # std::map (libstdc++): compare slot, then the header node {color, parent=root, left, right}, count.

@@ -109,8 +109,17 @@ def kv_cache_bytes(model: ModelInfo, n_ctx: int, cache_type_k: str = "f16", cach
 ATTN_OTHER_EMBD = 3  # residual + norm + attention output, f32, per token (x n_embd)
 OUTPUT_OTHER_EMBD_MOE = 2  # hidden state copies alive with the logits, MoE graphs (x n_embd)
 OUTPUT_OTHER_EMBD_DENSE = 1
-MLA_LIVE_HEADS = 5.25  # (x n_head x head_dim_k) f32 per token, MLA graphs only
 FFN_LIVE = 2  # gate and up (the activated product reuses one of them)
+# Routed experts on the CPU: gate, up, their product and the weighted down outputs of every used expert
+# live together; llama.cpp's dry run of Mixtral-8x7B (the FFN phase is its peak) holds 3.5 widths.
+FFN_LIVE_ROUTED = 3.5
+# MLA (deepseek2) attention phase, per token, f32: the absorbed queries, the latent attention output and
+# their per-head decompression (x n_head x (kv_lora + rope)), plus the projections around them
+# (x n_embd). Fitted on llama.cpp's dry runs of full-size DeepSeek-V3.1 and DeepSeek-V2-Lite (CPU,
+# ubatch 512, 32K, no flash attention): +0.1% on V3 at 4K with flash attention, where the old
+# per-head formula said +83.5% (tuning/results/arch_memory.md).
+MLA_HEADS_LIVE = 1.32
+MLA_EMBD_LIVE = 15.6
 
 
 def compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn: bool,
@@ -122,18 +131,18 @@ def compute_buffer_bytes(model: ModelInfo, n_ctx: int, n_ubatch: int, flash_attn
     n_masks = 2 if (model.swa_layers and len(model.swa_layers) < model.n_layers) else 1
     mask = n_masks * ctx * ub * (2 if flash_attn else 4)
     nkv = max(model.n_head_kv) if model.n_head_kv else model.n_head
-    qkv = model.n_head * model.head_dim_k * 2 + nkv * (model.head_dim_k + model.head_dim_v)
-    attn = ub * 4 * (ATTN_OTHER_EMBD * model.n_embd + qkv)
-    if not flash_attn:
-        attn += ctx * ub * model.n_head * 4
+    kq = 0 if flash_attn else ctx * ub * model.n_head * 4
+    if model.is_mla:
+        attn = ub * 4 * (MLA_HEADS_LIVE * model.n_head * model.head_dim_k + MLA_EMBD_LIVE * model.n_embd) + kq
+    else:
+        qkv = model.n_head * model.head_dim_k * 2 + nkv * (model.head_dim_k + model.head_dim_v)
+        attn = ub * 4 * (ATTN_OTHER_EMBD * model.n_embd + qkv) + kq
     other = OUTPUT_OTHER_EMBD_MOE if model.is_moe else OUTPUT_OTHER_EMBD_DENSE
     out = ub * 4 * ((model.n_vocab if with_output else 0) + other * model.n_embd)
-    ffn_width = max(model.n_expert_used * model.expert_ffn, model.dense_ffn if _has_dense_ffn(model) else 0)
-    ffn = ub * 4 * (FFN_LIVE * ffn_width + model.n_embd * 2)
-    # MLA graphs have one more peak, at the per-head decompression of the latent cache; the calibration
-    # runs (deepseek-v2-lite proxy) show it does not grow with n_ctx, hence outside the mask term.
-    mla = ub * 4 * MLA_LIVE_HEADS * model.n_head * model.head_dim_k if model.is_mla else 0
-    return int(max(mask + max(attn, out, ffn), mla))
+    ffn_width = max(FFN_LIVE_ROUTED * model.n_expert_used * model.expert_ffn,
+                    FFN_LIVE * model.dense_ffn if _has_dense_ffn(model) else 0)
+    ffn = ub * 4 * (ffn_width + model.n_embd * 2)
+    return int(mask + max(attn, ffn, out))
 
 
 # A GPU running a MoE graph held more than the formula above at short contexts: an H200 (CUDA 13, FA on,

@@ -4,7 +4,8 @@ Order of priority (what buys the most decode speed per GPU byte): everything tha
 and the KV cache on the GPU; then routed experts from the HIGHEST layer down — llama.cpp's --n-cpu-moe N
 puts the first N layers' experts on the CPU, so whole-layer placements are exactly `--n-cpu-moe N` —
 with the boundary layer split by part (up / gate / down); the rest in RAM. If even the non-expert
-weights do not fit, partial layer offload (the last n_gpu_layers layers on the GPU, every expert on CPU).
+weights do not fit, partial layer offload (llama.cpp's -ngl N: the output head and the last N - 1 layers on the
+GPU, every expert on CPU).
 """
 
 from __future__ import annotations
@@ -119,24 +120,32 @@ TENSOR_ALIGNMENT = 32
 
 
 # ---- the placement search ---------------------------------------------------------------------------
-def layer_split(n_layers: int, gpus: list[str], fractions: list[float], n_gpu_layers: int) -> list[str]:
-    """llama.cpp's layer -> device map: the last n_gpu_layers layers on GPUs, split by cumulative
-    tensor_split fractions (llama_model::load_tensors), the others on the CPU."""
-    start = n_layers - n_gpu_layers
+def llama_devices(n_layer_all: int, gpus: list[str], fractions: list[float], n_gpu_layers: int) -> list[str]:
+    """llama.cpp's block -> device map for `-ngl n_gpu_layers` (llama_model::load_tensors): n_layer_all + 1
+    slots, the last one the output head; i_gpu_start = n_layer_all + 1 - n_gpu_layers, so -ngl N puts the
+    output head and the last N - 1 blocks on the GPUs (next-token blocks count as blocks there), split by
+    cumulative tensor_split fractions."""
+    start = max(n_layer_all + 1 - n_gpu_layers, 0)
+    act = min(n_gpu_layers, n_layer_all + 1) if gpus else 0
     total = sum(fractions) or 1.0
     cum, acc = [], 0.0
-    for f in fractions:
-        acc += f / total
+    for f in fractions or [1.0] * len(gpus):
+        acc += f / (total if fractions else len(gpus))
         cum.append(acc)
     out = []
-    for il in range(n_layers):
-        if il < start or not gpus:
+    for il in range(n_layer_all + 1):
+        if il < start or il - start >= act:
             out.append("CPU")
             continue
-        x = (il - start) / max(n_gpu_layers, 1)
+        x = (il - start) / act
         gi = next((i for i, c in enumerate(cum) if x < c), len(gpus) - 1)
         out.append(gpus[gi])
     return out
+
+
+def layer_split(n_layers: int, gpus: list[str], fractions: list[float], n_gpu_layers: int, n_nextn: int = 0) -> list[str]:
+    """The device of each of the model's n_layers layers under llama.cpp's `-ngl n_gpu_layers`."""
+    return llama_devices(n_layers + n_nextn, gpus, fractions, n_gpu_layers)[:n_layers]
 
 
 @dataclass
@@ -170,7 +179,8 @@ def place(model: ModelInfo, gpus: list[str], budgets: dict[str, int], fractions:
     def mem(a: Assignment) -> dict[str, MemoryBreakdown]:
         return memory_by_device(model, a, s, cpu_flags, cpu_arch)
 
-    full = layer_split(n, gpus, fractions, n)
+    n_all = n + model.nextn_layers
+    full = layer_split(n, gpus, fractions, n_all + 1, model.nextn_layers)
     a = Assignment(gpus, full, {}, gpus[-1], -1, split)
     m = mem(a)
     if _fits(m, budgets):
@@ -204,10 +214,11 @@ def place(model: ModelInfo, gpus: list[str], budgets: dict[str, int], fractions:
                 break
         return SearchResult(base, mem(base), "experts_split")
 
-    # partial layer offload: the last k layers (non-expert tensors + KV) on GPUs, all experts on CPU
-    for k in range(n, 0, -1):
-        ld = layer_split(n, gpus, fractions, k)
-        a = Assignment(gpus, ld, {il: set(p) for il, p in all_cpu.items()}, "CPU", k, split)
+    # partial layer offload, as llama.cpp's -ngl k: the output head and the last k - 1 blocks
+    # (non-expert tensors + KV) on GPUs, all experts on CPU
+    for k in range(n_all, 0, -1):
+        devs = llama_devices(n_all, gpus, fractions, k)
+        a = Assignment(gpus, devs[:n], {il: set(p) for il, p in all_cpu.items()}, devs[n_all], k, split)
         m = mem(a)
         if _fits(m, budgets):
             return SearchResult(a, m, "partial_layers")

@@ -298,7 +298,8 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
 
     # explanation
     frac = experts_on_cpu_fraction(model, a)
-    why.insert(0, explain.mode_line(r.mode, model, a.n_gpu_layers if r.mode == "partial_layers" else model.n_layers,
+    gpu_layers = sum(1 for d in a.layer_device if d != "CPU")
+    why.insert(0, explain.mode_line(r.mode, model, gpu_layers if r.mode == "partial_layers" else model.n_layers,
                                     frac, n_cpu_moe, gpus, o.experts_in_ram))
     for d, m in memory.items():
         if d != "CPU" and d not in set(a.layer_device):
@@ -306,9 +307,17 @@ def _plan_at(model: ModelInfo, rig: Rig, o: PlanOptions, workload: Workload, wit
         detail = (f"weights {explain.gb(m.weights)}, KV {explain.gb(m.kv)}, compute {explain.gb(m.compute)}, "
                   f"runtime {explain.gb(m.overhead)}")
         why.append(explain.budget_line(d, m.total, budgets_all.get(d, 0), detail))
-    why.append(f"context {cfg.n_ctx} tokens, KV cache {cfg.cache_type_k}: "
-               f"{explain.gb(kv_cache_bytes(model, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v, o.swa_full))}"
-               + (" (SWA layers at full size: swa_full)" if model.swa_layers and o.swa_full else ""))
+    kv_now = kv_cache_bytes(model, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v, o.swa_full)
+    swa_note = ""
+    if model.swa_layers and o.swa_full:
+        windowed = kv_cache_bytes(model, cfg.n_ctx, cfg.cache_type_k, cfg.cache_type_v, False, n_ubatch=cfg.n_ubatch)
+        swa_note = (f" (the {len(model.swa_layers)} sliding-window layers at full size, swa_full: moetui's runtime "
+                    f"reuses the cached prompt across turns, which a {model.sliding_window}-token window cannot; "
+                    f"windowed they would take {explain.gb(kv_now - windowed)} less)")
+    if model.is_hybrid:
+        swa_note += (f" ({len(model.attention_layers)} attention layers; the {len(model.recurrent_layers)} recurrent "
+                     f"layers hold {explain.gb(model.recurrent_state_bytes(o.n_parallel))} of state, whatever the context)")
+    why.append(f"context {cfg.n_ctx} tokens, KV cache {cfg.cache_type_k}: {explain.gb(kv_now)}" + swa_note)
     slowest = max(sp.decode_seconds_by_device.items(), key=lambda kv: kv[1])[0] if sp.decode_seconds_by_device else "?"
     why.append(explain.speed_line(sp.decode_tps, sp.prompt_tps, sp.prompt_bound, slowest, o.efficiency.source))
     why += sp.notes
