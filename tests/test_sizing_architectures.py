@@ -161,3 +161,15 @@ def test_proxy_like_copies_hybrid_layers_and_next_token_blocks(tiny_model, tmp_p
     assert sorted(t.name for t in copy.tensors) == sorted(t.name for t in src.tensors)
     assert (copy.total_bytes, copy.unused_bytes, copy.recurrent_layers) == (src.total_bytes, src.unused_bytes,
                                                                              src.recurrent_layers)
+
+
+def test_dry_run_figures_replace_the_formula_and_are_held_to_the_budget() -> None:
+    from moetui.runtime.dry_run import DeviceBytes  # noqa: PLC0415
+    from moetui.sizing.dry_check import apply_dry_run  # noqa: PLC0415
+    from moetui.sizing.memory import MemoryBreakdown  # noqa: PLC0415
+
+    memory = {"CPU": MemoryBreakdown("CPU", weights=1000 * MIB, kv=100 * MIB, compute=50 * MIB, overhead=200 * MIB)}
+    check = apply_dry_run(memory, {"CPU": DeviceBytes(1000 * MIB, 100 * MIB, 80 * MIB)}, {"CPU": 1350 * MIB})
+    assert (memory["CPU"].compute, memory["CPU"].overhead) == (80 * MIB, 200 * MIB)  # runtime stays the formula's
+    assert check.compared["CPU"]["compute"] == (50 * MIB, 80 * MIB) and round(check.worst_error(), 3) == -0.375
+    assert "CPU compute 0.08 GiB (formula -38%)" in check.note and "exceeds the budget on CPU by 0.03 GiB" in check.note
