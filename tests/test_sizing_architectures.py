@@ -147,3 +147,29 @@ def test_a_hub_model_is_dry_run_from_its_header_alone(fake_hub, tiny_moe, tmp_pa
     mem = p.memory["CPU"]
     assert (mem.weights, mem.kv, mem.compute) == (local.model, local.context, local.compute)
     assert not any(e[0] == "GET" and e[2] and not e[2].startswith("bytes=0-") for e in fake_hub.log)
+
+
+@pytest.mark.parametrize("shape", ["qwen3.5-35b-a3b", "qwen3-next-80b-a3b", "glm-4.5-air"])
+def test_proxy_like_copies_hybrid_layers_and_next_token_blocks(tiny_model, tmp_path, shape: str) -> None:
+    """`moetui proxy --like` of a hybrid or MTP model writes the same tensors (Gated DeltaNet layers, the
+    unloaded next-token block) with the same bytes."""
+    from moetui.model.proxy import write_proxy  # noqa: PLC0415
+    from moetui.model.shapes import shape_from_info  # noqa: PLC0415
+
+    src = inspect_file(tiny_model(shape))
+    copy = inspect_file(write_proxy(shape_from_info(src), tmp_path / "like.gguf").path)
+    assert sorted(t.name for t in copy.tensors) == sorted(t.name for t in src.tensors)
+    assert (copy.total_bytes, copy.unused_bytes, copy.recurrent_layers) == (src.total_bytes, src.unused_bytes,
+                                                                             src.recurrent_layers)
+
+
+def test_dry_run_figures_replace_the_formula_and_are_held_to_the_budget() -> None:
+    from moetui.runtime.dry_run import DeviceBytes  # noqa: PLC0415
+    from moetui.sizing.dry_check import apply_dry_run  # noqa: PLC0415
+    from moetui.sizing.memory import MemoryBreakdown  # noqa: PLC0415
+
+    memory = {"CPU": MemoryBreakdown("CPU", weights=1000 * MIB, kv=100 * MIB, compute=50 * MIB, overhead=200 * MIB)}
+    check = apply_dry_run(memory, {"CPU": DeviceBytes(1000 * MIB, 100 * MIB, 80 * MIB)}, {"CPU": 1350 * MIB})
+    assert (memory["CPU"].compute, memory["CPU"].overhead) == (80 * MIB, 200 * MIB)  # runtime stays the formula's
+    assert check.compared["CPU"]["compute"] == (50 * MIB, 80 * MIB) and round(check.worst_error(), 3) == -0.375
+    assert "CPU compute 0.08 GiB (formula -38%)" in check.note and "exceeds the budget on CPU by 0.03 GiB" in check.note

@@ -74,6 +74,6 @@ def _dry_run_check(p, model, args: argparse.Namespace):
         check = formula_only("--no-dry-run")
     else:
         check = check_plan(p.memory, p.config, on_this_machine=args.rig == "auto" and not args.rpc,
-                           header_parts=model.header_parts)
+                           header_parts=model.header_parts, budgets=p.budgets)
     p.explanation.append(check.note)
     return check

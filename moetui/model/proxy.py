@@ -57,7 +57,8 @@ def metadata_for(shape: Shape, mix: str, vocab_variant: int = 0) -> dict[str, An
         md[f"{a}.expert_count"] = shape.n_expert
         md[f"{a}.expert_used_count"] = shape.n_expert_used
         md[f"{a}.expert_feed_forward_length"] = shape.expert_ffn
-    if shape.n_expert_shared:
+    if shape.n_expert_shared and a not in ("llama4", "qwen2moe") + HYBRID_ARCHITECTURES:
+        # like the published GGUFs: these converters write no shared-expert count (the tensors say it)
         md[f"{a}.expert_shared_count"] = shape.n_expert_shared
     if shape.shared_ffn:
         md[f"{a}.expert_shared_feed_forward_length"] = shape.shared_ffn

@@ -101,7 +101,8 @@ def _devices_from_log(log: Any) -> dict[str, dict[str, int]]:
 
 
 def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = True,
-               header_parts: list[tuple[str, bytes, int]] | None = None) -> DryRunCheck:
+               header_parts: list[tuple[str, bytes, int]] | None = None,
+               budgets: dict[str, int] | None = None) -> DryRunCheck:
     """Dry-run the plan's config and put llama.cpp's figures in `memory` (the plan's per-device
     MemoryBreakdowns, in place); where llama.cpp cannot dry-run it here, say the figures are the formula's.
     A model not on this disk (hub, shape preset) is dry-run from its headers over sparse data."""
@@ -122,7 +123,7 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
     missing = [d for d, m in memory.items() if d != "CPU" and m.total and d not in dry.devices]
     if missing:
         return formula_only(f"llama.cpp here has no device {', '.join(missing)}")
-    return apply_dry_run(memory, dry.devices)
+    return apply_dry_run(memory, dry.devices, budgets)
 
 
 # ---- the child ------------------------------------------------------------------------------------

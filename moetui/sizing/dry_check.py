@@ -38,8 +38,10 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def apply_dry_run(memory: dict[str, MemoryBreakdown], devices: Mapping[str, DeviceFigures]) -> DryRunCheck:
-    """Replace the formula's per-device figures by llama.cpp's (in place) and say how far they were."""
+def apply_dry_run(memory: dict[str, MemoryBreakdown], devices: Mapping[str, DeviceFigures],
+                  budgets: Mapping[str, int] | None = None) -> DryRunCheck:
+    """Replace the formula's per-device figures by llama.cpp's (in place) and say how far they were, and
+    where llama.cpp's figures no longer fit a device's budget."""
     check = DryRunCheck(True)
     for dev, got in devices.items():
         mine = memory.setdefault(dev, MemoryBreakdown(dev))
@@ -53,6 +55,10 @@ def apply_dry_run(memory: dict[str, MemoryBreakdown], devices: Mapping[str, Devi
                 gaps.append(f"{dev} {kind} {_gib(real)} (formula {100 * (formula - real) / real:+.0f}%)")
     check.note = ("memory checked by llama.cpp's dry run (no_alloc) of this exact config"
                   + (": " + ", ".join(gaps) if gaps else ": the formula agrees within 2%"))
+    over = [f"{d} by {_gib(m.total - budgets[d])}" for d, m in memory.items()
+            if budgets and d in budgets and m.total > budgets[d]]
+    if over:
+        check.note += "; by llama.cpp's figures it exceeds the budget on " + ", ".join(over)
     return check
 
 

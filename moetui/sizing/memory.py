@@ -9,6 +9,11 @@ mixtral-8x7b; n_ctx 512..8192, n_ubatch 128/512, flash attention on/off, KV f16/
     llama-cpp-python asks for);
   * compute buffer: the formula below, error reported by tests/test_sizing_memory.py and in
     tuning/results/memory_calibration.md.
+Per architecture at full size against llama.cpp's own no_alloc accounting (tuning/arch_memory.py ->
+tuning/results/arch_memory.md: qwen3moe, qwen35moe, qwen3next, glm4moe, deepseek2 MLA, minimax-m2,
+gpt-oss, llama4, ...): weights and KV + recurrent state exact (next-token blocks not counted, recurrent
+layers hold a per-sequence state instead of KV); compute within about -12%..+14%. The plan a user sees is
+checked by that dry run where it can run here (moetui.runtime.dry_run, moetui.sizing.dry_check).
 """
 
 from __future__ import annotations
