@@ -17,7 +17,7 @@ from moetui.config import RunConfig
 from moetui.hardware import load_preset
 from moetui.tuner import ProbeStarted
 from moetui.tuner.probe import Probe
-from moetui.ui.app import MoetuiApp
+from moetui.ui.app import SCREENS_BY_NAME, MoetuiApp
 from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.rig import DETECTED
 from moetui.ui.state import ConfigChosen
@@ -42,6 +42,15 @@ async def footer_shows(app: MoetuiApp, pilot, *labels: str) -> None:  # type: ig
     """Wait (a busy machine redraws late) until the footer shows every label."""
     await wait_for(pilot, lambda: all(label in footer_line(app) for label in labels), timeout=10,
                    what=f"{labels} in the footer (it reads {footer_line(app)!r})")
+
+
+async def planned_then(app: MoetuiApp, pilot, name: str):  # type: ignore[no-untyped-def]
+    """The selected model planned, then the screen `name` shown (by its key); returns the screen."""
+    await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
+    await pilot.press(SCREENS_BY_NAME[name][2])
+    screen = app.screen_named(name)
+    await wait_for(pilot, lambda: app.screen is screen, what=f"the {name} screen")
+    return screen
 
 
 async def open_chat(app: MoetuiApp, pilot):  # type: ignore[no-untyped-def]
@@ -176,10 +185,7 @@ async def test_selected_follows_the_selection(tiny_moe: Path, tmp_path: Path) ->
 async def test_a_bad_context_is_refused_in_words_and_stays_said(tiny_moe: Path) -> None:
     app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for(pilot, lambda: app.state.plan is not None, what="the plan")
-        await pilot.press("p")
-        plan_screen = app.screen_named("plan")
-        await wait_for(pilot, lambda: app.screen is plan_screen, what="the plan screen")
+        plan_screen = await planned_then(app, pilot, "plan")
         plan_screen.query_one("#plan-ctx").focus()
         await pilot.press("minus", "5")
         await pilot.pause(0.2)
@@ -325,10 +331,7 @@ async def test_chat_on_another_model_does_not_show_the_last_ones_figures(tiny_mo
 async def test_the_tune_screen_refuses_a_budget_too_small_naming_one_that_works(tiny_moe: Path) -> None:
     app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset(RIG), detect=False)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for(pilot, lambda: app.state.model_info is not None, what="the model")
-        await pilot.press("t")
-        tune = app.screen_named("tune")
-        await wait_for(pilot, lambda: app.screen is tune, what="the tune screen")
+        tune = await planned_then(app, pilot, "tune")
         tune.query_one("#tune-budget").value = "1"
         tune.query_one("#tune-retune").value = True
         await wait_for(pilot, lambda: app.focused is tune.query_one("#tune-start"), what="Start focused, s a key")

@@ -257,10 +257,10 @@ async def test_plan_on_a_cpu_only_rig_says_nothing_of_a_gpu(tiny_moe: Path) -> N
             assert word not in why
         assert "reading the weights in RAM" in why and "no GPU found" in why
         assert not app.screen.query_one("#plan-margin").display
-        assert "VRAM headroom" not in app.screen_text()
+        assert "margin GiB" not in app.screen_text()
         app.post_message(RigChanged(load_preset("rtx4090-ddr5-64")))
         await settle(app, pilot)
-        assert app.screen.query_one("#plan-margin").display and "VRAM headroom" in app.screen_text()
+        assert app.screen.query_one("#plan-margin").display and "margin GiB" in app.screen_text()
         no_offload = load_preset("rtx4090-ddr5-64")
         no_offload.build.gpu_offload = False  # a GPU, and a llama.cpp build that cannot use it
         app.post_message(RigChanged(no_offload))

@@ -285,7 +285,7 @@ class TuneScreen(Screen):
         self.running = False
         assert self.view is not None
         if isinstance(exc, ConfigError):  # refused before it ran (a budget too small for this model): say what works
-            self.view.stopped("not started")
+            self.view.restart(None, "not started")  # nothing ran: an empty bar, not the clock's 99%
             self.query_one("#tune-best", Static).update(f"Not started: {first_line(exc)}")
             self.notify(str(exc), title="Cannot tune", severity="error", timeout=10)
             return
