@@ -317,3 +317,33 @@ def test_a_plan_only_path_loads_neither_the_tuner_engine_nor_the_runtime() -> No
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
     assert "LOADED []" in p.stdout and " -c 4096 " in p.stdout
+
+
+def test_a_context_set_after_a_tune_is_the_one_chat_and_export_use(tiny_moe: Path) -> None:
+    """#28: context 4096 set on Plan after a tune at 32768; Home said "tuned config in use", Chat loaded 32768
+    and Export wrote -c 32768. The resolver runs the tuned winner at the context asked for, and a profile
+    tuned for another workload is not used at all (the plan is, and says why)."""
+    from moetui.config import RunConfig
+    from moetui.resolver import ConfigSource, choose
+    from moetui.runtime.bench import BenchResult
+    from moetui.tuner import Probe, TuneResult
+
+    best = Probe(0, RunConfig(model_path=str(tiny_moe), n_ctx=32768, n_ubatch=256), {}, "ub 256", status="ok",
+                 score=50.0, bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))
+    tuned = TuneResult(best=best, baseline=None, plan_probe=best, predicted={}, probes=[best], rig_fingerprint="r",
+                       model_id="m", llama_version="v", objective="turn", elapsed_s=1.0, stopped="converged")
+    rig = gpu_rig()
+    active = choose(tuned=tuned, settings=Settings(n_ctx=4096), rig=rig)
+    assert active.source is ConfigSource.TUNED and active.config.n_ctx == 4096 and active.config.n_ubatch == 256
+    text, _ = render_export(active.config, "server")
+    assert " -c 4096 " in text and "32768" not in text.splitlines()[-1]
+    with ModelWorker() as worker:  # what Chat loads: the same config, at 4096
+        assert worker.start(active.config).applied["n_ctx"] == 4096
+    other = Settings(n_ctx=4096, workload=WORKLOADS["decode"])
+    from moetui.model.inspect import inspect_file
+    from moetui.resolver import plan_for
+
+    plan = plan_for(inspect_file(tiny_moe), rig, other, str(tiny_moe))
+    planned = choose(tuned=tuned, planned=plan, settings=other, rig=rig)
+    assert planned.source is ConfigSource.PLANNED and planned.config.n_ctx == 4096
+    assert "not used: the saved profile was tuned for chat" in planned.reason

@@ -5,7 +5,7 @@ skip the GPU backend's pinned host buffer, so the CPU's extra (repacked) buffer 
 CPU-only build there is no GPU host buffer: the two must measure alike (no speed claim on this CPU); on a GPU
 rig with experts in RAM (-ot exps=CPU) it is the GPU measurement that can show a difference.
 
-    python3 tuning/no_host.py [--model PATH] [--reps 5] [--ot] [--out tuning/results]
+    python3 tuning/no_host.py [--model PATH] [--rounds 5] [--reps 3] [--ot] [--out tuning/results]
 
 --ot: keep every expert in RAM (-ot exps=CPU), where --no-host matters on a GPU build. Writes
 no_host_<host>.json and .md under --out with the command it ran.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,8 @@ from moetui.export.llama_tools import ensure_llama_tools  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a GGUF (default: a tiny Qwen3-30B-A3B-shaped proxy written here)")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3, help="llama-bench repetitions per process")
+    ap.add_argument("--rounds", type=int, default=5, help="processes per setting, alternating")
     ap.add_argument("--ot", action="store_true", help="every expert in RAM (-ot exps=CPU)")
     ap.add_argument("--out", default=str(ROOT / "tuning" / "results"))
     args = ap.parse_args()
@@ -46,23 +48,32 @@ def main() -> int:
         cfg = cfg.replace(overrides=[TensorOverride(LLAMA_EXPS_REGEX, "CPU")])
     argv = export_command(cfg, "bench", binary=str(bins / "llama-server")).argv
     i = argv.index("--no-host")
-    argv[i + 1] = "0,1"  # both in one llama-bench run: its tests interleave nothing, but share the process
-    argv += ["-r", str(args.reps), "-o", "json"]
-    p = subprocess.run(argv, capture_output=True, text=True, check=True)
-    rows = json.loads(p.stdout)
-    out = [{"no_host": r.get("no_host"), "n_prompt": r["n_prompt"], "n_gen": r["n_gen"], "avg_ts": r["avg_ts"],
-            "stddev_ts": r["stddev_ts"]} for r in rows]
+    samples: dict[tuple[bool, str], list[float]] = {}
+    for _ in range(args.rounds):  # 0 and 1 alternate, one process each: a busy machine's drift hits both
+        for value in ("0", "1"):
+            line = [*argv[:i + 1], value, *argv[i + 2:], "-r", str(args.reps), "-o", "json"]
+            p = subprocess.run(line, capture_output=True, text=True, check=True)
+            for r in json.loads(p.stdout):
+                test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
+                samples.setdefault((value == "1", test), []).extend(r["samples_ts"])
+    out = [{"no_host": nh, "test": test, "median_ts": statistics.median(xs), "min_ts": min(xs), "max_ts": max(xs),
+            "n": len(xs)} for (nh, test), xs in sorted(samples.items())]
     host = platform.node() or "host"
-    result = {"command": " ".join(argv), "model": str(model), "cpu": platform.processor() or platform.machine(),
+    result = {"command": " ".join(argv[:i + 1] + ["0|1", *argv[i + 2:], "-r", str(args.reps)]), "rounds": args.rounds,
+              "model": str(model), "cpu": platform.processor() or platform.machine(),
               "rows": out}
     dest = Path(args.out)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / f"no_host_{host}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# --no-host on {host}", "", f"`{result['command']}`", "", "| no_host | test | t/s | ± |", "|---|---|---|---|"]
+    lines = [f"# --no-host on {host} ({result['cpu']})", "", f"`{result['command']}`, {args.rounds} rounds "
+             "alternating 0 and 1 (one process each)", "", "| no_host | test | median t/s | min | max | samples |",
+             "|---|---|---|---|---|---|"]
     for r in out:
-        test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-        lines.append(f"| {r['no_host']} | {test} | {r['avg_ts']:.1f} | {r['stddev_ts']:.1f} |")
-    lines += ["", "Rerun: `python3 tuning/no_host.py" + (" --ot" if args.ot else "") + f" --reps {args.reps}`"]
+        lines.append(f"| {r['no_host']} | {r['test']} | {r['median_ts']:.1f} | {r['min_ts']:.1f} | {r['max_ts']:.1f} "
+                     f"| {r['n']} |")
+    lines += ["", "Rerun: `python3 tuning/no_host.py" + (f" --model {args.model}" if args.model else "")
+              + (" --ot" if args.ot else "")
+              + f" --rounds {args.rounds} --reps {args.reps}`"]
     (dest / f"no_host_{host}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
