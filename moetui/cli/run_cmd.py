@@ -72,7 +72,9 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
         from moetui.sizing.plan import PlanOptions  # noqa: PLC0415  (with the tuner: gguf, not for `bench`)
         from moetui.tuner.active import active_for_model  # noqa: PLC0415
 
-        options = PlanOptions(n_ctx=args.n_ctx) if args.n_ctx else None  # place for the context asked for
+        n_parallel = getattr(args, "n_parallel", None) or 1  # `moetui serve --parallel N`: KV for N sequences
+        # place for the context asked for (per sequence)
+        options = PlanOptions(n_ctx=args.n_ctx, n_parallel=n_parallel) if args.n_ctx or n_parallel > 1 else None
         cfg = announce(active_for_model(args.model, use_tuned=prefer_tuned, options=options), args.model)
     else:
         cfg = RunConfig(model_path=args.model)
@@ -114,7 +116,9 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
-    p.add_argument("-p", "--prompt", help="generate from this prompt and exit (default: interactive chat on stdin)")
+    p.add_argument("-p", "--prompt", help="one chat turn with this message, then exit (default: interactive chat "
+                   "on stdin); with --raw, a plain completion of this text")
+    p.add_argument("--raw", action="store_true", help="-p is plain text to continue, no chat template")
     p.add_argument("-n", "--n-predict", type=int, default=256, dest="max_tokens", help="max tokens per reply")
     p.add_argument("--temp", type=finite_float(0.0, 100.0), default=0.8, help="temperature (0: greedy)")
     p.add_argument("--repeat-penalty", type=finite_float(0.0, 100.0), default=1.0)
@@ -192,8 +196,12 @@ def run(args: argparse.Namespace) -> int:
                   f"ctx {info.n_ctx}; log {info.log_path}]", file=sys.stderr)
         if info.load_mode_fallback:
             print(f"moetui: note: {info.load_mode_fallback}", file=sys.stderr)
+        if not args.no_stats and info.chat_template and not args.raw:
+            print(f"[chat {info.chat_template}]", file=sys.stderr)
         if args.prompt is not None:
-            _stream(worker, worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling), printer)
+            events = (worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling) if args.raw else
+                      worker.chat([{"role": "user", "content": args.prompt}], max_tokens=args.max_tokens, **sampling))
+            _stream(worker, events, printer)
             return 0
         messages: list[dict[str, str]] = []
         interactive = sys.stdin.isatty()

@@ -106,6 +106,7 @@ def active_for_model(model: str, rig: Rig | None = None, *, use_tuned: bool = Tr
     rig = rig or detect_rig()
     if use_tuned and Path(model).expanduser().is_file():
         tuned = saved_profile(rig, info.identity, model, store)
-        if tuned is not None:
+        # a profile tuned for another number of parallel sequences (serving N slots) has the wrong KV size
+        if tuned is not None and tuned.best.config.n_parallel == (options.n_parallel if options else 1):
             return from_profile(tuned)
     return from_plan(plan_for_rig(info, rig, options, model, store))

@@ -1,0 +1,124 @@
+"""Which chat template a model is chatted with: one answer for the worker (Chat, `moetui run`), the
+exported llama-server / llama-cli lines and `moetui serve`.
+
+The GGUF's own `tokenizer.chat_template` when it has one; else the llama.cpp built-in template of the
+model's family (llama.cpp's own list, `llm_chat_template` in src/llama-chat.cpp, names as `--chat-template`
+takes them); else ChatML, llama.cpp's own default, said as a guess. Never llama-cpp-python's silent
+"llama-2" fallback: a Gemma file without a template fed llama-2's `[INST]` answered "Question 1 / (a) /
+4000000000…", the same model in its own turn format answers "Paris".
+
+How each tool is told (check `.server_args`): the file's template needs nothing (llama.cpp reads it, jinja is
+on by default); a built-in name needs `--chat-template NAME --no-jinja`, because with jinja on (this
+llama.cpp's default) `--chat-template` takes a jinja *text*, and the bare word "gemma" would be rendered as
+the literal prompt "gemma".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from moetui.errors import MoetuiError
+
+# llama.cpp 0c1e57098's built-in templates (src/llama-chat.cpp, LLM_CHAT_TEMPLATES), in its order;
+# tests/test_chat_template.py checks the list against the library's own llama_chat_builtin_templates().
+BUILTIN_TEMPLATES = (
+    "chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "mistral-v1", "mistral-v3",
+    "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "phi3", "phi4", "falcon3", "zephyr", "monarch",
+    "gemma", "orion", "openchat", "vicuna", "vicuna-orca", "deepseek", "deepseek2", "deepseek3",
+    "deepseek-ocr", "command-r", "llama3", "chatglm3", "chatglm4", "glmedge", "minicpm", "exaone3", "exaone4",
+    "exaone-moe", "rwkv-world", "granite", "granite-4.0", "granite-4.1", "gigachat", "megrez", "yandex",
+    "bailing", "bailing-think", "bailing2", "llama4", "smolvlm", "hunyuan-moe", "gpt-oss", "hunyuan-dense",
+    "hunyuan-vl", "kimi-k2", "seed_oss", "grok-2", "pangu-embedded", "solar-open",
+)
+
+# general.architecture -> the built-in template of that family (the families whose files may lack one).
+FAMILY_TEMPLATES: dict[str, str] = {
+    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3n": "gemma",
+    "qwen": "chatml", "qwen2": "chatml", "qwen2moe": "chatml", "qwen3": "chatml", "qwen3moe": "chatml",
+    "qwen3next": "chatml", "qwen2vl": "chatml", "qwen3vl": "chatml", "qwen3vlmoe": "chatml",
+    "llama4": "llama4", "phi3": "phi3", "deepseek2": "deepseek3", "gpt-oss": "gpt-oss",
+    "glm4moe": "chatglm4", "chatglm": "chatglm4", "command-r": "command-r", "cohere2": "command-r",
+    "granite": "granite", "granitemoe": "granite", "exaone": "exaone3", "exaone4": "exaone4",
+    "hunyuan-moe": "hunyuan-moe", "hunyuan-dense": "hunyuan-dense", "bailingmoe": "bailing",
+    "bailingmoe2": "bailing2", "grok": "grok-2", "minicpm": "minicpm", "falcon": "falcon3",
+}
+DEFAULT_TEMPLATE = "chatml"  # what llama.cpp itself falls back to (common_chat_templates_init)
+
+
+class TemplateSource(StrEnum):
+    MODEL = "model"  # the GGUF's own tokenizer.chat_template (jinja)
+    FAMILY = "family"  # llama.cpp's built-in template for the model's architecture
+    GUESS = "guess"  # no template and no known family: ChatML, llama.cpp's default
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    source: TemplateSource
+    name: str  # a BUILTIN_TEMPLATES name, or "the model's own"
+    jinja: str | None = None  # the file's template text (source MODEL)
+    architecture: str = ""
+
+    @property
+    def builtin(self) -> str | None:
+        """The llama.cpp built-in template name, when one is used."""
+        return None if self.source is TemplateSource.MODEL else self.name
+
+    @property
+    def label(self) -> str:
+        """A few words for a status line."""
+        if self.source is TemplateSource.MODEL:
+            return "template: the model's own"
+        return f"template: {self.name} ({'built-in' if self.source is TemplateSource.FAMILY else 'a guess'})"
+
+    @property
+    def why(self) -> str:
+        """Where the template came from, in a sentence."""
+        if self.source is TemplateSource.MODEL:
+            return "the chat template stored in the model file"
+        if self.source is TemplateSource.FAMILY:
+            return f"llama.cpp's built-in {self.name!r} template for {self.architecture}: the file has none"
+        return (f"ChatML, llama.cpp's default, as a guess: the file has no template and moetui knows no "
+                f"built-in for architecture {self.architecture or '(none)'!r}")
+
+    def server_args(self, flags: set[str] | frozenset[str]) -> tuple[list[str], str | None]:
+        """The llama-server / llama-cli arguments that select this template, for a tool whose --help lists
+        `flags`; and a sentence when the tool cannot be told (else None)."""
+        if self.source is TemplateSource.MODEL:
+            return [], None  # llama.cpp reads the file's own template; jinja renders it (on by default)
+        if "--chat-template" not in flags:
+            return [], f"this tool has no --chat-template: it picks its own template, not {self.name}"
+        # a built-in name, not a jinja text (see the module docstring)
+        args = ["--no-jinja"] if "--no-jinja" in flags else []
+        return [*args, "--chat-template", self.name], None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": str(self.source), "name": self.name, "architecture": self.architecture,
+                "label": self.label, "why": self.why}
+
+
+def chat_template_for(metadata: Mapping[str, Any]) -> ChatTemplate:
+    """The template for a model, from its GGUF metadata (only `tokenizer.chat_template`,
+    `general.architecture` and `tokenizer.ggml.pre` are read)."""
+    arch = str(metadata.get("general.architecture") or "")
+    text = metadata.get("tokenizer.chat_template")
+    if isinstance(text, str) and text.strip():
+        return ChatTemplate(TemplateSource.MODEL, "the model's own", text, arch)
+    name = FAMILY_TEMPLATES.get(arch)
+    if arch == "llama" and str(metadata.get("tokenizer.ggml.pre") or "") == "llama-bpe":
+        name = "llama3"  # Llama 3's tokenizer; a SentencePiece "llama" is Llama 2 / Mistral / Mixtral: unknown
+    if name:
+        return ChatTemplate(TemplateSource.FAMILY, name, None, arch)
+    return ChatTemplate(TemplateSource.GUESS, DEFAULT_TEMPLATE, None, arch)
+
+
+def chat_template_for_file(path: str) -> ChatTemplate | None:
+    """The template for the GGUF at `path`; None when the file is not there or not readable (yet)."""
+    from moetui.model.gguf_header import read_file_header  # noqa: PLC0415  (gguf: only when asked)
+
+    try:
+        return chat_template_for(read_file_header(path).metadata)
+    except (OSError, MoetuiError):
+        return None
