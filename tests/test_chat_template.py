@@ -53,13 +53,19 @@ def test_the_built_in_names_are_llama_cpps_own() -> None:
 def test_the_choice_file_then_family_then_a_stated_guess() -> None:
     own = chat_template_for({"general.architecture": "gemma3", "tokenizer.chat_template": "{{ x }}"})
     assert own.source is TemplateSource.MODEL and own.jinja == "{{ x }}" and own.server_args({"--chat-template"}) == ([], None)
-    fam = chat_template_for({"general.architecture": "gemma3"})
+    fam = chat_template_for({"general.architecture": "gemma3", "general.finetune": "it"})
     assert (fam.source, fam.name, fam.label) == (TemplateSource.FAMILY, "gemma", "template: gemma (built-in)")
     assert fam.server_args({"--chat-template", "--no-jinja"}) == (["--no-jinja", "--chat-template", "gemma"], None)
-    assert chat_template_for({"general.architecture": "llama", "tokenizer.ggml.pre": "llama-bpe"}).name == "llama3"
-    guess = chat_template_for({"general.architecture": "llama"})  # Llama 2, Mistral or Mixtral: not knowable
+    base = chat_template_for({"general.architecture": "gemma3", "general.name": "Gemma 3 270m"})
+    assert (base.source, base.name, base.stop) == (TemplateSource.BASE, "rwkv-world", ("\nUser:",))
+    assert base.server_args({"--chat-template", "--no-jinja", "-r"})[0] == [
+        "--no-jinja", "--chat-template", "rwkv-world", "-r", "\\nUser:"]  # llama.cpp unescapes -r's \n
+    assert chat_template_for({"general.architecture": "llama", "tokenizer.ggml.pre": "llama-bpe",
+                              "general.name": "Llama 3.1 8B Instruct"}).name == "llama3"
+    guess = chat_template_for({"general.architecture": "llama", "general.finetune": "Instruct"})  # Llama 2, Mistral or Mixtral: not knowable
     assert guess.source is TemplateSource.GUESS and guess.name == "chatml" and "guess" in guess.label
-    assert "llama" not in {chat_template_for({"general.architecture": a}).name for a in FAMILY_TEMPLATES}
+    assert "llama2" not in {chat_template_for({"general.architecture": a, "general.finetune": "it"}).name
+                            for a in FAMILY_TEMPLATES}
 
 
 def test_moetui_run_answers_paris(gemma: Path) -> None:
@@ -67,7 +73,7 @@ def test_moetui_run_answers_paris(gemma: Path) -> None:
                         "-c", "512", "--untuned"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Paris" in p.stdout, p.stdout
-    assert "template: gemma (built-in)" in p.stderr
+    assert "template: plain transcript (a base model)" in p.stderr  # the real Gemma 3 270M is the base model
 
 
 def test_the_chat_screen_answers_paris_and_names_its_template(gemma: Path, cpu_rig) -> None:  # type: ignore[no-untyped-def]
@@ -86,7 +92,7 @@ def test_the_chat_screen_answers_paris_and_names_its_template(gemma: Path, cpu_r
             chat: ChatScreen = app.screen  # type: ignore[assignment]
             chat.max_tokens, chat.sampling = 24, {"temperature": 0.0}
             await wait_for(pilot, lambda: chat.loaded_config is not None, what="the model to load", timeout=180)
-            assert "template: gemma (built-in)" in chat.status_line
+            assert "template: plain transcript (a base model)" in chat.status_line
             chat.send(QUESTION)
             await wait_for(pilot, lambda: chat.last_done is not None, what="a reply", timeout=180)
             reply = chat.query_one(ChatLog).messages[-1].text
@@ -98,7 +104,8 @@ def test_the_chat_screen_answers_paris_and_names_its_template(gemma: Path, cpu_r
 def _exported(gemma: Path, tool: str, llama_bin: Path) -> list[str]:
     cfg = RunConfig(model_path=str(gemma), n_ctx=1024, n_threads=2)
     argv = export_command(cfg, tool, binary=str(llama_bin / "llama-server")).argv
-    assert argv[-3:] == ["--no-jinja", "--chat-template", "gemma"], argv  # Gemma's file has no template
+    # the base Gemma's file has no template
+    assert argv[-5:] == ["--no-jinja", "--chat-template", "rwkv-world", "-r", "\\nUser:"], argv
     return argv
 
 

@@ -28,8 +28,8 @@ _ALIASES = {
 _VALUED = {"-m", "-c", "-ngl", "-ot", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb", "-b",
            "-ub", "-lm", "-s", "-np", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
            "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port", "--rpc",
-           "--chat-template"}
-# --no-jinja/--chat-template: the chat template, a property of the model file (moetui.model.chat_template)
+           "--chat-template", "-r", "--reverse-prompt"}
+# --no-jinja/--chat-template/-r: the chat template, a property of the model file (moetui.model.chat_template)
 _SWITCHES = {"--swa-full", "--no-mmap", "--mlock", "-v", "--verbose", "-nr", "--no-jinja", "--jinja"}
 
 

@@ -1,20 +1,24 @@
 """Which chat template a model is chatted with: one answer for the worker (Chat, `moetui run`), the
 exported llama-server / llama-cli lines and `moetui serve`.
 
-The GGUF's own `tokenizer.chat_template` when it has one; else the llama.cpp built-in template of the
-model's family (llama.cpp's own list, `llm_chat_template` in src/llama-chat.cpp, names as `--chat-template`
-takes them); else ChatML, llama.cpp's own default, said as a guess. Never llama-cpp-python's silent
-"llama-2" fallback: a Gemma file without a template fed llama-2's `[INST]` answered "Question 1 / (a) /
-4000000000…", the same model in its own turn format answers "Paris".
+The GGUF's own `tokenizer.chat_template` when it has one. Without one: an instruction-tuned file (its
+general.finetune or name says it, instruct, chat) gets the llama.cpp built-in template of its family
+(llama.cpp's own list, `llm_chat_template` in src/llama-chat.cpp, names as `--chat-template` takes them);
+a base (pretrained) model gets a plain "User: ... / Assistant:" transcript (llama.cpp's built-in
+"rwkv-world", pure text) that stops at the next "User:". Never llama-cpp-python's silent "llama-2" fallback.
+Measured on the base Gemma 3 270M (moetui[real]), greedy: llama-2's [INST] answered "Question 1 / (a) /
+4000000000…", the Gemma turn format (made for the -it model) "What is the capital of France? mendatang",
+the plain transcript "The capital of France is Paris."
 
-How each tool is told (check `.server_args`): the file's template needs nothing (llama.cpp reads it, jinja is
-on by default); a built-in name needs `--chat-template NAME --no-jinja`, because with jinja on (this
-llama.cpp's default) `--chat-template` takes a jinja *text*, and the bare word "gemma" would be rendered as
-the literal prompt "gemma".
+How each tool is told (`server_args`): the file's template needs nothing (llama.cpp reads it, jinja is on
+by default); a built-in name needs `--chat-template NAME --no-jinja`, because with jinja on (this llama.cpp's
+default) `--chat-template` takes a jinja *text*, and the bare word "gemma" would be rendered as the literal
+prompt "gemma"; the transcript's stop is `-r` (llama-server's default stop string for every request).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,11 +50,16 @@ FAMILY_TEMPLATES: dict[str, str] = {
     "bailingmoe2": "bailing2", "grok": "grok-2", "minicpm": "minicpm", "falcon": "falcon3",
 }
 DEFAULT_TEMPLATE = "chatml"  # what llama.cpp itself falls back to (common_chat_templates_init)
+TRANSCRIPT_TEMPLATE = "rwkv-world"  # "User: ...\n\nAssistant:", no special tokens: for base models
+TRANSCRIPT_STOP = "\nUser:"  # a base model goes on to write the user's next turn
+# general.finetune / general.name words of an instruction-tuned model
+_TUNED = re.compile(r"(^|[^a-z])(it|instruct|chat|sft|dpo|rlhf|assistant)([^a-z]|$)", re.IGNORECASE)
 
 
 class TemplateSource(StrEnum):
     MODEL = "model"  # the GGUF's own tokenizer.chat_template (jinja)
     FAMILY = "family"  # llama.cpp's built-in template for the model's architecture
+    BASE = "base"  # a base model: a plain User/Assistant transcript
     GUESS = "guess"  # no template and no known family: ChatML, llama.cpp's default
 
 
@@ -60,6 +69,7 @@ class ChatTemplate:
     name: str  # a BUILTIN_TEMPLATES name, or "the model's own"
     jinja: str | None = None  # the file's template text (source MODEL)
     architecture: str = ""
+    stop: tuple[str, ...] = ()  # stop strings besides the model's end-of-generation tokens
 
     @property
     def builtin(self) -> str | None:
@@ -71,6 +81,8 @@ class ChatTemplate:
         """A few words for a status line."""
         if self.source is TemplateSource.MODEL:
             return "template: the model's own"
+        if self.source is TemplateSource.BASE:
+            return "template: plain transcript (a base model)"
         return f"template: {self.name} ({'built-in' if self.source is TemplateSource.FAMILY else 'a guess'})"
 
     @property
@@ -79,7 +91,11 @@ class ChatTemplate:
         if self.source is TemplateSource.MODEL:
             return "the chat template stored in the model file"
         if self.source is TemplateSource.FAMILY:
-            return f"llama.cpp's built-in {self.name!r} template for {self.architecture}: the file has none"
+            return (f"llama.cpp's built-in {self.name!r} template for {self.architecture}: the file (an "
+                    "instruction-tuned model) has none")
+        if self.source is TemplateSource.BASE:
+            return ("a base model, not tuned for chat, with no template: a plain 'User: / Assistant:' transcript "
+                    f"(llama.cpp's {self.name!r}), stopping at the next 'User:'")
         return (f"ChatML, llama.cpp's default, as a guess: the file has no template and moetui knows no "
                 f"built-in for architecture {self.architecture or '(none)'!r}")
 
@@ -92,7 +108,11 @@ class ChatTemplate:
             return [], f"this tool has no --chat-template: it picks its own template, not {self.name}"
         # a built-in name, not a jinja text (see the module docstring)
         args = ["--no-jinja"] if "--no-jinja" in flags else []
-        return [*args, "--chat-template", self.name], None
+        args += ["--chat-template", self.name]
+        for stop in self.stop:
+            if "-r" in flags:
+                args += ["-r", stop.replace("\n", "\\n")]  # llama.cpp unescapes \n in -r
+        return args, None
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": str(self.source), "name": self.name, "architecture": self.architecture,
@@ -100,12 +120,15 @@ class ChatTemplate:
 
 
 def chat_template_for(metadata: Mapping[str, Any]) -> ChatTemplate:
-    """The template for a model, from its GGUF metadata (only `tokenizer.chat_template`,
-    `general.architecture` and `tokenizer.ggml.pre` are read)."""
+    """The template for a model, from its GGUF metadata (`tokenizer.chat_template`, `general.architecture`,
+    `general.finetune`, `general.name` and `tokenizer.ggml.pre` are read)."""
     arch = str(metadata.get("general.architecture") or "")
     text = metadata.get("tokenizer.chat_template")
     if isinstance(text, str) and text.strip():
         return ChatTemplate(TemplateSource.MODEL, "the model's own", text, arch)
+    tuned = " ".join(str(metadata.get(k) or "") for k in ("general.finetune", "general.name"))
+    if not _TUNED.search(tuned):
+        return ChatTemplate(TemplateSource.BASE, TRANSCRIPT_TEMPLATE, None, arch, (TRANSCRIPT_STOP,))
     name = FAMILY_TEMPLATES.get(arch)
     if arch == "llama" and str(metadata.get("tokenizer.ggml.pre") or "") == "llama-bpe":
         name = "llama3"  # Llama 3's tokenizer; a SentencePiece "llama" is Llama 2 / Mistral / Mixtral: unknown

@@ -61,6 +61,6 @@ def chat_prompt(llm: Any, template: ChatTemplate, messages: list[dict[str, str]]
     if template.jinja is not None:
         prompt, stop, added_special = _jinja(llm, template.jinja, messages)
     else:
-        prompt, stop, added_special = _builtin(template.name, messages), [], False
+        prompt, stop, added_special = _builtin(template.name, messages), list(template.stop), False
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
     return ChatPrompt(tokens, stop)
