@@ -16,7 +16,7 @@ from typing import Any
 from moetui.cli.run_cmd import add_config_arguments, config_from_args
 from moetui.config import RunConfig
 from moetui.errors import ConfigError
-from moetui.export.server_stats import ServerStats, StatsPoller
+from moetui.export.server_stats import StatsPoller
 from moetui.export.serving import (Endpoint, ServeOptions, ServerEvent, ServerSupervisor, api_key_path, client_snippets,
                                    is_loopback, stored_api_key)
 from moetui.model.chat_template import chat_template_for_file
@@ -55,17 +55,6 @@ def _say(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
         print(json.dumps(obj), flush=True)
     else:
         print(text, file=sys.stderr, flush=True)
-
-
-def _stats_line(st: ServerStats) -> str:
-    if st.error:
-        return f"stats unavailable: {st.error}"
-    rate = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-    mem = f" · RAM {st.rss_bytes / 2**30:.2f} GiB" if st.rss_bytes else ""
-    mem += f" · VRAM {st.vram_bytes / 2**30:.2f} GiB" if st.vram_bytes else ""
-    return (f"running {st.requests_running} · queued {st.requests_queued} · prompt {rate(st.prompt_tok_s)} tok/s · "
-            f"decode {rate(st.decode_tok_s)} tok/s · served {st.prompt_tokens} prompt + {st.tokens_predicted} "
-            f"generated tokens{mem}")
 
 
 def _announce(args: argparse.Namespace, ep: Endpoint, cfg: RunConfig) -> None:
@@ -129,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"event": "stats", **st.to_dict()}), flush=True)
             elif tty:
-                sys.stderr.write("\r\x1b[2K" + _stats_line(st)[:200])
+                sys.stderr.write("\r\x1b[2K" + st.line()[:200])
                 sys.stderr.flush()
         print(f"moetui: error: {supervisor.gave_up}", file=sys.stderr)
         return 1

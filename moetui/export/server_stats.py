@@ -70,6 +70,20 @@ class ServerStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def line(self) -> str:
+        """The figures in one line, for a status line (`moetui serve`, the Serve screen)."""
+        if self.error:
+            return f"stats unavailable: {self.error}"
+        mem = f" · RAM {self.rss_bytes / 2**30:.2f} GiB" if self.rss_bytes else ""
+        mem += f" · VRAM {self.vram_bytes / 2**30:.2f} GiB" if self.vram_bytes else ""
+        return (f"running {self.requests_running} · queued {self.requests_queued} · prompt {rate(self.prompt_tok_s)} "
+                f"tok/s · decode {rate(self.decode_tok_s)} tok/s · served {self.prompt_tokens} prompt + "
+                f"{self.tokens_predicted} generated tokens{mem}")
+
+
+def rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
 
 def _get(url: str, api_key: str | None, timeout: float) -> bytes:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})

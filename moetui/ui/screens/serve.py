@@ -24,7 +24,7 @@ from textual.widgets import Button, DataTable, Footer, Sparkline, Static
 
 from moetui.config import RunConfig
 from moetui.errors import MoetuiError, first_line
-from moetui.export.server_stats import ServerStats, StatsPoller
+from moetui.export.server_stats import ServerStats, StatsPoller, rate
 from moetui.export.serving import Endpoint, ServeOptions, ServerEvent, ServerSupervisor, client_snippets
 from moetui.paths import assets_dir
 from moetui.ui.screens.flow_common import app_state
@@ -175,15 +175,9 @@ class ServeScreen(Screen):
 
     def on_stats_polled(self, message: StatsPolled) -> None:
         st = self.last_stats = message.stats
+        self.query_one("#serve-figures", Static).update(st.line())
         if st.error:
-            self.query_one("#serve-figures", Static).update(f"stats unavailable: {st.error}")
             return
-        rate = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-        mem = f" · RAM {st.rss_bytes / 2**30:.2f} GiB" if st.rss_bytes else ""
-        mem += f" · VRAM {st.vram_bytes / 2**30:.2f} GiB" if st.vram_bytes else ""
-        self.query_one("#serve-figures", Static).update(
-            f"running {st.requests_running} · queued {st.requests_queued} · prompt {rate(st.prompt_tok_s)} tok/s · "
-            f"decode {rate(st.decode_tok_s)} tok/s · served {st.prompt_tokens} + {st.tokens_predicted} tokens{mem}")
         self.rates = (self.rates + [st.decode_tok_s or 0.0])[-HISTORY:]
         self.query_one("#serve-sparkline", Sparkline).data = self.rates
         table = self.query_one("#serve-requests", DataTable)
