@@ -148,7 +148,14 @@ def test_the_exported_llama_server_line_answers_paris(gemma: Path, llama_bin: Pa
     assert "Paris" in answer, answer
 
 
-def test_export_of_a_file_with_its_own_template_adds_nothing(tiny_moe: Path) -> None:
-    assert chat_template_for_file(str(tiny_moe)).source is TemplateSource.MODEL  # type: ignore[union-attr]
+def test_export_of_a_file_with_its_own_template_adds_nothing(tiny_moe: Path, tmp_path: Path) -> None:
+    from moetui.model.gguf_header import read_file_header
+
+    own = chat_template_for_file(str(tiny_moe))
+    assert own is not None and own.source is TemplateSource.MODEL
+    assert own.jinja == read_file_header(tiny_moe).metadata["tokenizer.chat_template"]  # the quick read agrees
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_moe.read_bytes()[:5000])
+    assert chat_template_for_file(str(cut)) is None and chat_template_for_file(str(tmp_path / "none")) is None
     argv = export_command(RunConfig(model_path=str(tiny_moe)), "server").argv
     assert "--chat-template" not in argv and "--no-jinja" not in argv

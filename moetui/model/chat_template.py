@@ -18,13 +18,14 @@ prompt "gemma"; the transcript's stop is `-r` (llama-server's default stop strin
 
 from __future__ import annotations
 
+import mmap
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from moetui.errors import MoetuiError
 
 # llama.cpp 0c1e57098's built-in templates (src/llama-chat.cpp, LLM_CHAT_TEMPLATES), in its order;
 # tests/test_chat_template.py checks the list against the library's own llama_chat_builtin_templates().
@@ -137,11 +138,63 @@ def chat_template_for(metadata: Mapping[str, Any]) -> ChatTemplate:
     return ChatTemplate(TemplateSource.GUESS, DEFAULT_TEMPLATE, None, arch)
 
 
+_KEYS = ("general.architecture", "general.finetune", "general.name", "tokenizer.chat_template", "tokenizer.ggml.pre")
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types
+_STRING, _ARRAY = 8, 9
+
+
+def _string_keys(path: str, keys: tuple[str, ...] = _KEYS) -> dict[str, str]:
+    """The string values of `keys` in a GGUF's metadata, stepping over everything else without decoding it:
+    reading a header whole (moetui.model.gguf_header) takes seconds for a 262K-token vocabulary, this takes
+    milliseconds. Raises ValueError on a file that is not a well-formed GGUF."""
+    out: dict[str, str] = {}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm[:4] != b"GGUF" or struct.unpack_from("<I", mm, 4)[0] not in (2, 3):
+            raise ValueError("not a GGUF file")
+        n_kv = struct.unpack_from("<Q", mm, 16)[0]
+        pos = 24
+
+        def string() -> bytes:
+            nonlocal pos
+            n = struct.unpack_from("<Q", mm, pos)[0]
+            pos += 8 + n
+            if pos > len(mm):
+                raise ValueError("truncated")
+            return mm[pos - n:pos]
+
+        def skip(vtype: int) -> None:
+            nonlocal pos
+            if vtype == _STRING:
+                pos += 8 + struct.unpack_from("<Q", mm, pos)[0]
+            elif vtype == _ARRAY:
+                item, n = struct.unpack_from("<IQ", mm, pos)
+                pos += 12
+                if item in _SCALAR_SIZES:
+                    pos += n * _SCALAR_SIZES[item]
+                else:
+                    for _ in range(n):
+                        skip(item)
+            elif vtype in _SCALAR_SIZES:
+                pos += _SCALAR_SIZES[vtype]
+            else:
+                raise ValueError(f"unknown GGUF value type {vtype}")
+            if pos > len(mm):
+                raise ValueError("truncated")
+
+        for _ in range(n_kv):
+            key = string().decode("utf-8", "replace")
+            vtype = struct.unpack_from("<I", mm, pos)[0]
+            pos += 4
+            if vtype == _STRING and key in keys:
+                out[key] = string().decode("utf-8", "replace")
+            else:
+                skip(vtype)
+    return out
+
+
 def chat_template_for_file(path: str) -> ChatTemplate | None:
     """The template for the GGUF at `path`; None when the file is not there or not readable (yet)."""
-    from moetui.model.gguf_header import read_file_header  # noqa: PLC0415  (gguf: only when asked)
-
     try:
-        return chat_template_for(read_file_header(path).metadata)
-    except (OSError, MoetuiError):
+        return chat_template_for(_string_keys(path))
+    except (OSError, ValueError, struct.error):
         return None
