@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_event(ev: ServerEvent) -> None:
         events.append(ev)
-        _say(args, {"event": ev.kind, "message": ev.message, "attempt": ev.attempt, "at": ev.at},
+        _say(args, {"event": "server", "kind": ev.kind, "message": ev.message, "attempt": ev.attempt, "at": ev.at},
              f"moetui: {ev.message}")
 
     supervisor = ServerSupervisor(cfg, ServeOptions(host=args.host, port=args.port, api_key=key, binary=args.binary,
