@@ -40,12 +40,15 @@ def test_the_serve_screen_serves_and_shows_the_request(tiny_moe: Path, cpu_rig: 
             await wait_for(pilot, lambda: serve.endpoint is not None, what="the server", timeout=120)
             ep = serve.endpoint
             assert ep is not None and ep.openai_url in serve.status_line
-            assert "OpenAI(base_url=" in app.screen_text()
+            await wait_for(pilot, lambda: "OpenAI(base_url=" in app.screen_text(), what="the snippet on screen")
             client = openai.OpenAI(base_url=ep.openai_url, api_key="none", max_retries=0)
             await asyncio.to_thread(client.chat.completions.create, model=ep.model, max_tokens=8,
                                     messages=[{"role": "user", "content": "hello"}])
-            await wait_for(pilot, lambda: any(g >= 1 for _, g in serve.served.values()), what="the request in the table")
-            assert "done" in app.screen_text() and serve.last_stats and serve.last_stats.tokens_predicted >= 1
+            st = lambda: serve.last_stats  # noqa: E731
+            await wait_for(pilot, lambda: st() is not None and st().tokens_predicted >= 1  # type: ignore[union-attr]
+                           and any(r.state == "done" and (r.n_decoded or 0) >= 1 for r in st().requests),  # type: ignore[union-attr]
+                           what="the request served")
+            await wait_for(pilot, lambda: " done " in app.screen_text(), what="the request in the table")
             pid = ep.pid
             await pilot.press("x")
             await wait_for(pilot, lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,

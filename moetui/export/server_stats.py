@@ -45,8 +45,8 @@ class RequestRow:
     task: int
     slot: int
     state: str  # prompt | generating | done
-    n_prompt: int
-    n_decoded: int
+    n_prompt: int | None  # None: not known (it came and went between two polls, beside others)
+    n_decoded: int | None
     decode_tok_s: float | None
     first_seen: float
 
@@ -102,7 +102,7 @@ class StatsPoller:
         self._last: tuple[float, dict[str, float]] | None = None
         self._seen: dict[int, float] = {}  # task id -> when first seen
         self.done: dict[int, RequestRow] = {}  # finished requests, the latest per task
-        self._live_rate: dict[int, float | None] = {}
+        self._live: dict[int, RequestRow] = {}  # the last sight of each running request
         self.max_done = 50
 
     def poll(self) -> ServerStats:
@@ -120,14 +120,17 @@ class StatsPoller:
         st.tokens_predicted = int(metrics.get("tokens_predicted_total", 0))
         st.prompt_tok_s_server = metrics.get("prompt_tokens_seconds") or None
         st.decode_tok_s_server = metrics.get("predicted_tokens_seconds") or None
+        d_prompt = d_pred = None
         if self._last is not None:
             t0, m0 = self._last
-            dt = now - t0
-            if dt > 0:
-                st.prompt_tok_s = (metrics.get("prompt_tokens_total", 0) - m0.get("prompt_tokens_total", 0)) / dt
-                st.decode_tok_s = (metrics.get("tokens_predicted_total", 0) - m0.get("tokens_predicted_total", 0)) / dt
+            d_prompt = metrics.get("prompt_tokens_total", 0) - m0.get("prompt_tokens_total", 0)
+            d_pred = metrics.get("tokens_predicted_total", 0) - m0.get("tokens_predicted_total", 0)
+            if d_prompt < 0 or d_pred < 0:  # a restarted server counts from 0 again
+                d_prompt = d_pred = None
+            elif now > t0:
+                st.prompt_tok_s, st.decode_tok_s = d_prompt / (now - t0), d_pred / (now - t0)
         self._last = (now, metrics)
-        st.requests = self._rows(slots if isinstance(slots, list) else [], now)
+        st.requests = self._rows(slots if isinstance(slots, list) else [], now, d_prompt, d_pred)
         if self.pid is not None:
             try:
                 st.rss_bytes = psutil.Process(self.pid).memory_info().rss
@@ -136,23 +139,37 @@ class StatsPoller:
             st.vram_bytes = process_vram_bytes(self.pid)
         return st
 
-    def _rows(self, slots: list[dict[str, Any]], now: float) -> list[RequestRow]:
+    def _rows(self, slots: list[dict[str, Any]], now: float, d_prompt: float | None,
+              d_pred: float | None) -> list[RequestRow]:
+        """Running requests from /slots, and finished ones. A slot forgets its counts once its request is done,
+        so a finished request keeps what moetui last saw of it, plus the server's counters since, when it
+        finished alone (else its counts are a lower bound, or unknown when it came and went between polls)."""
         rows: list[RequestRow] = []
-        for s in slots:
-            task = s.get("id_task")
-            if task is None or task < 0:
-                continue
+        busy = [s for s in slots if s.get("is_processing")]
+        newly = [s for s in slots if not s.get("is_processing") and isinstance(s.get("id_task"), int)
+                 and s["id_task"] >= 0 and s["id_task"] not in self.done]
+        alone = len(newly) == 1 and not busy and d_pred is not None
+        for s in busy:
+            task = int(s.get("id_task", -1))
             first = self._seen.setdefault(task, now)
-            nxt = (s.get("next_token") or [{}])[0]
-            decoded = int(nxt.get("n_decoded", 0))
-            if s.get("is_processing"):
-                state = "generating" if decoded else "prompt"
-                rate = decoded / (now - first) if decoded and now > first else None
-                rows.append(RequestRow(task, int(s.get("id", 0)), state, int(s.get("n_prompt_tokens", 0)), decoded, rate, first))
-                self._live_rate[task] = rate
-            elif task not in self.done:  # finished (or seen only once it had): its last live rate stays
-                self.done[task] = RequestRow(task, int(s.get("id", 0)), "done", int(s.get("n_prompt_tokens", 0)),
-                                             decoded, self._live_rate.pop(task, None), first)
+            decoded = int((s.get("next_token") or [{}])[0].get("n_decoded", 0))
+            rate = decoded / (now - first) if decoded and now > first else None
+            row = RequestRow(task, int(s.get("id", 0)), "generating" if decoded else "prompt",
+                             int(s.get("n_prompt_tokens", 0)), decoded, rate, first)
+            self._live[task] = row
+            rows.append(row)
+        for s in newly:
+            task = int(s["id_task"])
+            live = self._live.pop(task, None)
+            first = self._seen.setdefault(task, now)
+            if live is not None:
+                decoded: int | None = live.n_decoded + (int(d_pred or 0) if alone else 0)
+                prompt: int | None = live.n_prompt
+            else:
+                decoded = int(d_pred or 0) if alone else None
+                prompt = int(d_prompt or 0) if alone else None
+            self.done[task] = RequestRow(task, int(s.get("id", 0)), "done", prompt, decoded,
+                                         live.decode_tok_s if live else None, first)
         while len(self.done) > self.max_done:
             self.done.pop(min(self.done))
         return rows + sorted(self.done.values(), key=lambda r: -r.task)

@@ -70,7 +70,7 @@ class ServeScreen(Screen):
         self.supervisor: ServerSupervisor | None = None
         self.endpoint: Endpoint | None = None
         self.last_stats: ServerStats | None = None
-        self.served: dict[int, tuple[int, int]] = {}  # task -> (prompt, generated): every request seen
+        self.served: dict[int, tuple[int | None, int | None]] = {}  # task -> (prompt, generated): every request seen
         self.rates: list[float] = []
         self._stop = threading.Event()
 
@@ -184,7 +184,7 @@ class ServeScreen(Screen):
         table.clear()
         for r in st.requests:
             self.served[r.task] = (r.n_prompt, r.n_decoded)
-            table.add_row(str(r.task), str(r.slot), r.state, str(r.n_prompt), str(r.n_decoded), rate(r.decode_tok_s))
+            table.add_row(str(r.task), str(r.slot), r.state, _count(r.n_prompt), _count(r.n_decoded), rate(r.decode_tok_s))
 
     def watch_status_line(self, value: str) -> None:
         self.query_one("#serve-title", Static).update(value)
@@ -194,3 +194,7 @@ class ServeScreen(Screen):
         sup, self.supervisor = self.supervisor, None
         if sup is not None:
             sup.stop()  # the app is closing: the server goes with it, now
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else str(n)
