@@ -91,10 +91,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"moetui: {args.host} is reachable from other machines, so clients need an API key; "
               f"{'generated one and stored it' if made else 'using the one stored'} in {api_key_path()}",
               file=sys.stderr)
-    events: list[ServerEvent] = []
-
     def on_event(ev: ServerEvent) -> None:
-        events.append(ev)
+        if not args.json and sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[2K")  # over the live stats line
         _say(args, {"event": "server", "kind": ev.kind, "message": ev.message, "attempt": ev.attempt, "at": ev.at},
              f"moetui: {ev.message}")
 
