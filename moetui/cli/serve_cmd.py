@@ -103,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         ep = supervisor.start()
-        _announce(args, ep, cfg)
         poller = StatsPoller(ep.base_url, ep.api_key, ep.pid)
+        poller.poll()  # the counters' baseline, before any client can know the URL
+        _announce(args, ep, cfg)
         tty = sys.stderr.isatty() and not args.json
         while supervisor.gave_up is None:
             time.sleep(POLL_S)

@@ -134,8 +134,9 @@ class ServeScreen(Screen):
         except MoetuiError as exc:
             self.post_message(ServeFailed(exc))
             return
-        self.post_message(ServeStarted(ep))
         poller = StatsPoller(ep.base_url, ep.api_key, ep.pid)
+        poller.poll()  # the counters' baseline, before any client can know the URL
+        self.post_message(ServeStarted(ep))
         while not stop.wait(POLL_S) and sup.gave_up is None:
             if sup.running:
                 poller.pid = sup.proc.pid if sup.proc else None
