@@ -206,8 +206,8 @@ def run_cpu(a: argparse.Namespace) -> dict[str, Any]:
 
 # ---- GPU: moetui serve vs llama-server --fit on --------------------------------------------------------
 def tokens_per_word(srv: Served) -> float:
-    probe = chat_turn(srv.url, srv.model, srv.key, words(1000, 7), 1)
-    return probe["prompt_tokens"] / 1000
+    probe = chat_turn(srv.url, srv.model, srv.key, words(100, 7), 1)  # small: it must fit one slot of four
+    return probe["prompt_tokens"] / 100
 
 
 def deep_turn(srv: Served, a: argparse.Namespace, seed: int, per_word: float) -> dict[str, float]:
@@ -220,13 +220,21 @@ def deep_turn(srv: Served, a: argparse.Namespace, seed: int, per_word: float) ->
 
 def concurrent(srv: Served, a: argparse.Namespace, seed: int, per_word: float) -> dict[str, float]:
     results: list[dict[str, float]] = []
-    threads = [threading.Thread(target=lambda i=i: results.append(
-        chat_turn(srv.url, srv.model, srv.key, words(int(512 / per_word), seed + i), a.n_gen)))
-        for i in range(a.clients)]
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            results.append(chat_turn(srv.url, srv.model, srv.key, words(int(512 / per_word), seed + i), a.n_gen))
+        except Exception as exc:  # noqa: BLE001 - said below, for the whole set
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(a.clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {a.clients} concurrent turns failed: {errors[0]}")
     span = max(r["t_last"] for r in results) - min(r["t_first"] for r in results)
     return {"total_decode_tok_s": sum(r["reply_tokens"] for r in results) / span, "clients": len(results)}
 
