@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("moetui.cli.bench_cmd", "measure prompt (pp) and decode (tg) tok/s, median and spread of N runs"),
     "tune": ("moetui.cli.tune_cmd", "probe settings live and keep the fastest; remembered per rig and model"),
     "export": ("moetui.cli.export_cmd", "llama-server / llama-cli / llama-bench command lines or a Python snippet"),
+    "serve": ("moetui.cli.serve_cmd", "serve the model as an OpenAI-compatible API (llama.cpp's llama-server), live stats"),
     "models": ("moetui.cli.models_cmd", "catalog models, local GGUFs, a hub repo's quant files; download"),
     "rpc-server": ("moetui.cli.rpc_cmd", "build and run llama.cpp's ggml-rpc-server here, with a memory cap and its tensor cache"),
     "tui": ("moetui.cli.tui_cmd", "open the terminal app"),

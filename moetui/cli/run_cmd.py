@@ -90,9 +90,10 @@ def _parse_ot(values: list[str]) -> list[TensorOverride]:
 
 
 def settings_changes(settings: Settings) -> dict[str, Any]:
-    """The RunConfig fields the settings fix whatever config is in force: the context, the forced KV type
-    and ubatch, the RPC servers."""
-    out: dict[str, Any] = {"n_ctx": settings.n_ctx, "n_ubatch": settings.n_ubatch}
+    """The RunConfig fields the settings fix whatever config is in force: the context (per sequence in the
+    settings, for all of them in llama.cpp's n_ctx), the forced KV type and ubatch, the RPC servers."""
+    out: dict[str, Any] = {"n_ctx": settings.n_ctx * settings.n_parallel if settings.n_ctx else None,
+                           "n_ubatch": settings.n_ubatch}
     if settings.n_ubatch:
         out["n_batch"] = max(2048, settings.n_ubatch)
     if settings.cache_type:
@@ -104,7 +105,9 @@ def settings_changes(settings: Settings) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
-    p.add_argument("-p", "--prompt", help="generate from this prompt and exit (default: interactive chat on stdin)")
+    p.add_argument("-p", "--prompt", help="one chat turn with this message, then exit (default: interactive chat "
+                   "on stdin); with --raw, a plain completion of this text")
+    p.add_argument("--raw", action="store_true", help="-p is plain text to continue, no chat template")
     p.add_argument("-n", "--n-predict", type=int, default=256, dest="max_tokens", help="max tokens per reply")
     p.add_argument("--temp", type=finite_float(0.0, 100.0), default=0.8, help="temperature (0: greedy)")
     p.add_argument("--repeat-penalty", type=finite_float(0.0, 100.0), default=1.0)
@@ -182,8 +185,12 @@ def run(args: argparse.Namespace) -> int:
                   f"ctx {info.n_ctx}; log {info.log_path}]", file=sys.stderr)
         if info.load_mode_fallback:
             print(f"moetui: note: {info.load_mode_fallback}", file=sys.stderr)
+        if not args.no_stats and info.chat_template and not args.raw:
+            print(f"[chat {info.chat_template}]", file=sys.stderr)
         if args.prompt is not None:
-            _stream(worker, worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling), printer)
+            events = (worker.generate(args.prompt, max_tokens=args.max_tokens, **sampling) if args.raw else
+                      worker.chat([{"role": "user", "content": args.prompt}], max_tokens=args.max_tokens, **sampling))
+            _stream(worker, events, printer)
             return 0
         messages: list[dict[str, str]] = []
         interactive = sys.stdin.isatty()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # Settings field -> the flag that sets it (for the error that names it)
 FLAGS = {"n_ctx": "--ctx", "vram_margin_bytes": "--margin", "vram_budget_bytes": "--vram-budget",
          "workload": "--workload", "cache_type": "--kv", "n_ubatch": "--ubatch", "experts_in_ram": "--experts-in-ram",
-         "draft_path": "--draft", "rpc_hosts": "--rpc", "rig": "--rig"}
+         "draft_path": "--draft", "rpc_hosts": "--rpc", "rig": "--rig", "n_parallel": "--parallel"}
 
 
 def add_settings_arguments(p: argparse.ArgumentParser, *, rig_help: str | None = None) -> None:
@@ -60,7 +60,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             vram_margin_bytes=_bytes(args.margin, "--margin"), vram_budget_bytes=_bytes(args.vram_budget, "--vram-budget"),
             workload=parse_workload(args.workload), cache_type=args.kv, n_ubatch=args.ubatch,
             experts_in_ram=args.experts_in_ram, draft_path=args.draft,
-            rpc_hosts=tuple(h.strip() for h in (args.rpc or "").split(",") if h.strip()))
+            rpc_hosts=tuple(h.strip() for h in (args.rpc or "").split(",") if h.strip()),
+            n_parallel=getattr(args, "n_parallel", None) or 1)  # `serve --parallel N`
     except ConfigError as exc:
         flag = FLAGS.get(exc.field or "") or ("--workload" if "workload" in str(exc) else None)
         raise ConfigError(f"{flag}: {exc}" if flag else str(exc), field=exc.field) from None

@@ -15,6 +15,7 @@ from moetui.config.llama_flags import row
 from moetui.export import quoting
 from moetui.export.flags import ToolFlags, detect_flags
 from moetui.hub.listing import looks_like_hub_ref
+from moetui.model.chat_template import chat_template_for_file
 from moetui.sizing.overrides import layers_from_overrides, n_cpu_moe_equivalent
 
 NGL_ALL_FALLBACK = "999"  # releases without `-ngl all`: more layers than any model has
@@ -291,16 +292,28 @@ def _speculative(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str
     return out
 
 
+def _chat_template(cfg: RunConfig, flags: ToolFlags, diffs: list[str]) -> list[str]:
+    """The chat template moetui chats with (moetui.model.chat_template): nothing for the file's own, else
+    the built-in's name the way this tool takes it. Nothing when the file is not there to read yet."""
+    template = chat_template_for_file(cfg.model_path)
+    if template is None:
+        return []
+    args, missing = template.server_args(flags.flags)
+    if missing:
+        diffs.append(missing)
+    return args
+
+
 def server_command(cfg: RunConfig, flags: ToolFlags) -> ExportedCommand:
     diffs: list[str] = []
-    argv = [flags.binary, *_common(cfg, flags, diffs)]
+    argv = [flags.binary, *_common(cfg, flags, diffs), *_chat_template(cfg, flags, diffs)]
     argv += _value("n_parallel", cfg, flags)  # the server's default is auto (several slots): say it
     return ExportedCommand("server", argv, flags.target, diffs, _path_warnings(cfg), list(cfg.notes))
 
 
 def cli_command(cfg: RunConfig, flags: ToolFlags) -> ExportedCommand:
     diffs: list[str] = []
-    argv = [flags.binary, *_common(cfg, flags, diffs)]
+    argv = [flags.binary, *_common(cfg, flags, diffs), *_chat_template(cfg, flags, diffs)]
     if cfg.n_parallel != 1:
         diffs.append(f"n_parallel {cfg.n_parallel}: llama-cli runs one conversation; left out")
     return ExportedCommand("cli", argv, flags.target, diffs, _path_warnings(cfg), list(cfg.notes))

@@ -29,7 +29,7 @@ _COMMON = {
     "-m", "-c", "-ngl", "-ot", "-cmoe", "-ncmoe", "-sm", "-ts", "-mg", "-fa", "-ctk", "-ctv", "-t", "-tb",
     "-b", "-ub", "-lm", "-s", "-fit", "--swa-full", "-md", "-ngld", "-otd", "--spec-draft-n-max",
     "--spec-draft-n-min", "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m",
-    "-v", "-n", "-nr", "--no-host",
+    "-v", "-n", "-nr", "--no-host", "--chat-template", "--no-jinja", "-r",
 }
 VENDORED_FLAGS = {
     "server": _COMMON | {"-np", "--host", "--port"},

@@ -26,9 +26,10 @@ _ALIASES = {**_OTHER_ALIASES, **{s.long: s.flag for s in SETTINGS if s.long and 
 _FLAG_FIELD = {(s.flag or s.long): s for s in SETTINGS}  # the spelling export writes -> its row
 _VALUED = {f for f, s in _FLAG_FIELD.items() if s.kind != "switch"} | {
     "-m", "-ot", "-ncmoe", "-fit", "-md", "-ngld", "-otd", "--spec-draft-n-max", "--spec-draft-n-min",
-    "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port"}
+    "--spec-type", "--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", "--host", "--port",
+    "--chat-template", "-r", "--reverse-prompt"}  # the chat template: a property of the model file (moetui.model.chat_template)
 _SWITCHES = {f for f, s in _FLAG_FIELD.items() if s.kind == "switch"} | {"--swa-full", "--no-mmap", "--mlock",
-                                                                            "-v", "--verbose"}
+                                                                            "-v", "--verbose", "--no-jinja", "--jinja"}
 
 
 def _ngl(value: str) -> int:

@@ -63,6 +63,7 @@ class LoadInfo:
     load_mode_fallback: str | None = None  # why the worker loaded with another load_mode than asked
     # the params llama.cpp was given, as the worker read them back (n_ctx, n_ubatch, type_k, no_host, ...)
     applied: dict[str, Any] = field(default_factory=dict)
+    chat_template: str = ""  # which chat template chat turns use, in words (moetui.model.chat_template)
 
 
 @dataclass
@@ -199,6 +200,7 @@ class ModelWorker:
             buffers=BufferSizes.from_dict(ev["buffers"]),
             draft_buffers=BufferSizes.from_dict(ev["draft_buffers"]) if ev.get("draft_buffers") else None,
             log_path=self.log_path, load_mode_fallback=ev.get("load_mode_fallback"), applied=dict(ev.get("applied") or {}),
+            chat_template=(ev.get("chat_template") or {}).get("label", ""),
         )
         if self.load_info.load_mode_fallback:
             self.config = config.replace(load_mode="mmap")  # what it runs with

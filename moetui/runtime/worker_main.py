@@ -35,8 +35,8 @@ from moetui.runtime.load_fallback import apply_data_headroom, load_with_fallback
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, load_hooks
 from moetui.runtime.stats import DecodeRate, parse_load_log, process_vram_bytes
 from moetui.runtime.rpc_ctypes import register_servers
-from moetui.errors import ConfigError
-import jinja2
+from moetui.model.chat_template import chat_template_for
+from moetui.runtime.chat_prompt import chat_prompt
 from moetui.runtime.streaming import Completion, stream_completion
 
 STATS_PERIOD_S = 0.4
@@ -52,6 +52,7 @@ class Worker:
         self.requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.cancel = threading.Event()
         self.llm: Any = None
+        self.template: Any = None  # the ChatTemplate chat turns use (moetui.model.chat_template)
         self.draft_llm: Any = None
         self.counting: Any = None
         self.keep_alive: list[Any] = []  # override arrays llama.cpp points into: live as long as the models
@@ -200,6 +201,7 @@ class Worker:
                 return Llama(cfg.model_path, draft_model=self.counting, **llama_kwargs(cfg))
 
         self.llm, fallback = load_with_fallback(cfg.load_mode, load, lambda: self.log_since(start))
+        self.template = chat_template_for(self.llm.metadata)
         buffers = parse_load_log(self.log_since(start))
         draft_buffers = None
         if cfg.draft and cfg.draft.kind == "model":
@@ -222,7 +224,7 @@ class Worker:
             "n_vocab": self.llm.n_vocab(), "n_ctx": self.llm.n_ctx(), "n_ctx_train": self.llm._model.n_ctx_train(),
             "buffers": buffers.to_dict(), "draft_buffers": draft_buffers.to_dict() if draft_buffers else None,
             "n_threads": self.llm.context_params.n_threads, "n_threads_batch": self.llm.context_params.n_threads_batch,
-            "repack": repack, "load_mode_fallback": fallback,
+            "repack": repack, "load_mode_fallback": fallback, "chat_template": self.template.to_dict(),
             "applied": {**seen, **{k: getattr(self.llm.context_params, k)
                                    for k in ("n_ctx", "n_batch", "n_ubatch", "type_k", "type_v", "flash_attn_type")}},
         })
@@ -317,30 +319,9 @@ class Worker:
         self._complete(req, prompt, list(req.get("stop") or []))
 
     def op_chat(self, req: dict[str, Any]) -> None:
-        from llama_cpp import llama_chat_format as cf  # noqa: PLC0415
-
         self._need_model()
-        llm = self.llm
-        template = llm.metadata.get("tokenizer.chat_template")
-        messages = req["messages"]
-        if template:
-            eos, bos = llm.token_eos(), llm.token_bos()
-            try:  # llama-cpp-python renders it in jinja2's ImmutableSandboxedEnvironment
-                fmt = cf.Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-                    stop_token_ids=[eos],
-                )(messages=messages)
-            except jinja2.TemplateError as exc:  # SecurityError, UndefinedError, TemplateSyntaxError...
-                raise ConfigError(f"the model's chat template cannot be rendered ({type(exc).__name__}: "
-                                  f"{first_line(exc, 200)})") from None
-        else:  # no template in the file: llama-cpp-python's format for the family (a Gemma base model), else ChatML
-            arch = str(llm.metadata.get("general.architecture", ""))
-            fmt = (cf.format_gemma if arch.startswith("gemma") else cf.format_chatml)(messages=messages)
-        tokens = llm.tokenize(fmt.prompt.encode("utf-8"), add_bos=not getattr(fmt, "added_special", False), special=True)
-        stop = fmt.stop if isinstance(fmt.stop, list) else ([fmt.stop] if fmt.stop else [])
-        self._complete(req, tokens, stop + list(req.get("stop") or []))
+        prompt = chat_prompt(self.llm, self.template, req["messages"])
+        self._complete(req, prompt.tokens, prompt.stop + list(req.get("stop") or []))
 
     def op_bench(self, req: dict[str, Any]) -> None:
         self._need_model()

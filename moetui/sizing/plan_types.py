@@ -47,7 +47,8 @@ class PlanOptions:
         o = cls(n_ctx=settings.n_ctx, vram_margin_bytes=settings.margin, vram_budget_bytes=settings.vram_budget_bytes,
                 cache_type=settings.cache_type, n_ubatch=settings.n_ubatch,
                 n_batch=max(2048, settings.n_ubatch) if settings.n_ubatch else None, workload=settings.workload,
-                draft=draft, model_path=model_path, experts_in_ram=settings.experts_in_ram)
+                draft=draft, model_path=model_path, experts_in_ram=settings.experts_in_ram,
+                n_parallel=settings.n_parallel)
         if efficiency is not None:
             o.efficiency = efficiency
         return o

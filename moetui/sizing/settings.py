@@ -40,6 +40,7 @@ class Settings:
     experts_in_ram: str = "last"  # which layers' experts stay in RAM: "last" (llama.cpp's fit) or "first"
     draft_path: str | None = None  # a draft GGUF for speculative decoding
     rpc_hosts: tuple[str, ...] = ()  # "host:port[=cap]" of ggml-rpc-servers whose devices join
+    n_parallel: int = 1  # sequences served at once (`moetui serve --parallel N`): n_ctx each, N times the KV
 
     def __post_init__(self) -> None:
         self.validate()
@@ -64,6 +65,8 @@ class Settings:
         if self.experts_in_ram not in EXPERT_RAM_ORDERS:
             raise bad("experts_in_ram", f"experts in RAM must be one of {', '.join(EXPERT_RAM_ORDERS)}, "
                                         f"not {self.experts_in_ram!r}")
+        if not _is_int(self.n_parallel) or self.n_parallel < 1:
+            raise bad("n_parallel", f"parallel sequences must be a whole number of at least 1, not {self.n_parallel!r}")
         if not isinstance(self.rpc_hosts, tuple) or not all(isinstance(h, str) and h for h in self.rpc_hosts):
             raise bad("rpc_hosts", f"RPC hosts must be HOST:PORT strings, not {self.rpc_hosts!r}")
 
@@ -83,6 +86,9 @@ class Settings:
         more VRAM headroom also satisfies a smaller ask."""
         if saved is None:
             return "the saved profile does not say which settings it was tuned for"
+        if saved.n_parallel != self.n_parallel:  # N slots hold N times the KV: another placement
+            return (f"the saved profile was tuned for {saved.n_parallel} parallel sequence(s), "
+                    f"not {self.n_parallel}")
         if saved.workload != self.workload:
             return f"the saved profile was tuned for {saved.workload.describe()}, not {self.workload.describe()}"
         if saved_ctx < min_ctx:
@@ -141,6 +147,8 @@ class Settings:
             parts.append(f"experts in RAM: {self.experts_in_ram} layers")
         if self.draft_path:
             parts.append(f"draft {self.draft_path}")
+        if self.n_parallel != 1:
+            parts.append(f"{self.n_parallel} parallel sequences")
         if self.rpc_hosts:
             parts.append(f"RPC {','.join(self.rpc_hosts)}")
         return ", ".join(parts)

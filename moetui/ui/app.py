@@ -49,6 +49,7 @@ SCREENS_BY_NAME: dict[str, tuple[str, str, str, str, str]] = {
     "tune": ("moetui.ui.screens.tune", "TuneScreen", "t", "Tune", "probe settings live and keep the fastest"),
     "chat": ("moetui.ui.screens.chat", "ChatScreen", "c", "Chat", "streaming chat with the chosen config"),
     "export": ("moetui.ui.screens.export", "ExportScreen", "e", "Export", "llama.cpp command lines and a Python snippet"),
+    "serve": ("moetui.ui.screens.serve", "ServeScreen", "v", "Serve", "serve the model as an OpenAI-compatible API, live stats"),
     "best": ("moetui.ui.screens.best", "BestConfigScreen", "b", "Best config for my rig",
              "pick, download, plan, tune and chat in one click"),
 }
@@ -60,7 +61,9 @@ class MoetuiApp(App):
     CSS_PATH = [ASSETS / "moetui.tcss"]
     COMMANDS = App.COMMANDS | {MoetuiCommands}
     BINDINGS = [
-        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best", group=SCREEN_KEYS)
+        # Serve is on its key and in the palette, not in the footer's "screens" group (its width at 80 columns)
+        *(Binding(key, f"open('{name}')", title.split(" ")[0] if name != "best" else "Best", group=SCREEN_KEYS,
+                  show=name != "serve")
           for name, (_, _, key, title, _) in SCREENS_BY_NAME.items()),
         # hidden here, shown by the screens where they matter (app_action_bindings)
         *(Binding(key, action, label, show=False) for key, action, label, _, _ in APP_ACTIONS),

@@ -288,7 +288,7 @@ class ChatScreen(DownloadOffer, Screen):
         bar.experts_ram = info.buffers.experts_ram
         bar.experts_total = info.buffers.experts_ram + info.buffers.experts_vram
         self.status_line = (f"{Path(config.model_path).name} · ctx {info.n_ctx} · {_placement(config)} · "
-                            f"loaded in {info.load_s:.1f} s")
+                            f"loaded in {info.load_s:.1f} s · {info.chat_template}")
         if _is_proxy(app_state(self.app).model_info, config):
             self.query_one(ChatLog).add_message(
                 "info", "This is a moetui proxy with random weights: the words are noise, the speed is real.")
