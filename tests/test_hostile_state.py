@@ -102,11 +102,12 @@ def test_the_selection_and_the_verdict_cache_read_through_the_same_loader() -> N
 def test_a_saved_profile_with_wrong_types_is_moved_aside_and_export_still_runs(tiny_moe: Path) -> None:
     from moetui.hardware import detect_rig
     from moetui.tuner import ProfileStore
-    from moetui.tuner.engine import _identity, llama_version
+    from moetui.hardware.llama_build import llama_version
+    from moetui.model.inspect import inspect_file
     from test_tuner_store import _result
 
     rig = detect_rig(measure_bandwidth=False)
-    path = ProfileStore().path(rig.fingerprint, _identity(str(tiny_moe)), llama_version(rig))
+    path = ProfileStore().path(rig.fingerprint, inspect_file(str(tiny_moe)).identity, llama_version(rig))
     d = _result().to_dict()
     for probe in d["probes"]:
         probe["config"]["n_gpu_layers"] = "all"

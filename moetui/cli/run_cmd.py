@@ -48,6 +48,8 @@ def config_from_args(args: argparse.Namespace, *, planned: bool = False, prefer_
     if args.config:
         cfg = RunConfig.load(args.config, model_path=args.model)  # MODEL overrides the file's model_path
         if planned:
+            from moetui.resolver import ActiveConfig, ConfigSource  # noqa: PLC0415  (the sizing core: not for `bench`)
+
             announce(ActiveConfig(cfg, ConfigSource.CHOSEN, f"the config file {args.config}"), args.model)
     elif planned:
         cfg = config_in_force(args, settings, rig_for(settings, measuring=True), use_tuned=prefer_tuned).config

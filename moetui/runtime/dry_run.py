@@ -130,7 +130,8 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
 def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
-    from moetui.runtime.llama_setup import CACHE_TYPES, SPLIT_MODES, ContextSettings  # noqa: PLC0415
+    from moetui.config.llama_flags import GGML_TYPES, SPLIT_MODE_IDS  # noqa: PLC0415
+    from moetui.runtime.llama_setup import ContextSettings  # noqa: PLC0415
 
     L.llama_backend_init()
     if cfg.rpc_servers:
@@ -139,7 +140,7 @@ def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     mp.no_alloc = not allocate
     mp.load_mode = 0  # none: the fit pass maps nothing and reads no tensor data
     mp.n_gpu_layers = 0x7FFFFFFF if cfg.n_gpu_layers < 0 else cfg.n_gpu_layers
-    mp.split_mode = SPLIT_MODES[cfg.split_mode]
+    mp.split_mode = SPLIT_MODE_IDS[cfg.split_mode]
     mp.main_gpu = cfg.main_gpu
     mp.use_extra_bufts = bool(cfg.repack)
     if cfg.tensor_split:
@@ -154,7 +155,7 @@ def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     cp = L.llama_context_default_params()
     ContextSettings.from_config(cfg).apply(cp)
     cp.flash_attn_type = FLASH_ATTN[cfg.flash_attn]
-    cp.type_k, cp.type_v = CACHE_TYPES[cfg.cache_type_k], CACHE_TYPES[cfg.cache_type_v]
+    cp.type_k, cp.type_v = GGML_TYPES[cfg.cache_type_k], GGML_TYPES[cfg.cache_type_v]
     ctx = L.llama_init_from_model(model, cp)
     if not ctx:
         raise SystemExit("failed to create the context (no_alloc)")

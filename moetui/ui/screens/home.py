@@ -95,9 +95,8 @@ class HomeScreen(Screen):
             plan = "[b]Plan[/b]   —"
         active = s.active()  # the resolver's answer: a tuned profile only where it answers the settings
         if active is not None and active.source in ("tuned", "chosen"):
-            plan += f"\n       [$text-success]{active.source} config in use[/], context {active.config.n_ctx}"
-            if active.source == "tuned" and s.tuned is not None:
-                plan += measured_words(s.tuned, active.config)
+            measured = measured_words(s.tuned, active.config) if active.source == "tuned" and s.tuned else ""
+            plan += f"\n       [$text-success]{active.source} config in use[/]{measured}, context {active.config.n_ctx}"
         elif s.tuned is not None and active is not None:
             plan += f"\n       [$text-muted]{escape(active.reason)}[/]"
         self.query_one("#home-plan", Static).update(plan)
