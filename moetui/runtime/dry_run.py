@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from moetui.config import RunConfig
+from moetui.config.llama_flags import GGML_TYPES, SPLIT_MODE_IDS
 from moetui.errors import MoetuiError
 from moetui.model.virtual import write_sparse_parts
 from moetui.runtime.overrides_ctypes import FLASH_ATTN, build_override_array, loaded_library
@@ -130,7 +131,6 @@ def check_plan(memory: dict[str, Any], cfg: RunConfig, on_this_machine: bool = T
 def _measure(cfg: RunConfig, allocate: bool = False) -> dict[str, Any]:
     from llama_cpp import llama_cpp as L  # noqa: PLC0415
 
-    from moetui.config.llama_flags import GGML_TYPES, SPLIT_MODE_IDS  # noqa: PLC0415
     from moetui.runtime.llama_setup import ContextSettings  # noqa: PLC0415
 
     L.llama_backend_init()
