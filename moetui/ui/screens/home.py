@@ -18,6 +18,7 @@ from moetui.hardware.bandwidth import ago, bandwidth_words
 from moetui.hub.cache import needs_download
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
+from moetui.ui.state import app_state
 from moetui.ui.widgets.format import gib, plan_mode, tps
 
 
@@ -49,7 +50,7 @@ class HomeScreen(Screen):
         self.app.action_open("best" if bid == "best" else bid.removeprefix("nav-"))  # type: ignore[attr-defined]
 
     def refresh_from_state(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         if s.rig is not None:
             rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [$text-muted]({s.rig.source})[/]" if s.rig.source != "detected" else "")
             probe = s.rig.bandwidth_probe

@@ -19,7 +19,7 @@ from moetui.errors import ConfigError
 from moetui.hub.cache import needs_download
 from moetui.sizing.plan import MIN_CTX, gpu_usable
 from moetui.sizing.settings import Settings
-from moetui.ui.state import SettingsChanged
+from moetui.ui.state import SettingsChanged, app_state
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.select_title import show_select_titles
 from moetui.ui.widgets.format import plan_mode, tps
@@ -62,7 +62,7 @@ class PlanScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        o: Settings = self.app.state.settings  # type: ignore[attr-defined]
+        o: Settings = app_state(self.app).settings
         if o.n_ctx:
             self.query_one("#plan-ctx", Input).value = str(o.n_ctx)
         if o.cache_type:
@@ -79,7 +79,7 @@ class PlanScreen(Screen):
         self.refresh_from_state()
 
     def refresh_from_state(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         p = s.plan
         # VRAM headroom means nothing where no GPU is used (none found, or a build without offload)
         self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
@@ -137,7 +137,7 @@ class PlanScreen(Screen):
     def settings_from_knobs(self, draft: bool = False) -> Settings:
         """The app's Settings with the knobs' values (the draft box only when submitted: draft); a
         ConfigError naming the knob for a value that cannot be used."""
-        base: Settings = self.app.state.settings  # type: ignore[attr-defined]
+        base: Settings = app_state(self.app).settings
         ctx_text = self.query_one("#plan-ctx", Input).value.strip()
         try:
             n_ctx = int(ctx_text) if ctx_text else None
