@@ -44,6 +44,7 @@ from moetui.ui.screens.best_messages import FlowEnded, FlowOutcome, ProgressChan
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.screens.flow_common import FLOWS_TCSS, open_screen
 from moetui.ui.screens.tune import WORKLOAD_CHOICES, with_picked_workload, workload_choice
+from moetui.ui.speed_words import measured_words
 from moetui.ui.state import SettingsChanged, app_state
 from moetui.ui.tune_view import TunerEvent, TuneView, describe_probe, probe_name
 from moetui.ui.widgets.flow_checklist import FlowChecklist, Step
@@ -224,7 +225,7 @@ class BestConfigScreen(Screen, BestFlowSteps):
         best = self.view.apply(ev)
         probe = getattr(ev, "probe", None)
         if probe is not None and getattr(ev, "n_done", None) is not None and hasattr(ev, "elapsed_s"):
-            tail = f" · best {describe_probe(best)}" if best is not None else ""
+            tail = f" · best so far, measured: {describe_probe(best)}" if best is not None else ""
             self._detail(f"probe {probe.index} {probe_name(probe)}: {probe.status}{tail}")
 
     # --- endings (UI thread) ----------------------------------------------------------------------
@@ -233,8 +234,8 @@ class BestConfigScreen(Screen, BestFlowSteps):
         self.running = False
         self.query_one(ProgressEta).stop_clock()
         self._step("chat", "done", "Chat is open with this config")
-        if result is not None:
-            self._detail(f"Best: {describe_probe(result.best)}")
+        if result is not None:  # the winner, measured (its figures, when)
+            self._detail(f"Best: {probe_name(result.best)}{measured_words(result, result.best.config)}")
         # after TuneCompleted (queued before this) has set the config, so Chat loads the winner
 
         self.app.call_later(open_screen, self.app, "chat", ChatScreen)

@@ -30,7 +30,8 @@ from moetui.sizing.settings import Settings
 from moetui.tuner import TuneEvent, TuneOptions, TuneResult
 from moetui.ui.screens.best_messages import FlowEnded, FlowOutcome, FlowReporter
 from moetui.ui.state import ModelSelected, PlanChanged, RigChanged, TuneCompleted, app_state
-from moetui.ui.tune_view import TunerEvent, describe_probe
+from moetui.ui.speed_words import factors_words, measured_words
+from moetui.ui.tune_view import TunerEvent, probe_name
 from moetui.ui.widgets.format import gib, plan_mode
 
 FlowCancelled = Cancelled  # the user cancelled the flow: the one cancellation type (moetui.errors)
@@ -140,7 +141,8 @@ class BestFlowSteps:
         self.picked_shape = pick.model.shape
         say.progress(1.0, None, None, "")
         say.step("model", "done", f"{pick.model.name} {pick.quant.quant} "
-            f"(~{gib(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s, {plan_mode(pick.plan.mode)})")
+            f"(~{gib(pick.quant.size_bytes)}, predicted {pick.plan.decode_tps:.1f} tok/s {factors_words(pick.plan)}, "
+            f"{plan_mode(pick.plan.mode)})")
         say.target(f"Model: {pick.ref} (the catalog's best fit for this rig)")
         return None, pick.ref, None
 
@@ -180,7 +182,8 @@ class BestFlowSteps:
         self.model_path = str(path)
         say.tell_app(ModelSelected(str(path), info))
         say.tell_app(PlanChanged(p))
-        say.step("plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, predicted {p.decode_tps:.1f} tok/s")
+        say.step("plan", "done", f"{plan_mode(p.mode)}, ctx {p.config.n_ctx}, "
+                                 f"predicted {p.decode_tps:.1f} tok/s decode {factors_words(p)}")
         return info, p
 
     def _step_tune(self, path: Path, rig: Rig, settings: Settings, budget: float, retune: bool,
@@ -201,7 +204,7 @@ class BestFlowSteps:
         say.tell_app(TuneCompleted(result))
         how = "saved profile" if result.from_cache else _probes(len(result.probes))
         say.progress(1.0, None, result.elapsed_s, f"tuned ({how})")
-        say.step("tune", "done", f"{describe_probe(result.best)} ({how})")
+        say.step("tune", "done", f"{probe_name(result.best)}{measured_words(result, result.best.config)} ({how})")
         return result
 
 
