@@ -1,7 +1,7 @@
 """One setting changed at each entry point reaches the plan, the tune, the exported lines and the worker's
-load unchanged: the context, the KV type, the VRAM margin, the workload, the VRAM budget, the ubatch and
-which layers' experts stay in RAM, from `moetui plan`, `tune`, `export` and `run`, and from the Plan, Tune
-and Best screens (Pilot). One test per setting x path.
+load unchanged: the context, the KV type, the VRAM margin, the workload, the VRAM budget, the ubatch,
+which layers' experts stay in RAM and the draft model, from `moetui plan`, `tune`, `export` and `run`, and
+from the Plan, Tune and Best screens (Pilot). One test per setting x path.
 
 Where the tune is checked at its boundary (the options and the plan the tuner makes, no load), the tuner
 is the real one; the worker loads are real llama-cpp-python loads of the tiny proxy, and what llama.cpp
@@ -44,8 +44,9 @@ CASES: dict[str, tuple[list[str], str, Any]] = {
     "budget": ([], "vram_budget_bytes", None),  # the flag's value depends on the rig: set by _split_rig
     "ubatch": (["--ubatch", "256"], "n_ubatch", 256),
     "experts": (["--experts-in-ram", "first"], "experts_in_ram", "first"),
+    "draft": ([], "draft_path", None),  # the tiny draft's path: set by _split_rig
 }
-NEW_CASES = ("budget", "ubatch", "experts")  # the CLI's plan and export of these plan on the fake GPU rig
+NEW_CASES = ("budget", "ubatch", "experts", "draft")  # the CLI's plan and export of these plan on the fake GPU rig
 
 
 def gpu_rig(free: int | None = None) -> Rig:
@@ -96,8 +97,9 @@ PART_FREE = 0
 
 
 @pytest.fixture(autouse=True)
-def _split_rig(tiny_moe: Path) -> None:
+def _split_rig(tiny_moe: Path, tiny_draft: Path) -> None:
     global FREE_VRAM, PART_FREE
+    CASES["draft"] = (["--draft", str(tiny_draft)], "draft_path", str(tiny_draft))
     if not FREE_VRAM:
         _TINY.append(tiny_moe)
         FREE_VRAM = _split_free()
@@ -132,6 +134,8 @@ def check_plan(case: str, plan: Any) -> None:
     elif case == "experts":  # the lowest layers' experts in RAM, the highest on the GPU (the default: the reverse)
         in_ram = [ly.index for ly in plan.layers if ly.experts_cpu]
         assert in_ram and in_ram[0] == 0 and plan.layers[-1].index not in in_ram, in_ram
+    elif case == "draft":
+        assert c.draft is not None and c.draft.model_path == CASES["draft"][2]
     else:
         assert plan.workload == WORKLOADS["decode"]
 
@@ -155,6 +159,8 @@ def check_lines(case: str, argv: list[str], notes: list[str]) -> None:
     elif case == "experts":  # llama.cpp's --n-cpu-moe N keeps the first N layers' experts in RAM
         layers = set(range(int(value("-ncmoe")))) if "-ncmoe" in argv else _experts_layers(value("-ot"))
         assert 0 in layers and 3 not in layers, argv
+    elif case == "draft":
+        assert value("-md") == CASES["draft"][2]
     else:
         assert any("of the decode workload" in n for n in notes), notes
 
@@ -176,6 +182,8 @@ def check_load(case: str, info: Any, cfg: Any) -> None:
     elif case == "experts":  # llama.cpp put the first layer's experts in RAM, and not the last one's
         layers = _experts_layers(" ".join(n for n in info.buffers.overridden if "exps" in n))
         assert 0 in layers and 3 not in layers, info.buffers.overridden
+    elif case == "draft":  # the draft model was loaded beside the target
+        assert cfg.draft is not None and info.draft_buffers is not None
     else:  # a CPU load runs the same for any workload: the config handed over was planned for it
         assert any("of the decode workload" in n for n in cfg.notes)
 
@@ -211,6 +219,8 @@ def test_cli_plan(case: str, tiny_moe: Path, capsys: pytest.CaptureFixture[str],
             assert p["mode"] == "experts_split" and any("--vram-budget" in n for n in p["explanation"])
         elif case == "ubatch":
             assert c["n_ubatch"] == 256
+        elif case == "draft":
+            assert c["draft"]["model_path"] == CASES["draft"][2]
         else:
             assert in_ram and in_ram[0] == 0 and p["layers"][-1]["index"] not in in_ram, in_ram
     elif case == "context":
@@ -231,6 +241,11 @@ def test_cli_tune(case: str, tiny_moe: Path, tmp_path: Path) -> None:
     options = tune_cmd.options_from_args(args)
     assert getattr(options.settings, field) == value
     tuner = Tuner(str(tiny_moe), rig_for_case(case), options, store=ProfileStore(tmp_path))
+    if case == "draft":  # not planned in: the search's draft dimension tries it, with this file
+        tuner.make_plan()
+        space = tuner.space(tuner.start_config())
+        assert "draft" in space.dimensions and space.draft_path == value
+        return
     check_plan(case, tuner.make_plan())
     if case == "context":
         assert tuner.min_ctx() == 512
