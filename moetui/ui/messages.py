@@ -56,10 +56,10 @@ class SavedProfileRead(Message, bubble=False):
 # ---- the Models screen's scan -> the Models screen ----------------------------------------------------
 @dataclass
 class RowsListed(Message, bubble=False):
-    """Rows to list (verdicts to come); `scanned`: the whole scan's list, not one file added."""
+    """The rows scan number `scan` lists (verdicts to come)."""
 
     rows: list[ModelRow]
-    scanned: bool = False
+    scan: int
 
 
 @dataclass
@@ -77,6 +77,7 @@ class ScanEnded(Message, bubble=False):
 
     errors: list[str]
     offline: str | None
+    scan: int  # the scan's number: an older one's end is dropped
 
 
 # ---- the Rig screen's live gauges -> the Rig screen ----------------------------------------------------

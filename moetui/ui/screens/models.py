@@ -73,6 +73,7 @@ class ModelsScreen(Screen):
         self._plan_base: Any = None  # the app's PlanOptions with this rig's measured efficiency (scan sets it)
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
+        self._scan_seq = 0  # the newest scan's number: what an older scan's worker still posts is dropped
         self._pending_add: str | None = None  # a file Added, remembered once it is selected
         self._done: tuple[list[str], str | None] | None = None  # the finished scan's errors and offline reason
         table = self.query_one(DataTable)
@@ -163,18 +164,19 @@ class ModelsScreen(Screen):
         self._marked = None
         self._scanned = False
         self._done = None
+        self._scan_seq += 1
         self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
         s = app_state(self.app)
         self._plan_base = app_plan_options(app_state(self.app))
-        self._scan_worker(s.rig, s.model_path, s.model_info)
+        self._scan_worker(s.rig, s.model_path, s.model_info, self._scan_seq)
 
     @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False)
-    def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None) -> None:
+    def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None, seq: int) -> None:
         worker = get_current_worker()
         rows, errors = list_rows(selected, selected_info)
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
-        self.post_message(RowsListed(rows, scanned=True))
+        self.post_message(RowsListed(rows, scan=seq))
         rig_id = rig_key(rig) if rig is not None else None
         for i, row in enumerate(rows):
             if worker.is_cancelled:
@@ -184,15 +186,18 @@ class ModelsScreen(Screen):
                 return  # the screen is closing
         offline = unreachable_reason()
         if not worker.is_cancelled:
-            self.post_message(ScanEnded(errors, offline))
+            self.post_message(ScanEnded(errors, offline, seq))
 
     def on_rows_listed(self, msg: RowsListed) -> None:
-        self._add_rows(msg.rows, msg.scanned)
+        if msg.scan == self._scan_seq:  # (a replaced scan's rows would come back into the cleared table)
+            self._add_rows(msg.rows, True)
 
     def on_row_judged(self, msg: RowJudged) -> None:
         self._update_row(msg.row, msg.cells, msg.progress)
 
     def on_scan_ended(self, msg: ScanEnded) -> None:
+        if msg.scan != self._scan_seq:  # a replaced scan's end: the newest one's rows are still being judged
+            return
         self._done = (msg.errors, msg.offline)
         # after the table has drawn the rows just listed: its first highlight (a row's detail) comes first
         self.call_after_refresh(self._status_done)
