@@ -448,8 +448,8 @@ def test_cli_rpc_hosts_reach_the_plan_the_tune_the_line_and_the_load(tiny_moe: P
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """--rpc HOST:PORT (a real ggml-rpc-server on 127.0.0.1) from `moetui plan`, `tune`, `export` and `run`: the
     servers are asked for their devices (settings_args.rig_for), the plan splits the layers over them (this
-    host is given 64 MiB of RAM, too little for the model alone), the line passes --rpc, and `run`'s config
-    offloads layers to the server."""
+    host is given 64 MiB of RAM, too little for the model alone), the line passes --rpc, and llama.cpp puts
+    layers on the server when the worker loads `run`'s config."""
     from rpc_helpers import rpc_servers
 
     from moetui.cli import settings_args
@@ -475,6 +475,5 @@ def test_cli_rpc_hosts_reach_the_plan_the_tune_the_line_and_the_load(tiny_moe: P
         assert argv[argv.index("--rpc") + 1] == addr
         cfg = run_cmd.config_from_args(build_parser(only="run").parse_args(["run", str(tiny_moe), "--rpc", addr]),
                                        planned=True, prefer_tuned=True)
-        assert cfg.rpc_servers == [addr] and cfg.n_gpu_layers  # the config `run` hands the worker: layers there
-        # (the worker's load of this config is left out: it put every layer on the CPU here, where
-        # tests/test_rpc_split.py's two-server split loads onto the servers; to be looked into)
+        log = load(cfg).log_path.read_text(errors="replace")  # llama.cpp's own account of where it put the layers
+        assert "assigned to device RPC0," in log and f"RPC0[{addr}] model buffer size" in log
