@@ -1,6 +1,7 @@
 """One setting changed at each entry point reaches the plan, the tune, the exported lines and the worker's
-load unchanged: the context, the KV type, the VRAM margin and the workload, from `moetui plan`, `tune`,
-`export` and `run`, and from the Plan, Tune and Best screens (Pilot). One test per setting x path.
+load unchanged: the context, the KV type, the VRAM margin, the workload, the VRAM budget, the ubatch,
+which layers' experts stay in RAM and the draft model, from `moetui plan`, `tune`, `export` and `run`, and
+from the Plan, Tune and Best screens (Pilot). One test per setting x path.
 
 Where the tune is checked at its boundary (the options and the plan the tuner makes, no load), the tuner
 is the real one; the worker loads are real llama-cpp-python loads of the tiny proxy, and what llama.cpp
@@ -11,6 +12,7 @@ CPU, so the loads are still real)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from moetui.cli import run_cmd, tune_cmd
 from moetui.config.units import GIB
 from moetui.hardware.rig import CPUInfo, GPUInfo, LlamaBuildInfo, MemoryInfo, Rig
 from moetui.runtime.client import ModelWorker
-from moetui.sizing.settings import Settings
+from moetui.sizing.settings import DEFAULT_VRAM_MARGIN, Settings
 from moetui.sizing.workload import WORKLOADS
 from moetui.tuner import ProfileStore
 from moetui.tuner.engine import Tuner
@@ -40,7 +42,12 @@ CASES: dict[str, tuple[list[str], str, Any]] = {
     "kv": (["--kv", "q8_0"], "cache_type", "q8_0"),
     "margin": (["--margin", "1.5"], "vram_margin_bytes", int(1.5 * GIB)),
     "workload": (["--workload", "decode"], "workload", WORKLOADS["decode"]),
+    "budget": ([], "vram_budget_bytes", None),  # the flag's value depends on the rig: set by _split_rig
+    "ubatch": (["--ubatch", "256"], "n_ubatch", 256),
+    "experts": (["--experts-in-ram", "first"], "experts_in_ram", "first"),
+    "draft": ([], "draft_path", None),  # the tiny draft's path: set by _split_rig
 }
+NEW_CASES = ("budget", "ubatch", "experts", "draft")  # the CLI's plan and export of these plan on the fake GPU rig
 
 
 def gpu_rig(free: int | None = None) -> Rig:
@@ -69,16 +76,47 @@ def _split_free() -> int:
     raise AssertionError("no VRAM size splits the experts")
 
 
+def _part_free() -> int:
+    """The free VRAM for which a plan with the default margin keeps the experts of some layers in RAM but not
+    all: which layers then depends on --experts-in-ram."""
+    from moetui.sizing.plan import PlanOptions, plan
+    from moetui.model.inspect import inspect_file
+
+    info = inspect_file(_TINY[0])
+    for mib in range(8, 4096, 4):
+        free = DEFAULT_VRAM_MARGIN + (mib << 20)
+        p = plan(info, gpu_rig(free), PlanOptions.for_settings(Settings()))
+        in_ram = [ly.index for ly in p.layers if ly.experts_cpu]
+        if p.mode == "experts_split" and 0 < len(in_ram) < len(p.layers) - 1:
+            return free
+    raise AssertionError("no VRAM size keeps some layers' experts in RAM and not others")
+
+
 _TINY: list[Path] = []
 FREE_VRAM = 0
+PART_FREE = 0
 
 
 @pytest.fixture(autouse=True)
-def _split_rig(tiny_moe: Path) -> None:
-    global FREE_VRAM
+def _split_rig(tiny_moe: Path, tiny_draft: Path) -> None:
+    global FREE_VRAM, PART_FREE
+    CASES["draft"] = (["--draft", str(tiny_draft)], "draft_path", str(tiny_draft))
     if not FREE_VRAM:
         _TINY.append(tiny_moe)
         FREE_VRAM = _split_free()
+        PART_FREE = _part_free()
+        # a VRAM budget of what the 1.5 GiB margin leaves: with the default margin, the budget splits the experts
+        CASES["budget"] = (["--vram-budget", repr((FREE_VRAM - MARGIN) / GIB)], "vram_budget_bytes", FREE_VRAM - MARGIN)
+
+
+def _experts_layers(patterns: str) -> set[int]:
+    """The layers whose experts an -ot value (or an override name list) puts in RAM."""
+    import re
+
+    found: set[int] = set()
+    for m in re.finditer(r"blk\\?\.\(?([0-9|]+)\)?\\?\.", patterns):
+        found.update(int(x) for x in m.group(1).split("|"))
+    return found
 
 
 # ---- what each setting looks like where it arrives --------------------------------------------------------
@@ -89,9 +127,16 @@ def check_plan(case: str, plan: Any) -> None:
         assert c.n_ctx == 512
     elif case == "kv":
         assert (c.cache_type_k, c.cache_type_v) == ("q8_0", "q8_0")
-    elif case == "margin":
+    elif case in ("margin", "budget"):
         assert list(plan.budgets.values())[0] == FREE_VRAM - MARGIN
         assert plan.mode == "experts_split"  # some experts in RAM: what the default margin would not do
+    elif case == "ubatch":
+        assert c.n_ubatch == 256
+    elif case == "experts":  # the lowest layers' experts in RAM, the highest on the GPU (the default: the reverse)
+        in_ram = [ly.index for ly in plan.layers if ly.experts_cpu]
+        assert in_ram and in_ram[0] == 0 and plan.layers[-1].index not in in_ram, in_ram
+    elif case == "draft":
+        assert c.draft is not None and c.draft.model_path == CASES["draft"][2]
     else:
         assert plan.workload == WORKLOADS["decode"]
 
@@ -107,6 +152,16 @@ def check_lines(case: str, argv: list[str], notes: list[str]) -> None:
         assert (value("-ctk"), value("-ctv")) == ("q8_0", "q8_0")
     elif case == "margin":
         assert any("- 1.50 GiB margin" in n for n in notes), notes
+    elif case == "budget":
+        assert any("VRAM budget (--vram-budget) = 0.70 GiB budget" in n for n in notes), notes
+        assert "-ot" in argv or "-ncmoe" in argv  # experts in RAM: what the default margin alone would not do
+    elif case == "ubatch":
+        assert value("-ub") == "256"
+    elif case == "experts":  # llama.cpp's --n-cpu-moe N keeps the first N layers' experts in RAM
+        layers = set(range(int(value("-ncmoe")))) if "-ncmoe" in argv else _experts_layers(value("-ot"))
+        assert 0 in layers and 3 not in layers, argv
+    elif case == "draft":
+        assert value("-md") == CASES["draft"][2]
     else:
         assert any("of the decode workload" in n for n in notes), notes
 
@@ -120,6 +175,16 @@ def check_load(case: str, info: Any, cfg: Any) -> None:
     elif case == "margin":  # the experts planned into RAM for the margin are what llama.cpp overrode
         assert any("- 1.50 GiB margin" in n for n in cfg.notes) and cfg.overrides
         assert [n for n in info.buffers.overridden if "exps" in n]
+    elif case == "budget":  # the experts planned into RAM for the budget are what llama.cpp overrode
+        assert any("VRAM budget (--vram-budget)" in n for n in cfg.notes) and cfg.overrides
+        assert [n for n in info.buffers.overridden if "exps" in n]
+    elif case == "ubatch":
+        assert info.applied["n_ubatch"] == 256
+    elif case == "experts":  # llama.cpp put the first layer's experts in RAM, and not the last one's
+        layers = _experts_layers(" ".join(n for n in info.buffers.overridden if "exps" in n))
+        assert 0 in layers and 3 not in layers, info.buffers.overridden
+    elif case == "draft":  # the draft model was loaded beside the target
+        assert cfg.draft is not None and info.draft_buffers is not None
     else:  # a CPU load runs the same for any workload: the config handed over was planned for it
         assert any("of the decode workload" in n for n in cfg.notes)
 
@@ -130,18 +195,36 @@ def load(cfg: Any) -> Any:
 
 
 def rig_for_case(case: str) -> Rig:
-    return gpu_rig()  # every setting planned on the same GPU rig (the margin needs one; the rest do not mind)
+    """Every setting planned on a GPU rig (the margin needs one; the rest do not mind); the experts' order
+    on one where some layers' experts fit on the GPU and others do not."""
+    return gpu_rig(PART_FREE if case == "experts" else None)
 
 
 # ---- the command line ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
-def test_cli_plan(case: str, tiny_moe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plan(case: str, tiny_moe: Path, capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> None:
     flags, _, _ = CASES[case]
+    if case in NEW_CASES:  # the fake GPU rig: what `--rig` would name, as the sizing core sees it
+        from moetui.cli import plan_cmd
+
+        monkeypatch.setattr(plan_cmd, "rig_for", lambda settings, measuring=False: rig_for_case(case))
     rig = "rtx4090-ddr5-64" if case == "margin" else "rtx3060-ddr4-32"
     assert main(["plan", str(tiny_moe), "--rig", rig, "--json", *flags]) == 0
     p = json.loads(capsys.readouterr().out)
     c = p["config"]
-    if case == "context":
+    if case in NEW_CASES:
+        assert p["budgets"]["CUDA0"] == (FREE_VRAM - MARGIN if case == "budget" else p["budgets"]["CUDA0"])
+        in_ram = [ly["index"] for ly in p["layers"] if ly["experts_cpu"]]
+        if case == "budget":
+            assert p["mode"] == "experts_split" and any("--vram-budget" in n for n in p["explanation"])
+        elif case == "ubatch":
+            assert c["n_ubatch"] == 256
+        elif case == "draft":
+            assert c["draft"]["model_path"] == CASES["draft"][2]
+        else:
+            assert in_ram and in_ram[0] == 0 and p["layers"][-1]["index"] not in in_ram, in_ram
+    elif case == "context":
         assert c["n_ctx"] == 512
     elif case == "kv":
         assert (c["cache_type_k"], c["cache_type_v"]) == ("q8_0", "q8_0")
@@ -159,16 +242,27 @@ def test_cli_tune(case: str, tiny_moe: Path, tmp_path: Path) -> None:
     options = tune_cmd.options_from_args(args)
     assert getattr(options.settings, field) == value
     tuner = Tuner(str(tiny_moe), rig_for_case(case), options, store=ProfileStore(tmp_path))
+    if case == "draft":  # not planned in: the search's draft dimension tries it, with this file
+        tuner.make_plan()
+        space = tuner.space(tuner.start_config())
+        assert "draft" in space.dimensions and space.draft_path == value
+        return
     check_plan(case, tuner.make_plan())
     if case == "context":
         assert tuner.min_ctx() == 512
-    if case == "kv":  # forced by the user: the tuner does not search it away
-        assert "cache_type" not in tuner.space(tuner.start_config()).dimensions
+    if case in ("kv", "ubatch"):  # forced by the user: the tuner does not search it away
+        dimension = "cache_type" if case == "kv" else "ubatch"
+        assert dimension not in tuner.space(tuner.start_config()).dimensions
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_cli_export(case: str, tiny_moe: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export(case: str, tiny_moe: Path, capsys: pytest.CaptureFixture[str],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
     flags, _, _ = CASES[case]
+    if case in NEW_CASES:
+        from moetui.cli import export_cmd
+
+        monkeypatch.setattr(export_cmd, "rig_for", lambda settings, measuring=False: rig_for_case(case))
     assert main(["export", str(tiny_moe), "--rig", "rtx4090-ddr5-64", "--tool", "server", "--json", *flags]) == 0
     out = capsys.readouterr()
     d = json.loads(out.out)
@@ -347,3 +441,39 @@ def test_a_context_set_after_a_tune_is_the_one_chat_and_export_use(tiny_moe: Pat
     planned = choose(tuned=tuned, planned=plan, settings=other, rig=rig)
     assert planned.source is ConfigSource.PLANNED and planned.config.n_ctx == 4096
     assert "not used: the saved profile was tuned for chat" in planned.reason
+
+
+def test_cli_rpc_hosts_reach_the_plan_the_tune_the_line_and_the_load(tiny_moe: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--rpc HOST:PORT (a real ggml-rpc-server on 127.0.0.1) from `moetui plan`, `tune`, `export` and `run`: the
+    servers are asked for their devices (settings_args.rig_for), the plan splits the layers over them (this
+    host is given 64 MiB of RAM, too little for the model alone), the line passes --rpc, and llama.cpp puts
+    layers on the server when the worker loads `run`'s config."""
+    from rpc_helpers import rpc_servers
+
+    from moetui.cli import settings_args
+    from moetui.export.llama_tools import ensure_llama_tools
+
+    small = Rig(name="64 MiB host", gpus=[], cpu=CPUInfo(physical_cores=2, logical_cores=2),
+                memory=MemoryInfo(total_bytes=64 << 20, available_bytes=64 << 20),
+                build=LlamaBuildInfo(installed=True, version="test", gpu_offload=False, backends=["CPU", "RPC"]),
+                ram_bandwidth_gbs=20, fingerprint="rig-64mib")
+    monkeypatch.setattr(settings_args, "load_rig", lambda name: dataclasses.replace(small, remotes=[]))
+    ensure_llama_tools(["ggml-rpc-server"], variant="rpc")
+    with rpc_servers(tmp_path, n=1) as procs:
+        addr = procs[0][0]
+        assert main(["plan", str(tiny_moe), "--json", "--rpc", addr]) == 0
+        assert json.loads(capsys.readouterr().out)["config"]["rpc_servers"] == [addr]
+        tune_args = build_parser(only="tune").parse_args(["tune", str(tiny_moe), "--rpc", addr])
+        tuner = Tuner(str(tiny_moe), settings_args.rig_for(tune_cmd.options_from_args(tune_args).settings,
+                                                           measuring=True),
+                      tune_cmd.options_from_args(tune_args), store=ProfileStore(tmp_path))
+        assert tuner.make_plan().config.rpc_servers == [addr]
+        assert main(["export", str(tiny_moe), "--tool", "server", "--json", "--rpc", addr]) == 0
+        argv = json.loads(capsys.readouterr().out)["argv"]
+        assert argv[argv.index("--rpc") + 1] == addr
+        cfg = run_cmd.config_from_args(build_parser(only="run").parse_args(["run", str(tiny_moe), "--rpc", addr]),
+                                       planned=True, prefer_tuned=True)
+        log = load(cfg).log_path.read_text(errors="replace")  # llama.cpp's own account of where it put the layers
+        assert "assigned to device RPC0," in log and f"RPC0[{addr}] model buffer size" in log

@@ -10,6 +10,7 @@ import dataclasses
 import asyncio
 from pathlib import Path
 
+from textual.widgets import Static
 from ui_pilot import wait_for
 from hub_server import fake_hub  # noqa: F401
 
@@ -21,6 +22,7 @@ from moetui.ui.screens.best import BestConfigScreen
 from moetui.ui.screens.chat import ChatScreen
 from moetui.ui.widgets.chat_log import ChatLog
 from moetui.ui.widgets.flow_checklist import FlowChecklist
+from moetui.ui.widgets.format import tps
 from moetui.ui.widgets.choice_dialog import ChoiceDialog
 from moetui.ui.widgets.flow_error_dialog import FlowErrorDialog
 
@@ -67,6 +69,12 @@ def test_best_config_on_the_selected_local_model(tiny_moe: Path, cpu_rig: Rig) -
             result = best.result
             assert result is not None and not result.from_cache and any(p.status == "ok" for p in result.probes)
             assert best.model_path == str(tiny_moe)
+            # every speed says what it is (#28): the plan's predicted from the default factors, the winner's
+            # measured, and when
+            assert "predicted" in statuses_detail(best, "plan") and "(default factors)" in statuses_detail(best, "plan")
+            assert f": measured {tps(result.best.tg)} tok/s decode" in statuses_detail(best, "tune")
+            assert "just now" in statuses_detail(best, "tune")
+            assert ": measured" in str(best.query_one("#best-detail", Static).render())
             chat = await chat_answers(app, pilot)
             # Chat runs exactly the tuned winner
             assert app.state.tuned is result and chat.loaded_config == result.best.config
@@ -98,6 +106,7 @@ def test_best_config_from_the_catalog_downloads_through_the_hub(fake_hub, tiny_m
             steps = {s.key: s for s in best.query_one(FlowChecklist).steps}
             assert all(s.status == "done" for s in steps.values()), steps
             assert "Tiny MoE Q4_K_M" in steps["model"].detail and "tiny-moe-Q4_K_M.gguf" in steps["download"].detail
+            assert "tok/s (default factors)" in steps["model"].detail  # the pick's speed: predicted, from what
             local = Path(best.model_path)
             assert local.is_relative_to(tmp_path / "hf-cache") and local.read_bytes() == tiny_moe.read_bytes()
             assert any(path.startswith("/cdn/") for _, path, _ in fake_hub.log)  # really downloaded

@@ -266,9 +266,10 @@ async def test_home_says_which_figures_are_predicted_and_which_measured_and_when
                                   objective="decode", elapsed_s=1.0, stopped="converged", model_path=str(tiny_moe),
                                   created=time.time() - 300))
     app = MoetuiApp(model_path=str(tiny_moe), rig=rig, detect=False)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(130, 30)) as pilot:  # the line, with its context, unwrapped
         await wait_for(pilot, lambda: "tuned config in use" in app.screen_text(), what="the tuned config on Home")
-        assert "tuned config in use: measured 50.0 tok/s decode, 500 tok/s prompt, 5 min ago" in app.screen_text()
+        text = app.screen_text()
+        assert "tuned config in use, context " in text and ": measured 50.0 tok/s decode, 500 tok/s prompt, 5 min ago" in text, text
 
 
 @pytest.mark.parametrize("width", [80, 120])

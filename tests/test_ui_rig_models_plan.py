@@ -267,3 +267,33 @@ async def test_plan_on_a_cpu_only_rig_says_nothing_of_a_gpu(tiny_moe: Path) -> N
         await settle(app, pilot)
         assert app.state.plan.mode == "cpu_only" and not app.screen.query_one("#plan-margin").display
         assert "the GPU is not used" in "\n".join(app.state.plan.explanation)
+
+
+async def test_plan_says_what_its_speeds_are(tiny_moe: Path) -> None:
+    """#28: every speed says what it is. The plan's figures are predicted, from the default factors (no tune
+    measured this rig yet); once a tune's winner is the config in use, its line says it was measured, and when."""
+    import time
+
+    from moetui.runtime.bench import BenchResult
+    from moetui.tuner import Probe, TuneResult
+    from moetui.ui.state import TuneCompleted
+
+    app = MoetuiApp(model_path=str(tiny_moe), rig=load_preset("rtx4090-ddr5-64"))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: "predicted decode ~" in app.screen_text(), what="the plan's summary")
+        p = app.state.plan
+        text = app.screen_text()
+        assert f"predicted decode ~{p.decode_tps:,.0f} tok/s · prompt ~" in text and "(default factors)" in text
+        assert "measured" not in text
+
+        best = Probe(0, p.config.replace(n_ubatch=256), {"n_ubatch": 256}, "ub 256", status="ok", score=50.0,
+                     bench=BenchResult(64, 16, 3, [500.0] * 3, [50.0] * 3))
+        tuned = TuneResult(best=best, baseline=None, plan_probe=best, predicted={}, probes=[best],
+                           rig_fingerprint="r", model_id="m", llama_version="v", objective="turn", elapsed_s=1.0,
+                           stopped="converged", created=time.time() - 300)
+        app.post_message(TuneCompleted(tuned))
+        await wait_for(pilot, lambda: "Chat and Export use the tuned config" in app.screen_text(), what="the tuned line")
+        text = app.screen_text()
+        assert "measured 50.0 tok/s decode, 500 tok/s prompt, 5 min ago" in text, text

@@ -56,15 +56,18 @@ def gpu_budgets(rig: Rig, o: PlanOptions) -> tuple[list[str], dict[str, int], li
         name = gpu_device_name(g, i)
         free = g.vram_free_bytes or g.vram_total_bytes
         b = free - o.vram_margin_bytes
-        if cap is not None:
-            b = min(b, int(cap * free / total_free))
+        share = None if cap is None else int(cap * free / total_free)
+        capped = share is not None and share < b
+        if share is not None:
+            b = min(b, share)
         names.append(name)
         budgets[name] = max(0, b)
         # split layers by usable memory, nudged by bandwidth (a slower card gets proportionally fewer)
         bw = g.mem_bandwidth_gbs or FALLBACK_GPU_BW_GBS
         weights.append(max(0, b) * (bw / max((x.mem_bandwidth_gbs or FALLBACK_GPU_BW_GBS) for x in rig.gpus)) ** 0.5)
-        notes.append(f"{name} ({g.name}): {explain.gb(free)} free - {explain.gb(o.vram_margin_bytes)} margin = "
-                     f"{explain.gb(budgets[name])} budget")
+        notes.append(f"{name} ({g.name}): {explain.gb(free)} free - {explain.gb(o.vram_margin_bytes)} margin"
+                     + (f", capped at its share of the {explain.gb(cap)} VRAM budget (--vram-budget)" if capped else "")
+                     + f" = {explain.gb(budgets[name])} budget")
     return names, budgets, weights, notes
 
 

@@ -7,14 +7,11 @@
 
 A turn that fails (OOM, crash, hang) marks the probe failed, closes the worker (its state is unknown) and, for
 failures that say something about the config, records it in the ProfileStore so it is never proposed again.
-A config that changes only context-level settings reuses the loaded model; with RAM to spare on a CPU rig
-one other loaded worker is kept aside, so two configs compared turn by turn do not reload at every turn.
+Keeping the model workers (reuse, the spare, the benches they run) is ProbeWorkers' part (probe_workers.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,29 +24,19 @@ from moetui.errors import (
     Cancelled, ConfigError, DraftMismatch, ErrorKind, ModelFileError, WorkerError, classify_failure,
 )
 from moetui.hardware.rig import Rig
-from moetui.runtime.bench import BenchResult
 from moetui.tuner.events import ProbeFinished, ProbeStarted, TuneEvent
 from moetui.tuner.headroom import HEADROOM_SLACK, predicted_vram
 from moetui.tuner.options import TuneOptions
 from moetui.tuner.probe import Probe, ProbeRole, ProbeStatus, short_label
 from moetui.tuner.scoring import Objective
 from moetui.tuner.store import ProfileStore, config_key
-from moetui.runtime.client import ModelWorker
-from moetui.runtime.client import collect
 from moetui.config.units import gib_fixed
-from moetui.runtime.stats import process_vram_bytes
+from moetui.tuner.probe_workers import LoadedModel, ProbeWorkers, load_key  # noqa: F401 - load_key: tests use it here
 
-# settings a live context can change without reloading the weights
-CONTEXT_KEYS = ("n_ctx", "n_batch", "n_ubatch", "flash_attn", "cache_type_k", "cache_type_v")
-THREAD_KEYS = ("n_threads", "n_threads_batch")
 # failures that say something about the config on this rig (not about the moment or the user's options);
 # a hang is not among them: on a busy machine a slow probe can look like one
 RECORDED_KINDS = (ErrorKind.OOM, ErrorKind.CRASH, ErrorKind.ERROR, ErrorKind.LOAD, ErrorKind.CONFIG,
                   ErrorKind.CONTEXT)
-STALL_S = 300.0
-SPARE_RAM_FRACTION = 0.5  # a second worker stays loaded while two copies of the model fit in this much RAM
-DRAFT_PROMPT = ("Write a numbered list of the planets of the solar system with one short sentence "
-                "about each, then repeat the list in reverse order.")
 PROBE_ERRORS = (WorkerError, ModelFileError, ConfigError, DraftMismatch)
 
 
@@ -67,22 +54,7 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def load_key(cfg: RunConfig) -> tuple[Any, ...]:
-    """What needs a reload to change: everything but the context-level settings and threads."""
-    d = cfg.to_dict()
-    for k in (*CONTEXT_KEYS, *THREAD_KEYS, "notes", "seed"):
-        d.pop(k, None)
-    return (json.dumps(d, sort_keys=True),)
-
-
-@dataclass
-class _Loaded:
-    key: tuple[Any, ...]
-    config: RunConfig
-    default_threads: tuple[int, int]
-
-
-class ProbeRunner:
+class ProbeRunner(ProbeWorkers):
     def __init__(self, model_path: str, rig: Rig, options: TuneOptions, objective: Objective, store: ProfileStore,
                  rig_fingerprint: str, model_id: str) -> None:
         self.model_path, self.rig, self.options, self.objective = model_path, rig, options, objective
@@ -97,8 +69,8 @@ class ProbeRunner:
         self.default_threads: tuple[int, int] | None = None  # what a config without thread counts gets
         self._by_key: dict[str, Probe] = {}
         self._worker: Any = None
-        self._loaded: _Loaded | None = None
-        self._spare: tuple[Any, _Loaded] | None = None
+        self._loaded: LoadedModel | None = None
+        self._spare: tuple[Any, LoadedModel] | None = None
         self._t0 = time.monotonic()
         self._on_event: Callable[[TuneEvent], None] | None = None
         self.cancel = threading.Event()
@@ -276,109 +248,6 @@ class ProbeRunner:
             self.close(probe)
         return probe
 
-    def abandon_running(self) -> None:
-        """After a cancel: every started probe still running gets its finished event, as skipped."""
-        for p in self.probes:
-            if p.status == ProbeStatus.RUNNING:
-                p.status, p.error, p.error_kind = ProbeStatus.SKIPPED, "cancelled", ErrorKind.CANCELLED.value
-                self.emit(ProbeFinished(p, self.best, self.n_done(), self.eta(), self.elapsed()))
-
-    # --- workers ----------------------------------------------------------------------------------------
-    def cheap_switch(self, a: RunConfig, b: RunConfig) -> bool:
-        """Can the measurement go back and forth between two configs without a reload at every turn?"""
-        return load_key(a) == load_key(b) or self.keep_spares
-
-    def ensure_loaded(self, cfg: RunConfig) -> bool:
-        """Make the current worker run `cfg`: change context-level settings on the loaded model, take the
-        spare worker that has its weights loaded, or load them. True when it loaded the model."""
-        lkey = load_key(cfg)
-        if self._loaded is not None and self._loaded.key == lkey and self._worker is not None and self._worker.alive:
-            ctx = {k: getattr(cfg, k) for k in CONTEXT_KEYS if getattr(cfg, k) != getattr(self._loaded.config, k)}
-            if ctx:
-                self._worker.reconfigure(**ctx)
-            self._loaded.config = cfg
-            return False
-        spare, self._spare = self._spare, None
-        if self.keep_spares and self._worker is not None and self._loaded is not None and self._worker.alive:
-            self._spare, self._worker, self._loaded = (self._worker, self._loaded), None, None
-        else:
-            self.close_worker()
-        if spare is not None and spare[1].key == lkey and spare[0].alive:
-            self._worker, self._loaded = spare
-            return self.ensure_loaded(cfg)  # its context may differ
-        if spare is not None:
-            self._end(spare[0])
-        self.check_cancel()
-        # no progress (a loaded tensor, a measured repetition, a token) for this long means a hang; slow is fine
-        timeout = max(STALL_S, self.options.budget_s)
-        self._worker = ModelWorker(stall_timeout=timeout, load_timeout=min(timeout, self.hard_left()))
-        info = self._worker.start(cfg)
-        self._loaded = _Loaded(lkey, cfg, (info.n_threads, info.n_threads_batch))
-        self.default_threads = self.default_threads or self._loaded.default_threads
-        return True
-
-    def spares_fit(self, n: int) -> bool:
-        """Can n copies of the model stay loaded at once? Only on a CPU rig (VRAM holds one) with RAM to
-        spare: a config without mmap holds its own copy of the weights."""
-        if self.rig.gpus and self.rig.build.gpu_offload:
-            return False
-        return self.model_bytes() * n <= SPARE_RAM_FRACTION * (self.rig.memory.available_bytes or 0)
-
-    def model_bytes(self) -> int:
-        try:
-            return os.path.getsize(self.model_path)
-        except OSError:
-            return 0
-
-    def threads(self, cfg: RunConfig) -> tuple[int, int]:
-        """The thread counts a config runs with (its own, else what the loaded model defaulted to)."""
-        dt = self._loaded.default_threads if self._loaded else (self.default_threads or (1, 1))
-        return cfg.n_threads or dt[0], cfg.n_threads_batch or cfg.n_threads or dt[1]
-
-    def effective(self, cfg: RunConfig) -> RunConfig:
-        """The config with the thread counts it actually runs with, so "default threads" and the same
-        counts written out are one candidate, not two."""
-        if self.default_threads is None or (cfg.n_threads and cfg.n_threads_batch):
-            return cfg
-        t = cfg.n_threads or self.default_threads[0]
-        return cfg.replace(n_threads=t, n_threads_batch=cfg.n_threads_batch or cfg.n_threads or self.default_threads[1])
-
-    def _bench(self, t: int, tb: int, reps: int) -> BenchResult:
-        o = self.options
-        b = self._worker.bench(o.n_prompt, o.n_gen, max(1, reps), n_threads=t, n_threads_batch=tb,
-                               timeout=self.hard_left())
-        self.check_cancel()
-        if not b.tg_tok_s or not b.pp_tok_s:
-            raise WorkerError("the measurement returned no figures", kind="protocol")
-        return b
-
-    def _generate_bench(self, t: int, tb: int, reps: int) -> BenchResult:
-        """Speed timed by greedy generation of a fixed prompt: how a draft model is judged (bench() times
-        random tokens, which no draft can predict)."""
-        o = self.options
-        pp, tg = [], []
-        for _ in range(max(1, reps)):
-            self.check_cancel()
-            done = collect(self._worker.generate(DRAFT_PROMPT, max_tokens=o.n_gen, temperature=0.0,
-                                                 n_threads=t, n_threads_batch=tb, timeout=self.hard_left()))
-            if done.stats.prompt_tok_s:
-                pp.append(done.stats.prompt_tok_s)
-            if done.stats.decode_tok_s_avg:
-                tg.append(done.stats.decode_tok_s_avg)
-        c = self._loaded.config if self._loaded else RunConfig(model_path=self.model_path)
-        return BenchResult(n_prompt=o.n_prompt or 0, n_gen=o.n_gen, reps=len(tg), pp_tok_s=pp, tg_tok_s=tg,
-                           n_threads=t, n_threads_batch=tb, n_batch=c.n_batch, n_ubatch=c.n_ubatch,
-                           flash_attn=c.flash_attn, cache_type_k=c.cache_type_k, cache_type_v=c.cache_type_v)
-
-    def _vram(self) -> int | None:
-        w = self._worker
-        if w is None or w.load_info is None or not self.rig.gpus:
-            return None
-        v = process_vram_bytes(w.load_info.pid)
-        if v is None:
-            v = sum(n for d, n in w.load_info.buffers.total_by_device().items() if d != "CPU") or None
-        return v
-
     def _check_headroom(self, probe: Probe) -> None:
         """The user's VRAM margin is a constraint: a config that runs but leaves less free is not kept
         (not recorded as failed either: a smaller margin would allow it)."""
@@ -388,16 +257,9 @@ class ProbeRunner:
         probe.error = (f"uses {probe.vram_bytes / 2**30:.2f} GiB of VRAM, over the "
                        f"{self.vram_limit / 2**30:.2f} GiB left after the margin")
 
-    def _end(self, w: Any) -> None:
-        w.kill() if (self.interrupted or self.cancel.is_set()) else w.close()
-
-    def close_worker(self) -> None:
-        w, self._worker, self._loaded = self._worker, None, None
-        if w is not None:
-            self._end(w)
-
-    def close_all(self) -> None:
-        self.close_worker()
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            self._end(spare[0])
+    def abandon_running(self) -> None:
+        """After a cancel: every started probe still running gets its finished event, as skipped."""
+        for p in self.probes:
+            if p.status == ProbeStatus.RUNNING:
+                p.status, p.error, p.error_kind = ProbeStatus.SKIPPED, "cancelled", ErrorKind.CANCELLED.value
+                self.emit(ProbeFinished(p, self.best, self.n_done(), self.eta(), self.elapsed()))

@@ -2,9 +2,10 @@
 that screen), one key and one command-palette entry per screen and per action (moetui.ui.keys and
 moetui.ui.commands), and the shared AppState.
 
-Data flow: screens read `self.app.state` and post messages (moetui.ui.state) to change it; the App
-updates the state and calls `refresh_from_state()` on the screens that define it. Everything blocking
-(detection, model inspection, planning) runs in thread workers that report back with call_from_thread.
+Data flow: screens read the state through `app_state(self.app)` and post messages (moetui.ui.state) to
+change it; the App updates the state and calls `refresh_from_state()` on the screens that define it.
+Everything blocking (detection, model inspection, planning, the saved profile) runs in thread workers that
+report back with typed messages (moetui.ui.messages).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from moetui.hardware import detect_rig
 from moetui.paths import assets_dir, state_notices
 from moetui.ui.commands import MoetuiCommands, PaletteCommand
 from moetui.ui.keys import APP_ACTIONS, SCREEN_KEYS, shown_as_symbols
+from moetui.ui.messages import ModelUnreadable, PlanFailed, RigDetected, SavedProfileRead
 from moetui.ui.state import (
     AppState, ConfigChosen, DownloadRequested, ModelSelected, PlanChanged, RigChanged, SettingsChanged, TuneCompleted,
 )
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from moetui.hardware import Rig
     from moetui.model.info import ModelInfo
     from moetui.sizing.settings import Settings
-    from moetui.tuner import TuneResult
 
 ASSETS = assets_dir()
 
@@ -271,15 +272,16 @@ class MoetuiApp(App):
         try:
             saved = saved_profile(rig, info.identity, model_path)
         except Exception as exc:  # a damaged profile must not stop the app: it just is not used
-            self.call_from_thread(self.log.warning, f"tuned profile lookup failed: {exc!r}")
+            self.post_message(SavedProfileRead(model_path, error=exc))
             return
-        if saved is None or get_current_worker().is_cancelled:
-            return
-        self.call_from_thread(self._tuned_loaded, saved, model_path)
+        if saved is not None and not get_current_worker().is_cancelled:
+            self.post_message(SavedProfileRead(model_path, saved))
 
-    def _tuned_loaded(self, result: TuneResult, model_path: str | None) -> None:
-        if self.state.model_path == model_path:  # still the same selection
-            self.post_message(TuneCompleted(result))
+    def on_saved_profile_read(self, msg: SavedProfileRead) -> None:
+        if msg.error is not None:
+            self.log.warning(f"tuned profile lookup failed: {msg.error!r}")
+        elif msg.result is not None and self.state.model_path == msg.model_path:  # still the same selection
+            self.post_message(TuneCompleted(msg.result))
 
     # ---- workers ---------------------------------------------------------------------------------
     def detect(self) -> None:
@@ -292,14 +294,18 @@ class MoetuiApp(App):
         try:
             rig = detect_rig(stop=self._stop)
         except Exception as exc:  # detection is best effort by design; a bug here must not kill the UI
-            self.call_from_thread(self._detect_failed, exc)
+            self.post_message(RigDetected(error=exc))
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self._detected, rig)
+            self.post_message(RigDetected(rig))
 
-    def _detected(self, rig: Rig) -> None:
+    def on_rig_detected(self, msg: RigDetected) -> None:
         self.state.detecting = False
-        self.post_message(RigChanged(rig))
+        if msg.rig is not None:
+            self.post_message(RigChanged(msg.rig))
+            return
+        self.notify(in_words(msg.error), title="Rig detection failed", severity="error", timeout=8)
+        self.refresh_screens()
 
     def select_model(self, path: str) -> None:
         """Inspect `path` (GGUF path, shape preset or hub ref) in a worker, then select it."""
@@ -316,16 +322,16 @@ class MoetuiApp(App):
         try:
             info = resolve_model(path)
         except Exception as exc:
-            self.call_from_thread(self._model_failed, path, exc)
+            self.post_message(ModelUnreadable(path, exc))
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self.post_message, ModelSelected(path, info))
+            self.post_message(ModelSelected(path, info))
 
-    def _model_failed(self, path: str, exc: BaseException) -> None:
+    def on_model_unreadable(self, msg: ModelUnreadable) -> None:
         s = self.state
         s.loading_model = None
         # MoetuiErrors name the file already; anything else gets the path and the exception type
-        s.model_error = str(exc) if isinstance(exc, MoetuiError) else f"{path}: {in_words(exc)}"
+        s.model_error = str(msg.error) if isinstance(msg.error, MoetuiError) else f"{msg.path}: {in_words(msg.error)}"
         self.notify(s.model_error, title="Cannot use this model",
                     severity="error", timeout=8)
         self.refresh_screens()
@@ -350,10 +356,10 @@ class MoetuiApp(App):
             result = plan_for(info, rig, settings, model_path, draft)  # with the efficiency a tune measured here
         except Exception as exc:
             if not get_current_worker().is_cancelled:
-                self.call_from_thread(self._plan_failed, exc)
+                self.post_message(PlanFailed(exc))
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self.post_message, PlanChanged(result))
+            self.post_message(PlanChanged(result))
 
     def _draft(self, path: str) -> ModelInfo:
         """The draft model's ModelInfo, read once per path (worker thread)."""
@@ -363,18 +369,13 @@ class MoetuiApp(App):
             self._draft_info = (path, resolve_model(path))
         return self._draft_info[1]
 
-    def _plan_failed(self, exc: BaseException) -> None:
+    def on_plan_failed(self, msg: PlanFailed) -> None:
         s = self.state
         s.planning = False
         s.plan = None
-        s.plan_error = in_words(exc)
+        s.plan_error = in_words(msg.error)
         if not getattr(self.screen, "SHOWS_PLAN_ERRORS", False):  # the Plan screen shows it inline
             self.notify(s.plan_error, title="No plan", severity="error", timeout=8)
-        self.refresh_screens()
-
-    def _detect_failed(self, exc: BaseException) -> None:
-        self.state.detecting = False
-        self.notify(in_words(exc), title="Rig detection failed", severity="error", timeout=8)
         self.refresh_screens()
 
 

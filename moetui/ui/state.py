@@ -1,4 +1,5 @@
-"""The app's shared state; screens read it as `self.app.state` and post the messages below to change it.
+"""The app's shared state; screens read it through `app_state(self.app)` (one typed accessor) and post the
+messages below to change it.
 
 Messages bubble up to the App (attributes down, messages up): the App updates `AppState` and then calls
 `refresh_from_state()` on every installed screen that defines it. Nothing here imports a heavy module at
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from textual.app import App
 from textual.message import Message
 
 from moetui.sizing.settings import Settings  # light: the user's settings, no gguf
@@ -54,6 +56,16 @@ class AppState:
     def active_config(self) -> RunConfig | None:
         active = self.active()
         return active.config if active else None
+
+
+def app_state(app: App) -> AppState:
+    """The app's AppState, typed (MoetuiApp.state); a bare one for a host app that has none (a test's or an
+    embedding app: the screens then say what is missing)."""
+    state = getattr(app, "state", None)
+    if not isinstance(state, AppState):
+        state = AppState()
+        app.state = state  # type: ignore[attr-defined]  # the one place that gives a host app a state
+    return state
 
 
 class DownloadRequested(Message):

@@ -41,8 +41,9 @@ from moetui.runtime.stats import LiveStats
 from moetui.sizing.overrides import layers_from_overrides
 from moetui.sizing.plan import gpu_usable
 from moetui.ui.collector import CollectorHold
+from moetui.ui.state import app_state
 from moetui.ui.keys import type_into_focused_box
-from moetui.ui.screens.flow_common import FLOWS_TCSS, app_state
+from moetui.ui.screens.flow_common import FLOWS_TCSS
 from moetui.ui.screens.chat_download import DownloadOffer, not_downloaded
 from moetui.ui.screens.chat_messages import MemorySampled, ModelLoadEnded, ReplyEvent
 from moetui.ui.widgets.chat_log import ChatLog, ChatMessage

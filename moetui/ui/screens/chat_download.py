@@ -15,8 +15,7 @@ from moetui.hub.catalog import find_quant
 from moetui.hub.download import DownloadCancelled, download_model
 from moetui.model.info import ModelInfo
 from moetui.ui.screens.chat_messages import DownloadEnded, DownloadProgressed
-from moetui.ui.screens.flow_common import app_state
-from moetui.ui.state import ModelSelected
+from moetui.ui.state import ModelSelected, app_state
 from moetui.ui.widgets.chat_log import ChatLog
 from moetui.ui.widgets.choice_dialog import ChoiceDialog
 from moetui.ui.widgets.flow_error_dialog import show_error

@@ -19,6 +19,8 @@ from moetui.errors import MoetuiError, in_words
 from moetui.export.render import render
 from moetui.paths import atomic_write_text, data_dir
 from moetui.ui.widgets.select_title import show_select_titles
+from moetui.ui.messages import ExportRendered
+from moetui.ui.state import app_state
 
 if TYPE_CHECKING:
     from moetui.config import RunConfig
@@ -101,7 +103,7 @@ class ExportScreen(Screen):
         return str(self.query_one("#export-tool", Select).value), str(self.query_one("#export-shell", Select).value)
 
     def render_choice(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         active = s.active()
         cfg = active.config if active else None
         tool, shell = self.choice()
@@ -126,10 +128,13 @@ class ExportScreen(Screen):
             text, warnings = render_export(cfg, tool, shell)
         except Exception as exc:
             msg = in_words(exc)
-            self.app.call_from_thread(self._show, "", [f"cannot export: {msg}"], source, True)
+            self.post_message(ExportRendered("", [f"cannot export: {msg}"], source, failed=True))
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show, text, warnings, source, False)
+            self.post_message(ExportRendered(text, warnings, source))
+
+    def on_export_rendered(self, msg: ExportRendered) -> None:
+        self._show(msg.text, msg.warnings, msg.source, msg.failed)
 
     def _show(self, text: str, warnings: list[str], source: str, failed: bool) -> None:
         self.text = text
@@ -139,7 +144,7 @@ class ExportScreen(Screen):
         lines = text.splitlines()
         first_cmd = next((i for i, line in enumerate(lines) if line and not line.startswith("#")), 0)
         area.move_cursor((first_cmd, 0), center=True)
-        cfg = self.app.state.active_config()  # type: ignore[attr-defined]
+        cfg = app_state(self.app).active_config()
         head = f"the {source} config for {Path(cfg.model_path).name if cfg else '?'}"
         self.query_one("#export-notes", Static).update(
             "\n".join([head, *(f"[$text-warning]! {w}[/]" for w in warnings)]))

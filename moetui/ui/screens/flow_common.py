@@ -1,5 +1,5 @@
-"""Helpers the flow screens (Chat, Tune, Best config) share: the stylesheet path, the app's state (or a
-bare one in a host app), opening another screen by name, and letting go of model processes."""
+"""Helpers the flow screens (Chat, Tune, Best config) share: the stylesheet path, opening another screen by
+name, and letting go of model processes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from textual.app import App
 from textual.screen import Screen
 
 from moetui.paths import assets_dir
-from moetui.ui.state import AppState
 
 FLOWS_TCSS = str(assets_dir() / "flows.tcss")
 
@@ -25,15 +24,6 @@ def open_screen(app: App, name: str, factory: Callable[[], Screen]) -> None:
         app.switch_screen(name)
     else:
         app.push_screen(factory())
-
-
-def app_state(app: App) -> AppState:
-    """The app's AppState; a bare one for a host app that has none (the flows then say what is missing)."""
-    state = getattr(app, "state", None)
-    if state is None:
-        state = AppState()
-        app.state = state  # type: ignore[attr-defined]
-    return state
 
 
 def release_model_workers(app: App) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from rich.markup import escape
@@ -14,10 +13,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from moetui.hardware.bandwidth import ago, bandwidth_words
+from moetui.hardware.bandwidth import bandwidth_words
 from moetui.hub.cache import needs_download
 from moetui.hardware.detect import describe
 from moetui.ui.keys import app_action_bindings
+from moetui.ui.speed_words import factors_words, measured_words
+from moetui.ui.state import app_state
 from moetui.ui.widgets.format import gib, plan_mode, tps
 
 
@@ -49,7 +50,7 @@ class HomeScreen(Screen):
         self.app.action_open("best" if bid == "best" else bid.removeprefix("nav-"))  # type: ignore[attr-defined]
 
     def refresh_from_state(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         if s.rig is not None:
             rig = f"[b]Rig[/b]  {describe(s.rig)}" + (f"  [$text-muted]({s.rig.source})[/]" if s.rig.source != "detected" else "")
             probe = s.rig.bandwidth_probe
@@ -88,7 +89,7 @@ class HomeScreen(Screen):
             plan = (f"[b]Plan[/b]   {plan_mode(p.mode)}, context {p.config.n_ctx}, KV {p.config.cache_type_k}"
                     + (f", --n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else "")
                     + f"\n       predicted {tps(p.decode_tps)} tok/s decode, {tps(p.prompt_tps)} tok/s prompt"
-                    + (" (default factors)" if p.efficiency.source == "defaults" else " (factors a tune measured)"))
+                    + f" {factors_words(p)}")
         elif s.plan_error:
             plan = f"[b]Plan[/b]   [$text-error]{s.plan_error}[/]"
         else:
@@ -100,15 +101,3 @@ class HomeScreen(Screen):
         elif s.tuned is not None and active is not None:
             plan += f"\n       [$text-muted]{escape(active.reason)}[/]"
         self.query_one("#home-plan", Static).update(plan)
-
-
-def measured_words(tuned: object, config: object) -> str:
-    """': measured 41.2 tok/s decode, 388 tok/s prompt, 5 min ago' for the tuned config in use: what was
-    measured, not predicted, and when (read from the same clock as every other "ago")."""
-    best = getattr(tuned, "best", None)
-    if best is None or getattr(best, "tg", None) is None or best.config.replace(model_path="") != \
-            config.replace(model_path=""):  # type: ignore[attr-defined]
-        return ""
-    when = getattr(tuned, "created", None)
-    return (f": measured {tps(best.tg)} tok/s decode" + (f", {tps(best.pp)} tok/s prompt" if best.pp else "")
-            + (f", {ago(time.time() - when)}" if when else ""))

@@ -1,8 +1,9 @@
 """Models: local GGUFs (HF cache, LM Studio, Ollama, added folders and files, the current selection) and the catalog's
 quants; for each its size, MoE shape and a fit verdict for the current rig with predicted decode tok/s.
 
-Listing and verdicts run in a thread worker and fill the table row by row: local files need a header
-read and catalog entries a virtual model built from the shape preset (~0.5 s each, cached per process).
+Listing and verdicts (moetui.ui.model_scan) run in a thread worker and fill the table row by row through
+typed messages (moetui.ui.messages): local files need a header read and catalog entries a virtual model
+built from the shape preset (~0.5 s each, cached per process).
 Verdicts are kept per file identity, rig and planner inputs (VerdictCache): a Rescan or an Add judges only
 the rows not judged before."""
 
@@ -19,16 +20,16 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from moetui.errors import DoesNotFit, MoetuiError, in_words
+from moetui.errors import MoetuiError
 from moetui.hub.cache import cached_model_path
-from moetui.hub.catalog import load_catalog
-from moetui.hub.discovery import add_file, add_folder, discover_local
+from moetui.hub.discovery import add_file, add_folder
 from moetui.ui.keys import type_into_focused_box
-from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICT_WIDTH, VERDICTS, ModelRow, VerdictCache, app_plan_options, fit_name,
-                                  moe_shape, rig_key, row_plan_options, row_status, same_file, shape_info,
-                                  source_text, verdict)
-from moetui.ui.state import DownloadRequested, ModelSelected
-from moetui.ui.widgets.format import gib, tps
+from moetui.ui.model_rows import (NOT_DOWNLOADED, VERDICT_WIDTH, ModelRow, app_plan_options, fit_name, moe_shape,
+                                  rig_key, row_plan_options, row_status, source_text)
+from moetui.ui.model_scan import Cells, evaluate_row, list_rows
+from moetui.ui.messages import RowJudged, RowsListed, ScanEnded
+from moetui.ui.state import DownloadRequested, ModelSelected, app_state
+from moetui.ui.widgets.format import gib
 from moetui.hub.connection import unreachable_reason
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class ModelsScreen(Screen):
         self._plan_base: Any = None  # the app's PlanOptions with this rig's measured efficiency (scan sets it)
         self._marked: str | None = None
         self._scanned = False  # the listing of the last scan is in the table
+        self._scan_seq = 0  # the newest scan's number: what an older scan's worker still posts is dropped
         self._pending_add: str | None = None  # a file Added, remembered once it is selected
         self._done: tuple[list[str], str | None] | None = None  # the finished scan's errors and offline reason
         table = self.query_one(DataTable)
@@ -99,12 +101,12 @@ class ModelsScreen(Screen):
             table.refresh(layout=True)
 
     def refresh_from_state(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         if self._pending_add is not None and s.model_path == self._pending_add and s.model_info is not None:
             self._remember_added(self._pending_add)
         elif self._pending_add is not None and s.model_error:
             self._pending_add = None  # the App could not read it: not worth listing next time
-        options = app_plan_options(self.app.state)  # type: ignore[attr-defined]
+        options = app_plan_options(app_state(self.app))
         if s.rig is not self._rig_seen or (repr(options) != self._options_seen and self.is_current):
             # verdicts depend on the rig and the planner's inputs (the user's knobs, a tune's efficiency); for
             # the latter a hidden Models waits until it is shown (each keystroke in Plan's context box changes them)
@@ -139,7 +141,7 @@ class ModelsScreen(Screen):
 
     def _mark_selected(self) -> None:
         """Put the cursor on the selected model once per selection (never fight the user's cursor)."""
-        path = self.app.state.model_path  # type: ignore[attr-defined]
+        path = app_state(self.app).model_path
         table = self.query_one(DataTable)
         path = next((k for k, r in self.rows.items() if r.local_path and r.local_path == path), path)
         if path in self.rows and path != self._marked:
@@ -149,7 +151,8 @@ class ModelsScreen(Screen):
             if path in table.rows:
                 table.update_cell(path, "source", source_text(self.rows[path], True))
             try:
-                table.move_cursor(row=table.get_row_index(path))
+                with table.prevent(DataTable.RowHighlighted):  # not the user's highlight: see _add_rows
+                    table.move_cursor(row=table.get_row_index(path))
             except Exception:  # the row is still being added
                 pass
 
@@ -161,56 +164,43 @@ class ModelsScreen(Screen):
         self._marked = None
         self._scanned = False
         self._done = None
+        self._scan_seq += 1
         self.query_one("#models-status", Static).update("scanning local folders and the catalog…")
-        s = self.app.state  # type: ignore[attr-defined]
-        self._plan_base = app_plan_options(self.app.state)  # type: ignore[attr-defined]
-        self._scan_worker(s.rig, s.model_path, s.model_info)
+        s = app_state(self.app)
+        self._plan_base = app_plan_options(app_state(self.app))
+        self._scan_worker(s.rig, s.model_path, s.model_info, self._scan_seq)
 
     @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False)
-    def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None) -> None:
+    def _scan_worker(self, rig: Rig | None, selected: str | None, selected_info: ModelInfo | None, seq: int) -> None:
         worker = get_current_worker()
-        rows: list[ModelRow] = []
-        if selected and Path(selected).expanduser().exists():
-            quant = str(getattr(selected_info, "file_type", "") or "")
-            rows.append(ModelRow(selected, Path(selected).name, quant, Path(selected).stat().st_size, "selected",
-                                 selected_info))
-        errors: list[str] = []
-        try:
-            for m in discover_local():
-                if str(m.path) != selected:
-                    rows.append(ModelRow(str(m.path), m.name, m.quant, m.size_bytes, m.source, missing=m.missing))
-        except Exception as exc:
-            errors.append(f"local scan: {in_words(exc)}")
-        try:
-            for cm in load_catalog():
-                if cm.role != "target":
-                    continue
-                for q in cm.quants:
-                    cached = cached_model_path(q.ref)
-                    local = str(cached) if cached is not None and cached.is_file() else None
-                    rows.append(ModelRow(q.ref, cm.name, q.quant, q.size_bytes, q.repo.split("/")[0], approx=q.approx,
-                                         shape=cm.shape, local_path=local, catalog=True))
-        except MoetuiError as exc:
-            errors.append(f"catalog: {in_words(exc)}")
-        # a downloaded catalog quant is listed once, as its catalog row (the HF cache scan finds it too)
-        downloaded = {same_file(r.local_path) for r in rows if r.local_path}
-        rows = [r for r in rows if r.catalog or same_file(r.key) not in downloaded]
+        rows, errors = list_rows(selected, selected_info)
         if worker.is_cancelled:  # a newer scan (rig changed) owns the table now
             return
-        self.app.call_from_thread(self._add_rows, rows, True)
+        self.post_message(RowsListed(rows, scan=seq))
         rig_id = rig_key(rig) if rig is not None else None
         for i, row in enumerate(rows):
             if worker.is_cancelled:
                 return
             cells = self._evaluate(row, rig, rig_id)
-            self.app.call_from_thread(self._update_row, row, cells, f"fit verdicts {i + 1}/{len(rows)}")
-
+            if not self.post_message(RowJudged(row, cells, f"fit verdicts {i + 1}/{len(rows)}")):
+                return  # the screen is closing
         offline = unreachable_reason()
-        self.app.call_from_thread(self._scan_done, errors, offline)
+        if not worker.is_cancelled:
+            self.post_message(ScanEnded(errors, offline, seq))
 
-    def _scan_done(self, errors: list[str], offline: str | None) -> None:
-        self._done = (errors, offline)
-        self._status_done()
+    def on_rows_listed(self, msg: RowsListed) -> None:
+        if msg.scan == self._scan_seq:  # (a replaced scan's rows would come back into the cleared table)
+            self._add_rows(msg.rows, True)
+
+    def on_row_judged(self, msg: RowJudged) -> None:
+        self._update_row(msg.row, msg.cells, msg.progress)
+
+    def on_scan_ended(self, msg: ScanEnded) -> None:
+        if msg.scan != self._scan_seq:  # a replaced scan's end: the newest one's rows are still being judged
+            return
+        self._done = (msg.errors, msg.offline)
+        # after the table has drawn the rows just listed: its first highlight (a row's detail) comes first
+        self.call_after_refresh(self._status_done)
 
     def _status_done(self) -> None:
         """The scan's summary, counting the rows in the table now (one added since counts too)."""
@@ -224,68 +214,25 @@ class ModelsScreen(Screen):
                      + (f"\nhub unreachable ({offline}): catalog rows are sized from their shapes and plan "
                         "offline; local GGUFs, the demo model and what-if rigs (r) run" if offline else ""))
 
-    def _evaluate(self, row: ModelRow, rig: Rig | None, rig_id: str | None = None) -> tuple[str, str, str]:
-        """(MoE shape, verdict, tok/s) for one row (worker thread), from VERDICTS when judged before."""
-        if row.missing or rig is None:
-            return self._judge(row, rig)
-        key = VerdictCache.key(row, rig_id or rig_key(rig), self._row_options(row))
-        hit = VERDICTS.get(key)
-        if hit is not None:
-            info, cells, detail = hit
-            row.info = row.info or info
-            row.detail = detail
-            row.take_header_quant()
-            return cells
-        cells = self._judge(row, rig)
-        VERDICTS.put(key, (row.info, cells, row.detail))
-        return cells
-
-    def _judge(self, row: ModelRow, rig: Rig | None) -> tuple[str, str, str]:
-        from moetui.sizing.plan import plan
-
-        if row.missing:
-            row.detail = f"{row.key} is no longer there (moved or deleted); Add it again from its new place"
-            return "?", "missing", ""
-        try:
-            if row.info is None:
-                shape = row.shape
-                if row.file is not None:
-                    from moetui.model.inspect import inspect_file
-
-                    row.info = inspect_file(row.file)
-                elif shape:
-                    row.info = shape_info(shape, row.size_bytes)
-                else:
-                    return "?", "no shape preset: download to inspect", ""
-            row.take_header_quant()
-        except Exception as exc:
-            row.detail = f"unreadable: {in_words(exc)}"
-            return "?", f"unreadable: {in_words(exc)[:60]}", ""
-        if rig is None:
-            return moe_shape(row.info), "no rig yet", ""
-        try:
-            p = plan(row.info, rig, self._row_options(row))  # as Home and Plan plan it: one figure
-        except DoesNotFit as exc:
-            row.detail = str(exc)
-            return moe_shape(row.info), "does not fit", ""
-        except Exception as exc:
-            row.detail = in_words(exc)
-            return moe_shape(row.info), f"no plan: {row.detail[:50]}", ""
-        n = sum(1 for ly in p.layers if ly.experts_cpu)
-        row.detail = (f"{p.explanation[0]}" + (f" ({n} expert layers in RAM)" if p.mode == "experts_split" else "")
-                      + f"; predicted {tps(p.decode_tps)} tok/s decode")
-        return moe_shape(row.info), verdict(p), tps(p.decode_tps)
-
-    def _row_options(self, row: ModelRow) -> Any:
-        return row_plan_options(self._plan_base, row)
+    def _evaluate(self, row: ModelRow, rig: Rig | None, rig_id: str | None = None) -> Cells:
+        """(MoE shape, verdict, tok/s) for one row (worker thread), planned with the app's settings."""
+        return evaluate_row(row, rig, row_plan_options(self._plan_base, row), rig_id)
 
     @work(thread=True, group="models-eval", exit_on_error=False)
     def _eval_worker(self, row: ModelRow, rig: Rig | None) -> None:
-        self.app.call_from_thread(self._update_row, row, self._evaluate(row, rig), "")
+        self.post_message(RowJudged(row, self._evaluate(row, rig)))
 
     def _add_rows(self, rows: list[ModelRow], scanned: bool = False) -> None:
         table = self.query_one(DataTable)
         self._scanned = self._scanned or scanned
+        # the table highlights its first row by itself: not the user's highlight, so the status line keeps
+        # the scan's words (the worker has judged rows already by the time these land, and the highlight
+        # would put a row's detail over the scan's summary)
+        with table.prevent(DataTable.RowHighlighted):
+            self._add_table_rows(table, rows)
+        self._mark_selected()
+
+    def _add_table_rows(self, table: DataTable, rows: list[ModelRow]) -> None:
         for r in rows:
             known = r.key in self.rows
             self.rows[r.key] = r  # the newest scan's object is the one its worker fills in
@@ -296,9 +243,8 @@ class ModelsScreen(Screen):
             width = col.width if col is not None else COLUMNS[0][2]
             table.add_row(fit_name(r.name, width), source_text(r, r.key == self._marked), r.quant or "-", size, "…", "", moe_shape(r.info),
                           key=r.key)
-        self._mark_selected()
 
-    def _update_row(self, row: ModelRow, cells: tuple[str, str, str], status: str) -> None:
+    def _update_row(self, row: ModelRow, cells: Cells, status: str) -> None:
         table = self.query_one(DataTable)
         if self.rows.get(row.key) is not row:  # from a scan that was replaced since
             return

@@ -19,7 +19,8 @@ from moetui.errors import ConfigError
 from moetui.hub.cache import needs_download
 from moetui.sizing.plan import MIN_CTX, gpu_usable
 from moetui.sizing.settings import Settings
-from moetui.ui.state import SettingsChanged
+from moetui.ui.speed_words import factors_words, measured_words
+from moetui.ui.state import SettingsChanged, app_state
 from moetui.ui.keys import app_action_bindings
 from moetui.ui.widgets.select_title import show_select_titles
 from moetui.ui.widgets.format import plan_mode, tps
@@ -62,7 +63,7 @@ class PlanScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        o: Settings = self.app.state.settings  # type: ignore[attr-defined]
+        o: Settings = app_state(self.app).settings
         if o.n_ctx:
             self.query_one("#plan-ctx", Input).value = str(o.n_ctx)
         if o.cache_type:
@@ -79,7 +80,7 @@ class PlanScreen(Screen):
         self.refresh_from_state()
 
     def refresh_from_state(self) -> None:
-        s = self.app.state  # type: ignore[attr-defined]
+        s = app_state(self.app)
         p = s.plan
         # VRAM headroom means nothing where no GPU is used (none found, or a build without offload)
         self.set_class(s.rig is not None and not gpu_usable(s.rig), "-no-gpu")
@@ -101,16 +102,18 @@ class PlanScreen(Screen):
         name = s.model_info.name if s.model_info else c.model_path
         placement = f"--n-cpu-moe {p.n_cpu_moe}" if p.n_cpu_moe else (f"{len(c.overrides)} -ot rules" if c.overrides else "")
         lines = [f"{name}: {plan_mode(p.mode)}" + (f", {placement}" if placement else ""),
-                 f"decode ~{tps(p.decode_tps)} tok/s · prompt ~{tps(p.prompt_tps)} tok/s · context {c.n_ctx}"
-                 + (f" (max {p.max_ctx})" if p.max_ctx else "") + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
+                 f"predicted decode ~{tps(p.decode_tps)} tok/s · prompt ~{tps(p.prompt_tps)} tok/s {factors_words(p)}",
+                 f"context {c.n_ctx}" + (f" (max {p.max_ctx})" if p.max_ctx else "")
+                 + f" · KV {c.cache_type_k} · fa {c.flash_attn}"]
         if c.draft is not None:
             lines.append(f"draft: {c.draft.model_path} ({'GPU' if c.draft.n_gpu_layers else 'CPU'})")
         if s.model_path and needs_download(s.model_path):
             lines.append("[$text-warning]not downloaded yet (planned without the file); Chat (c) or Best (b) downloads it[/]")
         active = s.active()  # the resolver's answer for the settings
         if active is not None and active.config is not c:
-            lines.append(f"[dim]Chat and Export use the {active.source} config (context {active.config.n_ctx}); "
-                         "this is the plan[/dim]")
+            measured = measured_words(s.tuned, active.config) if active.source == "tuned" else ""
+            lines.append(f"[dim]Chat and Export use the {active.source} config (context {active.config.n_ctx})"
+                         f"{measured}; this is the plan[/dim]")
         self.query_one("#plan-summary", Static).update("\n".join(lines))
         self.query_one("#plan-explanation", Static).update("\n".join(f"• {line}" for line in p.explanation))
 
@@ -137,7 +140,7 @@ class PlanScreen(Screen):
     def settings_from_knobs(self, draft: bool = False) -> Settings:
         """The app's Settings with the knobs' values (the draft box only when submitted: draft); a
         ConfigError naming the knob for a value that cannot be used."""
-        base: Settings = self.app.state.settings  # type: ignore[attr-defined]
+        base: Settings = app_state(self.app).settings
         ctx_text = self.query_one("#plan-ctx", Input).value.strip()
         try:
             n_ctx = int(ctx_text) if ctx_text else None

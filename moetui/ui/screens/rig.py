@@ -18,7 +18,8 @@ from moetui.errors import MoetuiError, in_words
 from moetui.hardware import Sampler, list_presets, load_preset
 from moetui.hardware.bandwidth import bandwidth_how, bandwidth_words
 from moetui.ui.keys import app_action_bindings
-from moetui.ui.state import RigChanged
+from moetui.ui.messages import SampleTaken, SamplerReady
+from moetui.ui.state import RigChanged, app_state
 from moetui.ui.widgets.format import gib
 from moetui.ui.widgets.gauge import Gauge
 from rich.markup import escape
@@ -106,7 +107,7 @@ class RigScreen(Screen):
             self._sampler.close()
 
     def refresh_from_state(self) -> None:
-        state = self.app.state  # type: ignore[attr-defined]
+        state = app_state(self.app)
         rig = state.rig
         if rig is None:
             text = "detecting this machine…" if state.detecting else "no rig yet: press Re-detect"
@@ -140,13 +141,17 @@ class RigScreen(Screen):
         try:
             sampler = Sampler()
         except Exception as exc:  # the gauges are a nicety: show n/a, keep going
-            self.app.call_from_thread(self.notify, f"live gauges unavailable: {in_words(exc)}", severity="warning")
+            self.post_message(SamplerReady(error=exc))
             return
-        self.app.call_from_thread(self._sampler_ready, sampler)
+        if not self.post_message(SamplerReady(sampler)):
+            sampler.close()  # the screen is closing: nobody will sample
 
-    def _sampler_ready(self, sampler) -> None:
-        self._sampler = sampler
-        rig = self.app.state.rig  # type: ignore[attr-defined]
+    def on_sampler_ready(self, msg: SamplerReady) -> None:
+        if msg.sampler is None:
+            self.notify(f"live gauges unavailable: {in_words(msg.error)}", severity="warning")
+            return
+        self._sampler = sampler = msg.sampler
+        rig = app_state(self.app).rig
         if sampler.error and not (rig is not None and rig.source == "detected" and not rig.gpus):
             # a machine with no GPU has no GPU gauges to miss: say nothing of the driver there
             self.query_one("#rig-live-title", Static).update(
@@ -160,7 +165,10 @@ class RigScreen(Screen):
     def _sample(self) -> None:
         sample = self._sampler.sample()
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self.show_sample, sample)
+            self.post_message(SampleTaken(sample))
+
+    def on_sample_taken(self, msg: SampleTaken) -> None:
+        self.show_sample(msg.sample)
 
     def show_sample(self, sample: Sample) -> None:
         """Attributes down: one VRAM and one utilization gauge per GPU, plus RAM and CPU."""

@@ -20,12 +20,8 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from moetui.errors import ConfigError, MoetuiError, first_line, in_words
 from moetui.hub.cache import needs_download
-from moetui.ui.screens.flow_common import (
-    FLOWS_TCSS,
-    app_state,
-    release_model_workers,
-)
-from moetui.ui.state import ConfigChosen, SettingsChanged, TuneCompleted
+from moetui.ui.screens.flow_common import FLOWS_TCSS, release_model_workers
+from moetui.ui.state import ConfigChosen, SettingsChanged, TuneCompleted, app_state
 from moetui.ui.tune_view import TuneEnded, TunerEvent, TuneView, describe_probe, probe_name, versus_plan
 from moetui.ui.widgets.flow_error_dialog import show_error
 from moetui.ui.widgets.tick_box import TickBox
