@@ -27,7 +27,7 @@ from moetui.errors import MoetuiError, first_line
 from moetui.export.server_stats import ServerStats, StatsPoller, rate
 from moetui.export.serving import Endpoint, ServeOptions, ServerEvent, ServerSupervisor, client_snippets
 from moetui.paths import assets_dir
-from moetui.ui.screens.flow_common import app_state
+from moetui.ui.state import app_state
 
 POLL_S = 1.0
 HISTORY = 60  # sparkline points: the last minute
